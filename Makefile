@@ -1,0 +1,27 @@
+# make test: everything CI runs. It installs what it needs on a fresh
+# Debian machine (as root), then vets and runs every test with the race
+# detector, integration tests against real redis-server processes included.
+GO ?= go
+
+.PHONY: test deps vet build run
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+vet:
+	$(GO) vet ./...
+
+# Real redis-server and redis-cli for the integration tests; never skipped.
+deps:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+		echo "installing redis-server and redis-tools"; \
+		apt-get install -y redis-server redis-tools || { apt-get update && apt-get install -y redis-server redis-tools; }; \
+	fi
+
+build:
+	$(GO) build -o bin/sessproxy ./cmd/sessproxy
+
+run:
+	$(GO) run ./cmd/sessproxy
+
+-include bench/bench.mk

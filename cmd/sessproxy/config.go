@@ -1,0 +1,399 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/proxy"
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
+)
+
+// Config is the TOML file. config.example.toml documents every key with
+// its default; a test keeps the two in step.
+type Config struct {
+	Server    ServerConfig    `toml:"server"`
+	Upstream  UpstreamConfig  `toml:"upstream"`
+	Session   SessionConfig   `toml:"session"`
+	TTL       TTLConfig       `toml:"ttl"`
+	Tombstone TombstoneConfig `toml:"tombstone"`
+	Codec     CodecConfig     `toml:"codec"`
+	Log       LogConfig       `toml:"log"`
+	Users     []UserConfig    `toml:"users"`
+}
+
+type ServerConfig struct {
+	Listen          string   `toml:"listen"`
+	Unix            string   `toml:"unix"`
+	TLSCert         string   `toml:"tls_cert"`
+	TLSKey          string   `toml:"tls_key"`
+	RequirePass     string   `toml:"requirepass"`
+	MaxClients      int      `toml:"max_clients"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	MaxRequestBytes int64    `toml:"max_request_bytes"`
+}
+
+type UpstreamConfig struct {
+	Mode         string            `toml:"mode"`
+	Addrs        []string          `toml:"addrs"`
+	Username     string            `toml:"username"`
+	Password     string            `toml:"password"`
+	DB           int               `toml:"db"`
+	PoolSize     int               `toml:"pool_size"`
+	DialTimeout  Duration          `toml:"dial_timeout"`
+	ReadTimeout  Duration          `toml:"read_timeout"`
+	WriteTimeout Duration          `toml:"write_timeout"`
+	TLS          UpstreamTLSConfig `toml:"tls"`
+}
+
+type UpstreamTLSConfig struct {
+	Enabled            bool   `toml:"enabled"`
+	CA                 string `toml:"ca"`
+	Cert               string `toml:"cert"`
+	Key                string `toml:"key"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+}
+
+type SessionConfig struct {
+	Prefix        string `toml:"prefix"`
+	OutsidePrefix string `toml:"outside_prefix"`
+}
+
+type TTLConfig struct {
+	Default    Duration     `toml:"default"`
+	Min        Duration     `toml:"min"`
+	Max        Duration     `toml:"max"`
+	FromCookie bool         `toml:"from_cookie"`
+	Touch      bool         `toml:"touch"`
+	Persist    string       `toml:"persist"`
+	Rules      []RuleConfig `toml:"rules"`
+}
+
+type RuleConfig struct {
+	Field  string   `toml:"field"`
+	Equals string   `toml:"equals"`
+	TTL    Duration `toml:"ttl"`
+}
+
+type TombstoneConfig struct {
+	Enabled bool     `toml:"enabled"`
+	Grace   Duration `toml:"grace"`
+	OnWrite string   `toml:"on_write"`
+}
+
+type CodecConfig struct {
+	Format          string `toml:"format"`
+	MaxPayloadBytes int    `toml:"max_payload_bytes"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+type UserConfig struct {
+	Name     string `toml:"name"`
+	Password string `toml:"password"`
+	Role     string `toml:"role"`
+}
+
+// defaultConfig is the configuration with no file: SPEC's defaults.
+func defaultConfig() Config {
+	return Config{
+		Server: ServerConfig{
+			Listen:          "127.0.0.1:6380",
+			MaxClients:      10000,
+			MaxRequestBytes: 8 << 20,
+		},
+		Upstream: UpstreamConfig{
+			Mode:         store.ModeEmbedded,
+			Addrs:        []string{},
+			DialTimeout:  Duration(5 * time.Second),
+			ReadTimeout:  Duration(3 * time.Second),
+			WriteTimeout: Duration(3 * time.Second),
+		},
+		Session: SessionConfig{Prefix: "sess:", OutsidePrefix: commands.OutsideDeny},
+		TTL: TTLConfig{
+			Default:    Duration(24 * time.Hour),
+			Min:        Duration(time.Second),
+			Max:        Duration(30 * 24 * time.Hour),
+			FromCookie: true,
+			Touch:      true,
+			Persist:    ttl.PersistDeny,
+			Rules:      []RuleConfig{},
+		},
+		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
+		Codec:     CodecConfig{Format: codec.FormatJSON, MaxPayloadBytes: 1 << 20},
+		Log:       LogConfig{Level: "info", Format: "console"},
+		Users:     []UserConfig{},
+	}
+}
+
+// loadConfig reads path over the defaults. Unknown keys are errors, so a
+// typo does not silently leave a default in place.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	md, err := toml.DecodeFile(path, &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("read config %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	return cfg, nil
+}
+
+// validate checks values the types cannot; every error names its key.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, why string) { errs = append(errs, fmt.Errorf("invalid %s: %s", key, why)) }
+	if c.Server.Listen == "" {
+		bad("server.listen", "must not be empty")
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		bad("server.tls_cert", "tls_cert and tls_key go together")
+	}
+	if c.Server.MaxClients <= 0 {
+		bad("server.max_clients", "must be > 0")
+	}
+	if c.Server.IdleTimeout < 0 {
+		bad("server.idle_timeout", "must be >= 0")
+	}
+	if c.Server.MaxRequestBytes < 1024 {
+		bad("server.max_request_bytes", "must be >= 1024")
+	}
+	switch c.Upstream.Mode {
+	case store.ModeEmbedded:
+	case store.ModeStandalone:
+		if len(c.Upstream.Addrs) != 1 {
+			bad("upstream.addrs", "standalone mode needs exactly one address")
+		}
+	case store.ModeCluster:
+		if len(c.Upstream.Addrs) == 0 {
+			bad("upstream.addrs", "cluster mode needs at least one seed address")
+		}
+	default:
+		bad("upstream.mode", `must be "embedded", "standalone" or "cluster"`)
+	}
+	if c.Upstream.DB < 0 || (c.Upstream.DB != 0 && c.Upstream.Mode == store.ModeCluster) {
+		bad("upstream.db", "must be >= 0, and 0 in cluster mode")
+	}
+	if c.Upstream.PoolSize < 0 {
+		bad("upstream.pool_size", "must be >= 0")
+	}
+	if c.Session.Prefix == "" {
+		bad("session.prefix", "must not be empty")
+	}
+	if c.Session.OutsidePrefix != commands.OutsideDeny && c.Session.OutsidePrefix != commands.OutsidePassthrough {
+		bad("session.outside_prefix", `must be "deny" or "passthrough"`)
+	}
+	if c.TTL.Min <= 0 {
+		bad("ttl.min", "must be > 0")
+	}
+	if c.TTL.Max < c.TTL.Min {
+		bad("ttl.max", "must be >= ttl.min")
+	}
+	if c.TTL.Default < c.TTL.Min || c.TTL.Default > c.TTL.Max {
+		bad("ttl.default", "must be within [ttl.min, ttl.max]")
+	}
+	if c.TTL.Persist != ttl.PersistDeny && c.TTL.Persist != ttl.PersistClamp {
+		bad("ttl.persist", `must be "deny" or "clamp"`)
+	}
+	for i, r := range c.TTL.Rules {
+		if r.Field == "" {
+			bad(fmt.Sprintf("ttl.rules[%d].field", i), "must not be empty")
+		}
+		if r.TTL <= 0 {
+			bad(fmt.Sprintf("ttl.rules[%d].ttl", i), "must be > 0")
+		}
+	}
+	if c.Tombstone.Enabled && c.Tombstone.Grace <= 0 {
+		bad("tombstone.grace", "must be > 0 when tombstones are enabled")
+	}
+	if c.Tombstone.OnWrite != commands.OnWriteError && c.Tombstone.OnWrite != commands.OnWriteIgnore {
+		bad("tombstone.on_write", `must be "error" or "ignore"`)
+	}
+	if c.Codec.Format != codec.FormatJSON && c.Codec.Format != codec.FormatRaw {
+		bad("codec.format", `must be "json" or "raw"`)
+	}
+	if c.Codec.MaxPayloadBytes <= 0 {
+		bad("codec.max_payload_bytes", "must be > 0")
+	}
+	if int64(c.Codec.MaxPayloadBytes) > c.Server.MaxRequestBytes {
+		bad("codec.max_payload_bytes", "must be <= server.max_request_bytes")
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		bad("log.level", err.Error())
+	}
+	if c.Log.Format != "console" && c.Log.Format != "json" {
+		bad("log.format", `must be "console" or "json"`)
+	}
+	for i, u := range c.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" || u.Password == "" {
+			bad(key, "name and password are required")
+		}
+		if u.Name == "default" && c.Server.RequirePass != "" {
+			bad(key+".name", `"default" is the server.requirepass user`)
+		}
+		switch commands.Role(u.Role) {
+		case commands.RoleAdmin, commands.RoleApp, commands.RoleReadonly:
+		default:
+			bad(key+".role", `must be "admin", "app" or "readonly"`)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// masked returns the configuration with secrets replaced, for printing.
+func (c Config) masked() Config {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "********"
+	}
+	c.Server.RequirePass = mask(c.Server.RequirePass)
+	c.Upstream.Password = mask(c.Upstream.Password)
+	users := make([]UserConfig, len(c.Users))
+	for i, u := range c.Users {
+		u.Password = mask(u.Password)
+		users[i] = u
+	}
+	c.Users = users
+	return c
+}
+
+func (c *Config) storeOptions() (store.Options, error) {
+	opts := store.Options{
+		Mode:         c.Upstream.Mode,
+		Addrs:        c.Upstream.Addrs,
+		Username:     c.Upstream.Username,
+		Password:     c.Upstream.Password,
+		DB:           c.Upstream.DB,
+		PoolSize:     c.Upstream.PoolSize,
+		DialTimeout:  time.Duration(c.Upstream.DialTimeout),
+		ReadTimeout:  time.Duration(c.Upstream.ReadTimeout),
+		WriteTimeout: time.Duration(c.Upstream.WriteTimeout),
+	}
+	t := c.Upstream.TLS
+	if !t.Enabled {
+		return opts, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return opts, fmt.Errorf("invalid upstream.tls.ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return opts, fmt.Errorf("invalid upstream.tls.ca: no certificate in %s", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return opts, fmt.Errorf("invalid upstream.tls.cert: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	opts.TLS = cfg
+	return opts, nil
+}
+
+func (c *Config) commandOptions() (commands.Options, error) {
+	cd, err := codec.New(c.Codec.Format, c.Codec.MaxPayloadBytes)
+	if err != nil {
+		return commands.Options{}, fmt.Errorf("invalid codec.format: %w", err)
+	}
+	rules := make([]ttl.Rule, len(c.TTL.Rules))
+	for i, r := range c.TTL.Rules {
+		rules[i] = ttl.Rule{Field: r.Field, Equals: r.Equals, TTL: time.Duration(r.TTL)}
+	}
+	users := make([]commands.User, len(c.Users))
+	for i, u := range c.Users {
+		users[i] = commands.User{Name: u.Name, Password: u.Password, Role: commands.Role(u.Role)}
+	}
+	return commands.Options{
+		Prefix:        c.Session.Prefix,
+		OutsidePrefix: c.Session.OutsidePrefix,
+		Policy: ttl.Policy{
+			Default:    time.Duration(c.TTL.Default),
+			Min:        time.Duration(c.TTL.Min),
+			Max:        time.Duration(c.TTL.Max),
+			FromCookie: c.TTL.FromCookie,
+			Rules:      rules,
+			Touch:      c.TTL.Touch,
+			Persist:    c.TTL.Persist,
+		},
+		Tombstones:  c.Tombstone.Enabled,
+		Grace:       time.Duration(c.Tombstone.Grace),
+		OnWrite:     c.Tombstone.OnWrite,
+		Codec:       cd,
+		RequirePass: c.Server.RequirePass,
+		Users:       users,
+		DB:          c.Upstream.DB,
+		Version:     version,
+	}, nil
+}
+
+func (c *Config) proxyOptions() proxy.Options {
+	return proxy.Options{
+		Listen:          c.Server.Listen,
+		Unix:            c.Server.Unix,
+		TLSCert:         c.Server.TLSCert,
+		TLSKey:          c.Server.TLSKey,
+		MaxClients:      c.Server.MaxClients,
+		IdleTimeout:     time.Duration(c.Server.IdleTimeout),
+		MaxRequestBytes: c.Server.MaxRequestBytes,
+	}
+}
+
+// Duration is a time.Duration written as a string ("24h", "5m"), with "d"
+// for days as well since TTLs are often counted in days ("30d").
+type Duration time.Duration
+
+// UnmarshalText parses Go duration syntax plus a whole-days suffix.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(b)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes whole days as "30d", the rest in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) {
+	v := time.Duration(d)
+	if v > 0 && v%(24*time.Hour) == 0 {
+		return []byte(strconv.Itoa(int(v/(24*time.Hour))) + "d"), nil
+	}
+	return []byte(v.String()), nil
+}

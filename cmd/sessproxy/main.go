@@ -1,0 +1,180 @@
+// Command sessproxy is a Redis-protocol proxy that puts web sessions under
+// policy: bounded TTLs, tombstones that keep logged-out sessions dead, and
+// validated payloads.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/proxy"
+	"github.com/sessproxy/sessproxy/store"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// shutdownGrace bounds how long SIGTERM waits for clients to finish.
+const shutdownGrace = 10 * time.Second
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sessproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "sessproxy", version)
+			return nil
+		case "check":
+			cfg, err := configFromFlags("check", args[1:])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "# config is valid; effective configuration (secrets masked):")
+			return toml.NewEncoder(stdout).Encode(cfg.masked())
+		}
+	}
+	cfg, err := configFromFlags("sessproxy", args)
+	if err != nil {
+		return err
+	}
+	return serve(cfg)
+}
+
+// configFromFlags loads -config and applies the flags that override it.
+func configFromFlags(name string, args []string) (Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("config", "", "TOML config file (default: built-in defaults, embedded upstream)")
+	listen := fs.String("listen", "", "listen address, overrides server.listen")
+	upstream := fs.String("upstream", "", "comma-separated upstream addresses, overrides upstream.addrs")
+	mode := fs.String("mode", "", "embedded, standalone or cluster, overrides upstream.mode")
+	level := fs.String("log-level", "", "debug, info, warn or error, overrides log.level")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return cfg, err
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	if *upstream != "" {
+		cfg.Upstream.Addrs = strings.Split(*upstream, ",")
+		if *mode == "" && cfg.Upstream.Mode == store.ModeEmbedded {
+			cfg.Upstream.Mode = store.ModeStandalone
+		}
+	}
+	if *mode != "" {
+		cfg.Upstream.Mode = *mode
+	}
+	if *level != "" {
+		cfg.Log.Level = *level
+	}
+	return cfg, cfg.validate()
+}
+
+// serve runs the proxy until SIGTERM or SIGINT.
+func serve(cfg Config) error {
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	storeOpts, err := cfg.storeOptions()
+	if err != nil {
+		return err
+	}
+	cmdOpts, err := cfg.commandOptions()
+	if err != nil {
+		return err
+	}
+	cmdOpts.Logger = log
+	proxyOpts := cfg.proxyOptions()
+	proxyOpts.Logger = log
+
+	ctx, cancel := context.WithTimeout(context.Background(), storeOpts.DialTimeout+storeOpts.ReadTimeout)
+	st, err := store.Open(ctx, storeOpts)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect to upstream: %w", err)
+	}
+	defer st.Close()
+	if st.Mode() == store.ModeEmbedded {
+		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
+	}
+
+	srv := proxy.New(commands.New(st, cmdOpts), proxyOpts)
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	log.Info("sessproxy listening", zap.String("addr", srv.Addr().String()), zap.String("unix", cfg.Server.Unix),
+		zap.String("upstream_mode", st.Mode()), zap.Strings("upstream_addrs", st.Addrs()), zap.String("version", version))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	select {
+	case err := <-served:
+		return err
+	case sig := <-signals:
+		log.Info("shutting down", zap.String("signal", sig.String()))
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return err
+	}
+	if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg LogConfig) (*zap.Logger, error) {
+	level, err := parseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("invalid log.level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	if cfg.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.Development = false
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.DisableStacktrace = true
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+func parseLevel(s string) (zapcore.Level, error) {
+	var l zapcore.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("unknown level %q (debug, info, warn, error)", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,417 @@
+package commands
+
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// redisVersion is the Redis version sessproxy reports to clients: the
+// command semantics it follows. Clients use it to pick features.
+const redisVersion = "7.0.15"
+
+// PING [message]
+func (e *Engine) ping(c *Call) {
+	switch len(c.Args) {
+	case 1:
+		c.Out.Simple("PONG")
+	case 2:
+		c.Out.Bulk(c.Args[1])
+	default:
+		c.Out.Error(errArity("ping"))
+	}
+}
+
+// ECHO message
+func (e *Engine) echo(c *Call) { c.Out.Bulk(c.Args[1]) }
+
+// QUIT: +OK, then the proxy closes the connection after the replies before it.
+func (e *Engine) quit(c *Call) {
+	c.Client.closeAfter = true
+	c.Out.OK()
+}
+
+// READONLY, READWRITE: accepted so cluster-aware clients can connect; the
+// proxy routes reads itself.
+func (e *Engine) okReply(c *Call) { c.Out.OK() }
+
+// RESET: back to the state of a new connection.
+func (e *Engine) reset(c *Call) {
+	e.resetAuth(c.Client)
+	c.Client.mu.Lock()
+	c.Client.name, c.Client.proto = "", 2
+	c.Client.mu.Unlock()
+	c.Out.Reset(2)
+	c.Out.Simple("RESET")
+}
+
+// AUTH [username] password
+func (e *Engine) auth(c *Call) {
+	user, pass := "default", ""
+	switch len(c.Args) {
+	case 2:
+		pass = string(c.Args[1])
+	case 3:
+		user, pass = string(c.Args[1]), string(c.Args[2])
+	default:
+		c.Out.Error(msgSyntax)
+		return
+	}
+	if !e.authRequired() {
+		c.Out.Error(msgNoPassword)
+		return
+	}
+	if err := e.authenticate(c.Client, user, pass); err != nil {
+		c.Out.Error(msgWrongPass)
+		return
+	}
+	c.Out.OK()
+}
+
+// HELLO [protover [AUTH username password] [SETNAME clientname]]
+func (e *Engine) hello(c *Call) {
+	proto := 0
+	if len(c.Args) > 1 {
+		n, ok := parseInt(c.Args[1])
+		if !ok {
+			c.Out.Error(msgProtoNotInt)
+			return
+		}
+		if n != 2 { // RESP3 comes with the RESP3 encoder (issue 4).
+			c.Out.Error(msgNoProto)
+			return
+		}
+		proto = int(n)
+	}
+	var user, pass, name string
+	var auth, setName bool
+	for i := 2; i < len(c.Args); i++ {
+		opt := string(bytes.ToUpper(c.Args[i]))
+		switch {
+		case opt == "AUTH" && i+2 < len(c.Args):
+			auth, user, pass = true, string(c.Args[i+1]), string(c.Args[i+2])
+			i += 2
+		case opt == "SETNAME" && i+1 < len(c.Args):
+			setName, name = true, string(c.Args[i+1])
+			i++
+		default:
+			c.Out.Error("ERR Syntax error in HELLO option '" + printable(string(c.Args[i])) + "'")
+			return
+		}
+	}
+	if auth {
+		if !e.authRequired() {
+			c.Out.Error(msgNoPassword)
+			return
+		}
+		if err := e.authenticate(c.Client, user, pass); err != nil {
+			c.Out.Error(msgWrongPass)
+			return
+		}
+	}
+	if !c.Client.authed {
+		c.Out.Error(msgHelloNoAuth)
+		return
+	}
+	if setName && !validClientName(name) {
+		c.Out.Error(msgClientName)
+		return
+	}
+	c.Client.mu.Lock()
+	if proto != 0 {
+		c.Client.proto = proto
+	}
+	if setName {
+		c.Client.name = name
+	}
+	proto = c.Client.proto
+	c.Client.mu.Unlock()
+	c.Out.Map(7)
+	c.Out.BulkString("server")
+	c.Out.BulkString("redis")
+	c.Out.BulkString("version")
+	c.Out.BulkString(redisVersion)
+	c.Out.BulkString("proto")
+	c.Out.Int(int64(proto))
+	c.Out.BulkString("id")
+	c.Out.Int(c.Client.ID)
+	c.Out.BulkString("mode")
+	c.Out.BulkString("standalone")
+	c.Out.BulkString("role")
+	c.Out.BulkString("master")
+	c.Out.BulkString("modules")
+	c.Out.Array(0)
+}
+
+// SELECT index: only the configured database.
+func (e *Engine) selectDB(c *Call) {
+	n, ok := parseInt(c.Args[1])
+	switch {
+	case !ok:
+		c.Out.Error(msgNotInteger)
+	case n != int64(e.opts.DB):
+		c.Out.Error(errSelect(e.opts.DB))
+	default:
+		c.Out.OK()
+	}
+}
+
+// CLIENT subcommand …
+func (e *Engine) client(c *Call) {
+	sub := string(bytes.ToUpper(c.Args[1]))
+	cl := c.Client
+	switch {
+	case sub == "SETNAME" && len(c.Args) == 3:
+		name := string(c.Args[2])
+		if !validClientName(name) {
+			c.Out.Error(msgClientName)
+			return
+		}
+		cl.mu.Lock()
+		cl.name = name
+		cl.mu.Unlock()
+		c.Out.OK()
+	case sub == "GETNAME" && len(c.Args) == 2:
+		cl.mu.Lock()
+		name := cl.name
+		cl.mu.Unlock()
+		if name == "" {
+			c.Out.Null()
+		} else {
+			c.Out.BulkString(name)
+		}
+	case sub == "ID" && len(c.Args) == 2:
+		c.Out.Int(cl.ID)
+	case sub == "SETINFO" && len(c.Args) == 4:
+		attr, val := string(bytes.ToUpper(c.Args[2])), string(c.Args[3])
+		if !validClientName(val) {
+			c.Out.Error("ERR " + strings.ToLower(attr) + " cannot contain spaces, newlines or special characters.")
+			return
+		}
+		cl.mu.Lock()
+		defer cl.mu.Unlock()
+		switch attr {
+		case "LIB-NAME":
+			cl.libName = val
+		case "LIB-VER":
+			cl.libVer = val
+		default:
+			c.Out.Error("ERR Unrecognized option '" + printable(string(c.Args[2])) + "'")
+			return
+		}
+		c.Out.OK()
+	case sub == "INFO" && len(c.Args) == 2:
+		c.Out.BulkString(cl.info(time.Now(), e.opts.DB) + "\n")
+	case sub == "LIST":
+		var b strings.Builder
+		now := time.Now()
+		for _, other := range e.clients.list() {
+			b.WriteString(other.info(now, e.opts.DB))
+			b.WriteByte('\n')
+		}
+		c.Out.BulkString(b.String())
+	case (sub == "NO-EVICT" || sub == "NO-TOUCH") && len(c.Args) == 3:
+		c.Out.OK()
+	case sub == "HELP":
+		help := []string{
+			"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+			"GETNAME", "SETNAME <name>", "ID", "INFO", "LIST", "SETINFO <LIB-NAME|LIB-VER> <value>",
+			"NO-EVICT (ON|OFF)", "NO-TOUCH (ON|OFF)",
+		}
+		c.Out.Array(len(help))
+		for _, h := range help {
+			c.Out.Simple(h)
+		}
+	default:
+		c.Out.Error(errUnknownSubcommand("CLIENT", string(c.Args[1])))
+	}
+}
+
+// validClientName follows Redis: printable ASCII without spaces.
+func validClientName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// TIME
+func (e *Engine) time(c *Call) {
+	now := time.Now()
+	c.Out.Array(2)
+	c.Out.BulkString(strconv.FormatInt(now.Unix(), 10))
+	c.Out.BulkString(strconv.Itoa(now.Nanosecond() / 1000))
+}
+
+// DBSIZE: the number of live sessions (tombstones and keys outside the
+// prefix excluded), counted by scanning every master.
+func (e *Engine) dbsize(c *Call) {
+	// Writes pipelined before DBSIZE must be counted.
+	if err := c.exec(); err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix)
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Int(n)
+}
+
+// INFO [section …]
+func (e *Engine) info(c *Call) {
+	want := map[string]bool{}
+	for _, a := range c.Args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	var b strings.Builder
+	section := func(name string, lines ...string) {
+		if !all && !want[strings.ToLower(name)] {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("# " + name + "\r\n")
+		for _, l := range lines {
+			b.WriteString(l + "\r\n")
+		}
+	}
+	uptime := time.Since(e.started)
+	section("Server",
+		"redis_version:"+redisVersion,
+		"sessproxy_version:"+e.opts.Version,
+		"redis_mode:standalone",
+		"os:"+runtime.GOOS+" "+runtime.GOARCH,
+		"process_id:"+strconv.Itoa(os.Getpid()),
+		"uptime_in_seconds:"+strconv.Itoa(int(uptime.Seconds())),
+		"uptime_in_days:"+strconv.Itoa(int(uptime.Hours()/24)),
+	)
+	section("Clients", "connected_clients:"+strconv.Itoa(e.clients.count()))
+	section("Persistence", "loading:0")
+	section("Stats",
+		"total_connections_received:"+strconv.FormatInt(e.stats.connections.Load(), 10),
+		"total_commands_processed:"+strconv.FormatInt(e.stats.commands.Load(), 10),
+		"rejected_connections:"+strconv.FormatInt(e.stats.rejected.Load(), 10),
+	)
+	section("Replication", "role:master", "connected_slaves:0")
+	section("Upstream",
+		"upstream_mode:"+e.store.Mode(),
+		"upstream_addrs:"+strings.Join(e.store.Addrs(), ","),
+	)
+	tombstones := "off"
+	if e.opts.Tombstones {
+		tombstones = e.opts.Grace.String()
+	}
+	section("Sessions",
+		"session_prefix:"+e.opts.Prefix,
+		"ttl_default_seconds:"+strconv.Itoa(int(e.opts.Policy.Default.Seconds())),
+		"ttl_min_seconds:"+strconv.Itoa(int(e.opts.Policy.Min.Seconds())),
+		"ttl_max_seconds:"+strconv.Itoa(int(e.opts.Policy.Max.Seconds())),
+		"tombstone_grace:"+tombstones,
+	)
+	if all || want["keyspace"] {
+		// The upstream's key count, not a scan: INFO is on every client's
+		// connect path (ioredis's ready check) and must stay cheap.
+		keys, err := e.store.UpstreamKeys(c.Ctx)
+		if err != nil {
+			e.fail(c, "", err)
+			return
+		}
+		section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(keys, 10)+",expires="+strconv.FormatInt(keys, 10)+",avg_ttl=0")
+	}
+	c.Out.BulkString(b.String())
+}
+
+// COMMAND [COUNT | INFO name … | DOCS [name …] | LIST]
+func (e *Engine) command(c *Call) {
+	if len(c.Args) == 1 {
+		cmds := e.sortedCommands()
+		c.Out.Array(len(cmds))
+		for _, cmd := range cmds {
+			e.commandInfo(c, cmd)
+		}
+		return
+	}
+	switch sub := string(bytes.ToUpper(c.Args[1])); sub {
+	case "COUNT":
+		c.Out.Int(int64(len(e.registry)))
+	case "LIST":
+		cmds := e.sortedCommands()
+		c.Out.Array(len(cmds))
+		for _, cmd := range cmds {
+			c.Out.BulkString(cmd.Name)
+		}
+	case "INFO":
+		names := c.Args[2:]
+		if len(names) == 0 {
+			cmds := e.sortedCommands()
+			c.Out.Array(len(cmds))
+			for _, cmd := range cmds {
+				e.commandInfo(c, cmd)
+			}
+			return
+		}
+		c.Out.Array(len(names))
+		for _, n := range names {
+			if cmd := e.registry[strings.ToLower(string(n))]; cmd != nil {
+				e.commandInfo(c, cmd)
+			} else {
+				c.Out.NullArray()
+			}
+		}
+	case "DOCS":
+		// No docs: redis-cli then falls back to its built-in hints.
+		c.Out.Map(0)
+	default:
+		c.Out.Error(errUnknownSubcommand("COMMAND", string(c.Args[1])))
+	}
+}
+
+func (e *Engine) sortedCommands() []*Command {
+	cmds := make([]*Command, 0, len(e.registry))
+	for _, cmd := range e.registry {
+		cmds = append(cmds, cmd)
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	return cmds
+}
+
+// commandInfo writes one COMMAND INFO entry in Redis 7's ten-field shape.
+func (e *Engine) commandInfo(c *Call, cmd *Command) {
+	var flags []string
+	if cmd.Flags&flagWrite != 0 {
+		flags = append(flags, "write")
+	}
+	if cmd.Flags&(flagRead) != 0 {
+		flags = append(flags, "readonly")
+	}
+	if cmd.Flags&flagNoAuth != 0 {
+		flags = append(flags, "no_auth")
+	}
+	if cmd.Flags&flagAdmin != 0 {
+		flags = append(flags, "admin")
+	}
+	c.Out.Array(10)
+	c.Out.BulkString(cmd.Name)
+	c.Out.Int(int64(cmd.Arity))
+	c.Out.Set(len(flags))
+	for _, f := range flags {
+		c.Out.Simple(f)
+	}
+	c.Out.Int(int64(cmd.FirstKey))
+	c.Out.Int(int64(cmd.LastKey))
+	c.Out.Int(int64(cmd.Step))
+	c.Out.Set(0) // ACL categories
+	c.Out.Set(0) // tips
+	c.Out.Array(0)
+	c.Out.Array(0)
+}

@@ -1,0 +1,297 @@
+// Package commands turns client commands into store operations: the
+// registry, the session namespace, the TTL policy and tombstone rules, and
+// the replies.
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/internal/resp"
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
+	"go.uber.org/zap"
+)
+
+// Outside-prefix modes.
+const (
+	OutsideDeny        = "deny"
+	OutsidePassthrough = "passthrough"
+)
+
+// Tombstone write modes.
+const (
+	OnWriteError  = "error"
+	OnWriteIgnore = "ignore"
+)
+
+// Role is what an authenticated user may run.
+type Role string
+
+// Roles.
+const (
+	RoleAdmin    Role = "admin"    // everything, including SESS.CLEAR and SESS.SWEEP
+	RoleApp      Role = "app"      // sessions and plain commands
+	RoleReadonly Role = "readonly" // reads only
+)
+
+// User is a named user of [[users]].
+type User struct {
+	Name     string
+	Password string
+	Role     Role
+}
+
+// Options configure the command engine.
+type Options struct {
+	// Prefix is the session namespace. default: "sess:"
+	Prefix string
+	// OutsidePrefix is "deny" or "passthrough" for keys outside Prefix.
+	// default: deny
+	OutsidePrefix string
+	// Policy is the TTL policy.
+	Policy ttl.Policy
+	// Tombstones on: destroying writes a tombstone that refuses writes for
+	// Grace. default: true, 5m
+	Tombstones bool
+	Grace      time.Duration
+	// OnWrite is "error" (refuse writes to a tombstoned id) or "ignore"
+	// (reply success, write nothing). default: error
+	OnWrite string
+	// Codec validates and encodes payloads. default: json
+	Codec codec.Codec
+	// RequirePass is the password of the default user. default: none
+	RequirePass string
+	// Users are named users with roles. default: none
+	Users []User
+	// DB is the database SELECT accepts. default: 0
+	DB int
+	// Version is sessproxy's version, for INFO.
+	Version string
+	// Logger logs upstream failures and panics. default: no-op
+	Logger *zap.Logger
+}
+
+// Engine runs commands against a store.
+type Engine struct {
+	opts     Options
+	store    *store.Store
+	registry map[string]*Command
+	clients  clients
+	started  time.Time
+	stats    stats
+}
+
+type stats struct {
+	connections atomic.Int64
+	rejected    atomic.Int64
+	commands    atomic.Int64
+}
+
+// New returns an engine serving st.
+func New(st *store.Store, opts Options) *Engine {
+	if opts.Prefix == "" {
+		opts.Prefix = "sess:"
+	}
+	if opts.OutsidePrefix == "" {
+		opts.OutsidePrefix = OutsideDeny
+	}
+	if opts.OnWrite == "" {
+		opts.OnWrite = OnWriteError
+	}
+	if opts.Codec == nil {
+		opts.Codec = codec.JSON{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	e := &Engine{opts: opts, store: st, started: time.Now()}
+	e.clients.byID = make(map[int64]*Client)
+	e.registry = make(map[string]*Command)
+	for _, cmd := range e.table() {
+		e.registry[cmd.Name] = cmd
+	}
+	return e
+}
+
+// Connect registers a new client connection.
+func (e *Engine) Connect(addr, localAddr string) *Client {
+	now := time.Now()
+	c := &Client{Addr: addr, LocalAddr: localAddr, created: now, proto: 2}
+	c.Touch(now)
+	e.resetAuth(c)
+	e.clients.add(c)
+	e.stats.connections.Add(1)
+	return c
+}
+
+// Disconnect forgets a closed client connection.
+func (e *Engine) Disconnect(c *Client) { e.clients.remove(c) }
+
+// Rejected counts a connection refused before it was served (max_clients).
+func (e *Engine) Rejected() { e.stats.rejected.Add(1) }
+
+// ConnectedClients is the number of clients connected.
+func (e *Engine) ConnectedClients() int { return e.clients.count() }
+
+func (e *Engine) authRequired() bool {
+	return e.opts.RequirePass != "" || len(e.opts.Users) > 0
+}
+
+// resetAuth puts a client in its state before AUTH: authenticated as the
+// default user when no password is configured.
+func (e *Engine) resetAuth(c *Client) {
+	c.authed = !e.authRequired()
+	c.role = RoleAdmin
+	c.mu.Lock()
+	c.user = "default"
+	c.mu.Unlock()
+}
+
+var errAuth = errors.New("authentication failed")
+
+// authenticate checks a user name and password; the default user's
+// password is requirepass. Passwords are compared through their SHA-256 so
+// neither content nor length leaks through timing.
+func (e *Engine) authenticate(c *Client, user, pass string) error {
+	role, ok := Role(""), false
+	if user == "default" && e.opts.RequirePass != "" {
+		ok, role = equalSecret(pass, e.opts.RequirePass), RoleAdmin
+	}
+	for _, u := range e.opts.Users {
+		if u.Name == user && equalSecret(pass, u.Password) {
+			ok, role = true, u.Role
+		}
+	}
+	if !ok {
+		return errAuth
+	}
+	c.authed, c.role = true, role
+	c.mu.Lock()
+	c.user = user
+	c.mu.Unlock()
+	return nil
+}
+
+func equalSecret(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// Call is one command of a client's pipelined batch. The proxy dispatches
+// every command of the batch (handlers answer at once or queue store
+// operations on Batch and register a Then), executes the batch in one
+// upstream round trip, then runs the Thens in order.
+type Call struct {
+	Ctx    context.Context
+	Client *Client
+	Args   [][]byte
+	Out    *resp.Writer
+	Batch  *store.Batch
+	then   func()
+}
+
+// Then registers fn to write the reply once the batch has executed.
+func (c *Call) Then(fn func()) { c.then = fn }
+
+// Finish runs the function registered with Then, if any.
+func (c *Call) Finish() {
+	if fn := c.then; fn != nil {
+		c.then = nil
+		fn()
+	}
+}
+
+// exec executes everything queued so far, for the few handlers that need a
+// result before they can decide what to queue next (or that call the store
+// directly and must see the writes queued before them).
+func (c *Call) exec() error { return c.Batch.Exec(c.Ctx) }
+
+// Dispatch classifies, authorises and routes one command. Its reply, or the
+// Then that will write it, is on c when it returns.
+func (e *Engine) Dispatch(c *Call) {
+	cmd := e.lookup(c.Client, c.Args[0])
+	switch {
+	case cmd == nil:
+		c.Out.Error(errUnknownCommand(string(c.Args[0])))
+		return
+	case !c.Client.authed && cmd.Flags&flagNoAuth == 0:
+		c.Out.Error(msgNoAuth)
+		return
+	case !arityOK(cmd.Arity, len(c.Args)):
+		c.Out.Error(errArity(cmd.Name))
+		return
+	case !c.Client.role.may(cmd.Flags):
+		c.Out.Error(errNoPermission(cmd.Name))
+		return
+	}
+	e.stats.commands.Add(1)
+	cmd.Handler(c)
+}
+
+// lookup finds a command by name, case-insensitively, without allocating.
+func (e *Engine) lookup(cl *Client, name []byte) *Command {
+	cl.scratch = cl.scratch[:0]
+	for _, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		cl.scratch = append(cl.scratch, ch)
+	}
+	return e.registry[string(cl.scratch)]
+}
+
+// CommandName is the registry name of a command, for logs (never the
+// arguments: they may hold session payloads).
+func (e *Engine) CommandName(c *Call) string {
+	if cmd := e.lookup(c.Client, c.Args[0]); cmd != nil {
+		return cmd.Name
+	}
+	return "unknown"
+}
+
+// arityOK follows Redis's convention: n exact when positive, at least -n
+// when negative.
+func arityOK(arity, n int) bool {
+	if arity >= 0 {
+		return n == arity
+	}
+	return n >= -arity
+}
+
+func (r Role) may(f flag) bool {
+	switch r {
+	case RoleAdmin:
+		return true
+	case RoleApp:
+		return f&flagAdmin == 0
+	case RoleReadonly:
+		return f&(flagAdmin|flagWrite) == 0
+	}
+	return false
+}
+
+// fail answers an error from the store: Redis's own error replies go back
+// verbatim, the rest is the proxy's failure, logged once here.
+func (e *Engine) fail(c *Call, sid string, err error) {
+	switch {
+	case errors.Is(err, store.ErrTombstoned):
+		c.Out.Error(errTombstoned(sid))
+	case store.UpstreamReply(err):
+		c.Out.Error(err.Error())
+	default:
+		e.opts.Logger.Warn("upstream command failed", zap.String("command", e.CommandName(c)), zap.Error(err))
+		c.Out.Error(errUpstream(err))
+	}
+}
+
+// ignoredTombstone reports whether a refused write must be answered as a
+// success (tombstone.on_write = "ignore").
+func (e *Engine) ignoredTombstone(err error) bool {
+	return e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned)
+}

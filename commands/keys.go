@@ -1,0 +1,136 @@
+package commands
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// DEL key [key …], UNLINK key [key …]: deleting a session key destroys the
+// session (tombstone).
+func (e *Engine) del(c *Call) {
+	refs, ok := e.resolveAll(c, c.Args[1:], 1)
+	if !ok {
+		return
+	}
+	e.destroy(c, refs)
+}
+
+// EXISTS key [key …]
+func (e *Engine) exists(c *Call) {
+	refs, ok := e.resolveAll(c, c.Args[1:], 1)
+	if !ok {
+		return
+	}
+	e.countExisting(c, refs)
+}
+
+// EXPIRE key seconds [NX|XX|GT|LT], and PEXPIRE, EXPIREAT, PEXPIREAT.
+func (e *Engine) expire(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	name := string(bytes.ToLower(c.Args[0]))
+	unit := time.Second
+	if name[0] == 'p' {
+		unit = time.Millisecond
+	}
+	d, ok := parseDuration(c.Args[2], unit)
+	if !ok {
+		c.Out.Error(msgNotInteger)
+		return
+	}
+	cond := store.Always
+	for _, a := range c.Args[3:] {
+		next := store.Cond(bytes.ToUpper(a))
+		switch {
+		case next != store.NX && next != store.XX && next != store.GT && next != store.LT:
+			c.Out.Error("ERR Unsupported option " + printable(string(a)))
+			return
+		case cond != store.Always && cond != next:
+			c.Out.Error("ERR NX and XX, GT or LT options at the same time are not compatible")
+			return
+		}
+		cond = next
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	var decision ttl.Decision
+	if name == "expireat" || name == "pexpireat" {
+		decision = e.opts.Policy.Until(time.Unix(0, 0).Add(d))
+	} else {
+		decision = e.opts.Policy.Explicit(d)
+	}
+	res := c.Batch.Expire(ref.key, ttlArg(decision), cond, false)
+	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+}
+
+// PERSIST key: refused on sessions (ttl.persist = deny), or turned into the
+// longest TTL allowed (clamp). A session key never loses its TTL.
+func (e *Engine) persist(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	if e.opts.Policy.Persist != ttl.PersistClamp {
+		c.Out.Error(msgPersistDenied)
+		return
+	}
+	res := c.Batch.Expire(ref.key, e.opts.Policy.Max, store.Always, false)
+	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+}
+
+// TTL key, PTTL key
+func (e *Engine) ttl(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, true)
+		return
+	}
+	inSeconds := len(c.Args[0]) == 3
+	res := c.Batch.PTTL(ref.key)
+	c.Then(func() {
+		ms, err := res.Result()
+		switch {
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		case inSeconds:
+			c.Out.Int(seconds(ms))
+		default:
+			c.Out.Int(ms)
+		}
+	})
+}
+
+// TYPE key
+func (e *Engine) typeOf(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, true)
+		return
+	}
+	res := c.Batch.Type(ref.key)
+	c.Then(func() {
+		t, err := res.Result()
+		if err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		c.Out.Simple(t)
+	})
+}

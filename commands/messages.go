@@ -1,0 +1,82 @@
+package commands
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Every message a client can see from this package. Redis's own wording is
+// kept where Redis has one, so client libraries that match on it keep
+// working.
+const (
+	msgNoAuth        = "NOAUTH Authentication required."
+	msgHelloNoAuth   = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	msgWrongPass     = "WRONGPASS invalid username-password pair or user is disabled."
+	msgNoPassword    = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	msgSyntax        = "ERR syntax error"
+	msgNotInteger    = "ERR value is not an integer or out of range"
+	msgInternal      = "ERR internal error"
+	msgPersistDenied = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
+	msgNoProto       = "NOPROTO unsupported protocol version"
+	msgProtoNotInt   = "ERR Protocol version is not an integer or out of range"
+	msgClientName    = "ERR Client names cannot contain spaces, newlines or special characters."
+	msgTTLArg        = "ERR invalid TTL: must be a positive number of seconds"
+)
+
+func errArity(name string) string {
+	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"
+}
+
+func errUnknownCommand(name string) string {
+	return "ERR unknown or unsupported command '" + printable(name) + "': sessproxy serves session keys only (see docs/commands.md)"
+}
+
+func errUnknownSubcommand(cmd, sub string) string {
+	return "ERR unknown subcommand '" + printable(sub) + "'. Try " + cmd + " HELP."
+}
+
+func errInvalidExpire(cmd string) string {
+	return "ERR invalid expire time in '" + strings.ToLower(cmd) + "' command"
+}
+
+func errNoPermission(cmd string) string {
+	return "NOPERM this user has no permissions to run the '" + strings.ToLower(cmd) + "' command"
+}
+
+func errOutsidePrefix(key string) string {
+	return "NOPERM key '" + printable(key) + "' is outside the session namespace"
+}
+
+func errTombstoned(sid string) string {
+	return "TOMBSTONE session " + printable(sid) + " was destroyed"
+}
+
+func errPayload(reason string) string {
+	return "ERR invalid session payload: " + reason
+}
+
+func errSessionID(reason string) string {
+	return "ERR invalid session id: " + reason
+}
+
+func errDecode(sid string, err error) string {
+	return "ERR session " + printable(sid) + " cannot be decoded: " + err.Error()
+}
+
+func errUpstream(err error) string {
+	return "ERR upstream error: " + err.Error()
+}
+
+func errSelect(db int) string {
+	return "ERR DB index is out of range: sessproxy serves db " + strconv.Itoa(db) + " only"
+}
+
+// printable caps a client-supplied string quoted back in a reply, so an
+// error never echoes a whole payload.
+func printable(s string) string {
+	const max = 128
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}

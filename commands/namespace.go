@@ -1,0 +1,95 @@
+package commands
+
+import (
+	"strconv"
+	"time"
+)
+
+// keyRef is a key argument resolved against the session namespace.
+type keyRef struct {
+	key     string // the full upstream key
+	sid     string // session id; empty for a passthrough key
+	session bool
+}
+
+// resolve maps a key argument to a session or, with outside_prefix =
+// passthrough, to a plain key. It writes the error reply and returns false
+// when the key is refused.
+func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
+	p := e.opts.Prefix
+	if len(arg) >= len(p) && string(arg[:len(p)]) == p {
+		key := string(arg)
+		sid := key[len(p):]
+		if reason := checkSessionID(sid); reason != "" {
+			c.Out.Error(errSessionID(reason))
+			return keyRef{}, false
+		}
+		return keyRef{key: key, sid: sid, session: true}, true
+	}
+	if e.opts.OutsidePrefix == OutsidePassthrough {
+		return keyRef{key: string(arg)}, true
+	}
+	c.Out.Error(errOutsidePrefix(string(arg)))
+	return keyRef{}, false
+}
+
+// resolveAll resolves every key argument before anything is queued, so a
+// refused key leaves the whole command undone.
+func (e *Engine) resolveAll(c *Call, args [][]byte, step int) ([]keyRef, bool) {
+	refs := make([]keyRef, 0, (len(args)+step-1)/step)
+	for i := 0; i < len(args); i += step {
+		r, ok := e.resolve(c, args[i])
+		if !ok {
+			return nil, false
+		}
+		refs = append(refs, r)
+	}
+	return refs, true
+}
+
+// sessionKey maps a SESS.* id argument to its upstream key.
+func (e *Engine) sessionKey(c *Call, arg []byte) (keyRef, bool) {
+	sid := string(arg)
+	if reason := checkSessionID(sid); reason != "" {
+		c.Out.Error(errSessionID(reason))
+		return keyRef{}, false
+	}
+	return keyRef{key: e.opts.Prefix + sid, sid: sid, session: true}, true
+}
+
+// checkSessionID enforces SPEC §2: 1..256 bytes, no whitespace or control
+// characters. It returns why an id is refused, or "".
+func checkSessionID(sid string) string {
+	if len(sid) == 0 {
+		return "empty"
+	}
+	if len(sid) > 256 {
+		return "longer than 256 bytes"
+	}
+	for i := 0; i < len(sid); i++ {
+		if c := sid[i]; c <= ' ' || c == 0x7f {
+			return "contains whitespace or control characters"
+		}
+	}
+	return ""
+}
+
+// parseInt parses a decimal integer argument.
+func parseInt(b []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+// maxTTLArg bounds TTL arguments so converting them to a Duration cannot
+// overflow; Redis refuses such values too.
+const maxTTLArg = int64(1<<63-1) / int64(time.Millisecond) / 1000
+
+// parseDuration parses the number of a relative (EX/PX) or absolute
+// (EXAT/PXAT) expiry. unit is time.Second or time.Millisecond.
+func parseDuration(b []byte, unit time.Duration) (time.Duration, bool) {
+	n, ok := parseInt(b)
+	if !ok || n > maxTTLArg || n < -maxTTLArg {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}

@@ -1,0 +1,77 @@
+package commands
+
+import (
+	"context"
+	"runtime/debug"
+	"time"
+
+	"github.com/sessproxy/sessproxy/internal/resp"
+	"github.com/sessproxy/sessproxy/store"
+	"go.uber.org/zap"
+)
+
+// Pipeline runs one client's pipelined commands: every command is
+// dispatched, the upstream operations they queued go out as one batch, and
+// the replies come back in request order. One per connection; not safe
+// for concurrent use.
+type Pipeline struct {
+	e      *Engine
+	client *Client
+	batch  *store.Batch
+	calls  []Call
+	outs   []resp.Writer
+}
+
+// NewPipeline returns the pipeline of a connected client.
+func (e *Engine) NewPipeline(c *Client) *Pipeline {
+	return &Pipeline{e: e, client: c, batch: e.store.NewBatch()}
+}
+
+// Run executes cmds (each a command name and its arguments) and hands each
+// reply to write, in order. It stops early after QUIT.
+func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte)) {
+	p.client.Touch(time.Now())
+	if cap(p.calls) < len(cmds) {
+		p.calls = make([]Call, len(cmds))
+		p.outs = make([]resp.Writer, len(cmds))
+	}
+	calls, outs := p.calls[:len(cmds)], p.outs[:len(cmds)]
+	n := len(cmds)
+	for i, args := range cmds {
+		outs[i].Reset(p.client.Proto())
+		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch}
+		p.guard(&calls[i], p.e.Dispatch)
+		if p.client.closeAfter {
+			n = i + 1
+			break
+		}
+	}
+	if err := p.batch.Exec(ctx); err != nil {
+		p.e.opts.Logger.Warn("upstream batch failed", zap.Error(err))
+	}
+	for i := 0; i < n; i++ {
+		p.guard(&calls[i], (*Call).Finish)
+		write(outs[i].Buf)
+		calls[i] = Call{} // drop references to arguments and results
+	}
+	p.client.mu.Lock()
+	p.client.lastCmd = p.e.CommandName(&Call{Client: p.client, Args: cmds[n-1]})
+	p.client.mu.Unlock()
+}
+
+// guard runs one step of a command, turning a panic into -ERR internal
+// error for that command only: the connection and the process go on.
+func (p *Pipeline) guard(c *Call, step func(*Call)) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.e.opts.Logger.Error("panic in command",
+				zap.String("command", p.e.CommandName(c)),
+				zap.Any("panic", r),
+				zap.ByteString("stack", debug.Stack()))
+			c.then = nil
+			c.Out.Reset(c.Out.Proto)
+			c.Out.Error(msgInternal)
+		}
+	}()
+	step(c)
+}

@@ -1,0 +1,77 @@
+package commands
+
+// Command is a registry entry.
+type Command struct {
+	Name  string // lower case, as COMMAND reports it
+	Arity int    // Redis convention: exact when positive, minimum when negative
+	Flags flag
+	// FirstKey, LastKey and Step locate key arguments, for COMMAND INFO.
+	FirstKey, LastKey, Step int
+	Handler                 func(*Call)
+}
+
+type flag uint8
+
+const (
+	flagRead   flag = 1 << iota // reads session data
+	flagWrite                   // changes session data; refused to the readonly role
+	flagAdmin                   // admin role only
+	flagNoAuth                  // allowed before AUTH
+	flagConn                    // answered by the proxy itself, never forwarded
+)
+
+// table is every command sessproxy answers. A name that is not here gets
+// an error reply naming it, and the connection stays open.
+func (e *Engine) table() []*Command {
+	return []*Command{
+		// Connection (connection.go).
+		{Name: "ping", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.ping},
+		{Name: "echo", Arity: 2, Flags: flagConn, Handler: e.echo},
+		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.quit},
+		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth, Handler: e.reset},
+		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth, Handler: e.auth},
+		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.hello},
+		{Name: "select", Arity: 2, Flags: flagConn, Handler: e.selectDB},
+		{Name: "client", Arity: -2, Flags: flagConn, Handler: e.client},
+		{Name: "readonly", Arity: 1, Flags: flagConn, Handler: e.okReply},
+		{Name: "readwrite", Arity: 1, Flags: flagConn, Handler: e.okReply},
+		{Name: "info", Arity: -1, Flags: flagConn, Handler: e.info},
+		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
+		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
+		{Name: "dbsize", Arity: 1, Flags: flagRead, Handler: e.dbsize},
+
+		// Sessions (session.go).
+		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},
+		{Name: "sess.get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessGet},
+		{Name: "sess.touch", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessTouch},
+		{Name: "sess.destroy", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessDestroy},
+		{Name: "sess.ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessTTL},
+		{Name: "sess.exists", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessExists},
+
+		// Strings on session keys (strings.go).
+		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},
+		{Name: "mget", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.mget},
+		{Name: "set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.set},
+		{Name: "setex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setex},
+		{Name: "psetex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setex},
+		{Name: "setnx", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setnx},
+		{Name: "getset", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getset},
+		{Name: "getex", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getex},
+		{Name: "getdel", Arity: 2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getdel},
+		{Name: "mset", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 2, Handler: e.mset},
+		{Name: "strlen", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.strlen},
+
+		// Keys (keys.go).
+		{Name: "del", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
+		{Name: "unlink", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
+		{Name: "exists", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.exists},
+		{Name: "expire", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
+		{Name: "pexpire", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
+		{Name: "expireat", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
+		{Name: "pexpireat", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
+		{Name: "persist", Arity: 2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.persist},
+		{Name: "ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttl},
+		{Name: "pttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttl},
+		{Name: "type", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.typeOf},
+	}
+}

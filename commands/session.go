@@ -1,0 +1,309 @@
+package commands
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// SESS.SET sid payload [TTL seconds]
+func (e *Engine) sessSet(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	var explicit time.Duration
+	switch {
+	case len(c.Args) == 5 && bytes.EqualFold(c.Args[3], []byte("TTL")):
+		d, ok := parseDuration(c.Args[4], time.Second)
+		if !ok || d <= 0 {
+			c.Out.Error(msgTTLArg)
+			return
+		}
+		explicit = d
+	case len(c.Args) != 3:
+		c.Out.Error(msgSyntax)
+		return
+	}
+	value, ok := e.encode(c, c.Args[2])
+	if !ok {
+		return
+	}
+	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], explicit))})
+	c.Then(func() {
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		c.Out.OK()
+	})
+}
+
+// SESS.GET sid
+func (e *Engine) sessGet(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	res := c.Batch.Get(ref.key)
+	c.Then(func() { e.replySession(c, ref, res) })
+}
+
+// SESS.TOUCH sid [payload]
+func (e *Engine) sessTouch(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if len(c.Args) > 3 {
+		c.Out.Error(msgSyntax)
+		return
+	}
+	if !e.opts.Policy.Touch {
+		// disableTouch: answer whether the session is there, change nothing.
+		res := c.Batch.Exists(ref.key)
+		c.Then(func() { e.replyInt(c, ref.sid, res) })
+		return
+	}
+	var payload []byte
+	switch {
+	case len(c.Args) == 3:
+		if _, ok := e.encode(c, c.Args[2]); !ok {
+			return
+		}
+		payload = c.Args[2]
+	case e.opts.Policy.ReadsPayload():
+		// The TTL comes from the stored session, so read it first.
+		stored := c.Batch.Get(ref.key)
+		if err := c.exec(); err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		v, err := stored.Result()
+		if errors.Is(err, store.ErrNotFound) {
+			c.Out.Int(0)
+			return
+		}
+		if err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		if payload, ok = e.decode(c, ref.sid, v); !ok {
+			return
+		}
+	}
+	res := c.Batch.Expire(ref.key, ttlArg(e.decide(payload, 0)), store.Always, false)
+	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+}
+
+// SESS.DESTROY sid [sid …]
+func (e *Engine) sessDestroy(c *Call) {
+	refs := make([]keyRef, 0, len(c.Args)-1)
+	for _, arg := range c.Args[1:] {
+		ref, ok := e.sessionKey(c, arg)
+		if !ok {
+			return
+		}
+		refs = append(refs, ref)
+	}
+	e.destroy(c, refs)
+}
+
+// SESS.TTL sid
+func (e *Engine) sessTTL(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	res := c.Batch.PTTL(ref.key)
+	c.Then(func() {
+		ms, err := res.Result()
+		if err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		c.Out.Int(seconds(ms))
+	})
+}
+
+// SESS.EXISTS sid [sid …]
+func (e *Engine) sessExists(c *Call) {
+	refs := make([]keyRef, 0, len(c.Args)-1)
+	for _, arg := range c.Args[1:] {
+		ref, ok := e.sessionKey(c, arg)
+		if !ok {
+			return
+		}
+		refs = append(refs, ref)
+	}
+	e.countExisting(c, refs)
+}
+
+// encode runs the payload through the codec, answering the client when it
+// is refused.
+func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
+	v, err := e.opts.Codec.Encode(payload)
+	if err != nil {
+		c.Out.Error(errPayload(err.Error()))
+		return nil, false
+	}
+	return v, true
+}
+
+// decode turns a stored value back into the client's payload.
+func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
+	v, err := e.opts.Codec.Decode(stored)
+	if err != nil {
+		c.Out.Error(errDecode(sid, err))
+		return nil, false
+	}
+	return v, true
+}
+
+// decide applies the TTL policy to a write of payload; the policy reads
+// fields only from JSON payloads.
+func (e *Engine) decide(payload []byte, explicit time.Duration) ttl.Decision {
+	if !e.opts.Codec.JSON() {
+		payload = nil
+	}
+	return e.opts.Policy.Decide(payload, explicit)
+}
+
+// ttlArg is the TTL to hand to the store: zero deletes an expired session.
+func ttlArg(d ttl.Decision) time.Duration {
+	if d.Expired {
+		return 0
+	}
+	return d.TTL
+}
+
+// destroy tombstones each session (or forwards DEL for passthrough keys)
+// and answers how many existed.
+func (e *Engine) destroy(c *Call, refs []keyRef) {
+	grace := time.Duration(0)
+	if e.opts.Tombstones {
+		grace = e.opts.Grace
+	}
+	sessions := make([]store.DestroyResult, 0, len(refs))
+	var plain []store.ForwardResult
+	for _, r := range refs {
+		if r.session {
+			sessions = append(sessions, c.Batch.Destroy(r.key, grace, false))
+		} else {
+			plain = append(plain, c.Batch.Forward(false, "del", r.key))
+		}
+	}
+	c.Then(func() {
+		var n int64
+		for i, res := range sessions {
+			live, _, err := res.Result()
+			if err != nil {
+				e.fail(c, refs[i].sid, err)
+				return
+			}
+			if live {
+				n++
+			}
+		}
+		for _, res := range plain {
+			v, err := res.Result()
+			if err != nil {
+				e.fail(c, "", err)
+				return
+			}
+			n += asInt(v)
+		}
+		c.Out.Int(n)
+	})
+}
+
+// countExisting answers how many of refs are live sessions (or existing
+// passthrough keys); a key named twice counts twice, as in Redis.
+func (e *Engine) countExisting(c *Call, refs []keyRef) {
+	results := make([]store.IntResult, 0, len(refs))
+	var plain []store.ForwardResult
+	for _, r := range refs {
+		if r.session {
+			results = append(results, c.Batch.Exists(r.key))
+		} else {
+			plain = append(plain, c.Batch.Forward(true, "exists", r.key))
+		}
+	}
+	c.Then(func() {
+		var n int64
+		for _, res := range results {
+			v, err := res.Result()
+			if err != nil {
+				e.fail(c, "", err)
+				return
+			}
+			n += v
+		}
+		for _, res := range plain {
+			v, err := res.Result()
+			if err != nil {
+				e.fail(c, "", err)
+				return
+			}
+			n += asInt(v)
+		}
+		c.Out.Int(n)
+	})
+}
+
+// replySession answers a session read: the payload, or null.
+func (e *Engine) replySession(c *Call, ref keyRef, res store.GetResult) {
+	v, err := res.Result()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.Out.Null()
+	case err != nil:
+		e.fail(c, ref.sid, err)
+	default:
+		if v, ok := e.decode(c, ref.sid, v); ok {
+			c.Out.Bulk(v)
+		}
+	}
+}
+
+// replyInt answers an integer read.
+func (e *Engine) replyInt(c *Call, sid string, res store.IntResult) {
+	n, err := res.Result()
+	if err != nil {
+		e.fail(c, sid, err)
+		return
+	}
+	c.Out.Int(n)
+}
+
+// replyExpire answers an expire-like write: 1 when the session was there.
+func (e *Engine) replyExpire(c *Call, sid string, res store.ExpireResult) {
+	outcome, _, err := res.Result()
+	switch {
+	case e.ignoredTombstone(err):
+		c.Out.Int(1)
+	case err != nil:
+		e.fail(c, sid, err)
+	case outcome == store.NotApplied:
+		c.Out.Int(0)
+	default:
+		c.Out.Int(1)
+	}
+}
+
+// seconds converts a PTTL reply to TTL's, keeping -1 and -2, rounding as
+// Redis does.
+func seconds(ms int64) int64 {
+	if ms < 0 {
+		return ms
+	}
+	return (ms + 500) / 1000
+}
+
+func asInt(v interface{}) int64 {
+	n, _ := v.(int64)
+	return n
+}

@@ -1,0 +1,472 @@
+package commands
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// GET key
+func (e *Engine) get(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, true)
+		return
+	}
+	res := c.Batch.Get(ref.key)
+	c.Then(func() { e.replySession(c, ref, res) })
+}
+
+// MGET key [key …]
+func (e *Engine) mget(c *Call) {
+	refs, ok := e.resolveAll(c, c.Args[1:], 1)
+	if !ok {
+		return
+	}
+	keys := make([]string, len(refs))
+	for i, r := range refs {
+		keys[i] = r.key
+	}
+	res := c.Batch.MGet(keys)
+	c.Then(func() {
+		// Check every value before the array header goes out, so an error
+		// is the whole reply rather than half of one.
+		vals := make([][]byte, len(refs))
+		for i, r := range refs {
+			var v []byte
+			var err error
+			if r.session {
+				v, err = res.Session(i)
+				if err == nil {
+					v, err = e.opts.Codec.Decode(v)
+					if err != nil {
+						c.Out.Error(errDecode(r.sid, err))
+						return
+					}
+				}
+			} else {
+				v, err = res.Raw(i)
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				e.fail(c, r.sid, err)
+				return
+			}
+			vals[i] = v
+		}
+		c.Out.Array(len(vals))
+		for _, v := range vals {
+			if v == nil {
+				c.Out.Null()
+			} else {
+				c.Out.Bulk(v)
+			}
+		}
+	})
+}
+
+// expiry is a parsed EX/PX/EXAT/PXAT option.
+type expiry struct {
+	set bool
+	ttl time.Duration // relative
+	at  time.Time     // absolute, when abs
+	abs bool
+}
+
+// decision is the TTL policy's answer for a write carrying this expiry.
+func (x expiry) decision(p *ttl.Policy) ttl.Decision {
+	if x.abs {
+		return p.Until(x.at)
+	}
+	return p.Explicit(x.ttl)
+}
+
+// setArgs are the options of SET.
+type setArgs struct {
+	cond    store.Cond
+	get     bool
+	keepTTL bool
+	expiry  expiry
+}
+
+// parseSetArgs parses SET's options (after key and value) as Redis 7 does.
+// It returns the error message for the client, or "".
+func parseSetArgs(args [][]byte) (setArgs, string) {
+	var s setArgs
+	for i := 0; i < len(args); i++ {
+		opt := bytes.ToUpper(args[i])
+		hasNext := i+1 < len(args)
+		switch {
+		case string(opt) == "NX" && s.cond == store.Always:
+			s.cond = store.NX
+		case string(opt) == "XX" && s.cond == store.Always:
+			s.cond = store.XX
+		case string(opt) == "GET" && !s.get:
+			s.get = true
+		case string(opt) == "KEEPTTL" && !s.expiry.set && !s.keepTTL:
+			s.keepTTL = true
+		case (string(opt) == "EX" || string(opt) == "PX" || string(opt) == "EXAT" || string(opt) == "PXAT") &&
+			!s.expiry.set && !s.keepTTL && hasNext:
+			i++
+			x, msg := parseExpiryOption(string(opt), args[i], "set")
+			if msg != "" {
+				return s, msg
+			}
+			s.expiry = x
+		default:
+			return s, msgSyntax
+		}
+	}
+	return s, ""
+}
+
+// parseExpiryOption parses the value of EX, PX, EXAT or PXAT.
+func parseExpiryOption(opt string, arg []byte, cmd string) (expiry, string) {
+	unit := time.Second
+	if opt == "PX" || opt == "PXAT" {
+		unit = time.Millisecond
+	}
+	d, ok := parseDuration(arg, unit)
+	if !ok {
+		return expiry{}, msgNotInteger
+	}
+	if d <= 0 {
+		return expiry{}, errInvalidExpire(cmd)
+	}
+	if opt == "EXAT" || opt == "PXAT" {
+		return expiry{set: true, abs: true, at: time.Unix(0, 0).Add(d)}, ""
+	}
+	return expiry{set: true, ttl: d}, ""
+}
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
+func (e *Engine) set(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	opts, msg := parseSetArgs(c.Args[3:])
+	if msg != "" {
+		c.Out.Error(msg)
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	value, ok := e.encode(c, c.Args[2])
+	if !ok {
+		return
+	}
+	d := e.decide(c.Args[2], 0)
+	if opts.expiry.set {
+		d = opts.expiry.decision(&e.opts.Policy)
+	}
+	res := c.Batch.Write(ref.key, store.Write{
+		Value:     value,
+		TTL:       ttlArg(d),
+		Cond:      opts.cond,
+		KeepTTL:   opts.keepTTL,
+		MaxTTL:    e.opts.Policy.Max,
+		ReturnOld: opts.get,
+	})
+	c.Then(func() {
+		outcome, old, err := res.Result()
+		switch {
+		case e.ignoredTombstone(err) && opts.get:
+			c.Out.Null()
+		case e.ignoredTombstone(err):
+			c.Out.OK()
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		case opts.get:
+			e.replyStored(c, ref.sid, old)
+		case outcome == store.NotApplied:
+			c.Out.Null()
+		default:
+			c.Out.OK()
+		}
+	})
+}
+
+// SETEX key seconds value, PSETEX key milliseconds value
+func (e *Engine) setex(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	unit := time.Second
+	if len(c.Args[0]) == 6 { // PSETEX
+		unit = time.Millisecond
+	}
+	d, ok := parseDuration(c.Args[2], unit)
+	switch {
+	case !ok:
+		c.Out.Error(msgNotInteger)
+		return
+	case d <= 0:
+		c.Out.Error(errInvalidExpire(string(c.Args[0])))
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	value, ok := e.encode(c, c.Args[3])
+	if !ok {
+		return
+	}
+	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.opts.Policy.Explicit(d))})
+	c.Then(func() {
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		c.Out.OK()
+	})
+}
+
+// SETNX key value
+func (e *Engine) setnx(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	value, ok := e.encode(c, c.Args[2])
+	if !ok {
+		return
+	}
+	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), Cond: store.NX})
+	c.Then(func() {
+		outcome, _, err := res.Result()
+		switch {
+		case e.ignoredTombstone(err):
+			c.Out.Int(0)
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		case outcome == store.NotApplied:
+			c.Out.Int(0)
+		default:
+			c.Out.Int(1)
+		}
+	})
+}
+
+// GETSET key value
+func (e *Engine) getset(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	value, ok := e.encode(c, c.Args[2])
+	if !ok {
+		return
+	}
+	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), ReturnOld: true})
+	c.Then(func() {
+		_, old, err := res.Result()
+		switch {
+		case e.ignoredTombstone(err):
+			c.Out.Null()
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		default:
+			e.replyStored(c, ref.sid, old)
+		}
+	})
+}
+
+// GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
+func (e *Engine) getex(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	var x expiry
+	persist := false
+	switch len(c.Args) {
+	case 2:
+	case 3:
+		if !bytes.EqualFold(c.Args[2], []byte("PERSIST")) {
+			c.Out.Error(msgSyntax)
+			return
+		}
+		persist = true
+	case 4:
+		opt := string(bytes.ToUpper(c.Args[2]))
+		if opt != "EX" && opt != "PX" && opt != "EXAT" && opt != "PXAT" {
+			c.Out.Error(msgSyntax)
+			return
+		}
+		var msg string
+		if x, msg = parseExpiryOption(opt, c.Args[3], "getex"); msg != "" {
+			c.Out.Error(msg)
+			return
+		}
+	default:
+		c.Out.Error(msgSyntax)
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	var d ttl.Decision
+	switch {
+	case persist && e.opts.Policy.Persist != ttl.PersistClamp:
+		c.Out.Error(msgPersistDenied)
+		return
+	case persist:
+		d = ttl.Decision{TTL: e.opts.Policy.Max}
+	case x.set:
+		d = x.decision(&e.opts.Policy)
+	default:
+		res := c.Batch.Get(ref.key)
+		c.Then(func() { e.replySession(c, ref, res) })
+		return
+	}
+	res := c.Batch.Expire(ref.key, ttlArg(d), store.Always, true)
+	c.Then(func() {
+		_, v, err := res.Result()
+		switch {
+		case e.ignoredTombstone(err):
+			c.Out.Null()
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		default:
+			e.replyStored(c, ref.sid, v)
+		}
+	})
+}
+
+// GETDEL key: destroys the session (tombstone) and returns it.
+func (e *Engine) getdel(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, false)
+		return
+	}
+	grace := time.Duration(0)
+	if e.opts.Tombstones {
+		grace = e.opts.Grace
+	}
+	res := c.Batch.Destroy(ref.key, grace, true)
+	c.Then(func() {
+		_, old, err := res.Result()
+		if err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		e.replyStored(c, ref.sid, old)
+	})
+}
+
+// MSET key value [key value …]: each key is written on its own (in a
+// cluster they may live on different nodes); when one is tombstoned the
+// reply is its TOMBSTONE error and the others are written.
+func (e *Engine) mset(c *Call) {
+	if len(c.Args)%2 != 1 {
+		c.Out.Error(errArity("mset"))
+		return
+	}
+	refs, ok := e.resolveAll(c, c.Args[1:], 2)
+	if !ok {
+		return
+	}
+	values := make([][]byte, len(refs))
+	for i, r := range refs {
+		payload := c.Args[2+2*i]
+		if !r.session {
+			values[i] = payload
+			continue
+		}
+		if values[i], ok = e.encode(c, payload); !ok {
+			return
+		}
+	}
+	writes := make([]store.WriteResult, len(refs))
+	plain := make([]store.ForwardResult, len(refs))
+	for i, r := range refs {
+		if r.session {
+			d := e.decide(c.Args[2+2*i], 0)
+			writes[i] = c.Batch.Write(r.key, store.Write{Value: values[i], TTL: ttlArg(d)})
+		} else {
+			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
+		}
+	}
+	c.Then(func() {
+		for i, r := range refs {
+			var err error
+			if r.session {
+				_, _, err = writes[i].Result()
+			} else {
+				_, err = plain[i].Result()
+			}
+			if err != nil && !e.ignoredTombstone(err) {
+				e.fail(c, r.sid, err)
+				return
+			}
+		}
+		c.Out.OK()
+	})
+}
+
+// STRLEN key
+func (e *Engine) strlen(c *Call) {
+	ref, ok := e.resolve(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if !ref.session {
+		e.forward(c, true)
+		return
+	}
+	res := c.Batch.Strlen(ref.key)
+	c.Then(func() { e.replyInt(c, ref.sid, res) })
+}
+
+// replyStored answers a previous or current value returned by a write: the
+// decoded payload, or null.
+func (e *Engine) replyStored(c *Call, sid string, stored []byte) {
+	if stored == nil {
+		c.Out.Null()
+		return
+	}
+	if v, ok := e.decode(c, sid, stored); ok {
+		c.Out.Bulk(v)
+	}
+}
+
+// forward sends the command unchanged (a key outside the prefix, with
+// outside_prefix = passthrough) and relays the reply.
+func (e *Engine) forward(c *Call, read bool) {
+	args := make([]interface{}, len(c.Args))
+	for i, a := range c.Args {
+		args[i] = a
+	}
+	res := c.Batch.Forward(read, args...)
+	c.Then(func() {
+		v, err := res.Result()
+		if err != nil {
+			e.fail(c, "", err)
+			return
+		}
+		c.Out.Value(v)
+	})
+}

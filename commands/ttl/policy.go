@@ -1,0 +1,133 @@
+// Package ttl decides the expiry of every session write (SPEC §3).
+package ttl
+
+import (
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// Persist modes.
+const (
+	PersistDeny  = "deny"
+	PersistClamp = "clamp"
+)
+
+// Rule gives sessions whose JSON Field equals Equals their own TTL.
+type Rule struct {
+	Field  string // JSON path, e.g. "user.role"
+	Equals string
+	TTL    time.Duration
+}
+
+// Policy is the TTL policy.
+type Policy struct {
+	// Default applies when nothing else decides. default: 24h
+	Default time.Duration
+	// Min and Max bound every TTL written. default: 1s, 720h
+	Min, Max time.Duration
+	// FromCookie derives the TTL from the session's cookie.expires, as
+	// connect-redis does. default: true
+	FromCookie bool
+	// Rules are tried in order; the first match wins. default: none
+	Rules []Rule
+	// Touch false makes SESS.TOUCH a no-op (connect-redis disableTouch).
+	// default: true
+	Touch bool
+	// Persist is "deny" (PERSIST refused) or "clamp" (PERSIST sets Max).
+	// default: deny
+	Persist string
+	// Now is the clock; default: time.Now
+	Now func() time.Time
+}
+
+// Decision is the TTL for one write.
+type Decision struct {
+	TTL time.Duration
+	// Expired: the session is already over (cookie.expires in the past,
+	// EXAT in the past); the write deletes it.
+	Expired bool
+	// Clamped: the TTL was moved into [Min, Max].
+	Clamped bool
+}
+
+// ReadsPayload reports whether the decision depends on the payload, so a
+// caller without one in hand knows whether to fetch the stored one.
+func (p *Policy) ReadsPayload() bool {
+	return p.FromCookie || len(p.Rules) > 0
+}
+
+// Decide gives the TTL for writing payload (nil when there is none).
+// explicit is the TTL the client asked for (0: none); explicit TTLs come
+// first, then rules, then cookie.expires, then Default.
+func (p *Policy) Decide(payload []byte, explicit time.Duration) Decision {
+	if explicit != 0 {
+		if explicit < 0 {
+			return Decision{Expired: true}
+		}
+		return p.clamp(explicit)
+	}
+	if payload != nil && p.ReadsPayload() {
+		for _, r := range p.Rules {
+			if v := gjson.GetBytes(payload, r.Field); v.Exists() && v.String() == r.Equals {
+				return p.clamp(r.TTL)
+			}
+		}
+		if p.FromCookie {
+			if exp, ok := cookieExpires(payload); ok {
+				d := exp.Sub(p.now())
+				if d <= 0 {
+					return Decision{Expired: true}
+				}
+				return p.clamp(d)
+			}
+		}
+	}
+	return p.clamp(p.Default)
+}
+
+// Explicit is the decision for a TTL the client gave, with no payload
+// (EXPIRE and friends): d <= 0 means the client asked for expiry now.
+func (p *Policy) Explicit(d time.Duration) Decision {
+	if d <= 0 {
+		return Decision{Expired: true}
+	}
+	return p.clamp(d)
+}
+
+// Until is the explicit decision for an absolute Unix time (EXAT, PXAT,
+// EXPIREAT).
+func (p *Policy) Until(t time.Time) Decision {
+	return p.Explicit(t.Sub(p.now()))
+}
+
+func (p *Policy) clamp(d time.Duration) Decision {
+	switch {
+	case d < p.Min:
+		return Decision{TTL: p.Min, Clamped: true}
+	case d > p.Max:
+		return Decision{TTL: p.Max, Clamped: true}
+	}
+	return Decision{TTL: d}
+}
+
+func (p *Policy) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// cookieExpires reads cookie.expires: an ISO-8601 string (what
+// express-session's JSON holds) or epoch milliseconds.
+func cookieExpires(payload []byte) (time.Time, bool) {
+	v := gjson.GetBytes(payload, "cookie.expires")
+	switch v.Type {
+	case gjson.String:
+		t, err := time.Parse(time.RFC3339Nano, v.Str)
+		return t, err == nil
+	case gjson.Number:
+		return time.UnixMilli(v.Int()), true
+	}
+	return time.Time{}, false
+}

@@ -1,0 +1,167 @@
+// Package resp encodes Redis protocol replies into a byte buffer.
+//
+// The proxy answers a pipelined batch out of order of completion (connection
+// commands at once, upstream commands after the batch's round trip), so each
+// command writes into its own Writer and the proxy sends the buffers in
+// request order. Proto is 2 today; the RESP3 encodings hang off the same
+// methods so handlers never care which protocol the client speaks.
+package resp
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Writer appends RESP replies to Buf.
+type Writer struct {
+	Buf   []byte
+	Proto int // 2 or 3; default: 2
+}
+
+// Reset empties the buffer and keeps its memory.
+func (w *Writer) Reset(proto int) {
+	w.Buf = w.Buf[:0]
+	w.Proto = proto
+}
+
+// Len is the number of bytes written so far.
+func (w *Writer) Len() int { return len(w.Buf) }
+
+// Simple writes a status reply such as +OK.
+func (w *Writer) Simple(s string) {
+	w.Buf = append(w.Buf, '+')
+	w.Buf = appendLine(w.Buf, s)
+}
+
+// OK writes +OK.
+func (w *Writer) OK() { w.Buf = append(w.Buf, "+OK\r\n"...) }
+
+// Error writes an error reply. msg starts with the error code (ERR,
+// NOAUTH, TOMBSTONE…), as Redis's own replies do.
+func (w *Writer) Error(msg string) {
+	w.Buf = append(w.Buf, '-')
+	w.Buf = appendLine(w.Buf, msg)
+}
+
+// Int writes an integer reply.
+func (w *Writer) Int(n int64) {
+	w.Buf = append(w.Buf, ':')
+	w.Buf = strconv.AppendInt(w.Buf, n, 10)
+	w.Buf = append(w.Buf, '\r', '\n')
+}
+
+// Bulk writes a bulk string.
+func (w *Writer) Bulk(b []byte) {
+	w.Buf = append(w.Buf, '$')
+	w.Buf = strconv.AppendInt(w.Buf, int64(len(b)), 10)
+	w.Buf = append(w.Buf, '\r', '\n')
+	w.Buf = append(w.Buf, b...)
+	w.Buf = append(w.Buf, '\r', '\n')
+}
+
+// BulkString writes a bulk string.
+func (w *Writer) BulkString(s string) {
+	w.Buf = append(w.Buf, '$')
+	w.Buf = strconv.AppendInt(w.Buf, int64(len(s)), 10)
+	w.Buf = append(w.Buf, '\r', '\n')
+	w.Buf = append(w.Buf, s...)
+	w.Buf = append(w.Buf, '\r', '\n')
+}
+
+// Null writes the null reply: $-1 in RESP2, _ in RESP3.
+func (w *Writer) Null() {
+	if w.Proto == 3 {
+		w.Buf = append(w.Buf, "_\r\n"...)
+		return
+	}
+	w.Buf = append(w.Buf, "$-1\r\n"...)
+}
+
+// NullArray writes the null array: *-1 in RESP2, _ in RESP3.
+func (w *Writer) NullArray() {
+	if w.Proto == 3 {
+		w.Buf = append(w.Buf, "_\r\n"...)
+		return
+	}
+	w.Buf = append(w.Buf, "*-1\r\n"...)
+}
+
+// Array writes an array header; n elements must follow.
+func (w *Writer) Array(n int) {
+	w.Buf = append(w.Buf, '*')
+	w.Buf = strconv.AppendInt(w.Buf, int64(n), 10)
+	w.Buf = append(w.Buf, '\r', '\n')
+}
+
+// Map writes a map header of n pairs; 2n elements must follow. RESP2 has no
+// maps, so it becomes a flat array there, as Redis does.
+func (w *Writer) Map(n int) {
+	if w.Proto == 3 {
+		w.Buf = append(w.Buf, '%')
+		w.Buf = strconv.AppendInt(w.Buf, int64(n), 10)
+		w.Buf = append(w.Buf, '\r', '\n')
+		return
+	}
+	w.Array(2 * n)
+}
+
+// Set writes a set header of n elements (an array in RESP2).
+func (w *Writer) Set(n int) {
+	if w.Proto == 3 {
+		w.Buf = append(w.Buf, '~')
+		w.Buf = strconv.AppendInt(w.Buf, int64(n), 10)
+		w.Buf = append(w.Buf, '\r', '\n')
+		return
+	}
+	w.Array(n)
+}
+
+// Value writes a reply decoded by go-redis (string, int64, []interface{},
+// nil, error) back in RESP. Used for passthrough commands, whose reply shape
+// the proxy does not know in advance.
+func (w *Writer) Value(v interface{}) {
+	switch v := v.(type) {
+	case nil:
+		w.Null()
+	case string:
+		w.BulkString(v)
+	case []byte:
+		w.Bulk(v)
+	case int64:
+		w.Int(v)
+	case bool:
+		if v {
+			w.Int(1)
+		} else {
+			w.Int(0)
+		}
+	case []interface{}:
+		w.Array(len(v))
+		for _, e := range v {
+			w.Value(e)
+		}
+	case map[interface{}]interface{}:
+		w.Map(len(v))
+		for k, e := range v {
+			w.Value(k)
+			w.Value(e)
+		}
+	case error:
+		w.Error(v.Error())
+	default:
+		w.BulkString(fmt.Sprint(v))
+	}
+}
+
+// appendLine appends s with CR and LF replaced by spaces, then CRLF: a
+// simple string or error must stay on one line or it corrupts the stream.
+func appendLine(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return append(b, '\r', '\n')
+}

@@ -1,0 +1,278 @@
+// Package proxy is sessproxy's client-facing side: listeners, connection
+// limits, the request-size guard, and graceful shutdown. It is the only
+// importer of redcon; what a command means is the commands package's
+// business.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+)
+
+// Options configure the listeners and per-client limits.
+type Options struct {
+	// Listen is the TCP address. default: 127.0.0.1:6380
+	Listen string
+	// Unix is a unix socket path to listen on as well. default: none
+	Unix string
+	// TLSCert and TLSKey turn the TCP listener into a TLS one. default: none
+	TLSCert, TLSKey string
+	// MaxClients refuses connections beyond this many. default: 10000
+	MaxClients int
+	// IdleTimeout closes clients idle this long; 0 never. default: 0
+	IdleTimeout time.Duration
+	// MaxRequestBytes closes a client whose request is larger. default: 8 MiB
+	MaxRequestBytes int64
+	// Logger. default: no-op
+	Logger *zap.Logger
+}
+
+func (o *Options) init() {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:6380"
+	}
+	if o.MaxClients == 0 {
+		o.MaxClients = 10000
+	}
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = 8 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+}
+
+var errDraining = errors.New("server shutting down")
+
+const msgMaxClients = "-ERR max number of clients reached\r\n"
+
+// Server accepts clients and runs their commands on an engine.
+type Server struct {
+	opts   Options
+	engine *commands.Engine
+	log    *zap.Logger
+
+	listeners []*drainListener
+	ctx       context.Context // upstream calls; cancelled when shutdown gives up
+	cancel    context.CancelFunc
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*guardedConn]struct{}
+	allGone  chan struct{} // closed when draining and the last client left
+}
+
+// connState is what the proxy keeps per client connection.
+type connState struct {
+	client   *commands.Client
+	pipeline *commands.Pipeline
+	args     [][][]byte
+}
+
+// New returns a server for engine; Listen and Serve start it.
+func New(engine *commands.Engine, opts Options) *Server {
+	opts.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:    opts,
+		engine:  engine,
+		log:     opts.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(map[*guardedConn]struct{}),
+		allGone: make(chan struct{}),
+	}
+}
+
+// Listen binds the TCP listener (and the unix socket, when configured).
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.opts.Listen, err)
+	}
+	if s.opts.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.opts.TLSCert, s.opts.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("load server.tls_cert/tls_key: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.listeners = append(s.listeners, s.wrap(ln))
+	if s.opts.Unix != "" {
+		_ = os.Remove(s.opts.Unix) // a stale socket from a previous run
+		uln, err := net.Listen("unix", s.opts.Unix)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen on unix socket %s: %w", s.opts.Unix, err)
+		}
+		s.listeners = append(s.listeners, s.wrap(uln))
+	}
+	return nil
+}
+
+// Addr is the TCP listener's address (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.listeners[0].Addr() }
+
+// Serve serves clients until Shutdown; it needs Listen first.
+func (s *Server) Serve() error {
+	errs := make(chan error, len(s.listeners))
+	for _, ln := range s.listeners {
+		go func() { errs <- redcon.Serve(ln, s.handle, s.accept, s.closed) }()
+	}
+	var first error
+	for range s.listeners {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting, lets every client finish the commands already
+// read and receive their replies, then closes the connections. When ctx
+// ends first, the remaining connections are closed at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	s.closeListeners()
+	for c := range s.conns {
+		// Wake reads blocked waiting for the next command; a command in
+		// progress finishes and is flushed first.
+		_ = c.SetReadDeadline(time.Now())
+	}
+	if len(s.conns) == 0 {
+		s.closeAllGone()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.allGone:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("shutdown: %d clients still connected: %w", s.connCount(), ctx.Err())
+	}
+}
+
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Listener.Close()
+	}
+}
+
+func (s *Server) closeAllGone() {
+	select {
+	case <-s.allGone:
+	default:
+		close(s.allGone)
+	}
+}
+
+func (s *Server) accept(rc redcon.Conn) bool {
+	gc := rc.NetConn().(*guardedConn)
+	s.mu.Lock()
+	if s.draining.Load() || len(s.conns) >= s.opts.MaxClients {
+		s.mu.Unlock()
+		s.engine.Rejected()
+		_, _ = gc.Conn.Write([]byte(msgMaxClients))
+		return false
+	}
+	s.conns[gc] = struct{}{}
+	s.mu.Unlock()
+	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
+	rc.SetContext(&connState{client: client, pipeline: s.engine.NewPipeline(client)})
+	return true
+}
+
+func (s *Server) closed(rc redcon.Conn, err error) {
+	st, ok := rc.Context().(*connState)
+	if !ok {
+		return // refused in accept
+	}
+	s.engine.Disconnect(st.client)
+	var lerr *limitError
+	if errors.As(err, &lerr) {
+		s.log.Warn("client closed: request too large", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
+	}
+	s.mu.Lock()
+	delete(s.conns, rc.NetConn().(*guardedConn))
+	if s.draining.Load() && len(s.conns) == 0 {
+		s.closeAllGone()
+	}
+	s.mu.Unlock()
+}
+
+// handle runs the first command of a pipeline together with every other
+// command redcon has already read, so they share one upstream round trip.
+func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
+	st := rc.Context().(*connState)
+	defer func() {
+		// The pipeline recovers panics per command; this is the last line
+		// for a bug in the proxy itself: drop this client, keep serving.
+		if r := recover(); r != nil {
+			s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			rc.WriteError("ERR internal error")
+			rc.Close()
+		}
+	}()
+	args := append(st.args[:0], first.Args)
+	for _, cmd := range rc.ReadPipeline() {
+		args = append(args, cmd.Args)
+	}
+	st.pipeline.Run(s.ctx, args, rc.WriteRaw)
+	clear(args)
+	st.args = args[:0]
+	if st.client.Closing() {
+		rc.Close()
+	}
+}
+
+// drainListener wraps each accepted connection in a guardedConn and, once
+// the server drains, holds redcon's accept loop until every client has
+// left: redcon closes all its connections as soon as Accept fails.
+type drainListener struct {
+	net.Listener
+	s *Server
+}
+
+func (s *Server) wrap(ln net.Listener) *drainListener { return &drainListener{Listener: ln, s: s} }
+
+func (l *drainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if l.s.draining.Load() {
+			<-l.s.allGone
+		}
+		return nil, err
+	}
+	return &guardedConn{
+		Conn:     c,
+		scanner:  requestScanner{max: l.s.opts.MaxRequestBytes},
+		idle:     l.s.opts.IdleTimeout,
+		draining: &l.s.draining,
+	}, nil
+}

@@ -1,0 +1,23 @@
+package store
+
+import (
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	// ErrNotFound: no live session at the key (missing, expired or tombstoned).
+	ErrNotFound = errors.New("not found")
+	// ErrTombstoned: the key holds a tombstone, so writes to it are refused.
+	ErrTombstoned = errors.New("session was destroyed")
+)
+
+// UpstreamReply reports whether err is an error reply from Redis itself
+// (WRONGTYPE, NOSCRIPT…), as opposed to a network or timeout failure.
+// Redis error replies go back to the client verbatim; other failures are the
+// proxy's problem.
+func UpstreamReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && err != redis.Nil
+}

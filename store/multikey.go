@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MGetResult is the handle of a queued MGet.
+type MGetResult struct {
+	groups []*redis.SliceCmd
+	// at[i] locates keys[i]: group index and position in that group's reply.
+	at [][2]int
+}
+
+// Len is the number of keys asked for.
+func (r *MGetResult) Len() int { return len(r.at) }
+
+// Session is the i-th key's value read as a session: ErrNotFound when
+// missing or tombstoned.
+func (r *MGetResult) Session(i int) ([]byte, error) {
+	v, err := r.Raw(i)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil || string(v) == Tombstone {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+// Raw is the i-th key's value as stored (nil when missing).
+func (r *MGetResult) Raw(i int) ([]byte, error) {
+	g := r.groups[r.at[i][0]]
+	vals, err := g.Result()
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := vals[r.at[i][1]].(string); ok {
+		return []byte(s), nil
+	}
+	return nil, nil
+}
+
+// MGet queues reading many keys. In a cluster the keys are split into one
+// MGET per hash slot, so keys spread over the cluster never raise CROSSSLOT.
+func (b *Batch) MGet(keys []string) *MGetResult {
+	r := &MGetResult{at: make([][2]int, len(keys))}
+	if b.s.cluster == nil {
+		args := make([]interface{}, 0, len(keys)+1)
+		args = append(args, "mget")
+		for i, k := range keys {
+			args = append(args, k)
+			r.at[i] = [2]int{0, i}
+		}
+		r.groups = append(r.groups, b.mget(args))
+		return r
+	}
+	groupOf := make(map[int]int) // slot → group index
+	var args [][]interface{}
+	for i, k := range keys {
+		slot := Slot(k)
+		g, ok := groupOf[slot]
+		if !ok {
+			g = len(args)
+			groupOf[slot] = g
+			args = append(args, []interface{}{"mget"})
+		}
+		r.at[i] = [2]int{g, len(args[g]) - 1}
+		args[g] = append(args[g], k)
+	}
+	for _, a := range args {
+		r.groups = append(r.groups, b.mget(a))
+	}
+	return r
+}
+
+func (b *Batch) mget(args []interface{}) *redis.SliceCmd {
+	cmd := redis.NewSliceCmd(context.Background(), args...)
+	b.add(cmd, true)
+	return cmd
+}
+
+// Slot is the Redis Cluster hash slot of key, honouring {hash tags}.
+func Slot(key string) int {
+	if s := indexByte(key, '{'); s >= 0 {
+		if e := indexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	return int(crc16(key) % 16384)
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// crc16 is CRC-16/XMODEM, the checksum Redis Cluster uses for slots.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for j := 0; j < 8; j++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}

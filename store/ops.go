@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cond is a write condition, as in SET NX/XX and EXPIRE NX/XX/GT/LT.
+type Cond string
+
+// Write conditions.
+const (
+	Always Cond = ""
+	NX     Cond = "NX"
+	XX     Cond = "XX"
+	GT     Cond = "GT"
+	LT     Cond = "LT"
+)
+
+// Outcome says what a write did.
+type Outcome int
+
+// Write outcomes.
+const (
+	NotApplied Outcome = iota // missing key, or the condition was not met
+	Applied
+	Deleted // the TTL was already over, so the key was deleted
+)
+
+// Write is a session value to store at a key.
+type Write struct {
+	Value []byte
+	// TTL is the expiry to set; zero or negative deletes the key (the session
+	// is already expired).
+	TTL  time.Duration
+	Cond Cond // Always, NX or XX
+	// KeepTTL keeps the key's current TTL when it has one no longer than
+	// MaxTTL; otherwise TTL applies. A write never leaves a key without one.
+	KeepTTL bool
+	MaxTTL  time.Duration
+	// ReturnOld asks for the previous value (SET … GET, GETSET).
+	ReturnOld bool
+}
+
+// WriteResult is the handle of a queued Write.
+type WriteResult struct{ cmd *redis.Cmd }
+
+// Result is what the write did and, when asked for, the previous value (nil
+// when there was none). A tombstoned key gives ErrTombstoned.
+func (r WriteResult) Result() (Outcome, []byte, error) {
+	return scriptOutcome(r.cmd)
+}
+
+// Write queues a tombstone-checked write of w at key.
+func (b *Batch) Write(key string, w Write) WriteResult {
+	keep := ""
+	if w.KeepTTL {
+		keep = msArg(w.MaxTTL)
+	}
+	ret := "0"
+	if w.ReturnOld {
+		ret = "1"
+	}
+	return WriteResult{b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret)}
+}
+
+// DestroyResult is the handle of a queued Destroy.
+type DestroyResult struct{ cmd *redis.Cmd }
+
+// Result says whether a live session was there and, when asked for, its
+// value.
+func (r DestroyResult) Result() (live bool, old []byte, err error) {
+	vals, err := r.cmd.Slice()
+	if err != nil {
+		return false, nil, err
+	}
+	live = asInt(vals[0]) == 1
+	if len(vals) > 1 {
+		old = asBytes(vals[1])
+	}
+	return live, old, nil
+}
+
+// Destroy queues replacing key with a tombstone that lives for grace (or a
+// plain delete when grace is zero: tombstones off).
+func (b *Batch) Destroy(key string, grace time.Duration, returnOld bool) DestroyResult {
+	ret := "0"
+	if returnOld {
+		ret = "1"
+	}
+	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), ret)}
+}
+
+// ExpireResult is the handle of a queued Expire.
+type ExpireResult struct{ cmd *redis.Cmd }
+
+// Result is what the expire did and, when asked for, the value (nil when the
+// key is missing). A tombstoned key gives ErrTombstoned.
+func (r ExpireResult) Result() (Outcome, []byte, error) {
+	return scriptOutcome(r.cmd)
+}
+
+// Expire queues setting the TTL of a live session at key; ttl <= 0 deletes
+// it. returnValue reads the value in the same step (GETEX).
+func (b *Batch) Expire(key string, ttl time.Duration, cond Cond, returnValue bool) ExpireResult {
+	ret := "0"
+	if returnValue {
+		ret = "1"
+	}
+	return ExpireResult{b.script(expireScript, false, key, msArg(ttl), string(cond), ret)}
+}
+
+// IntResult is the handle of a queued integer read.
+type IntResult struct{ cmd *redis.Cmd }
+
+// Result is the integer reply.
+func (r IntResult) Result() (int64, error) { return r.cmd.Int64() }
+
+// PTTL queues reading the TTL of key in milliseconds: -2 when there is no
+// live session, -1 when the key has no TTL.
+func (b *Batch) PTTL(key string) IntResult {
+	return IntResult{b.script(inspectScript, true, key, "pttl")}
+}
+
+// Exists queues checking for a live session at key (1 or 0).
+func (b *Batch) Exists(key string) IntResult {
+	return IntResult{b.script(inspectScript, true, key, "exists")}
+}
+
+// Strlen queues reading the stored length of key (0 for a tombstone).
+func (b *Batch) Strlen(key string) IntResult {
+	return IntResult{b.script(inspectScript, true, key, "strlen")}
+}
+
+// TypeResult is the handle of a queued Type.
+type TypeResult struct{ cmd *redis.Cmd }
+
+// Result is the Redis type name; "none" for a tombstone.
+func (r TypeResult) Result() (string, error) { return r.cmd.Text() }
+
+// Type queues reading the type of key.
+func (b *Batch) Type(key string) TypeResult {
+	return TypeResult{b.script(inspectScript, true, key, "type")}
+}
+
+// GetResult is the handle of a queued Get.
+type GetResult struct{ cmd *redis.StringCmd }
+
+// Result is the stored value; ErrNotFound when the key is missing or holds a
+// tombstone.
+func (r GetResult) Result() ([]byte, error) {
+	v, err := r.cmd.Bytes()
+	if err == redis.Nil || (err == nil && string(v) == Tombstone) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+// Get queues reading the session at key.
+func (b *Batch) Get(key string) GetResult {
+	cmd := redis.NewStringCmd(context.Background(), "get", key)
+	b.add(cmd, true)
+	return GetResult{cmd}
+}
+
+// ForwardResult is the handle of a forwarded command.
+type ForwardResult struct{ cmd *redis.Cmd }
+
+// Result is the upstream's reply as go-redis decodes it (nil for a null).
+func (r ForwardResult) Result() (interface{}, error) {
+	v, err := r.cmd.Result()
+	if err == redis.Nil {
+		return nil, nil
+	}
+	return v, err
+}
+
+// Forward queues a command unchanged (keys outside the session prefix, with
+// outside_prefix = "passthrough"). read marks it free of side effects.
+func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
+	cmd := redis.NewCmd(context.Background(), args...)
+	b.add(cmd, read)
+	return ForwardResult{cmd}
+}
+
+// scriptOutcome decodes the {status[, value]} reply of the write and expire
+// scripts.
+func scriptOutcome(cmd *redis.Cmd) (Outcome, []byte, error) {
+	vals, err := cmd.Slice()
+	if err != nil {
+		return NotApplied, nil, err
+	}
+	var val []byte
+	if len(vals) > 1 {
+		val = asBytes(vals[1])
+	}
+	switch asInt(vals[0]) {
+	case -1:
+		return NotApplied, nil, ErrTombstoned
+	case 1:
+		return Applied, val, nil
+	case 2:
+		return Deleted, val, nil
+	default:
+		return NotApplied, val, nil
+	}
+}
+
+func asInt(v interface{}) int64 {
+	n, _ := v.(int64)
+	return n
+}
+
+func asBytes(v interface{}) []byte {
+	if s, ok := v.(string); ok {
+		return []byte(s)
+	}
+	return nil
+}
+
+// msArg renders a duration as whole milliseconds for a script argument,
+// rounding up so a positive TTL never becomes 0 (which means "delete").
+func msArg(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return fmt.Sprint(int64((d + time.Millisecond - 1) / time.Millisecond))
+}

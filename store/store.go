@@ -1,0 +1,210 @@
+// Package store is sessproxy's only door to Redis: it owns the go-redis
+// clients for every upstream mode, the Lua scripts that make tombstone checks
+// atomic, and the per-slot splitting a Redis Cluster needs.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Upstream modes.
+const (
+	ModeEmbedded   = "embedded"
+	ModeStandalone = "standalone"
+	ModeCluster    = "cluster"
+)
+
+// Options configure the upstream connection.
+type Options struct {
+	// Mode is embedded, standalone or cluster. default: embedded
+	Mode string
+	// Addrs are host:port of the server (standalone) or seed nodes (cluster).
+	Addrs []string
+	// Username and Password authenticate to the upstream. default: none
+	Username string
+	Password string
+	// DB is the database index (standalone only). default: 0
+	DB int
+	// TLS, when set, is used to dial the upstream. default: nil (plain TCP)
+	TLS *tls.Config
+	// PoolSize is the number of connections per upstream node. default: 10 per CPU
+	PoolSize int
+	// DialTimeout, ReadTimeout and WriteTimeout bound each upstream call so a
+	// dead upstream turns into an error reply, not a hung client.
+	// default: 5s, 3s, 3s
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+func (o *Options) init() {
+	if o.Mode == "" {
+		o.Mode = ModeEmbedded
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 3 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 3 * time.Second
+	}
+}
+
+// Store is a connected upstream.
+type Store struct {
+	opts     Options
+	client   redis.UniversalClient
+	cluster  *redis.ClusterClient // set in cluster mode
+	embedded *miniredis.Miniredis // set in embedded mode
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+}
+
+// Open connects to the upstream and loads the scripts. In embedded mode it
+// starts an in-process miniredis first.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts.init()
+	s := &Store{opts: opts, stop: make(chan struct{})}
+	switch opts.Mode {
+	case ModeEmbedded:
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start embedded upstream: %w", err)
+		}
+		s.embedded = m
+		s.client = redis.NewClient(s.clientOptions(m.Addr()))
+		s.stopped.Add(1)
+		go s.advanceEmbeddedClock()
+	case ModeStandalone:
+		if len(opts.Addrs) != 1 {
+			return nil, fmt.Errorf("standalone upstream needs exactly one address, got %d", len(opts.Addrs))
+		}
+		s.client = redis.NewClient(s.clientOptions(opts.Addrs[0]))
+	case ModeCluster:
+		if len(opts.Addrs) == 0 {
+			return nil, errors.New("cluster upstream needs at least one seed address")
+		}
+		s.cluster = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:           opts.Addrs,
+			Username:        opts.Username,
+			Password:        opts.Password,
+			TLSConfig:       opts.TLS,
+			PoolSize:        opts.PoolSize,
+			DialTimeout:     opts.DialTimeout,
+			ReadTimeout:     opts.ReadTimeout,
+			WriteTimeout:    opts.WriteTimeout,
+			Protocol:        2,
+			DisableIdentity: true,
+		})
+		s.client = s.cluster
+	default:
+		return nil, fmt.Errorf("unknown upstream mode %q", opts.Mode)
+	}
+	if err := s.loadScripts(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) clientOptions(addr string) *redis.Options {
+	return &redis.Options{
+		Addr:            addr,
+		Username:        s.opts.Username,
+		Password:        s.opts.Password,
+		DB:              s.opts.DB,
+		TLSConfig:       s.opts.TLS,
+		PoolSize:        s.opts.PoolSize,
+		DialTimeout:     s.opts.DialTimeout,
+		ReadTimeout:     s.opts.ReadTimeout,
+		WriteTimeout:    s.opts.WriteTimeout,
+		Protocol:        2,
+		DisableIdentity: true,
+	}
+}
+
+// advanceEmbeddedClock moves miniredis's clock forward: miniredis only
+// expires keys when told time has passed, and the embedded upstream must
+// honour TTLs like a real Redis.
+func (s *Store) advanceEmbeddedClock() {
+	defer s.stopped.Done()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			s.embedded.FastForward(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// Mode is the upstream mode in use.
+func (s *Store) Mode() string { return s.opts.Mode }
+
+// Addrs describes where the upstream is, for INFO and logs.
+func (s *Store) Addrs() []string {
+	if s.embedded != nil {
+		return []string{s.embedded.Addr()}
+	}
+	return s.opts.Addrs
+}
+
+// Ping checks that the upstream answers (every master, in a cluster).
+func (s *Store) Ping(ctx context.Context) error {
+	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		return c.Ping(ctx).Err()
+	})
+}
+
+// Close disconnects and stops the embedded upstream.
+func (s *Store) Close() error {
+	close(s.stop)
+	s.stopped.Wait()
+	err := s.client.Close()
+	if s.embedded != nil {
+		s.embedded.Close()
+	}
+	return err
+}
+
+// forEachMaster runs fn on every master: the one server outside a cluster,
+// each master concurrently in one.
+func (s *Store) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	if s.cluster != nil {
+		return s.cluster.ForEachMaster(ctx, fn)
+	}
+	return fn(ctx, s.client.(*redis.Client))
+}
+
+// loadScripts puts every script in every master's script cache, so EVALSHA
+// normally hits; NOSCRIPT (a restarted or failed-over node) is handled by
+// Batch.Exec.
+func (s *Store) loadScripts(ctx context.Context) error {
+	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range allScripts {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return fmt.Errorf("load scripts on %s: %w", c.Options().Addr, err)
+			}
+		}
+		return nil
+	})
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
