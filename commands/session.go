@@ -83,16 +83,17 @@ func (e *Engine) sessTouch(c *Call) {
 			return
 		}
 		v, err := stored.Result()
-		if errors.Is(err, store.ErrNotFound) {
-			c.Out.Int(0)
-			return
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Missing or tombstoned: the expire below answers :0 or
+			// TOMBSTONE, atomically.
+		case err != nil:
 			e.fail(c, ref.sid, err)
 			return
-		}
-		if payload, ok = e.decode(c, ref.sid, v); !ok {
-			return
+		default:
+			if payload, ok = e.decode(c, ref.sid, v); !ok {
+				return
+			}
 		}
 	}
 	res := c.Batch.Expire(ref.key, ttlArg(e.decide(payload, 0)), store.Always, false)

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	cfg, err := loadConfig("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := defaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("config.example.toml decodes to\n%+v\nbut the defaults are\n%+v", cfg, want)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sessproxy.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"max below min", "[ttl]\nmin = \"1h\"\nmax = \"1m\"\n", "invalid ttl.max: must be >= ttl.min"},
+		{"unknown key", "[ttl]\ndefualt = \"1h\"\n", "unknown key ttl.defualt"},
+		{"bad duration", "[ttl]\ndefault = \"soon\"\n", "ttl.default"},
+		{"bad mode", "[upstream]\nmode = \"sentinal\"\n", "invalid upstream.mode"},
+		{"standalone needs addr", "[upstream]\nmode = \"standalone\"\n", "invalid upstream.addrs"},
+		{"bad outside", "[session]\noutside_prefix = \"allow\"\n", "invalid session.outside_prefix"},
+		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
+		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
+		{"bad codec", "[codec]\nformat = \"xml\"\n", "invalid codec.format"},
+		{"bad level", "[log]\nlevel = \"loud\"\n", "invalid log.level"},
+		{"bad role", "[[users]]\nname = \"a\"\npassword = \"b\"\nrole = \"root\"\n", "invalid users[0].role"},
+		{"rule without ttl", "[[ttl.rules]]\nfield = \"user.role\"\nequals = \"admin\"\n", "invalid ttl.rules[0].ttl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := configFromFlags("test", []string{"-config", writeConfig(t, tt.body)})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFlagsOverrideTheFile(t *testing.T) {
+	path := writeConfig(t, "[server]\nlisten = \"127.0.0.1:7000\"\n[log]\nlevel = \"warn\"\n")
+	cfg, err := configFromFlags("test", []string{"-config", path, "-listen", "127.0.0.1:7001",
+		"-upstream", "127.0.0.1:7002,127.0.0.1:7003", "-mode", "cluster", "-log-level", "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:7001" || cfg.Upstream.Mode != "cluster" ||
+		!reflect.DeepEqual(cfg.Upstream.Addrs, []string{"127.0.0.1:7002", "127.0.0.1:7003"}) || cfg.Log.Level != "debug" {
+		t.Fatalf("flags not applied: %+v", cfg)
+	}
+}
+
+func TestUpstreamFlagAloneMeansStandalone(t *testing.T) {
+	cfg, err := configFromFlags("test", []string{"-upstream", "127.0.0.1:6379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.Mode != "standalone" {
+		t.Fatalf("mode = %q, want standalone", cfg.Upstream.Mode)
+	}
+}
+
+func TestDaysInDurations(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, "[ttl]\nmax = \"7d\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.TTL.Max) != 7*24*time.Hour {
+		t.Fatalf("ttl.max = %v", time.Duration(cfg.TTL.Max))
+	}
+}
+
+func TestCheckPrintsEffectiveConfigWithSecretsMasked(t *testing.T) {
+	path := writeConfig(t, `[server]
+requirepass = "s3cret-pass"
+[upstream]
+mode = "standalone"
+addrs = ["127.0.0.1:6379"]
+password = "upstream-pass"
+[[users]]
+name = "web"
+password = "user-pass"
+role = "app"
+`)
+	var out bytes.Buffer
+	if err := run([]string{"check", "-config", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, secret := range []string{"s3cret-pass", "upstream-pass", "user-pass"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("check printed the secret %q:\n%s", secret, text)
+		}
+	}
+	for _, want := range []string{`mode = "standalone"`, `requirepass = "********"`, `max = "30d"`, `name = "web"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("check output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestCheckRejectsAnInvalidConfig(t *testing.T) {
+	path := writeConfig(t, "[ttl]\nmin = \"1h\"\nmax = \"1m\"\n")
+	err := run([]string{"check", "-config", path}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "invalid ttl.max") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"version"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "sessproxy ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}

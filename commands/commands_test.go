@@ -1,0 +1,412 @@
+package commands
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+type fixture struct {
+	t      *testing.T
+	m      *miniredis.Miniredis
+	e      *Engine
+	logs   *observer.ObservedLogs
+	client *Client
+	p      *Pipeline
+}
+
+func defaultOptions() Options {
+	return Options{
+		Prefix: "sess:",
+		Policy: ttl.Policy{Default: 24 * time.Hour, Min: time.Second, Max: 30 * 24 * time.Hour,
+			FromCookie: true, Touch: true, Persist: ttl.PersistDeny},
+		Tombstones: true, Grace: 5 * time.Minute, OnWrite: OnWriteError,
+		Codec: codec.JSON{MaxBytes: 1 << 20},
+	}
+}
+
+func newFixture(t *testing.T, tweak func(*Options)) *fixture {
+	t.Helper()
+	m := miniredis.RunT(t)
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{m.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts := defaultOptions()
+	core, logs := observer.New(zap.DebugLevel)
+	opts.Logger = zap.New(core)
+	if tweak != nil {
+		tweak(&opts)
+	}
+	e := New(st, opts)
+	c := e.Connect("127.0.0.1:1", "127.0.0.1:6380")
+	return &fixture{t: t, m: m, e: e, logs: logs, client: c, p: e.NewPipeline(c)}
+}
+
+// do runs one pipeline of commands and returns the replies in a compact
+// text form: +OK, -ERR …, :1, $value, nil, [a b].
+func (f *fixture) do(cmds ...string) []string {
+	f.t.Helper()
+	args := make([][][]byte, len(cmds))
+	for i, c := range cmds {
+		for _, a := range splitArgs(c) {
+			args[i] = append(args[i], []byte(a))
+		}
+	}
+	var out bytes.Buffer
+	f.p.Run(context.Background(), args, func(b []byte) { out.Write(b) })
+	r := bufio.NewReader(&out)
+	var replies []string
+	for r.Buffered() > 0 || out.Len() > 0 {
+		v, err := readReply(r)
+		if err != nil {
+			break
+		}
+		replies = append(replies, v)
+	}
+	return replies
+}
+
+// one runs a single command and returns its reply.
+func (f *fixture) one(cmd string) string {
+	f.t.Helper()
+	r := f.do(cmd)
+	if len(r) != 1 {
+		f.t.Fatalf("%s: %d replies: %q", cmd, len(r), r)
+	}
+	return r[0]
+}
+
+func (f *fixture) expect(cmd, want string) {
+	f.t.Helper()
+	if got := f.one(cmd); got != want {
+		f.t.Fatalf("%s = %q, want %q", cmd, got, want)
+	}
+}
+
+// splitArgs splits on spaces; an argument in single quotes may hold spaces.
+func splitArgs(s string) []string {
+	var args []string
+	for s != "" {
+		s = strings.TrimLeft(s, " ")
+		if strings.HasPrefix(s, "'") {
+			end := strings.Index(s[1:], "'") + 1
+			args = append(args, s[1:end])
+			s = s[end+1:]
+			continue
+		}
+		end := strings.IndexByte(s, ' ')
+		if end < 0 {
+			end = len(s)
+		}
+		args = append(args, s[:end])
+		s = s[end:]
+	}
+	return args
+}
+
+func readReply(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	switch line[0] {
+	case '+', '-', ':':
+		return line, nil
+	case '$':
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "nil", nil
+		}
+		b := make([]byte, n+2)
+		if _, err := io_ReadFull(r, b); err != nil {
+			return "", err
+		}
+		return "$" + string(b[:n]), nil
+	case '*':
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "nil", nil
+		}
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(r); err != nil {
+				return "", err
+			}
+		}
+		return "[" + strings.Join(parts, " ") + "]", nil
+	}
+	return "", fmt.Errorf("unexpected reply line %q", line)
+}
+
+func io_ReadFull(r *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func TestPanicInACommandIsAnsweredAndTheConnectionGoesOn(t *testing.T) {
+	f := newFixture(t, nil)
+	f.e.registry["boom"] = &Command{Name: "boom", Arity: -1, Handler: func(c *Call) {
+		panic("boom with " + string(c.Args[len(c.Args)-1]))
+	}}
+	got := f.do("PING", "BOOM secret-payload", "SESS.SET a {}", "SESS.GET a")
+	want := []string{"+PONG", "-ERR internal error", "+OK", "${}"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("replies = %q, want %q", got, want)
+	}
+	if f.logs.FilterMessage("panic in command").Len() != 1 {
+		t.Fatalf("panic not logged: %v", f.logs.All())
+	}
+	if e := f.logs.All()[0]; e.ContextMap()["command"] != "boom" {
+		t.Fatalf("panic log does not name the command: %v", e.ContextMap())
+	}
+}
+
+func TestPipelinedRepliesComeInRequestOrder(t *testing.T) {
+	f := newFixture(t, nil)
+	got := f.do("SET sess:a {\"n\":1}", "GET sess:a", "PING", "SESS.SET a {\"n\":2}", "ECHO x", "SESS.GET a", "DEL sess:a", "GET sess:a", "SET sess:a {}")
+	want := []string{"+OK", `${"n":1}`, "+PONG", "+OK", "$x", `${"n":2}`, ":1", "nil", "-TOMBSTONE session a was destroyed"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("replies = %q\nwant       %q", got, want)
+	}
+}
+
+func TestEveryWriteGetsAPolicyTTL(t *testing.T) {
+	f := newFixture(t, nil)
+	f.do("SET sess:plain {}", "SETNX sess:nx {}", "GETSET sess:gs {}", "MSET sess:m1 {} sess:m2 {}", "SESS.SET s {}", "SET sess:k {} KEEPTTL")
+	for _, k := range f.m.Keys() {
+		if ttl := f.m.TTL(k); ttl != 24*time.Hour {
+			t.Errorf("%s: TTL %v, want the 24h default", k, ttl)
+		}
+	}
+	if len(f.m.Keys()) != 7 {
+		t.Fatalf("keys = %v", f.m.Keys())
+	}
+}
+
+func TestSessSetTTLSources(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Policy.Rules = []ttl.Rule{{Field: "user.role", Equals: "admin", TTL: 30 * time.Minute}}
+	})
+	expires := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339Nano)
+	f.expect("SESS.SET explicit {} TTL 60", "+OK")
+	f.expect(`SESS.SET rule {"user":{"role":"admin"}}`, "+OK")
+	f.expect(`SESS.SET cookie {"cookie":{"expires":"`+expires+`"}}`, "+OK")
+	f.expect("SESS.SET tiny {} TTL 1", "+OK")
+	f.expect("SESS.SET huge {} TTL 99999999", "+OK")
+	checks := map[string]time.Duration{"explicit": time.Minute, "rule": 30 * time.Minute, "tiny": time.Second, "huge": 30 * 24 * time.Hour}
+	for sid, want := range checks {
+		if got := f.m.TTL("sess:" + sid); got != want {
+			t.Errorf("%s: TTL %v, want %v", sid, got, want)
+		}
+	}
+	if got := f.m.TTL("sess:cookie"); got < 2*time.Hour-time.Minute || got > 2*time.Hour {
+		t.Errorf("cookie: TTL %v, want about 2h", got)
+	}
+}
+
+func TestExpiredCookieDeletesAndRepliesOK(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.SET a {}", "+OK")
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	f.expect(`SESS.SET a {"cookie":{"expires":"`+past+`"}}`, "+OK")
+	if f.m.Exists("sess:a") {
+		t.Fatal("a session whose cookie has expired is still stored")
+	}
+}
+
+func TestTombstones(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.SET a {}", "+OK")
+	f.expect("SESS.DESTROY a never-existed", ":1")
+	if v, _ := f.m.Get("sess:never-existed"); v != "TOMBSTONE" {
+		t.Fatalf("destroying a missing session stores %q, want a tombstone", v)
+	}
+	if v, _ := f.m.Get("sess:a"); v != "TOMBSTONE" || f.m.TTL("sess:a") != 5*time.Minute {
+		t.Fatalf("sess:a = %q ttl %v, want TOMBSTONE for the 5m grace", v, f.m.TTL("sess:a"))
+	}
+	refused := "-TOMBSTONE session a was destroyed"
+	for _, cmd := range []string{"SESS.SET a {}", "SESS.TOUCH a", "SET sess:a {}", "SETEX sess:a 10 {}", "GETSET sess:a {}", "EXPIRE sess:a 10", "MSET sess:a {}"} {
+		f.expect(cmd, refused)
+	}
+	for cmd, want := range map[string]string{"SESS.GET a": "nil", "GET sess:a": "nil", "SESS.EXISTS a": ":0", "EXISTS sess:a": ":0",
+		"TTL sess:a": ":-2", "SESS.TTL a": ":-2", "TYPE sess:a": "+none", "STRLEN sess:a": ":0", "MGET sess:a": "[nil]", "DBSIZE": ":0"} {
+		f.expect(cmd, want)
+	}
+	if v, _ := f.m.Get("sess:a"); v != "TOMBSTONE" {
+		t.Fatalf("a refused write changed the tombstone to %q", v)
+	}
+}
+
+func TestTombstoneOnWriteIgnore(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.OnWrite = OnWriteIgnore })
+	f.expect("SESS.DESTROY a", ":0")
+	f.expect("SESS.SET a {}", "+OK")
+	f.expect("SET sess:a {}", "+OK")
+	if v, _ := f.m.Get("sess:a"); v != "TOMBSTONE" {
+		t.Fatalf("ignored write stored %q", v)
+	}
+}
+
+func TestInvalidInputLosesNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.SET a {\"keep\":1}", "+OK")
+	for cmd, want := range map[string]string{
+		"SESS.SET a notjson":         "-ERR invalid session payload: not valid JSON",
+		"SESS.SET a [1]":             "-ERR invalid session payload: not a JSON object",
+		"SET sess:a 'not json'":      "-ERR invalid session payload: not valid JSON",
+		"SESS.SET a {} TTL -5":       "-" + msgTTLArg,
+		"SESS.SET a {} FOO 5":        "-ERR syntax error",
+		"SET sess:a {} EX 0":         "-ERR invalid expire time in 'set' command",
+		"SET sess:a {} EX x":         "-ERR value is not an integer or out of range",
+		"SET sess:a {} NX XX":        "-ERR syntax error",
+		"SET sess:a {} EX 1 KEEPTTL": "-ERR syntax error",
+		"PERSIST sess:a":             "-" + msgPersistDenied,
+		"GETEX sess:a PERSIST":       "-" + msgPersistDenied,
+		"SESS.GET 'a b'":             "-ERR invalid session id: contains whitespace or control characters",
+		"GET sess:":                  "-ERR invalid session id: empty",
+		"GET other":                  "-NOPERM key 'other' is outside the session namespace",
+		"MSET sess:b {} other {}":    "-NOPERM key 'other' is outside the session namespace",
+		"MSET sess:b {} sess:c":      "-ERR wrong number of arguments for 'mset' command",
+		"GET":                        "-ERR wrong number of arguments for 'get' command",
+		"FLUSHALL":                   "-ERR unknown or unsupported command 'FLUSHALL': sessproxy serves session keys only (see docs/commands.md)",
+		"EXPIRE sess:a 10 NX XX":     "-ERR NX and XX, GT or LT options at the same time are not compatible",
+		"SELECT 3":                   "-ERR DB index is out of range: sessproxy serves db 0 only",
+		"HELLO 3":                    "-NOPROTO unsupported protocol version",
+		"AUTH pw":                    "-" + msgNoPassword,
+		"CLIENT KILL x":              "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.",
+		"SESS.SET " + strings.Repeat("x", 257) + " {}": "-ERR invalid session id: longer than 256 bytes",
+	} {
+		f.expect(cmd, want)
+	}
+	f.expect("SESS.GET a", `${"keep":1}`)
+	if _, err := f.m.Get("sess:b"); err == nil {
+		t.Fatal("a refused MSET wrote sess:b")
+	}
+}
+
+func TestAuthGate(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.RequirePass = "pw"
+		o.Users = []User{{Name: "reader", Password: "r", Role: RoleReadonly}}
+	})
+	f.expect("GET sess:a", "-NOAUTH Authentication required.")
+	f.expect("PING", "+PONG")
+	f.expect("HELLO 2", "-"+msgHelloNoAuth)
+	f.expect("AUTH wrong", "-WRONGPASS invalid username-password pair or user is disabled.")
+	f.expect("AUTH reader r", "+OK")
+	f.expect("GET sess:a", "nil")
+	f.expect("SET sess:a {}", "-NOPERM this user has no permissions to run the 'set' command")
+	f.expect("AUTH pw", "+OK")
+	f.expect("SET sess:a {}", "+OK")
+	f.expect("RESET", "+RESET")
+	f.expect("GET sess:a", "-NOAUTH Authentication required.")
+	if got := f.one("HELLO 2 AUTH default pw SETNAME web"); !strings.HasPrefix(got, "[$server $redis $version") {
+		t.Fatalf("HELLO with AUTH = %q", got)
+	}
+	f.expect("CLIENT GETNAME", "$web")
+}
+
+func TestNoscriptIsRecovered(t *testing.T) {
+	f := newFixture(t, nil)
+	direct := redis.NewClient(&redis.Options{Addr: f.m.Addr()})
+	defer direct.Close()
+	if err := direct.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := f.do("SESS.SET a {\"v\":1}", "SESS.GET a", "SESS.SET a {\"v\":2}", "SESS.GET a")
+	if fmt.Sprint(got) != fmt.Sprint([]string{"+OK", `${"v":1}`, "+OK", `${"v":2}`}) {
+		t.Fatalf("after SCRIPT FLUSH: %q", got)
+	}
+}
+
+func TestUpstreamDownIsAnErrorReplyAndPayloadsAreNotLogged(t *testing.T) {
+	f := newFixture(t, nil)
+	f.m.Close()
+	got := f.one(`SESS.SET a {"secret":"hunter2"}`)
+	if !strings.HasPrefix(got, "-ERR upstream error: ") {
+		t.Fatalf("reply = %q", got)
+	}
+	for _, e := range f.logs.All() {
+		if strings.Contains(fmt.Sprint(e.Message, e.ContextMap()), "hunter2") {
+			t.Fatalf("log holds the payload: %v", e)
+		}
+	}
+	if f.logs.FilterMessage("upstream command failed").Len() == 0 {
+		t.Fatal("upstream failure not logged")
+	}
+}
+
+func TestQuitStopsThePipeline(t *testing.T) {
+	f := newFixture(t, nil)
+	got := f.do("PING", "QUIT", "SESS.SET a {}")
+	if fmt.Sprint(got) != fmt.Sprint([]string{"+PONG", "+OK"}) || !f.client.Closing() {
+		t.Fatalf("replies %q, closing %v", got, f.client.Closing())
+	}
+	if f.m.Exists("sess:a") {
+		t.Fatal("a command after QUIT ran")
+	}
+}
+
+func TestPlainTTLCommands(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Policy.Persist = ttl.PersistClamp })
+	f.expect("SET sess:a {} EX 100", "+OK")
+	f.expect("TTL sess:a", ":100")
+	f.expect("EXPIRE sess:a 50 GT", ":0")
+	f.expect("EXPIRE sess:a 500 GT", ":1")
+	f.expect("PEXPIRE sess:a 1000 LT", ":1")
+	f.expect("PTTL sess:a", ":1000")
+	f.expect("PERSIST sess:a", ":1")
+	f.expect("TTL sess:a", ":2592000")
+	f.expect("EXPIRE sess:a 0", ":1")
+	f.expect("EXISTS sess:a", ":0")
+	f.expect("EXPIRE sess:missing 10", ":0")
+}
+
+func TestTouch(t *testing.T) {
+	f := newFixture(t, nil)
+	in := func(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339Nano) }
+	f.expect(`SESS.SET a {"cookie":{"expires":"`+in(time.Hour)+`"}}`, "+OK")
+	f.expect(`SESS.TOUCH a {"cookie":{"expires":"`+in(3*time.Hour)+`"}}`, ":1")
+	if ttl := f.m.TTL("sess:a"); ttl < 3*time.Hour-time.Minute {
+		t.Fatalf("touch with payload: TTL %v", ttl)
+	}
+	f.m.SetTTL("sess:a", time.Minute)
+	f.expect("SESS.TOUCH a", ":1")
+	if ttl := f.m.TTL("sess:a"); ttl < time.Hour-time.Minute || ttl > time.Hour {
+		t.Fatalf("touch from the stored cookie: TTL %v, want about 1h", ttl)
+	}
+	f.expect("SESS.TOUCH missing", ":0")
+	f.expect("SESS.TOUCH a notjson", "-ERR invalid session payload: not valid JSON")
+}
+
+func TestTouchDisabled(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Policy.Touch = false })
+	f.expect("SESS.SET a {} TTL 100", "+OK")
+	f.expect("SESS.TOUCH a", ":1")
+	if ttl := f.m.TTL("sess:a"); ttl != 100*time.Second {
+		t.Fatalf("touch=false changed the TTL to %v", ttl)
+	}
+}
