@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# bench.sh — throughput and p99 latency of direct Redis, sessproxy and twemproxy
+# (nutcracker), all in front of one fresh redis-server, measured with redis-benchmark.
+#
+#   make bench                              # or: bash bench/bench.sh
+#   BENCH_N=2000 BENCH_ROUNDS=1 make bench  # quick smoke run
+#
+# Environment (defaults in brackets):
+#   BENCH_N        requests per redis-benchmark run [100000]
+#   BENCH_ROUNDS   rounds; every figure is the median over rounds [3]
+#   BENCH_CLIENTS  redis-benchmark -c [50]
+#   BENCH_KEYS     redis-benchmark -r, the key space sess:000000000000.. [100000]
+#   BENCH_TIMEOUT  seconds before one redis-benchmark run counts as failed [300]
+#   PROXY_BIN      a prebuilt sessproxy binary [go build ./cmd/sessproxy]
+#   PROXY_CMD      instead of sessproxy, run this with bash -c; PROXY_PORT, REDIS_PORT and
+#                  WORKDIR are set. For testing this script, e.g.
+#                  PROXY_CMD='exec redis-server --port $PROXY_PORT --save ""'
+#   PROXY_STANDIN  "twemproxy": use a second nutcracker as the proxy (testing this script)
+#
+# Rounds are interleaved (direct, proxy, twemproxy, then the next workload) so drift in
+# the machine's speed hits every target alike. A failed run prints "error" in its cell
+# and the script exits non-zero at the end, so a broken proxy never looks like a pass.
+set -euo pipefail
+
+# Debian installs nutcracker in /usr/sbin, which is not on a normal user's PATH.
+PATH="$PATH:/usr/sbin:/sbin"
+cd "$(dirname "$0")/.."
+
+BENCH_N=${BENCH_N:-100000}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_CLIENTS=${BENCH_CLIENTS:-50}
+BENCH_KEYS=${BENCH_KEYS:-100000}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+TARGETS=(direct proxy twemproxy)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+# --- processes -------------------------------------------------------------------------
+
+WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/sessproxy-bench.XXXXXX")
+PIDS=()
+
+# Every process runs in its own process group (setsid), so cleanup also reaches the
+# children of a PROXY_CMD shell.
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM -- "-$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$WORKDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: run CMD in the background, output to $WORKDIR/NAME.log; sets LAST_PID.
+start() {
+	local name=$1
+	shift
+	setsid "$@" >"$WORKDIR/$name.log" 2>&1 &
+	LAST_PID=$!
+	PIDS+=("$LAST_PID")
+}
+
+# wait_ready NAME PORT PID: poll PING until PONG (10 s), or fail with the process's log.
+wait_ready() {
+	local name=$1 port=$2 pid=$3 i
+	for ((i = 0; i < 100; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			die "$name exited during startup; its log:"$'\n'"$(tail -n 20 "$WORKDIR/$name.log")"
+		fi
+		if [[ $(timeout 1 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "$name did not answer PING on port $port within 10s; its log:"$'\n'"$(tail -n 20 "$WORKDIR/$name.log")"
+}
+
+# free_port VAR: sets VAR to a port nothing listens on, below the ephemeral range
+# (32768+) so an outgoing connection cannot grab it, and never one handed out before.
+# It sets a variable rather than printing because $(...) would lose USED_PORTS.
+USED_PORTS=" "
+free_port() {
+	local port
+	while :; do
+		port=$((20000 + RANDOM % 12000))
+		[[ $USED_PORTS == *" $port "* ]] && continue
+		# A successful connect means something is listening there.
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+		USED_PORTS+="$port "
+		printf -v "$1" '%s' "$port"
+		return
+	done
+}
+
+apt_install() {
+	local sudo=
+	[[ $(id -u) == 0 ]] || sudo=sudo
+	log "installing $* with apt-get"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" ||
+		{ $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; }
+}
+
+# start_twemproxy NAME PORT: nutcracker with one pool in front of the bench redis-server.
+start_twemproxy() {
+	local name=$1 port=$2
+	cat >"$WORKDIR/$name.yml" <<-EOF
+		bench:
+		  listen: 127.0.0.1:$port
+		  redis: true
+		  hash: fnv1a_64
+		  distribution: ketama
+		  auto_eject_hosts: false
+		  timeout: 5000
+		  servers:
+		   - 127.0.0.1:$REDIS_PORT:1
+	EOF
+	# -s: the stats port defaults to 22222 for every instance; give each its own.
+	local stats_port
+	free_port stats_port
+	start "$name" nutcracker -c "$WORKDIR/$name.yml" -s "$stats_port" -a 127.0.0.1
+	wait_ready "$name" "$port" "$LAST_PID"
+}
+
+start_proxy() {
+	if [[ ${PROXY_STANDIN:-} == twemproxy ]]; then
+		PROXY_DESC="stand-in: a second nutcracker"
+		start_twemproxy proxy "$PROXY_PORT"
+		return
+	fi
+	if [[ -n ${PROXY_CMD:-} ]]; then
+		PROXY_DESC="stand-in: PROXY_CMD=$PROXY_CMD"
+		export PROXY_PORT REDIS_PORT WORKDIR
+		start proxy bash -c "$PROXY_CMD"
+	else
+		local bin=${PROXY_BIN:-}
+		if [[ -z $bin ]]; then
+			command -v go >/dev/null || die "go not found on PATH (needed to build ./cmd/sessproxy)"
+			bin=$WORKDIR/sessproxy
+			log "building ./cmd/sessproxy"
+			go build -o "$bin" ./cmd/sessproxy || die "go build ./cmd/sessproxy failed"
+		fi
+		PROXY_DESC="sessproxy ($bin)"
+		start proxy "$bin" -listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
+			-mode standalone -log-level error
+	fi
+	wait_ready proxy "$PROXY_PORT" "$LAST_PID"
+}
+
+# --- payloads --------------------------------------------------------------------------
+
+SMALL_JSON='{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"n":1}'
+
+# session_json prints an express-session object of exactly $1 bytes: cookie as
+# express-session serialises it (expires one day ahead, so the proxy derives a normal
+# TTL), a passport user, app fields, and a CSRF-style token sized to fill the rest.
+session_json() {
+	local size=$1 expires head tail fill
+	expires=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%S.000Z)
+	head='{"cookie":{"originalMaxAge":86400000,"expires":"'$expires'","secure":true,"httpOnly":true,"domain":".shop.example.com","path":"/","sameSite":"lax"},'
+	head+='"passport":{"user":"6f1c2a9e-3b7d-4e21-9c55-8a0d4f7b1e23"},'
+	head+='"user":{"id":"6f1c2a9e-3b7d-4e21-9c55-8a0d4f7b1e23","email":"jane.doe@example.com","name":"Jane Doe","roles":["customer","beta-tester"],"locale":"en-GB","timezone":"Europe/London","plan":"pro","mfa":true,"lastLogin":"2026-11-20T08:14:51.392Z"},'
+	head+='"cart":{"currency":"GBP","items":[{"sku":"BK-1042","name":"Field Notebook","qty":2,"price":1299},{"sku":"PN-0007","name":"Fountain Pen","qty":1,"price":4599},{"sku":"IN-0311","name":"Ink Cartridges (12)","qty":3,"price":599}],"coupon":"WINTER10"},'
+	head+='"flash":{},"returnTo":"/account/orders?page=2&sort=desc","views":17,"csrfSecret":"'
+	tail='"}'
+	fill=$((size - ${#head} - ${#tail}))
+	((fill > 0)) || die "session_json: base object is longer than $size bytes"
+	# A deterministic base64url-looking token: same bytes every run, nothing to escape.
+	printf '%s%s%s' "$head" "$(head -c "$fill" < <(yes 'Qm9vdHN0cmFwLXRva2VuLTlmM2Ew_-' | tr -d '\n'))" "$tail"
+}
+SESSION_JSON=$(session_json 1024)
+
+# populate small|session: write every key redis-benchmark can pick (sess:%012d for
+# 0..BENCH_KEYS-1) straight into Redis with redis-cli --pipe, so GET rows always hit and
+# compare the same reply size on every target.
+populate() {
+	local value ex=
+	case $1 in
+	small) value=$SMALL_JSON ;;
+	session) value=$SESSION_JSON ex=86400 ;;
+	esac
+	LC_ALL=C awk -v n="$BENCH_KEYS" -v v="$value" -v ex="$ex" 'BEGIN {
+		for (i = 0; i < n; i++) {
+			k = sprintf("sess:%012d", i)
+			if (ex == "") printf "*3\r\n$3\r\nSET\r\n"
+			else printf "*5\r\n$3\r\nSET\r\n"
+			printf "$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v
+			if (ex != "") printf "$2\r\nEX\r\n$%d\r\n%s\r\n", length(ex), ex
+		}
+	}' | redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >"$WORKDIR/populate.log" 2>&1 ||
+		die "populate $1 failed: $(cat "$WORKDIR/populate.log")"
+	grep -q 'errors: 0,' "$WORKDIR/populate.log" || die "populate $1: $(cat "$WORKDIR/populate.log")"
+}
+
+# --- workloads -------------------------------------------------------------------------
+
+# One round runs these steps in order; "populate" steps reset the key space.
+STEPS=(
+	"populate small"
+	"set-small 1" "set-small 16" "get-small 1" "get-small 16"
+	"populate session"
+	"sess-set 1" "sess-set 16" "sess-get 1" "sess-get 16"
+)
+
+# command_for WORKLOAD TARGET: sets CMD to the command redis-benchmark sends. The proxy
+# gets the SESS.* form of the session rows; Redis and twemproxy get what connect-redis
+# would send for the same operation.
+command_for() {
+	case $1:$2 in
+	set-small:*) CMD=(SET 'sess:__rand_int__' "$SMALL_JSON") ;;
+	get-small:*) CMD=(GET 'sess:__rand_int__') ;;
+	sess-set:proxy) CMD=(SESS.SET __rand_int__ "$SESSION_JSON") ;;
+	sess-set:*) CMD=(SET 'sess:__rand_int__' "$SESSION_JSON" EX 86400) ;;
+	sess-get:proxy) CMD=(SESS.GET __rand_int__) ;;
+	sess-get:*) CMD=(GET 'sess:__rand_int__') ;;
+	*) die "unknown workload $1" ;;
+	esac
+}
+
+label_for() {
+	case $1 in
+	set-small) echo "SET ${#SMALL_JSON}B" ;;
+	get-small) echo "GET ${#SMALL_JSON}B" ;;
+	sess-set) echo "SESS.SET ${#SESSION_JSON}B" ;;
+	sess-get) echo "SESS.GET ${#SESSION_JSON}B" ;;
+	esac
+}
+
+port_for() {
+	case $1 in
+	direct) echo "$REDIS_PORT" ;;
+	proxy) echo "$PROXY_PORT" ;;
+	twemproxy) echo "$TWEM_PORT" ;;
+	esac
+}
+
+# bench PORT PIPELINE CMD...: one redis-benchmark run; prints "rps p99_ms" or fails.
+bench() {
+	local port=$1 pipeline=$2 out
+	shift 2
+	# timeout: redis-benchmark spins forever at 100% CPU when it cannot connect.
+	out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
+		-c "$BENCH_CLIENTS" -n "$BENCH_N" -r "$BENCH_KEYS" -P "$pipeline" --csv -q "$@" \
+		2>"$WORKDIR/bench.err") || return 1
+	# The CSV's first column is the command line, unescaped: the JSON's quotes and commas
+	# break CSV parsing, so count columns from the right (rps is 7th from the end, p99
+	# 2nd). The header alone (the run died) yields "rps", which is not a number.
+	printf '%s\n' "$out" | tail -n 1 | awk -F, '{
+		rps = $(NF - 6); p99 = $(NF - 1); gsub(/"/, "", rps); gsub(/"/, "", p99)
+		if (rps !~ /^[0-9.]+$/ || p99 !~ /^[0-9.]+$/ || rps + 0 == 0) exit 1
+		print rps, p99
+	}'
+}
+
+# check_hit WORKLOAD TARGET: a GET row only means something if it reads the stored value (a
+# proxy answering nil would look fast), so read one populated key first.
+check_hit() {
+	local key=000000000042 want got
+	want=$SMALL_JSON
+	[[ $1 == sess-get ]] && want=$SESSION_JSON
+	got=$(timeout 5 redis-cli -h 127.0.0.1 -p "$(port_for "$2")" "${CMD[@]/__rand_int__/$key}" 2>&1) || true
+	[[ $got == "$want" ]] && return 0
+	echo "${CMD[*]/__rand_int__/$key} returned '${got:0:80}' instead of the stored value" >"$WORKDIR/bench.err"
+	return 1
+}
+
+# --- main ------------------------------------------------------------------------------
+
+command -v redis-server >/dev/null || apt_install redis-server
+if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+	apt_install redis-tools
+fi
+command -v nutcracker >/dev/null || apt_install nutcracker
+
+free_port REDIS_PORT
+free_port PROXY_PORT
+free_port TWEM_PORT
+
+start redis redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
+	--port "$REDIS_PORT" --daemonize no
+wait_ready redis "$REDIS_PORT" "$LAST_PID"
+start_proxy
+start_twemproxy twemproxy "$TWEM_PORT"
+
+echo "machine:    $(nproc) CPUs, Linux $(uname -r)"
+echo "redis:      $(redis-server --version)"
+echo "twemproxy:  $(nutcracker --version 2>&1 | head -n 1)"
+echo "proxy:      $PROXY_DESC"
+echo "benchmark:  redis-benchmark -c $BENCH_CLIENTS -n $BENCH_N -r $BENCH_KEYS, median of $BENCH_ROUNDS interleaved round(s)"
+echo "            SESS.* rows: direct and twemproxy run SET sess:<id> <json> EX 86400 / GET sess:<id>"
+echo
+
+RESULTS=$WORKDIR/results # lines: "workload pipeline target round rps p99" or "... error"
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+	for step in "${STEPS[@]}"; do
+		read -r workload pipeline <<<"$step"
+		if [[ $workload == populate ]]; then
+			populate "$pipeline"
+			continue
+		fi
+		for target in "${TARGETS[@]}"; do
+			command_for "$workload" "$target"
+			what="round $round/$BENCH_ROUNDS  $(label_for "$workload") -P $pipeline  $target"
+			if [[ $workload == *get* ]] && ! check_hit "$workload" "$target"; then
+				figures=
+			else
+				figures=$(bench "$(port_for "$target")" "$pipeline" "${CMD[@]}") || figures=
+			fi
+			if [[ -n $figures ]]; then
+				log "$what: $figures"
+				echo "$workload $pipeline $target $round $figures" >>"$RESULTS"
+			else
+				log "$what: error: $(grep -v 'Could not fetch server CONFIG' "$WORKDIR/bench.err" | tail -n 2 | tr '\n' ' ')"
+				echo "$workload $pipeline $target $round error" >>"$RESULTS"
+			fi
+		done
+	done
+done
+log ""
+
+# figure WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of column 5 (rps) or
+# 6 (p99), or "error" if any round of that cell failed.
+figure() {
+	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" '
+		$1 == w && $2 == p && $3 == t {
+			if ($5 == "error") bad = 1
+			# Insertion sort: a handful of rounds, and mawk has no asort.
+			for (i = ++n; i > 1 && (v[i - 1] > $c + 0); i--) v[i] = v[i - 1]
+			v[i] = $c + 0
+		}
+		END {
+			if (bad || n == 0) print "error"
+			else print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}' "$RESULTS"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "error" || b == "error" || b == 0) print "error"; else printf "%.2f", a / b }'; }
+rps() { awk -v a="$1" 'BEGIN { if (a == "error") print a; else printf "%.0f", a }'; }
+
+row() { printf '%-20s | %10s | %10s | %12s | %13s | %16s | %13s | %12s\n' "$@"; }
+row workload "direct rps" "proxy rps" "proxy/direct" "twemproxy rps" "twemproxy/direct" "p99 direct ms" "p99 proxy ms"
+missing=()
+for step in "${STEPS[@]}"; do
+	read -r workload pipeline <<<"$step"
+	[[ $workload == populate ]] && continue
+	d=$(figure "$workload" "$pipeline" direct 5)
+	p=$(figure "$workload" "$pipeline" proxy 5)
+	tw=$(figure "$workload" "$pipeline" twemproxy 5)
+	dl=$(figure "$workload" "$pipeline" direct 6)
+	pl=$(figure "$workload" "$pipeline" proxy 6)
+	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" "$(ratio "$p" "$d")" \
+		"$(rps "$tw")" "$(ratio "$tw" "$d")" "$dl" "$pl"
+	for target in "${TARGETS[@]}"; do
+		if [[ $(figure "$workload" "$pipeline" "$target" 5) == error ]]; then
+			missing+=("$target: $(label_for "$workload") -P $pipeline")
+		fi
+	done
+done
+
+if ((${#missing[@]})); then
+	log ""
+	log "bench: FAILED — no figure for:"
+	printf '  %s\n' "${missing[@]}" >&2
+	exit 1
+fi

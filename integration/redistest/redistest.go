@@ -1,0 +1,273 @@
+// Package redistest starts real redis-server processes on free 127.0.0.1 ports for
+// integration tests: a standalone server or a 3-master Redis Cluster. Every process is
+// killed and its directory removed by Stop (or by the t.Cleanup that Standalone and
+// Cluster register), so a test never leaves a server behind.
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	// readyTimeout bounds how long a fresh redis-server may take to answer PING.
+	readyTimeout = 10 * time.Second
+	// pollInterval is the pause between readiness probes.
+	pollInterval = 20 * time.Millisecond
+	// clusterBusOffset is what Redis adds to a node's port for its cluster bus.
+	clusterBusOffset = 10000
+	// startAttempts covers the race between FreePort closing its probe listener and
+	// redis-server binding the port: another process may take it in between.
+	startAttempts = 3
+)
+
+// Server is one running redis-server.
+type Server struct {
+	Addr string // "127.0.0.1:port"
+	Port int
+	Dir  string // working directory: redis.log, and nodes.conf for cluster nodes
+
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed once the process has been reaped
+	stopOnce sync.Once
+}
+
+// Standalone starts one redis-server and registers a t.Cleanup that stops it.
+func Standalone(t testing.TB) *Server {
+	t.Helper()
+	RequireBinaries(t)
+	s, err := StartStandalone()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartStandalone starts one redis-server; the caller must Stop it. It is meant for
+// TestMain, where there is no testing.TB to hang a cleanup on.
+func StartStandalone() (*Server, error) {
+	return startServer()
+}
+
+// Stop kills the server, waits for it to exit (so its ports are free when Stop
+// returns) and removes its directory. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		// No graceful shutdown: nothing is persisted (--save "", no AOF), so SIGKILL
+		// loses nothing and cannot hang.
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		_ = os.RemoveAll(s.Dir)
+	})
+}
+
+// RequireBinaries fails the test when redis-server or redis-cli is missing. It never
+// skips: a silently skipped integration suite looks like a passing one.
+func RequireBinaries(t testing.TB) {
+	t.Helper()
+	if err := lookBinaries(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lookBinaries() error {
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found on PATH: run `make test` (it installs redis-server and redis-tools with apt-get) or apt-get install -y redis-server redis-tools", bin)
+		}
+	}
+	return nil
+}
+
+// handedOut remembers every port FreePort returned, so two servers started by the
+// same test binary never get the same port even if the kernel offers it twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a free TCP port on 127.0.0.1 whose cluster bus port (port+10000)
+// is free as well, so the result is usable for cluster nodes too.
+func FreePort() (int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		ok := port < 65536-clusterBusOffset && !handedOut.ports[port]
+		if ok {
+			bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+clusterBusOffset)))
+			ok = err == nil
+			if ok {
+				bus.Close()
+			}
+		}
+		l.Close()
+		if ok {
+			handedOut.ports[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("find free port: no port p with p and p+10000 both free after 100 tries")
+}
+
+// startServer starts redis-server with the common flags plus extra, retrying on a
+// fresh port when the chosen one was taken before redis-server could bind it.
+func startServer(extra ...string) (*Server, error) {
+	if err := lookBinaries(); err != nil {
+		return nil, err
+	}
+	var err error
+	for range startAttempts {
+		var s *Server
+		s, err = startOnce(extra)
+		if err == nil {
+			return s, nil
+		}
+		if !strings.Contains(err.Error(), "in use") {
+			break
+		}
+	}
+	return nil, err
+}
+
+func startOnce(extra []string) (*Server, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", fmt.Sprintf("redistest-%d-", port))
+	if err != nil {
+		return nil, fmt.Errorf("create dir for redis-server: %w", err)
+	}
+	logPath := filepath.Join(dir, "redis.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("create redis-server log: %w", err)
+	}
+	args := append([]string{
+		"--save", "", "--appendonly", "no",
+		"--dir", dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--daemonize", "no",
+	}, extra...)
+	cmd := exec.Command("redis-server", args...)
+	cmd.Dir = dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	s := &Server{
+		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Port:   port,
+		Dir:    dir,
+		cmd:    cmd,
+		exited: make(chan struct{}),
+	}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(s.exited)
+	}()
+	if err := s.waitReady(); err != nil {
+		// Read the log before Stop removes it: it holds the reason (bad flag, port in use).
+		log, _ := os.ReadFile(logPath)
+		s.Stop()
+		return nil, fmt.Errorf("redis-server on port %d: %w\n--- redis.log ---\n%s", port, err, log)
+	}
+	return s, nil
+}
+
+// waitReady polls PING until the server answers PONG, it exits, or readyTimeout
+// passes. Polling rather than sleeping keeps fast machines fast and slow ones correct.
+func (s *Server) waitReady() error {
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("exited during startup (%v)", s.cmd.ProcessState)
+		default:
+		}
+		reply, err := command(s.Addr, "PING")
+		if err == nil && reply == "PONG" {
+			return nil
+		}
+		lastErr = err // a -LOADING reply or a refused dial: keep polling
+		time.Sleep(pollInterval)
+	}
+	return fmt.Errorf("no PONG within %v (last error: %v)", readyTimeout, lastErr)
+}
+
+// command sends one command over a fresh connection and returns the reply as a
+// string. It understands only the reply types the helpers need (simple string,
+// error, integer, bulk string), which keeps the package free of a client dependency.
+func command(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+
+	var req strings.Builder
+	fmt.Fprintf(&req, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write([]byte(req.String())); err != nil {
+		return "", err
+	}
+
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", errors.New(line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", fmt.Errorf("bad bulk length %q", line)
+		}
+		if n < 0 {
+			return "", errNil
+		}
+		buf := make([]byte, n+2) // payload plus trailing CRLF
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("unsupported reply %q", line)
+}
+
+// errNil is command's result for a null bulk reply.
+var errNil = errors.New("nil reply")

@@ -1,0 +1,103 @@
+package redistest
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStandalone(t *testing.T) {
+	s := Standalone(t)
+
+	if got, err := command(s.Addr, "SET", "sess:abc", `{"n":1}`); err != nil || got != "OK" {
+		t.Fatalf("SET = %q, %v; want OK", got, err)
+	}
+	if got, err := command(s.Addr, "GET", "sess:abc"); err != nil || got != `{"n":1}` {
+		t.Fatalf("GET = %q, %v; want {\"n\":1}", got, err)
+	}
+	if _, err := command(s.Addr, "GET", "sess:missing"); err != errNil {
+		t.Fatalf("GET missing: err = %v, want errNil", err)
+	}
+
+	// Stop here; the t.Cleanup registered by Standalone calls it again, which must be harmless.
+	s.Stop()
+	assertClosed(t, s.Addr)
+}
+
+func TestCluster(t *testing.T) {
+	c := Cluster(t)
+	if len(c.Addrs) != 3 || len(c.Nodes) != 3 {
+		t.Fatalf("got %d addrs and %d nodes, want 3 and 3", len(c.Addrs), len(c.Nodes))
+	}
+
+	for _, addr := range c.Addrs {
+		info, err := command(addr, "CLUSTER", "INFO")
+		if err != nil {
+			t.Fatalf("CLUSTER INFO on %s: %v", addr, err)
+		}
+		for _, want := range []string{"cluster_state:ok", "cluster_known_nodes:3", "cluster_size:3"} {
+			if !strings.Contains(info, want+"\r\n") {
+				t.Errorf("CLUSTER INFO on %s lacks %q:\n%s", addr, want, info)
+			}
+		}
+		nodes, err := command(addr, "CLUSTER", "NODES")
+		if err != nil {
+			t.Fatalf("CLUSTER NODES on %s: %v", addr, err)
+		}
+		if n := strings.Count(nodes, "master"); n != 3 {
+			t.Errorf("CLUSTER NODES on %s lists %d masters, want 3:\n%s", addr, n, nodes)
+		}
+	}
+
+	// A key reaches its own slot's master: proves slots are served, not just assigned.
+	var served bool
+	for _, addr := range c.Addrs {
+		if _, err := command(addr, "SET", "sess:abc", `{"n":1}`); err == nil {
+			served = true
+		} else if !strings.HasPrefix(err.Error(), "MOVED ") {
+			t.Errorf("SET on %s: %v, want OK or MOVED", addr, err)
+		}
+	}
+	if !served {
+		t.Error("no master accepted SET sess:abc")
+	}
+
+	c.Stop()
+	for _, addr := range c.Addrs {
+		assertClosed(t, addr)
+	}
+}
+
+func TestStartStop(t *testing.T) {
+	s, err := StartStandalone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	s.Stop()
+	assertClosed(t, s.Addr)
+}
+
+func TestFreePortDistinct(t *testing.T) {
+	seen := map[int]bool{}
+	for range 50 {
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] || p >= 55536 {
+			t.Fatalf("FreePort returned %d (seen before: %v)", p, seen[p])
+		}
+		seen[p] = true
+	}
+}
+
+func assertClosed(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Stop", addr)
+	}
+}
