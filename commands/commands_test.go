@@ -34,7 +34,7 @@ func defaultOptions() Options {
 		Policy: ttl.Policy{Default: 24 * time.Hour, Min: time.Second, Max: 30 * 24 * time.Hour,
 			FromCookie: true, Touch: true, Persist: ttl.PersistDeny},
 		Tombstones: true, Grace: 5 * time.Minute, OnWrite: OnWriteError,
-		Codec: codec.JSON{MaxBytes: 1 << 20},
+		Codec: mustCodec(codec.Options{MaxPayloadBytes: 1 << 20}),
 	}
 }
 
@@ -409,4 +409,12 @@ func TestTouchDisabled(t *testing.T) {
 	if ttl := f.m.TTL("sess:a"); ttl != 100*time.Second {
 		t.Fatalf("touch=false changed the TTL to %v", ttl)
 	}
+}
+
+func mustCodec(o codec.Options) codec.Codec {
+	c, err := codec.New(o)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -105,7 +105,7 @@ func New(st *store.Store, opts Options) *Engine {
 		opts.OnWrite = OnWriteError
 	}
 	if opts.Codec == nil {
-		opts.Codec = codec.JSON{}
+		opts.Codec = codec.Plain()
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -279,7 +279,10 @@ func (r Role) may(f flag) bool {
 // fail answers an error from the store: Redis's own error replies go back
 // verbatim, the rest is the proxy's failure, logged once here.
 func (e *Engine) fail(c *Call, sid string, err error) {
+	var decode *decodeError
 	switch {
+	case errors.As(err, &decode):
+		c.Out.Error(decode.Error())
 	case errors.Is(err, store.ErrTombstoned):
 		c.Out.Error(errTombstoned(sid))
 	case store.UpstreamReply(err):

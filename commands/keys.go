@@ -43,18 +43,41 @@ func (e *Engine) expire(c *Call) {
 		c.Out.Error(msgNotInteger)
 		return
 	}
-	cond := store.Always
+	// Options combine as in Redis 7: NX alone, GT or LT optionally with XX.
+	var nx, xx, gt, lt bool
 	for _, a := range c.Args[3:] {
-		next := store.Cond(bytes.ToUpper(a))
-		switch {
-		case next != store.NX && next != store.XX && next != store.GT && next != store.LT:
+		switch string(bytes.ToUpper(a)) {
+		case "NX":
+			nx = true
+		case "XX":
+			xx = true
+		case "GT":
+			gt = true
+		case "LT":
+			lt = true
+		default:
 			c.Out.Error("ERR Unsupported option " + printable(string(a)))
 			return
-		case cond != store.Always && cond != next:
-			c.Out.Error("ERR NX and XX, GT or LT options at the same time are not compatible")
-			return
 		}
-		cond = next
+	}
+	cond := store.Always
+	switch {
+	case nx && (xx || gt || lt):
+		c.Out.Error(msgExpireNX)
+		return
+	case gt && lt:
+		c.Out.Error(msgExpireGTLT)
+		return
+	case nx:
+		cond = store.NX
+	case gt:
+		cond = store.GT // a key without a TTL never passes GT, so XX adds nothing
+	case lt && xx:
+		cond = store.XXLT
+	case lt:
+		cond = store.LT
+	case xx:
+		cond = store.XX
 	}
 	if !ref.session {
 		e.forward(c, false)

@@ -9,18 +9,22 @@ import (
 // kept where Redis has one, so client libraries that match on it keep
 // working.
 const (
-	msgNoAuth        = "NOAUTH Authentication required."
-	msgHelloNoAuth   = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
-	msgWrongPass     = "WRONGPASS invalid username-password pair or user is disabled."
-	msgNoPassword    = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	msgSyntax        = "ERR syntax error"
-	msgNotInteger    = "ERR value is not an integer or out of range"
-	msgInternal      = "ERR internal error"
-	msgPersistDenied = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
-	msgNoProto       = "NOPROTO unsupported protocol version"
-	msgProtoNotInt   = "ERR Protocol version is not an integer or out of range"
-	msgClientName    = "ERR Client names cannot contain spaces, newlines or special characters."
-	msgTTLArg        = "ERR invalid TTL: must be a positive number of seconds"
+	msgNoAuth         = "NOAUTH Authentication required."
+	msgHelloNoAuth    = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	msgWrongPass      = "WRONGPASS invalid username-password pair or user is disabled."
+	msgNoPassword     = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	msgSyntax         = "ERR syntax error"
+	msgNotInteger     = "ERR value is not an integer or out of range"
+	msgInternal       = "ERR internal error"
+	msgPersistDenied  = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
+	msgNoProto        = "NOPROTO unsupported protocol version"
+	msgProtoNotInt    = "ERR Protocol version is not an integer or out of range"
+	msgClientName     = "ERR Client names cannot contain spaces, newlines or special characters."
+	msgTTLArg         = "ERR invalid TTL: must be a positive number of seconds"
+	msgInvalidCursor  = "ERR invalid cursor"
+	msgFieldsNeedJSON = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
+	msgExpireNX       = "ERR NX and XX, GT or LT options at the same time are not compatible"
+	msgExpireGTLT     = "ERR GT and LT options at the same time are not compatible"
 )
 
 func errArity(name string) string {
@@ -61,6 +65,19 @@ func errSessionID(reason string) string {
 
 func errDecode(sid string, err error) string {
 	return "ERR session " + printable(sid) + " cannot be decoded: " + err.Error()
+}
+
+// decodeError is a stored value that cannot be decoded, met inside a bulk
+// command; the reply names the session.
+type decodeError struct {
+	sid string
+	err error
+}
+
+func (d *decodeError) Error() string { return errDecode(d.sid, d.err) }
+
+func errBusy(sid string) string {
+	return "ERR session " + printable(sid) + " is being changed by other writers; try again"
 }
 
 func errUpstream(err error) string {

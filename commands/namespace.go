@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"math"
 	"strconv"
 	"time"
 )
@@ -80,15 +81,14 @@ func parseInt(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
-// maxTTLArg bounds TTL arguments so converting them to a Duration cannot
-// overflow; Redis refuses such values too.
-const maxTTLArg = int64(1<<63-1) / int64(time.Millisecond) / 1000
-
 // parseDuration parses the number of a relative (EX/PX) or absolute
-// (EXAT/PXAT) expiry. unit is time.Second or time.Millisecond.
+// (EXAT/PXAT) expiry. unit is time.Second or time.Millisecond. The bound
+// depends on the unit, so converting to a Duration cannot overflow while a
+// PXAT of today's epoch milliseconds (about 1.8e12) still fits.
 func parseDuration(b []byte, unit time.Duration) (time.Duration, bool) {
 	n, ok := parseInt(b)
-	if !ok || n > maxTTLArg || n < -maxTTLArg {
+	max := int64(math.MaxInt64) / int64(unit)
+	if !ok || n > max || n < -max {
 		return 0, false
 	}
 	return time.Duration(n) * unit, true

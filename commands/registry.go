@@ -48,6 +48,21 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessTTL},
 		{Name: "sess.exists", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessExists},
 
+		// Fields (fields.go).
+		{Name: "sess.fget", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFGet},
+		{Name: "sess.fmget", Arity: -3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFMGet},
+		{Name: "sess.fset", Arity: -4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFSet},
+		{Name: "sess.fdel", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFDel},
+
+		// Bulk (bulk.go).
+		{Name: "sess.ids", Arity: 1, Flags: flagRead, Handler: e.sessIDs},
+		{Name: "sess.all", Arity: 1, Flags: flagRead, Handler: e.sessAll},
+		{Name: "sess.length", Arity: 1, Flags: flagRead, Handler: e.sessLength},
+		{Name: "sess.scan", Arity: -2, Flags: flagRead, Handler: e.sessScan},
+		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin, Handler: e.sessClear},
+		{Name: "scan", Arity: -2, Flags: flagRead, Handler: e.scan},
+		{Name: "keys", Arity: 2, Flags: flagRead, Handler: e.keys},
+
 		// Strings on session keys (strings.go).
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},
 		{Name: "mget", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.mget},

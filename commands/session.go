@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/commands/ttl"
 	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
 )
 
 // SESS.SET sid payload [TTL seconds]
@@ -146,7 +147,7 @@ func (e *Engine) sessExists(c *Call) {
 // encode runs the payload through the codec, answering the client when it
 // is refused.
 func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
-	v, err := e.opts.Codec.Encode(payload)
+	v, err := e.opts.Codec.Encode(payload, codec.Meta{})
 	if err != nil {
 		c.Out.Error(errPayload(err.Error()))
 		return nil, false
@@ -156,7 +157,7 @@ func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
 
 // decode turns a stored value back into the client's payload.
 func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
-	v, err := e.opts.Codec.Decode(stored)
+	v, _, err := e.opts.Codec.Decode(stored)
 	if err != nil {
 		c.Out.Error(errDecode(sid, err))
 		return nil, false
@@ -184,15 +185,11 @@ func ttlArg(d ttl.Decision) time.Duration {
 // destroy tombstones each session (or forwards DEL for passthrough keys)
 // and answers how many existed.
 func (e *Engine) destroy(c *Call, refs []keyRef) {
-	grace := time.Duration(0)
-	if e.opts.Tombstones {
-		grace = e.opts.Grace
-	}
 	sessions := make([]store.DestroyResult, 0, len(refs))
 	var plain []store.ForwardResult
 	for _, r := range refs {
 		if r.session {
-			sessions = append(sessions, c.Batch.Destroy(r.key, grace, false))
+			sessions = append(sessions, c.Batch.Destroy(r.key, e.grace(), false))
 		} else {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}

@@ -44,7 +44,7 @@ func (e *Engine) mget(c *Call) {
 			if r.session {
 				v, err = res.Session(i)
 				if err == nil {
-					v, err = e.opts.Codec.Decode(v)
+					v, _, err = e.opts.Codec.Decode(v)
 					if err != nil {
 						c.Out.Error(errDecode(r.sid, err))
 						return
@@ -362,11 +362,7 @@ func (e *Engine) getdel(c *Call) {
 		e.forward(c, false)
 		return
 	}
-	grace := time.Duration(0)
-	if e.opts.Tombstones {
-		grace = e.opts.Grace
-	}
-	res := c.Batch.Destroy(ref.key, grace, true)
+	res := c.Batch.Destroy(ref.key, e.grace(), true)
 	c.Then(func() {
 		_, old, err := res.Result()
 		if err != nil {

@@ -18,6 +18,9 @@ const (
 	XX     Cond = "XX"
 	GT     Cond = "GT"
 	LT     Cond = "LT"
+	// XXLT is EXPIRE … XX LT: LT, and only on a key that has a TTL (plain
+	// LT treats a key without one as infinite and applies).
+	XXLT Cond = "XXLT"
 )
 
 // Outcome says what a write did.

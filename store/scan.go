@@ -2,29 +2,95 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// scanCount is the COUNT hint per SCAN call: large enough to cross a big
-// keyspace in few round trips, small enough not to stall Redis.
+// scanCount is the COUNT hint per SCAN call when the caller gives none:
+// large enough to cross a big keyspace in few round trips, small enough
+// not to stall Redis.
 const scanCount = 1000
 
-// ScanKeys calls fn with every key matching pattern, a page at a time, on
-// every master. In a cluster the masters are scanned concurrently, so fn
-// must be safe for concurrent use.
-func (s *Store) ScanKeys(ctx context.Context, pattern string, fn func(ctx context.Context, node *redis.Client, keys []string) error) error {
-	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+// maxMasters bounds the masters a composite cursor can name (see Scan).
+const maxMasters = 1024
+
+// ErrBadCursor is returned for a cursor no Scan returned.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// masters returns one client per master, ordered by address, so a cursor
+// can name a master by its position.
+func (s *Store) masters(ctx context.Context) ([]*redis.Client, error) {
+	var mu sync.Mutex
+	var nodes []*redis.Client
+	err := s.forEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		nodes = append(nodes, c)
+		mu.Unlock()
+		return nil
+	})
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Options().Addr < nodes[j].Options().Addr })
+	return nodes, err
+}
+
+// Scan is one step of a cursor over the live sessions matching pattern on
+// every master: the masters are walked one after the other, and the cursor
+// packs the master's position with that master's own SCAN cursor. Like
+// SCAN, it may return fewer keys than count, or none, before the end;
+// cursor 0 starts and ends the walk.
+func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count int64) ([]string, uint64, error) {
+	nodes, err := s.masters(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	idx, nodeCursor := int(cursor%maxMasters), cursor/maxMasters
+	if idx >= len(nodes) {
+		return nil, 0, ErrBadCursor
+	}
+	if count <= 0 {
+		count = 10
+	}
+	node := nodes[idx]
+	keys, next, err := node.Scan(ctx, nodeCursor, pattern, count).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan %s: %w", node.Options().Addr, err)
+	}
+	live, err := s.liveKeys(ctx, node, keys)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case next != 0:
+		return live, next*maxMasters + uint64(idx), nil
+	case idx+1 < len(nodes):
+		return live, uint64(idx + 1), nil
+	default:
+		return live, 0, nil
+	}
+}
+
+// ForEachPage calls fn with every page of keys matching pattern on every
+// master, with a batch bound to that master for the page's follow-up
+// commands. In a cluster the masters are walked concurrently, so fn must be
+// safe for concurrent use.
+func (s *Store) ForEachPage(ctx context.Context, pattern string, count int64, fn func(ctx context.Context, b *Batch, keys []string) error) error {
+	if count <= 0 {
+		count = scanCount
+	}
+	return s.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		b := &Batch{s: s, pipe: node.Pipeline()}
 		var cursor uint64
 		for {
-			keys, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
+			keys, next, err := node.Scan(ctx, cursor, pattern, count).Result()
 			if err != nil {
-				return fmt.Errorf("scan %s: %w", c.Options().Addr, err)
+				return fmt.Errorf("scan %s: %w", node.Options().Addr, err)
 			}
 			if len(keys) > 0 {
-				if err := fn(ctx, c, keys); err != nil {
+				if err := fn(ctx, b, keys); err != nil {
 					return err
 				}
 			}
@@ -36,52 +102,67 @@ func (s *Store) ScanKeys(ctx context.Context, pattern string, fn func(ctx contex
 	})
 }
 
+// ForEachLive is ForEachPage with tombstones filtered out.
+func (s *Store) ForEachLive(ctx context.Context, pattern string, fn func(ctx context.Context, b *Batch, keys []string) error) error {
+	return s.ForEachPage(ctx, pattern, 0, func(ctx context.Context, b *Batch, keys []string) error {
+		live, err := b.live(ctx, keys)
+		if err != nil || len(live) == 0 {
+			return err
+		}
+		return fn(ctx, b, live)
+	})
+}
+
+// liveKeys filters the tombstones out of keys, all on node.
+func (s *Store) liveKeys(ctx context.Context, node *redis.Client, keys []string) ([]string, error) {
+	b := &Batch{s: s, pipe: node.Pipeline()}
+	return b.live(ctx, keys)
+}
+
+// live executes an existence check of every key (a tombstone is not live)
+// and returns the live ones.
+func (b *Batch) live(ctx context.Context, keys []string) ([]string, error) {
+	checks := make([]IntResult, len(keys))
+	for i, k := range keys {
+		checks[i] = b.Exists(k)
+	}
+	if err := b.Exec(ctx); err != nil {
+		return nil, err
+	}
+	live := keys[:0:0]
+	for i, c := range checks {
+		n, err := c.Result()
+		if err != nil {
+			return nil, err
+		}
+		if n == 1 {
+			live = append(live, keys[i])
+		}
+	}
+	return live, nil
+}
+
 // CountLive counts the live sessions under prefix, tombstones excluded.
 func (s *Store) CountLive(ctx context.Context, prefix string) (int64, error) {
 	var n atomic.Int64
-	err := s.ScanKeys(ctx, escapeGlob(prefix)+"*", func(ctx context.Context, node *redis.Client, keys []string) error {
-		pipe := node.Pipeline()
-		cmds := make([]*redis.IntCmd, len(keys))
-		for i, k := range keys {
-			cmds[i] = pipe.StrLen(ctx, k)
-		}
-		_, _ = pipe.Exec(ctx)
-		var maybeTombstones []string
-		for i, c := range cmds {
-			l, err := c.Result()
-			switch {
-			case err != nil:
-				// Not a string: not a session the proxy wrote, but a key in
-				// the namespace all the same.
-				n.Add(1)
-			case l == int64(len(Tombstone)):
-				maybeTombstones = append(maybeTombstones, keys[i])
-			case l > 0:
-				n.Add(1)
-			}
-		}
-		for _, k := range maybeTombstones {
-			v, err := node.Get(ctx, k).Result()
-			if err == nil && v != Tombstone {
-				n.Add(1)
-			}
-		}
+	err := s.ForEachLive(ctx, PrefixPattern(prefix), func(_ context.Context, _ *Batch, keys []string) error {
+		n.Add(int64(len(keys)))
 		return nil
 	})
 	return n.Load(), err
 }
 
-// escapeGlob escapes the glob characters of a literal prefix for MATCH.
-func escapeGlob(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
+// PrefixPattern is the SCAN MATCH pattern of every key under prefix.
+func PrefixPattern(prefix string) string {
+	out := make([]byte, 0, len(prefix)+1)
+	for i := 0; i < len(prefix); i++ {
+		switch prefix[i] {
 		case '*', '?', '[', ']', '\\':
 			out = append(out, '\\')
 		}
-		out = append(out, s[i])
+		out = append(out, prefix[i])
 	}
-	return string(out)
+	return string(append(out, '*'))
 }
 
 // UpstreamKeys is the number of keys in the upstream (all masters), for

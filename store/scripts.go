@@ -84,8 +84,8 @@ return {live}
 `)
 
 // expireScript sets the TTL of a live session.
-// ARGV: ttl ms (<= 0: delete), condition ("", "NX", "XX", "GT", "LT"), "1"
-// to return the value (GETEX).
+// ARGV: ttl ms (<= 0: delete), condition ("", "NX", "XX", "GT", "LT",
+// "XXLT"), "1" to return the value (GETEX).
 // Returns {status[, value]}: 1 applied, 0 missing or condition not met, -1
 // tombstoned, 2 deleted.
 var expireScript = redis.NewScript(`
@@ -107,7 +107,8 @@ if cond ~= '' then
   local cur = redis.call('PTTL', k)
   if (cond == 'NX' and cur ~= -1) or (cond == 'XX' and cur == -1) or
      (cond == 'GT' and (cur == -1 or ttl <= cur)) or
-     (cond == 'LT' and cur ~= -1 and ttl >= cur) then
+     (cond == 'LT' and cur ~= -1 and ttl >= cur) or
+     (cond == 'XXLT' and (cur == -1 or ttl >= cur)) then
     if v then return {0, v} end
     return {0}
   end
@@ -143,4 +144,4 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, inspectScript}
+var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, inspectScript, casScript}

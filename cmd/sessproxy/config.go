@@ -319,7 +319,7 @@ func (c *Config) storeOptions() (store.Options, error) {
 }
 
 func (c *Config) commandOptions() (commands.Options, error) {
-	cd, err := codec.New(c.Codec.Format, c.Codec.MaxPayloadBytes)
+	cd, err := codec.New(codec.Options{Format: c.Codec.Format, MaxPayloadBytes: c.Codec.MaxPayloadBytes})
 	if err != nil {
 		return commands.Options{}, fmt.Errorf("invalid codec.format: %w", err)
 	}

@@ -1,0 +1,310 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/tidwall/match"
+)
+
+// The bulk commands walk every master with SCAN, a page at a time, and run
+// their follow-up commands per page on that page's own node: never one
+// giant MGET or DEL, never CROSSSLOT. Tombstones are skipped.
+
+// SESS.IDS
+func (e *Engine) sessIDs(c *Call) {
+	if !e.flushBefore(c) {
+		return
+	}
+	keys, err := e.liveKeys(c.Ctx)
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Array(len(keys))
+	for _, k := range keys {
+		c.Out.BulkString(k[len(e.opts.Prefix):])
+	}
+}
+
+// SESS.LENGTH
+func (e *Engine) sessLength(c *Call) {
+	if !e.flushBefore(c) {
+		return
+	}
+	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix)
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Int(n)
+}
+
+// SESS.ALL: id payload id payload … (a map in RESP3).
+func (e *Engine) sessAll(c *Call) {
+	if !e.flushBefore(c) {
+		return
+	}
+	type entry struct {
+		sid     string
+		payload []byte
+	}
+	var mu sync.Mutex
+	var all []entry
+	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
+		gets := make([]store.GetResult, len(keys))
+		for i, k := range keys {
+			gets[i] = b.Get(k)
+		}
+		if err := b.Exec(ctx); err != nil {
+			return err
+		}
+		page := make([]entry, 0, len(keys))
+		for i, g := range gets {
+			stored, err := g.Result()
+			if err == store.ErrNotFound {
+				continue // destroyed since the page was read
+			}
+			if err != nil {
+				return err
+			}
+			sid := keys[i][len(e.opts.Prefix):]
+			payload, _, err := e.opts.Codec.Decode(stored)
+			if err != nil {
+				return &decodeError{sid: sid, err: err}
+			}
+			page = append(page, entry{sid, payload})
+		}
+		mu.Lock()
+		all = append(all, page...)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Map(len(all))
+	for _, en := range all {
+		c.Out.BulkString(en.sid)
+		c.Out.Bulk(en.payload)
+	}
+}
+
+// SESS.CLEAR: destroys every session (tombstones), admin only.
+func (e *Engine) sessClear(c *Call) {
+	if !e.flushBefore(c) {
+		return
+	}
+	var mu sync.Mutex
+	var n int64
+	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
+		results := make([]store.DestroyResult, len(keys))
+		for i, k := range keys {
+			results[i] = b.Destroy(k, e.grace(), false)
+		}
+		if err := b.Exec(ctx); err != nil {
+			return err
+		}
+		var destroyed int64
+		for _, r := range results {
+			live, _, err := r.Result()
+			if err != nil {
+				return err
+			}
+			if live {
+				destroyed++
+			}
+		}
+		mu.Lock()
+		n += destroyed
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Int(n)
+}
+
+// scanArgs are the options of SESS.SCAN and SCAN.
+type scanArgs struct {
+	cursor uint64
+	count  int64
+	match  string // SCAN only; "" = everything under the prefix
+}
+
+func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
+	var s scanArgs
+	cursor, err := strconv.ParseUint(string(args[0]), 10, 64)
+	if err != nil {
+		return s, msgInvalidCursor
+	}
+	s.cursor = cursor
+	for i := 1; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			return s, msgSyntax
+		}
+		switch opt := string(bytes.ToUpper(args[i])); {
+		case opt == "COUNT":
+			n, ok := parseInt(args[i+1])
+			if !ok || n < 1 {
+				return s, msgNotInteger
+			}
+			s.count = n
+		case opt == "MATCH" && allowMatch:
+			s.match = string(args[i+1])
+		default:
+			return s, msgSyntax
+		}
+	}
+	return s, ""
+}
+
+// SESS.SCAN cursor [COUNT n]: [next-cursor, [ids…]], across every master.
+func (e *Engine) sessScan(c *Call) {
+	args, msg := parseScanArgs(c.Args[1:], false)
+	if msg != "" {
+		c.Out.Error(msg)
+		return
+	}
+	if !e.flushBefore(c) {
+		return
+	}
+	keys, next, err := e.store.Scan(c.Ctx, args.cursor, store.PrefixPattern(e.opts.Prefix), args.count)
+	if err == store.ErrBadCursor {
+		c.Out.Error(msgInvalidCursor)
+		return
+	}
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Array(2)
+	c.Out.BulkString(strconv.FormatUint(next, 10))
+	c.Out.Array(len(keys))
+	for _, k := range keys {
+		c.Out.BulkString(k[len(e.opts.Prefix):])
+	}
+}
+
+// SCAN cursor [MATCH pattern] [COUNT n]: confined to the session prefix,
+// tombstones filtered; the cursor spans every master.
+func (e *Engine) scan(c *Call) {
+	args, msg := parseScanArgs(c.Args[1:], true)
+	if msg != "" {
+		c.Out.Error(msg)
+		return
+	}
+	if !e.flushBefore(c) {
+		return
+	}
+	pattern, filter := e.confine(args.match)
+	keys, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.count)
+	if err == store.ErrBadCursor {
+		c.Out.Error(msgInvalidCursor)
+		return
+	}
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	keys = filterKeys(keys, filter)
+	c.Out.Array(2)
+	c.Out.BulkString(strconv.FormatUint(next, 10))
+	c.Out.Array(len(keys))
+	for _, k := range keys {
+		c.Out.BulkString(k)
+	}
+}
+
+// KEYS pattern: served by SCAN inside the prefix, never by KEYS upstream.
+func (e *Engine) keys(c *Call) {
+	if !e.flushBefore(c) {
+		return
+	}
+	pattern, filter := e.confine(string(c.Args[1]))
+	var mu sync.Mutex
+	var all []string
+	err := e.store.ForEachLive(c.Ctx, pattern, func(_ context.Context, _ *store.Batch, keys []string) error {
+		keys = filterKeys(keys, filter)
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		e.fail(c, "", err)
+		return
+	}
+	c.Out.Array(len(all))
+	for _, k := range all {
+		c.Out.BulkString(k)
+	}
+}
+
+// confine turns a client's MATCH pattern into one that stays inside the
+// prefix. A pattern that starts with the prefix goes to Redis as it is;
+// any other ("*", "user*") scans the whole prefix and is applied here as
+// a filter (with * and ? wildcards).
+func (e *Engine) confine(pattern string) (upstream, filter string) {
+	if pattern == "" || pattern == "*" {
+		return store.PrefixPattern(e.opts.Prefix), ""
+	}
+	if strings.HasPrefix(pattern, e.opts.Prefix) && store.PrefixPattern(e.opts.Prefix) == e.opts.Prefix+"*" {
+		return pattern, ""
+	}
+	return store.PrefixPattern(e.opts.Prefix), pattern
+}
+
+// filterKeys keeps the keys matching pattern ("" keeps all).
+func filterKeys(keys []string, pattern string) []string {
+	if pattern == "" {
+		return keys
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if match.Match(k, pattern) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// liveKeys lists every live session key.
+func (e *Engine) liveKeys(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	var all []string
+	err := e.store.ForEachLive(ctx, store.PrefixPattern(e.opts.Prefix), func(_ context.Context, _ *store.Batch, keys []string) error {
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+		return nil
+	})
+	return all, err
+}
+
+// flushBefore executes the commands queued ahead of a command that reads
+// the store directly, so it sees their writes. It answers the client and
+// returns false when that fails.
+func (e *Engine) flushBefore(c *Call) bool {
+	if err := c.exec(); err != nil {
+		e.fail(c, "", err)
+		return false
+	}
+	return true
+}
+
+// grace is the tombstone lifetime; zero when tombstones are off.
+func (e *Engine) grace() time.Duration {
+	if e.opts.Tombstones {
+		return e.opts.Grace
+	}
+	return 0
+}

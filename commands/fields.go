@@ -1,0 +1,201 @@
+package commands
+
+import (
+	"errors"
+
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// maxUpdateAttempts bounds the read-modify-write retries of SESS.FSET and
+// SESS.FDEL when other writers keep changing the session in between.
+const maxUpdateAttempts = 100
+
+// SESS.FGET sid field
+func (e *Engine) sessFGet(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	field := gjson.Escape(string(c.Args[2]))
+	res := c.Batch.Get(ref.key)
+	c.Then(func() {
+		payload, ok := e.readSession(c, ref, res)
+		if !ok {
+			return
+		}
+		if v := gjson.GetBytes(payload, field); v.Exists() {
+			c.Out.BulkString(v.Raw)
+		} else {
+			c.Out.Null()
+		}
+	})
+}
+
+// SESS.FMGET sid field [field …]
+func (e *Engine) sessFMGet(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	fields := make([]string, len(c.Args)-2)
+	for i, f := range c.Args[2:] {
+		fields[i] = gjson.Escape(string(f))
+	}
+	res := c.Batch.Get(ref.key)
+	c.Then(func() {
+		payload, ok := e.readSession(c, ref, res)
+		if !ok {
+			return
+		}
+		c.Out.Array(len(fields))
+		for _, f := range fields {
+			if v := gjson.GetBytes(payload, f); payload != nil && v.Exists() {
+				c.Out.BulkString(v.Raw)
+			} else {
+				c.Out.Null()
+			}
+		}
+	})
+}
+
+// SESS.FSET sid field json [field json …]: sets top-level fields, creating
+// the session when missing; :N fields set.
+func (e *Engine) sessFSet(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	if len(c.Args)%2 != 0 {
+		c.Out.Error(errArity("sess.fset"))
+		return
+	}
+	pairs := c.Args[2:]
+	for i := 0; i < len(pairs); i += 2 {
+		if !gjson.ValidBytes(pairs[i+1]) {
+			c.Out.Error(errPayload("field '" + printable(string(pairs[i])) + "' is not valid JSON"))
+			return
+		}
+	}
+	e.updateFields(c, ref, true, func(payload []byte) ([]byte, int64, error) {
+		var err error
+		for i := 0; i < len(pairs); i += 2 {
+			if payload, err = sjson.SetRawBytes(payload, gjson.Escape(string(pairs[i])), pairs[i+1]); err != nil {
+				return nil, 0, err
+			}
+		}
+		return payload, int64(len(pairs) / 2), nil
+	})
+}
+
+// SESS.FDEL sid field [field …]: :N fields removed.
+func (e *Engine) sessFDel(c *Call) {
+	ref, ok := e.sessionKey(c, c.Args[1])
+	if !ok {
+		return
+	}
+	fields := c.Args[2:]
+	e.updateFields(c, ref, false, func(payload []byte) ([]byte, int64, error) {
+		var n int64
+		for _, f := range fields {
+			path := gjson.Escape(string(f))
+			if !gjson.GetBytes(payload, path).Exists() {
+				continue
+			}
+			var err error
+			if payload, err = sjson.DeleteBytes(payload, path); err != nil {
+				return nil, 0, err
+			}
+			n++
+		}
+		return payload, n, nil
+	})
+}
+
+// updateFields applies modify to the session's JSON as one atomic step:
+// read, modify in Go (where the codec can decode anything), then write
+// only if the stored value is still the one read; on a concurrent change,
+// start over. modify returns the new payload and the count to reply; a
+// count of 0 writes nothing.
+func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]byte) ([]byte, int64, error)) {
+	if !e.opts.Codec.JSON() {
+		c.Out.Error(msgFieldsNeedJSON)
+		return
+	}
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		read := c.Batch.GetStored(ref.key)
+		if err := c.exec(); err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		stored, err := read.Result()
+		if err != nil {
+			e.replyUpdateError(c, ref, err)
+			return
+		}
+		var payload []byte
+		switch {
+		case stored != nil:
+			var ok bool
+			if payload, ok = e.decode(c, ref.sid, stored); !ok {
+				return
+			}
+		case create:
+			payload = []byte("{}")
+		default:
+			c.Out.Int(0)
+			return
+		}
+		updated, n, err := modify(payload)
+		if err != nil {
+			c.Out.Error(errPayload(err.Error()))
+			return
+		}
+		if n == 0 {
+			c.Out.Int(0)
+			return
+		}
+		value, ok := e.encode(c, updated)
+		if !ok {
+			return
+		}
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(e.decide(updated, 0)))
+		if err := c.exec(); err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		outcome, err := swap.Result()
+		if err != nil {
+			e.replyUpdateError(c, ref, err)
+			return
+		}
+		if outcome != store.NotApplied {
+			c.Out.Int(n)
+			return
+		}
+	}
+	c.Out.Error(errBusy(ref.sid))
+}
+
+func (e *Engine) replyUpdateError(c *Call, ref keyRef, err error) {
+	if e.ignoredTombstone(err) {
+		c.Out.Int(0)
+		return
+	}
+	e.fail(c, ref.sid, err)
+}
+
+// readSession decodes a queued session read; nil payload (and true) when
+// there is none, false when the reply was an error.
+func (e *Engine) readSession(c *Call, ref keyRef, res store.GetResult) ([]byte, bool) {
+	v, err := res.Result()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, true
+	case err != nil:
+		e.fail(c, ref.sid, err)
+		return nil, false
+	}
+	return e.decode(c, ref.sid, v)
+}
