@@ -1,0 +1,119 @@
+// Package integration runs sessproxy in-process against real redis-server
+// processes — one standalone server and one 3-master Redis Cluster, started
+// once for the package by TestMain — and checks the behaviour SPEC.md
+// promises with real clients: go-redis, raw RESP over TCP, and redis-cli.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// upstream is one Redis deployment the suite runs against, with a direct
+// client that bypasses the proxy to check what is really stored.
+type upstream struct {
+	name   string
+	mode   string // store.ModeStandalone or store.ModeCluster
+	addrs  []string
+	direct redis.UniversalClient
+}
+
+// The upstreams TestMain starts for the whole package.
+var (
+	standaloneUp *upstream
+	clusterUp    *upstream
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+// run starts the upstreams, runs the tests and always stops the servers,
+// also when a test panics (the deferred Stops run while the panic unwinds).
+func run(m *testing.M) int {
+	// A missing redis-server must fail the run, never skip it: a silently
+	// skipped integration suite looks like a passing one.
+	s, err := redistest.StartStandalone()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: cannot start redis-server: %v\n", err)
+		return 1
+	}
+	defer s.Stop()
+	c, err := redistest.StartCluster()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: cannot start a 3-master Redis Cluster: %v\n", err)
+		return 1
+	}
+	defer c.Stop()
+
+	standaloneUp = &upstream{
+		name:  "standalone",
+		mode:  store.ModeStandalone,
+		addrs: []string{s.Addr},
+		direct: redis.NewClient(&redis.Options{
+			Addr: s.Addr, Protocol: 2, DisableIdentity: true,
+		}),
+	}
+	defer standaloneUp.direct.Close()
+	clusterUp = &upstream{
+		name:  "cluster",
+		mode:  store.ModeCluster,
+		addrs: c.Addrs,
+		direct: redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: c.Addrs, Protocol: 2, DisableIdentity: true,
+		}),
+	}
+	defer clusterUp.direct.Close()
+	if err := clusterUp.waitAllSlots(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// waitAllSlots makes sure the direct cluster client sees three masters
+// before any test relies on ForEachMaster reaching all of them.
+func (u *upstream) waitAllSlots() error {
+	cc := u.direct.(*redis.ClusterClient)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		slots, err := cc.ClusterSlots(ctx).Result()
+		cancel()
+		if err == nil && len(slots) == 3 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster client sees %d slot ranges (err %v), want 3", len(slots), err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func (u *upstream) cluster() bool { return u.mode == store.ModeCluster }
+
+// forEachMaster runs fn on the standalone server, or on every cluster master.
+func (u *upstream) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	if cc, ok := u.direct.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, fn)
+	}
+	return fn(ctx, u.direct.(*redis.Client))
+}
+
+// flush empties the upstream, so every test starts from nothing.
+func (u *upstream) flush(t *testing.T) {
+	t.Helper()
+	err := u.forEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		return c.FlushAll(ctx).Err()
+	})
+	if err != nil {
+		t.Fatalf("FLUSHALL on the %s upstream: %v", u.name, err)
+	}
+}

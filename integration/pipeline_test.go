@@ -1,0 +1,257 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func testPipeline(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+
+	// 100 mixed commands in one go-redis pipeline, over many slots: each
+	// reply is the one for its own command, and a read sees the write
+	// queued before it.
+	type step struct {
+		cmd  *redis.Cmd
+		args []interface{}
+		want []string // acceptable replies; an error reply matches by prefix
+	}
+	var steps []step
+	pipe := c.Pipeline()
+	add := func(want []string, args ...interface{}) {
+		steps = append(steps, step{pipe.Do(bg, args...), args, want})
+	}
+	one := func(s string) []string { return []string{s} }
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("pl-%d", i)
+		v := fmt.Sprintf(`{"i":%d}`, i)
+		ttl := []string{"86400", "86399"}
+		add(one("OK"), "SET", "sess:"+id, v)
+		add(one(v), "SESS.GET", id)
+		switch i % 4 {
+		case 0:
+			add(one("NOPERM key 'plain' is outside the session namespace"), "GET", "plain")
+		case 1:
+			add(one("1"), "DEL", "sess:"+id)
+			ttl = one("-2") // the tombstone reads as no key
+		case 2:
+			add(one("ERR unknown or unsupported command 'FOO'"), "FOO")
+		default:
+			add(one(id), "ECHO", id)
+		}
+		add(ttl, "TTL", "sess:"+id)
+		add(one("PONG"), "PING")
+	}
+	if len(steps) != 100 {
+		t.Fatalf("built %d commands, want 100", len(steps))
+	}
+	_, _ = pipe.Exec(bg) // the first error; each command is checked below
+	for i, s := range steps {
+		v, err := s.cmd.Result()
+		got := fmt.Sprint(v)
+		if err != nil {
+			got = err.Error()
+		}
+		ok := false
+		for _, w := range s.want {
+			ok = ok || got == w || (err != nil && strings.HasPrefix(got, w))
+		}
+		if !ok {
+			t.Errorf("command %d %v = %q, want one of %q", i, s.args, got, s.want)
+		}
+	}
+
+	// One raw write of many commands: a DEL and the writes after it in the
+	// same batch see each other.
+	rc := p.raw(t)
+	var req []byte
+	var wants []interface{}
+	for i := 0; i < 10; i++ {
+		key := fmt.Sprintf("sess:raw-%d", i)
+		req = append(req, encode("SET", key, `{"n":1}`)...)
+		req = append(req, encode("GET", key)...)
+		req = append(req, encode("DEL", key)...)
+		req = append(req, encode("GET", key)...)
+		req = append(req, encode("SET", key, `{"n":2}`)...)
+		wants = append(wants, status("OK"), `{"n":1}`, int64(1), nil,
+			respError(destroyedError(key[len("sess:"):])))
+	}
+	rc.write(req)
+	for i, want := range wants {
+		got, err := rc.read()
+		if err != nil {
+			t.Fatalf("raw reply %d: %v", i, err)
+		}
+		if got != want {
+			t.Errorf("raw reply %d = %#v, want %#v", i, got, want)
+		}
+	}
+}
+
+// scriptFlush empties the script cache of every master, as a restart or a
+// failover would.
+func scriptFlush(t *testing.T, up *upstream) {
+	t.Helper()
+	err := up.forEachMaster(bg, func(ctx context.Context, c *redis.Client) error {
+		return c.ScriptFlush(ctx).Err()
+	})
+	if err != nil {
+		t.Fatalf("SCRIPT FLUSH: %v", err)
+	}
+}
+
+func testNoScriptRecovery(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	wantReply(t, c, "OK", "SESS.SET", "ns", `{"v":1}`)
+
+	scriptFlush(t, up)
+	wantReply(t, c, "OK", "SESS.SET", "ns", `{"v":2}`)
+	wantReply(t, c, `{"v":2}`, "SESS.GET", "ns")
+	p.wantTTL(t, "sess:ns", defaultTTL)
+
+	// In one pipeline, over every node: the writes that hit NOSCRIPT run
+	// again, and the reads queued after them see their effect.
+	scriptFlush(t, up)
+	k := up.spreadKeys(t, "sess:nsp-", 3)
+	pipe := c.Pipeline()
+	var cmds []*redis.Cmd
+	var wants []interface{}
+	for i, key := range k {
+		v := fmt.Sprintf(`{"i":%d}`, i)
+		cmds = append(cmds, pipe.Do(bg, "SESS.SET", key[5:], v), pipe.Do(bg, "SESS.GET", key[5:]),
+			pipe.Do(bg, "SESS.TTL", key[5:]), pipe.Do(bg, "EXISTS", key), pipe.Do(bg, "GET", key))
+		wants = append(wants, "OK", v, 86400, 1, v)
+	}
+	if _, err := pipe.Exec(bg); err != nil {
+		t.Fatalf("pipeline after SCRIPT FLUSH: %v", err)
+	}
+	for i, cmd := range cmds {
+		v, _ := cmd.Result()
+		if got := fmt.Sprint(v); got != fmt.Sprint(wants[i]) && got != "86399" {
+			t.Errorf("pipelined %v = %v, want %v", cmd.Args(), v, wants[i])
+		}
+	}
+
+	// The tombstone checks survive a flushed script cache too.
+	scriptFlush(t, up)
+	wantReply(t, c, 1, "SESS.DESTROY", "ns")
+	p.wantTombstone(t, "sess:ns")
+	scriptFlush(t, up)
+	wantErr(t, c, destroyedError("ns"), "SESS.SET", "ns", `{"v":3}`)
+	p.wantTombstone(t, "sess:ns")
+}
+
+// raceDestroy runs workers×iters writes to one session while destroy runs
+// once in the middle of them, and checks that the destroy wins: every write
+// sent after the destroy was acknowledged is refused, and the upstream is
+// left holding the tombstone, never a live session.
+func raceDestroy(t *testing.T, up *upstream, write func(c *redis.Client, i int) error, destroy func(c *redis.Client) error) {
+	p := startProxy(t, up, nil)
+	const (
+		workers = 20
+		iters   = 50
+		// Each worker waits for the destroy before its last iterations, so
+		// some writes surely come after it; the destroy fires after
+		// destroyAt writes, while the others are in flight.
+		waitAt    = 40
+		destroyAt = 300
+	)
+	c := p.client(t, func(o *redis.Options) { o.PoolSize = workers + 1 })
+	if err := write(c, -1); err != nil { // the session exists before the race
+		t.Fatal(err)
+	}
+
+	var (
+		writes    atomic.Int64
+		refused   atomic.Int64
+		reached   = make(chan struct{})
+		destroyed = make(chan struct{})
+		wg        sync.WaitGroup
+	)
+	isClosed := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	wg.Go(func() {
+		<-reached
+		if err := destroy(c); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+		close(destroyed)
+	})
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			for i := 0; i < iters; i++ {
+				if i == waitAt {
+					<-destroyed
+				}
+				after := isClosed(destroyed)
+				err := write(c, w*iters+i)
+				switch {
+				case err == nil && after:
+					t.Errorf("a write sent after the destroy was acknowledged succeeded")
+				case err != nil && !strings.HasPrefix(err.Error(), "TOMBSTONE session race was destroyed"):
+					t.Errorf("write: %v", err)
+				case err != nil:
+					refused.Add(1)
+				}
+				if writes.Add(1) == destroyAt {
+					close(reached)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := refused.Load(); n < workers*(iters-waitAt) {
+		t.Errorf("%d writes refused, want at least %d", n, workers*(iters-waitAt))
+	}
+	p.wantTombstone(t, "sess:race")
+	wantReply(t, c, nil, "SESS.GET", "race")
+}
+
+func testRaceSetDestroy(t *testing.T, up *upstream) {
+	raceDestroy(t, up,
+		func(c *redis.Client, i int) error {
+			return c.Do(bg, "SESS.SET", "race", fmt.Sprintf(`{"i":%d}`, i)).Err()
+		},
+		func(c *redis.Client) error {
+			n, err := c.Do(bg, "SESS.DESTROY", "race").Int64()
+			if err == nil && n != 1 {
+				err = fmt.Errorf("SESS.DESTROY = %d, want 1 (the session was live)", n)
+			}
+			return err
+		})
+}
+
+func testRacePlainSetDel(t *testing.T, up *upstream) {
+	raceDestroy(t, up,
+		func(c *redis.Client, i int) error {
+			switch i % 3 {
+			case 0:
+				return c.Do(bg, "SET", "sess:race", fmt.Sprintf(`{"i":%d}`, i)).Err()
+			case 1:
+				return c.Do(bg, "SETEX", "sess:race", "600", fmt.Sprintf(`{"i":%d}`, i)).Err()
+			default:
+				return c.Do(bg, "SET", "sess:race", fmt.Sprintf(`{"i":%d}`, i), "EX", "600").Err()
+			}
+		},
+		func(c *redis.Client) error {
+			n, err := c.Do(bg, "DEL", "sess:race").Int64()
+			if err == nil && n != 1 {
+				err = fmt.Errorf("DEL = %d, want 1 (the session was live)", n)
+			}
+			return err
+		})
+}

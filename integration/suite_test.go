@@ -1,0 +1,85 @@
+package integration
+
+import "testing"
+
+// TestStandalone runs the suite with a standalone redis-server upstream.
+func TestStandalone(t *testing.T) { runSuite(t, standaloneUp) }
+
+// TestCluster runs the suite with a 3-master Redis Cluster upstream.
+func TestCluster(t *testing.T) { runSuite(t, clusterUp) }
+
+// runSuite is the behavioural suite; every test gets its own proxy on a
+// flushed upstream, so they do not see each other's keys.
+func runSuite(t *testing.T, up *upstream) {
+	tests := []struct {
+		name string
+		run  func(*testing.T, *upstream)
+	}{
+		// Sessions (sessions_test.go).
+		{"SessDefaults", testSessDefaults},
+		{"SessExplicitTTL", testSessExplicitTTL},
+		{"SessClampMinMax", testSessClampMinMax},
+		{"SessCookieExpires", testSessCookieExpires},
+		{"SessTTLRules", testSessTTLRules},
+		{"SessTouch", testSessTouch},
+		{"SessTouchDisabled", testSessTouchDisabled},
+		{"SessInvalidPayload", testSessInvalidPayload},
+		{"SessMaxPayload", testSessMaxPayload},
+		{"SessInvalidIDs", testSessInvalidIDs},
+
+		// Tombstones (tombstones_test.go).
+		{"TombstoneOnDestroy", testTombstoneOnDestroy},
+		{"TombstoneRefusesWrites", testTombstoneRefusesWrites},
+		{"TombstoneReadsSeeNothing", testTombstoneReadsSeeNothing},
+		{"TombstoneOnWriteIgnore", testTombstoneOnWriteIgnore},
+		{"TombstonesDisabled", testTombstonesDisabled},
+
+		// Plain commands on session keys (plain_test.go).
+		{"GetMGet", testGetMGet},
+		{"SetOptions", testSetOptions},
+		{"SetSyntaxErrors", testSetSyntaxErrors},
+		{"SetKeepTTL", testSetKeepTTL},
+		{"SetexPsetexSetnxGetset", testSetexPsetexSetnxGetset},
+		{"GetEx", testGetEx},
+		{"GetDel", testGetDel},
+		{"MSetAcrossSlots", testMSetAcrossSlots},
+		{"DelUnlinkAcrossSlots", testDelUnlinkAcrossSlots},
+		{"ExistsAcrossSlots", testExistsAcrossSlots},
+		{"ExpireFamily", testExpireFamily},
+		{"Persist", testPersist},
+		{"TTLTypeStrlen", testTTLTypeStrlen},
+		{"OutsidePrefixDeny", testOutsidePrefixDeny},
+		{"OutsidePrefixPassthrough", testOutsidePrefixPassthrough},
+
+		// Connection and unsupported commands (connection_test.go).
+		{"UnknownCommands", testUnknownCommands},
+		{"PingEcho", testPingEcho},
+		{"Quit", testQuit},
+		{"Reset", testReset},
+		{"Auth", testAuth},
+		{"Users", testUsers},
+		{"Hello", testHello},
+		{"Select", testSelect},
+		{"Client", testClient},
+		{"ReadonlyReadwrite", testReadonlyReadwrite},
+		{"Info", testInfo},
+		{"Command", testCommand},
+		{"Time", testTime},
+		{"DBSize", testDBSize},
+		{"GoRedisDefaultHandshake", testGoRedisDefaultHandshake},
+
+		// Pipelining, NOSCRIPT, races (pipeline_test.go).
+		{"Pipeline", testPipeline},
+		{"NoScriptRecovery", testNoScriptRecovery},
+		{"RaceSetDestroy", testRaceSetDestroy},
+		{"RacePlainSetDel", testRacePlainSetDel},
+
+		// Clients and the server itself (server_test.go).
+		{"RedisCLI", testRedisCLI},
+		{"MaxRequestBytes", testMaxRequestBytes},
+		{"GracefulShutdown", testGracefulShutdown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, up) })
+	}
+}
