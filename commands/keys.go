@@ -80,7 +80,7 @@ func (e *Engine) expire(c *Call) {
 		cond = store.XX
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	var decision ttl.Decision
@@ -101,7 +101,7 @@ func (e *Engine) persist(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	if e.opts.Policy.Persist != ttl.PersistClamp {
@@ -119,7 +119,7 @@ func (e *Engine) ttl(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, true)
+		e.forward(c, forwardRead)
 		return
 	}
 	inSeconds := len(c.Args[0]) == 3
@@ -144,7 +144,7 @@ func (e *Engine) typeOf(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, true)
+		e.forward(c, forwardRead|forwardStatus)
 		return
 	}
 	res := c.Batch.Type(ref.key)

@@ -16,7 +16,7 @@ func (e *Engine) get(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, true)
+		e.forward(c, forwardRead)
 		return
 	}
 	res := c.Batch.Get(ref.key)
@@ -131,11 +131,11 @@ func parseExpiryOption(opt string, arg []byte, cmd string) (expiry, string) {
 	if opt == "PX" || opt == "PXAT" {
 		unit = time.Millisecond
 	}
-	d, ok := parseDuration(arg, unit)
-	if !ok {
+	if _, ok := parseInt(arg); !ok {
 		return expiry{}, msgNotInteger
 	}
-	if d <= 0 {
+	d, ok := parseDuration(arg, unit)
+	if !ok || d <= 0 {
 		return expiry{}, errInvalidExpire(cmd)
 	}
 	if opt == "EXAT" || opt == "PXAT" {
@@ -156,7 +156,11 @@ func (e *Engine) set(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		if opts.get {
+			e.forward(c, 0)
+		} else {
+			e.forward(c, forwardStatus)
+		}
 		return
 	}
 	value, ok := e.encode(c, c.Args[2])
@@ -214,7 +218,7 @@ func (e *Engine) setex(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, forwardStatus)
 		return
 	}
 	value, ok := e.encode(c, c.Args[3])
@@ -238,7 +242,7 @@ func (e *Engine) setnx(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	value, ok := e.encode(c, c.Args[2])
@@ -268,7 +272,7 @@ func (e *Engine) getset(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	value, ok := e.encode(c, c.Args[2])
@@ -321,7 +325,7 @@ func (e *Engine) getex(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	var d ttl.Decision
@@ -359,7 +363,7 @@ func (e *Engine) getdel(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, false)
+		e.forward(c, 0)
 		return
 	}
 	res := c.Batch.Destroy(ref.key, e.grace(), true)
@@ -430,7 +434,7 @@ func (e *Engine) strlen(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, true)
+		e.forward(c, forwardRead)
 		return
 	}
 	res := c.Batch.Strlen(ref.key)
@@ -449,18 +453,34 @@ func (e *Engine) replyStored(c *Call, sid string, stored []byte) {
 	}
 }
 
+// forwardFlags describe a forwarded command.
+type forwardFlags uint8
+
+const (
+	// forwardRead: no side effects, so it may be sent again (NOSCRIPT).
+	forwardRead forwardFlags = 1 << iota
+	// forwardStatus: a string reply is a status (+OK, +string). go-redis
+	// decodes status and bulk replies alike, so the command's own shape
+	// decides how the reply is written back.
+	forwardStatus
+)
+
 // forward sends the command unchanged (a key outside the prefix, with
 // outside_prefix = passthrough) and relays the reply.
-func (e *Engine) forward(c *Call, read bool) {
+func (e *Engine) forward(c *Call, flags forwardFlags) {
 	args := make([]interface{}, len(c.Args))
 	for i, a := range c.Args {
 		args[i] = a
 	}
-	res := c.Batch.Forward(read, args...)
+	res := c.Batch.Forward(flags&forwardRead != 0, args...)
 	c.Then(func() {
 		v, err := res.Result()
 		if err != nil {
 			e.fail(c, "", err)
+			return
+		}
+		if s, ok := v.(string); ok && flags&forwardStatus != 0 {
+			c.Out.Simple(s)
 			return
 		}
 		c.Out.Value(v)

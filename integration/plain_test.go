@@ -136,6 +136,7 @@ func testSetSyntaxErrors(t *testing.T, up *upstream) {
 		{[]interface{}{"PX", "0"}, expTime},
 		{[]interface{}{"EXAT", "0"}, expTime},
 		{[]interface{}{"PXAT", "-5"}, expTime},
+		{[]interface{}{"EX", "99999999999"}, expTime}, // overflows as milliseconds, as in Redis
 		{[]interface{}{"EX", "10", "PX", "100"}, syntax},
 		{[]interface{}{"EX", "10", "EX", "10"}, syntax},
 		{[]interface{}{"EX", "10", "KEEPTTL"}, syntax},
@@ -568,6 +569,23 @@ func testOutsidePrefixPassthrough(t *testing.T, up *upstream) {
 	wantReply(t, c, "OK", "SETEX", k[3], "100", "v3")
 	wantReply(t, c, "OK", "SET", k[3], "v3b", "KEEPTTL")
 	wantIntIn(t, c, 90, 100, "TTL", k[3])
+
+	// Reply types survive the trip: status stays status, bulk stays bulk.
+	raw := p.raw(t)
+	for _, tt := range []struct {
+		args []string
+		want interface{}
+	}{
+		{[]string{"SET", k[3], "v3c"}, status("OK")},
+		{[]string{"SETEX", k[3], "100", "v3d"}, status("OK")},
+		{[]string{"TYPE", k[3]}, status("string")},
+		{[]string{"SET", k[3], "v3e", "GET"}, "v3d"},
+		{[]string{"GET", k[3]}, "v3e"},
+	} {
+		if got := raw.do(tt.args...); got != tt.want {
+			t.Errorf("%v = %#v, want %#v", tt.args, got, tt.want)
+		}
+	}
 
 	// Multi-key commands mix session and plain keys, across slots.
 	mustDo(t, c, "SESS.SET", "live", `{"n":1}`)
