@@ -51,6 +51,10 @@ type User struct {
 type Options struct {
 	// Prefix is the session namespace. default: "sess:"
 	Prefix string
+	// OwnerField is the JSON path of a session's owner (e.g.
+	// "passport.user"); set, it turns on the owner index behind
+	// SESS.BYOWNER and SESS.DESTROYOWNER. default: "" (off)
+	OwnerField string
 	// OutsidePrefix is "deny" or "passthrough" for keys outside Prefix.
 	// default: deny
 	OutsidePrefix string
@@ -69,6 +73,9 @@ type Options struct {
 	RequirePass string
 	// Users are named users with roles. default: none
 	Users []User
+	// HashIDs stores sessions under the SHA-256 of their id; clients keep
+	// using the clear id. default: false
+	HashIDs bool
 	// DB is the database SELECT accepts. default: 0
 	DB int
 	// Version is sessproxy's version, for INFO.

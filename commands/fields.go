@@ -171,6 +171,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		if outcome != store.NotApplied {
+			e.indexOwner(c, ref, updated)
 			c.Out.Int(n)
 			return
 		}

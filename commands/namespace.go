@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"strconv"
 	"time"
@@ -19,13 +21,7 @@ type keyRef struct {
 func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
 	p := e.opts.Prefix
 	if len(arg) >= len(p) && string(arg[:len(p)]) == p {
-		key := string(arg)
-		sid := key[len(p):]
-		if reason := checkSessionID(sid); reason != "" {
-			c.Out.Error(errSessionID(reason))
-			return keyRef{}, false
-		}
-		return keyRef{key: key, sid: sid, session: true}, true
+		return e.sessionKey(c, arg[len(p):])
 	}
 	if e.opts.OutsidePrefix == OutsidePassthrough {
 		return keyRef{key: string(arg)}, true
@@ -55,7 +51,18 @@ func (e *Engine) sessionKey(c *Call, arg []byte) (keyRef, bool) {
 		c.Out.Error(errSessionID(reason))
 		return keyRef{}, false
 	}
-	return keyRef{key: e.opts.Prefix + sid, sid: sid, session: true}, true
+	return keyRef{key: e.storageKey(sid), sid: sid, session: true}, true
+}
+
+// storageKey is where a session lives upstream: <prefix><sid>, or with
+// hash_ids <prefix><hex SHA-256 of sid>, so a dump of Redis holds no
+// usable session id.
+func (e *Engine) storageKey(sid string) string {
+	if !e.opts.HashIDs {
+		return e.opts.Prefix + sid
+	}
+	sum := sha256.Sum256([]byte(sid))
+	return e.opts.Prefix + hex.EncodeToString(sum[:])
 }
 
 // checkSessionID enforces SPEC §2: 1..256 bytes, no whitespace or control

@@ -54,6 +54,10 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.fset", Arity: -4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFSet},
 		{Name: "sess.fdel", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFDel},
 
+		// Owners (owner.go).
+		{Name: "sess.byowner", Arity: 2, Flags: flagRead, Handler: e.sessByOwner},
+		{Name: "sess.destroyowner", Arity: 2, Flags: flagWrite, Handler: e.sessDestroyOwner},
+
 		// Bulk (bulk.go).
 		{Name: "sess.ids", Arity: 1, Flags: flagRead, Handler: e.sessIDs},
 		{Name: "sess.all", Arity: 1, Flags: flagRead, Handler: e.sessAll},

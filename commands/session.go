@@ -33,7 +33,7 @@ func (e *Engine) sessSet(c *Call) {
 	if !ok {
 		return
 	}
-	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], explicit))})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], explicit))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -163,6 +163,13 @@ func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return v, true
+}
+
+// write queues a session write and what goes with it (the owner index).
+func (e *Engine) write(c *Call, ref keyRef, payload []byte, w store.Write) store.WriteResult {
+	res := c.Batch.Write(ref.key, w)
+	e.indexOwner(c, ref, payload)
+	return res
 }
 
 // decide applies the TTL policy to a write of payload; the policy reads

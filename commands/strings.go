@@ -171,7 +171,7 @@ func (e *Engine) set(c *Call) {
 	if opts.expiry.set {
 		d = opts.expiry.decision(&e.opts.Policy)
 	}
-	res := c.Batch.Write(ref.key, store.Write{
+	res := e.write(c, ref, c.Args[2], store.Write{
 		Value:     value,
 		TTL:       ttlArg(d),
 		Cond:      opts.cond,
@@ -225,7 +225,7 @@ func (e *Engine) setex(c *Call) {
 	if !ok {
 		return
 	}
-	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.opts.Policy.Explicit(d))})
+	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: ttlArg(e.opts.Policy.Explicit(d))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -249,7 +249,7 @@ func (e *Engine) setnx(c *Call) {
 	if !ok {
 		return
 	}
-	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), Cond: store.NX})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), Cond: store.NX})
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
@@ -279,7 +279,7 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
-	res := c.Batch.Write(ref.key, store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), ReturnOld: true})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), ReturnOld: true})
 	c.Then(func() {
 		_, old, err := res.Result()
 		switch {
@@ -405,7 +405,7 @@ func (e *Engine) mset(c *Call) {
 	for i, r := range refs {
 		if r.session {
 			d := e.decide(c.Args[2+2*i], 0)
-			writes[i] = c.Batch.Write(r.key, store.Write{Value: values[i], TTL: ttlArg(d)})
+			writes[i] = e.write(c, r, c.Args[2+2*i], store.Write{Value: values[i], TTL: ttlArg(d)})
 		} else {
 			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
 		}

@@ -40,6 +40,7 @@ type ServerConfig struct {
 	MaxClients      int      `toml:"max_clients"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
 	MaxRequestBytes int64    `toml:"max_request_bytes"`
+	HashIDs         bool     `toml:"hash_ids"`
 }
 
 type UpstreamConfig struct {
@@ -65,6 +66,7 @@ type UpstreamTLSConfig struct {
 
 type SessionConfig struct {
 	Prefix        string `toml:"prefix"`
+	OwnerField    string `toml:"owner_field"`
 	OutsidePrefix string `toml:"outside_prefix"`
 }
 
@@ -333,6 +335,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 	}
 	return commands.Options{
 		Prefix:        c.Session.Prefix,
+		OwnerField:    c.Session.OwnerField,
 		OutsidePrefix: c.Session.OutsidePrefix,
 		Policy: ttl.Policy{
 			Default:    time.Duration(c.TTL.Default),
@@ -349,6 +352,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		Codec:       cd,
 		RequirePass: c.Server.RequirePass,
 		Users:       users,
+		HashIDs:     c.Server.HashIDs,
 		DB:          c.Upstream.DB,
 		Version:     version,
 	}, nil

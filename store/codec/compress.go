@@ -20,8 +20,8 @@ import (
 // written under the old one unreadable.
 const minDecodedLimit = 64 << 20
 
-// gzipLevel: the library's default level (5 in klauspost/compress) is close
-// to the best ratio on session JSON at a fraction of level 9's cost.
+// gzipLevel is the library default (level 5 in klauspost/compress), as for
+// zstd: the spec offers no level knob, so use what each library tunes for.
 const gzipLevel = gzip.DefaultCompression
 
 // maxDeflateRatio is the most deflate can expand its input.

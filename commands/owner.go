@@ -1,0 +1,132 @@
+package commands
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+
+	"github.com/sessproxy/sessproxy/store"
+	"github.com/tidwall/gjson"
+)
+
+// ownerIndexPrefix starts every owner index key. It is outside the session
+// prefix, so the indexes never show up as sessions in SCAN or SESS.IDS.
+const ownerIndexPrefix = "sessproxy:owner:"
+
+// ownerKey is the index key of an owner's sessions (the owner hashed too
+// with hash_ids: an owner id is personal data).
+func (e *Engine) ownerKey(owner string) string {
+	if e.opts.HashIDs {
+		sum := sha256.Sum256([]byte(owner))
+		owner = hex.EncodeToString(sum[:])
+	}
+	return ownerIndexPrefix + e.opts.Prefix + owner
+}
+
+// indexOwner queues recording that the session written with payload
+// belongs to its owner. Every write path calls it — plain SET from
+// connect-redis as much as SESS.SET — or "log out everywhere" would miss
+// the sessions of apps that use plain commands.
+func (e *Engine) indexOwner(c *Call, ref keyRef, payload []byte) {
+	if e.opts.OwnerField == "" || !e.opts.Codec.JSON() {
+		return
+	}
+	owner := gjson.GetBytes(payload, e.opts.OwnerField)
+	if !owner.Exists() || owner.Type == gjson.Null || owner.String() == "" {
+		return
+	}
+	c.Batch.IndexAdd(e.ownerKey(owner.String()), ref.key[len(e.opts.Prefix):], e.opts.Policy.Max)
+}
+
+// SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner.
+func (e *Engine) sessByOwner(c *Call) {
+	owner := string(c.Args[1])
+	members, ok := e.ownedSessions(c, owner)
+	if !ok {
+		return
+	}
+	c.Out.Array(len(members))
+	for _, m := range members {
+		c.Out.BulkString(m)
+	}
+}
+
+// SESS.DESTROYOWNER owner: tombstones every session of owner ("log out
+// everywhere"); :N sessions destroyed.
+func (e *Engine) sessDestroyOwner(c *Call) {
+	owner := string(c.Args[1])
+	members, ok := e.ownedSessions(c, owner)
+	if !ok {
+		return
+	}
+	results := make([]store.DestroyResult, len(members))
+	for i, m := range members {
+		results[i] = c.Batch.Destroy(e.opts.Prefix+m, e.grace(), false)
+	}
+	c.Batch.IndexRemove(e.ownerKey(owner), members)
+	c.Then(func() {
+		var n int64
+		for i, r := range results {
+			live, _, err := r.Result()
+			if err != nil {
+				e.fail(c, members[i], err)
+				return
+			}
+			if live {
+				n++
+			}
+		}
+		c.Out.Int(n)
+	})
+}
+
+// ownedSessions reads owner's index and checks every member against the
+// session itself: members whose session is gone or now belongs to someone
+// else are pruned from the index and left out.
+func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
+	if e.opts.OwnerField == "" {
+		c.Out.Error(msgNoOwnerField)
+		return nil, false
+	}
+	index := e.ownerKey(owner)
+	read := c.Batch.IndexMembers(index)
+	if !e.flushBefore(c) {
+		return nil, false
+	}
+	members, err := read.Result()
+	if err != nil {
+		e.fail(c, "", err)
+		return nil, false
+	}
+	gets := make([]store.GetResult, len(members))
+	for i, m := range members {
+		gets[i] = c.Batch.Get(e.opts.Prefix + m)
+	}
+	if !e.flushBefore(c) {
+		return nil, false
+	}
+	var owned, stale []string
+	for i, g := range gets {
+		stored, err := g.Result()
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			stale = append(stale, members[i])
+			continue
+		case err != nil:
+			e.fail(c, members[i], err)
+			return nil, false
+		}
+		payload, _, err := e.opts.Codec.Decode(stored)
+		if err != nil {
+			c.Out.Error(errDecode(members[i], err))
+			return nil, false
+		}
+		if gjson.GetBytes(payload, e.opts.OwnerField).String() == owner {
+			owned = append(owned, members[i])
+		} else {
+			stale = append(stale, members[i])
+		}
+	}
+	c.Batch.IndexRemove(index, stale)
+	return owned, true
+}
