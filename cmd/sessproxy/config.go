@@ -93,8 +93,11 @@ type TombstoneConfig struct {
 }
 
 type CodecConfig struct {
-	Format          string `toml:"format"`
-	MaxPayloadBytes int    `toml:"max_payload_bytes"`
+	Format           string   `toml:"format"`
+	Compress         string   `toml:"compress"`
+	CompressMinBytes int      `toml:"compress_min_bytes"`
+	EncryptKeys      []string `toml:"encrypt_keys"`
+	MaxPayloadBytes  int      `toml:"max_payload_bytes"`
 }
 
 type LogConfig struct {
@@ -134,9 +137,10 @@ func defaultConfig() Config {
 			Rules:      []RuleConfig{},
 		},
 		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
-		Codec:     CodecConfig{Format: codec.FormatJSON, MaxPayloadBytes: 1 << 20},
-		Log:       LogConfig{Level: "info", Format: "console"},
-		Users:     []UserConfig{},
+		Codec: CodecConfig{Format: codec.FormatJSON, Compress: codec.CompressNone, CompressMinBytes: codec.DefaultCompressMinBytes,
+			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20},
+		Log:   LogConfig{Level: "info", Format: "console"},
+		Users: []UserConfig{},
 	}
 }
 
@@ -231,8 +235,8 @@ func (c *Config) validate() error {
 	if c.Tombstone.OnWrite != commands.OnWriteError && c.Tombstone.OnWrite != commands.OnWriteIgnore {
 		bad("tombstone.on_write", `must be "error" or "ignore"`)
 	}
-	if c.Codec.Format != codec.FormatJSON && c.Codec.Format != codec.FormatRaw {
-		bad("codec.format", `must be "json" or "raw"`)
+	if _, err := c.codecOptions().build(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Codec.MaxPayloadBytes <= 0 {
 		bad("codec.max_payload_bytes", "must be > 0")
@@ -273,6 +277,12 @@ func (c Config) masked() Config {
 	}
 	c.Server.RequirePass = mask(c.Server.RequirePass)
 	c.Upstream.Password = mask(c.Upstream.Password)
+	keys := make([]string, len(c.Codec.EncryptKeys))
+	for i, k := range c.Codec.EncryptKeys {
+		id, _, _ := strings.Cut(k, ":")
+		keys[i] = id + ":" + mask(k)
+	}
+	c.Codec.EncryptKeys = keys
 	users := make([]UserConfig, len(c.Users))
 	for i, u := range c.Users {
 		u.Password = mask(u.Password)
@@ -321,9 +331,9 @@ func (c *Config) storeOptions() (store.Options, error) {
 }
 
 func (c *Config) commandOptions() (commands.Options, error) {
-	cd, err := codec.New(codec.Options{Format: c.Codec.Format, MaxPayloadBytes: c.Codec.MaxPayloadBytes})
+	cd, err := c.codecOptions().build()
 	if err != nil {
-		return commands.Options{}, fmt.Errorf("invalid codec.format: %w", err)
+		return commands.Options{}, err
 	}
 	rules := make([]ttl.Rule, len(c.TTL.Rules))
 	for i, r := range c.TTL.Rules {
@@ -356,6 +366,28 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		DB:          c.Upstream.DB,
 		Version:     version,
 	}, nil
+}
+
+type codecOptions codec.Options
+
+func (c *Config) codecOptions() codecOptions {
+	return codecOptions{
+		Format:           c.Codec.Format,
+		Compress:         c.Codec.Compress,
+		CompressMinBytes: c.Codec.CompressMinBytes,
+		EncryptKeys:      c.Codec.EncryptKeys,
+		MaxPayloadBytes:  c.Codec.MaxPayloadBytes,
+	}
+}
+
+// build makes the codec; codec.New's errors start with the key's name
+// inside [codec].
+func (o codecOptions) build() (codec.Codec, error) {
+	cd, err := codec.New(codec.Options(o))
+	if err != nil {
+		return nil, fmt.Errorf("invalid codec.%w", err)
+	}
+	return cd, nil
 }
 
 func (c *Config) proxyOptions() proxy.Options {

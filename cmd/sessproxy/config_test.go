@@ -45,6 +45,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
 		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
 		{"bad codec", "[codec]\nformat = \"xml\"\n", "invalid codec.format"},
+		{"bad compress", "[codec]\ncompress = \"lz4\"\n", "invalid codec.compress"},
+		{"short key", "[codec]\nencrypt_keys = [\"k1:MDEy\"]\n", "invalid codec.encrypt_keys[0]"},
 		{"bad level", "[log]\nlevel = \"loud\"\n", "invalid log.level"},
 		{"bad role", "[[users]]\nname = \"a\"\npassword = \"b\"\nrole = \"root\"\n", "invalid users[0].role"},
 		{"rule without ttl", "[[ttl.rules]]\nfield = \"user.role\"\nequals = \"admin\"\n", "invalid ttl.rules[0].ttl"},
@@ -99,6 +101,8 @@ requirepass = "s3cret-pass"
 mode = "standalone"
 addrs = ["127.0.0.1:6379"]
 password = "upstream-pass"
+[codec]
+encrypt_keys = ["k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]
 [[users]]
 name = "web"
 password = "user-pass"
@@ -109,7 +113,7 @@ role = "app"
 		t.Fatal(err)
 	}
 	text := out.String()
-	for _, secret := range []string{"s3cret-pass", "upstream-pass", "user-pass"} {
+	for _, secret := range []string{"s3cret-pass", "upstream-pass", "user-pass", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="} {
 		if strings.Contains(text, secret) {
 			t.Errorf("check printed the secret %q:\n%s", secret, text)
 		}
