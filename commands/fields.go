@@ -2,6 +2,7 @@ package commands
 
 import (
 	"errors"
+	"time"
 
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/tidwall/gjson"
@@ -19,7 +20,7 @@ func (e *Engine) sessFGet(c *Call) {
 		return
 	}
 	field := gjson.Escape(string(c.Args[2]))
-	res := c.Batch.Get(ref.key)
+	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
 		if !ok {
@@ -43,7 +44,7 @@ func (e *Engine) sessFMGet(c *Call) {
 	for i, f := range c.Args[2:] {
 		fields[i] = gjson.Escape(string(f))
 	}
-	res := c.Batch.Get(ref.key)
+	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
 		if !ok {
@@ -135,12 +136,15 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		var payload []byte
+		var created time.Time
 		switch {
 		case stored != nil:
-			var ok bool
-			if payload, ok = e.decode(c, ref.sid, stored); !ok {
+			meta, err := e.decodeMeta(stored)
+			if err != nil {
+				c.Out.Error(errDecode(ref.sid, err))
 				return
 			}
+			payload, created = meta.payload, meta.created
 		case create:
 			payload = []byte("{}")
 		default:
@@ -156,11 +160,17 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			c.Out.Int(0)
 			return
 		}
-		value, ok := e.encode(c, updated)
+		if created.IsZero() {
+			created = e.opts.Policy.Clock()
+		}
+		value, ok := e.encodeCreated(c, updated, created)
 		if !ok {
 			return
 		}
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(e.decide(updated, 0)))
+		// The swap replaces the whole value, so the absolute lifetime is
+		// applied here from the creation time read.
+		d := e.opts.Policy.CapAt(e.decide(updated, 0), created)
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d))
 		if err := c.exec(); err != nil {
 			e.fail(c, ref.sid, err)
 			return

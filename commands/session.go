@@ -49,7 +49,7 @@ func (e *Engine) sessGet(c *Call) {
 	if !ok {
 		return
 	}
-	res := c.Batch.Get(ref.key)
+	res := e.read(c, ref)
 	c.Then(func() { e.replySession(c, ref, res) })
 }
 
@@ -97,7 +97,7 @@ func (e *Engine) sessTouch(c *Call) {
 			}
 		}
 	}
-	res := c.Batch.Expire(ref.key, ttlArg(e.decide(payload, 0)), store.Always, false)
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(e.decide(payload, 0)), Absolute: e.opts.Policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -147,12 +147,35 @@ func (e *Engine) sessExists(c *Call) {
 // encode runs the payload through the codec, answering the client when it
 // is refused.
 func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
-	v, err := e.opts.Codec.Encode(payload, codec.Meta{})
+	// A new session's creation time; the store keeps an existing one.
+	return e.encodeCreated(c, payload, e.opts.Policy.Clock())
+}
+
+// encodeCreated is encode with the session's creation time, recorded when
+// ttl.absolute needs it.
+func (e *Engine) encodeCreated(c *Call, payload []byte, created time.Time) ([]byte, bool) {
+	var meta codec.Meta
+	if e.opts.Policy.Absolute > 0 {
+		meta.Created = created
+	}
+	v, err := e.opts.Codec.Encode(payload, meta)
 	if err != nil {
 		c.Out.Error(errPayload(err.Error()))
 		return nil, false
 	}
 	return v, true
+}
+
+// decoded is a stored value decoded, with its creation time (zero when
+// unknown).
+type decoded struct {
+	payload []byte
+	created time.Time
+}
+
+func (e *Engine) decodeMeta(stored []byte) (decoded, error) {
+	v, meta, err := e.opts.Codec.Decode(stored)
+	return decoded{payload: v, created: meta.Created}, err
 }
 
 // decode turns a stored value back into the client's payload.
@@ -165,8 +188,18 @@ func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
 	return v, true
 }
 
+// read queues a session read; with ttl.idle the read also slides the
+// session's expiry.
+func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
+	if e.opts.Policy.Idle > 0 {
+		return c.Batch.GetSliding(ref.key, e.opts.Policy.Idle, e.opts.Policy.Absolute)
+	}
+	return c.Batch.Get(ref.key)
+}
+
 // write queues a session write and what goes with it (the owner index).
 func (e *Engine) write(c *Call, ref keyRef, payload []byte, w store.Write) store.WriteResult {
+	w.Absolute = e.opts.Policy.Absolute
 	res := c.Batch.Write(ref.key, w)
 	e.indexOwner(c, ref, payload)
 	return res

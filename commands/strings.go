@@ -19,7 +19,7 @@ func (e *Engine) get(c *Call) {
 		e.forward(c, forwardRead)
 		return
 	}
-	res := c.Batch.Get(ref.key)
+	res := e.read(c, ref)
 	c.Then(func() { e.replySession(c, ref, res) })
 }
 
@@ -27,6 +27,10 @@ func (e *Engine) get(c *Call) {
 func (e *Engine) mget(c *Call) {
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)
 	if !ok {
+		return
+	}
+	if e.opts.Policy.Idle > 0 {
+		e.mgetSliding(c, refs)
 		return
 	}
 	keys := make([]string, len(refs))
@@ -55,6 +59,49 @@ func (e *Engine) mget(c *Call) {
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				e.fail(c, r.sid, err)
+				return
+			}
+			vals[i] = v
+		}
+		c.Out.Array(len(vals))
+		for _, v := range vals {
+			if v == nil {
+				c.Out.Null()
+			} else {
+				c.Out.Bulk(v)
+			}
+		}
+	})
+}
+
+// mgetSliding is MGET with ttl.idle: every session read slides its own
+// expiry, so the keys are read one script each instead of per slot.
+func (e *Engine) mgetSliding(c *Call, refs []keyRef) {
+	sessions := make([]store.GetResult, len(refs))
+	plain := make([]store.ForwardResult, len(refs))
+	for i, r := range refs {
+		if r.session {
+			sessions[i] = e.read(c, r)
+		} else {
+			plain[i] = c.Batch.Forward(true, "get", r.key)
+		}
+	}
+	c.Then(func() {
+		vals := make([][]byte, len(refs))
+		for i, r := range refs {
+			if !r.session {
+				v, err := plain[i].Result()
+				if err != nil {
+					e.fail(c, "", err)
+					return
+				}
+				if s, ok := v.(string); ok {
+					vals[i] = []byte(s)
+				}
+				continue
+			}
+			v, ok := e.readSession(c, r, sessions[i])
+			if !ok {
 				return
 			}
 			vals[i] = v
@@ -338,11 +385,11 @@ func (e *Engine) getex(c *Call) {
 	case x.set:
 		d = x.decision(&e.opts.Policy)
 	default:
-		res := c.Batch.Get(ref.key)
+		res := e.read(c, ref)
 		c.Then(func() { e.replySession(c, ref, res) })
 		return
 	}
-	res := c.Batch.Expire(ref.key, ttlArg(d), store.Always, true)
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: e.opts.Policy.Absolute})
 	c.Then(func() {
 		_, v, err := res.Result()
 		switch {

@@ -46,6 +46,10 @@ type Write struct {
 	MaxTTL  time.Duration
 	// ReturnOld asks for the previous value (SET … GET, GETSET).
 	ReturnOld bool
+	// Absolute is ttl.absolute: with it, Value carries its creation time in
+	// its header, the stored creation time is kept, and the TTL is capped
+	// to what is left of the lifetime. 0: off.
+	Absolute time.Duration
 }
 
 // WriteResult is the handle of a queued Write.
@@ -67,7 +71,7 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 	if w.ReturnOld {
 		ret = "1"
 	}
-	return WriteResult{b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret)}
+	return WriteResult{b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret, msArg(w.Absolute))}
 }
 
 // DestroyResult is the handle of a queued Destroy.
@@ -106,14 +110,21 @@ func (r ExpireResult) Result() (Outcome, []byte, error) {
 	return scriptOutcome(r.cmd)
 }
 
-// Expire queues setting the TTL of a live session at key; ttl <= 0 deletes
-// it. returnValue reads the value in the same step (GETEX).
-func (b *Batch) Expire(key string, ttl time.Duration, cond Cond, returnValue bool) ExpireResult {
+// Expiry is a TTL change for Expire.
+type Expiry struct {
+	TTL         time.Duration // <= 0 deletes
+	Cond        Cond
+	ReturnValue bool          // read the value in the same step (GETEX)
+	Absolute    time.Duration // ttl.absolute: cap by the stored creation time; 0: off
+}
+
+// Expire queues setting the TTL of a live session at key.
+func (b *Batch) Expire(key string, x Expiry) ExpireResult {
 	ret := "0"
-	if returnValue {
+	if x.ReturnValue {
 		ret = "1"
 	}
-	return ExpireResult{b.script(expireScript, false, key, msArg(ttl), string(cond), ret)}
+	return ExpireResult{b.script(expireScript, false, key, msArg(x.TTL), string(x.Cond), ret, msArg(x.Absolute))}
 }
 
 // IntResult is the handle of a queued integer read.
@@ -166,6 +177,14 @@ func (r GetResult) Result() ([]byte, error) {
 func (b *Batch) Get(key string) GetResult {
 	cmd := redis.NewStringCmd(context.Background(), "get", key)
 	b.add(cmd, true)
+	return GetResult{cmd}
+}
+
+// GetSliding queues reading the session at key and resetting its TTL to
+// idle (ttl.idle), capped by its absolute lifetime when absolute > 0.
+func (b *Batch) GetSliding(key string, idle, absolute time.Duration) GetResult {
+	cmd := redis.NewStringCmd(context.Background(), "evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
+	b.add(cmd, false)
 	return GetResult{cmd}
 }
 

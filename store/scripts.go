@@ -12,13 +12,32 @@ import "github.com/redis/go-redis/v9"
 // connect-redis-session uses).
 const Tombstone = "TOMBSTONE"
 
+// luaLifetime is shared by the scripts that enforce ttl.absolute. A
+// session's creation time is in its stored header (store/codec): magic
+// "\0SP1", a flags byte whose bit 5 says the 13 ASCII digits of Unix
+// milliseconds at bytes 6-18 are there.
+const luaLifetime = `
+local function created_digits(h)
+  if #h >= 18 and string.sub(h, 1, 4) == '\0SP1' and math.floor(string.byte(h, 5) / 32) % 2 == 1 then
+    return string.sub(h, 6, 18)
+  end
+  return nil
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
 // writeScript stores a session value.
 // ARGV: value, ttl ms (<= 0: the session is expired, delete it), condition
 // ("", "NX", "XX"), keepttl max ms ("" unless KEEPTTL), "1" to return the
-// previous value.
+// previous value, absolute lifetime ms ("0": off).
+// With an absolute lifetime the stored creation time survives the rewrite
+// (spliced into the new value's header) and caps the TTL.
 // Returns {status[, previous]}: 1 written, 0 condition not met, -1
 // tombstoned, 2 deleted as expired.
-var writeScript = redis.NewScript(`
+var writeScript = redis.NewScript(luaLifetime + `
 local k = KEYS[1]
 local old = false
 local exists
@@ -35,20 +54,29 @@ if (ARGV[3] == 'NX' and exists) or (ARGV[3] == 'XX' and not exists) then
   if old then return {0, old} end
   return {0}
 end
+local value = ARGV[1]
 local ttl = tonumber(ARGV[2])
+if ttl > 0 and ARGV[4] ~= '' and exists then
+  local p = redis.call('PTTL', k)
+  if p > 0 and p <= tonumber(ARGV[4]) then ttl = p end
+end
+local absolute = tonumber(ARGV[6])
+if ttl > 0 and absolute > 0 and created_digits(value) then
+  local created = exists and created_digits(redis.call('GETRANGE', k, 0, 17))
+  if created then
+    value = string.sub(value, 1, 5) .. created .. string.sub(value, 19)
+  else
+    created = created_digits(value)
+  end
+  local left = tonumber(created) + absolute - now_ms()
+  if left < ttl then ttl = left end
+end
 local status = 1
 if ttl <= 0 then
   redis.call('DEL', k)
   status = 2
-elseif ARGV[4] ~= '' and exists then
-  local p = redis.call('PTTL', k)
-  if p > 0 and p <= tonumber(ARGV[4]) then
-    redis.call('SET', k, ARGV[1], 'KEEPTTL')
-  else
-    redis.call('SET', k, ARGV[1], 'PX', ttl)
-  end
 else
-  redis.call('SET', k, ARGV[1], 'PX', ttl)
+  redis.call('SET', k, value, 'PX', ttl)
 end
 if old then return {status, old} end
 return {status}
@@ -85,10 +113,10 @@ return {live}
 
 // expireScript sets the TTL of a live session.
 // ARGV: ttl ms (<= 0: delete), condition ("", "NX", "XX", "GT", "LT",
-// "XXLT"), "1" to return the value (GETEX).
+// "XXLT"), "1" to return the value (GETEX), absolute lifetime ms ("0": off).
 // Returns {status[, value]}: 1 applied, 0 missing or condition not met, -1
 // tombstoned, 2 deleted.
-var expireScript = redis.NewScript(`
+var expireScript = redis.NewScript(luaLifetime + `
 local k = KEYS[1]
 local v = false
 if ARGV[3] == '1' then
@@ -113,6 +141,14 @@ if cond ~= '' then
     return {0}
   end
 end
+local absolute = tonumber(ARGV[4])
+if ttl > 0 and absolute > 0 then
+  local created = created_digits(redis.call('GETRANGE', k, 0, 17))
+  if created then
+    local left = tonumber(created) + absolute - now_ms()
+    if left < ttl then ttl = left end
+  end
+end
 local status = 1
 if ttl <= 0 then
   redis.call('DEL', k)
@@ -122,6 +158,31 @@ else
 end
 if v then return {status, v} end
 return {status}
+`)
+
+// readScript reads a session and slides its expiry (ttl.idle), within
+// what is left of its absolute lifetime.
+// ARGV: idle ms, absolute lifetime ms ("0": off).
+// Returns the value, or nil when missing, tombstoned or just expired.
+var readScript = redis.NewScript(luaLifetime + `
+local k = KEYS[1]
+local v = redis.call('GET', k)
+if v == false or v == 'TOMBSTONE' then return false end
+local ttl = tonumber(ARGV[1])
+local absolute = tonumber(ARGV[2])
+if absolute > 0 then
+  local created = created_digits(v)
+  if created then
+    local left = tonumber(created) + absolute - now_ms()
+    if left <= 0 then
+      redis.call('DEL', k)
+      return false
+    end
+    if left < ttl then ttl = left end
+  end
+end
+redis.call('PEXPIRE', k, ttl)
+return v
 `)
 
 // inspectScript answers a read about a key, treating a tombstone as absent.
@@ -144,4 +205,4 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, inspectScript, casScript}
+var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, readScript, inspectScript, casScript}

@@ -77,6 +77,8 @@ type TTLConfig struct {
 	FromCookie bool         `toml:"from_cookie"`
 	Touch      bool         `toml:"touch"`
 	Persist    string       `toml:"persist"`
+	Idle       Duration     `toml:"idle"`
+	Absolute   Duration     `toml:"absolute"`
 	Rules      []RuleConfig `toml:"rules"`
 }
 
@@ -218,6 +220,12 @@ func (c *Config) validate() error {
 	if c.TTL.Default < c.TTL.Min || c.TTL.Default > c.TTL.Max {
 		bad("ttl.default", "must be within [ttl.min, ttl.max]")
 	}
+	if c.TTL.Idle < 0 || (c.TTL.Idle > 0 && (c.TTL.Idle < c.TTL.Min || c.TTL.Idle > c.TTL.Max)) {
+		bad("ttl.idle", "must be 0 (off) or within [ttl.min, ttl.max]")
+	}
+	if c.TTL.Absolute < 0 || (c.TTL.Absolute > 0 && c.TTL.Absolute < c.TTL.Min) {
+		bad("ttl.absolute", "must be 0 (off) or >= ttl.min")
+	}
 	if c.TTL.Persist != ttl.PersistDeny && c.TTL.Persist != ttl.PersistClamp {
 		bad("ttl.persist", `must be "deny" or "clamp"`)
 	}
@@ -355,6 +363,8 @@ func (c *Config) commandOptions() (commands.Options, error) {
 			Rules:      rules,
 			Touch:      c.TTL.Touch,
 			Persist:    c.TTL.Persist,
+			Idle:       time.Duration(c.TTL.Idle),
+			Absolute:   time.Duration(c.TTL.Absolute),
 		},
 		Tombstones:  c.Tombstone.Enabled,
 		Grace:       time.Duration(c.Tombstone.Grace),
@@ -377,7 +387,25 @@ func (c *Config) codecOptions() codecOptions {
 		CompressMinBytes: c.Codec.CompressMinBytes,
 		EncryptKeys:      c.Codec.EncryptKeys,
 		MaxPayloadBytes:  c.Codec.MaxPayloadBytes,
+		// The creation time ttl.absolute needs is kept in the header.
+		Envelope: c.TTL.Absolute > 0,
 	}
+}
+
+// notes are what an operator should know about the effective
+// configuration beyond its validity.
+func (c *Config) notes() []string {
+	var notes []string
+	if c.TTL.Absolute > 0 {
+		notes = append(notes, "ttl.absolute needs the storage envelope: every session is stored with a small binary header holding its creation time, so readers that bypass sessproxy no longer see plain JSON")
+	}
+	if c.Codec.Format != codec.FormatJSON || c.Codec.Compress != codec.CompressNone || len(c.Codec.EncryptKeys) > 0 {
+		notes = append(notes, "the codec settings store sessions with a binary header: readers that bypass sessproxy no longer see plain JSON (sessproxy reads every format, so switching back is lazy)")
+	}
+	if c.Upstream.Mode == store.ModeEmbedded {
+		notes = append(notes, "upstream.mode is embedded: sessions live in memory and are lost on exit")
+	}
+	return notes
 }
 
 // build makes the codec; codec.New's errors start with the key's name

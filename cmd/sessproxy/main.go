@@ -48,6 +48,9 @@ func run(args []string, stdout io.Writer) error {
 				return err
 			}
 			fmt.Fprintln(stdout, "# config is valid; effective configuration (secrets masked):")
+			for _, n := range cfg.notes() {
+				fmt.Fprintln(stdout, "# note:", n)
+			}
 			return toml.NewEncoder(stdout).Encode(cfg.masked())
 		}
 	}

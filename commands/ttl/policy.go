@@ -37,6 +37,13 @@ type Policy struct {
 	// Persist is "deny" (PERSIST refused) or "clamp" (PERSIST sets Max).
 	// default: deny
 	Persist string
+	// Idle is sliding expiry: every write, and every read of a live
+	// session, sets its TTL to Idle. 0: off. default: 0
+	Idle time.Duration
+	// Absolute is the longest a session lives after its creation, however
+	// often it is touched or rewritten. The store enforces it, since only
+	// the stored value knows its creation time. 0: off. default: 0
+	Absolute time.Duration
 	// Now is the clock; default: time.Now
 	Now func() time.Time
 }
@@ -59,7 +66,8 @@ func (p *Policy) ReadsPayload() bool {
 
 // Decide gives the TTL for writing payload (nil when there is none).
 // explicit is the TTL the client asked for (0: none); explicit TTLs come
-// first, then rules, then cookie.expires, then Default.
+// first, then rules, then cookie.expires, then Default; Idle replaces
+// whichever decided, unless the session is already expired.
 func (p *Policy) Decide(payload []byte, explicit time.Duration) Decision {
 	if explicit != 0 {
 		if explicit < 0 {
@@ -102,6 +110,9 @@ func (p *Policy) Until(t time.Time) Decision {
 }
 
 func (p *Policy) clamp(d time.Duration) Decision {
+	if p.Idle > 0 {
+		d = p.Idle
+	}
 	switch {
 	case d < p.Min:
 		return Decision{TTL: p.Min, Clamped: true}
@@ -110,6 +121,25 @@ func (p *Policy) clamp(d time.Duration) Decision {
 	}
 	return Decision{TTL: d}
 }
+
+// CapAt caps d by what is left, at now, of a lifetime that started at
+// created (ttl.absolute); a lifetime used up expires the session.
+func (p *Policy) CapAt(d Decision, created time.Time) Decision {
+	if p.Absolute <= 0 || created.IsZero() || d.Expired {
+		return d
+	}
+	left := created.Add(p.Absolute).Sub(p.now())
+	switch {
+	case left <= 0:
+		return Decision{Expired: true}
+	case left < d.TTL:
+		return Decision{TTL: left, Clamped: true}
+	}
+	return d
+}
+
+// Clock is the time the policy decides at.
+func (p *Policy) Clock() time.Time { return p.now() }
 
 func (p *Policy) now() time.Time {
 	if p.Now != nil {
