@@ -64,6 +64,7 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.length", Arity: 1, Flags: flagRead, Handler: e.sessLength},
 		{Name: "sess.scan", Arity: -2, Flags: flagRead, Handler: e.sessScan},
 		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin, Handler: e.sessClear},
+		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin, Handler: e.sessSweep},
 		{Name: "scan", Arity: -2, Flags: flagRead, Handler: e.scan},
 		{Name: "keys", Arity: 2, Flags: flagRead, Handler: e.keys},
 

@@ -205,4 +205,4 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, readScript, inspectScript, casScript}
+var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}

@@ -53,7 +53,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := configFromFlags("test", []string{"-config", writeConfig(t, tt.body)})
+			_, err := configFromFlags("test", []string{"-config", writeConfig(t, tt.body)}, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
 			}
@@ -64,7 +64,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 func TestFlagsOverrideTheFile(t *testing.T) {
 	path := writeConfig(t, "[server]\nlisten = \"127.0.0.1:7000\"\n[log]\nlevel = \"warn\"\n")
 	cfg, err := configFromFlags("test", []string{"-config", path, "-listen", "127.0.0.1:7001",
-		"-upstream", "127.0.0.1:7002,127.0.0.1:7003", "-mode", "cluster", "-log-level", "debug"})
+		"-upstream", "127.0.0.1:7002,127.0.0.1:7003", "-mode", "cluster", "-log-level", "debug"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestFlagsOverrideTheFile(t *testing.T) {
 }
 
 func TestUpstreamFlagAloneMeansStandalone(t *testing.T) {
-	cfg, err := configFromFlags("test", []string{"-upstream", "127.0.0.1:6379"})
+	cfg, err := configFromFlags("test", []string{"-upstream", "127.0.0.1:6379"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,17 @@ func run(args []string, stdout io.Writer) error {
 		case "version":
 			fmt.Fprintln(stdout, "sessproxy", version)
 			return nil
+		case "sweep":
+			var dryRun bool
+			cfg, err := configFromFlags("sweep", args[1:], func(fs *flag.FlagSet) {
+				fs.BoolVar(&dryRun, "dry-run", false, "report what would be fixed, change nothing")
+			})
+			if err != nil {
+				return err
+			}
+			return sweep(cfg, dryRun, stdout, os.Stderr)
 		case "check":
-			cfg, err := configFromFlags("check", args[1:])
+			cfg, err := configFromFlags("check", args[1:], nil)
 			if err != nil {
 				return err
 			}
@@ -54,16 +63,20 @@ func run(args []string, stdout io.Writer) error {
 			return toml.NewEncoder(stdout).Encode(cfg.masked())
 		}
 	}
-	cfg, err := configFromFlags("sessproxy", args)
+	cfg, err := configFromFlags("sessproxy", args, nil)
 	if err != nil {
 		return err
 	}
 	return serve(cfg)
 }
 
-// configFromFlags loads -config and applies the flags that override it.
-func configFromFlags(name string, args []string) (Config, error) {
+// configFromFlags loads -config and applies the flags that override it;
+// extra registers a subcommand's own flags.
+func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if extra != nil {
+		extra(fs)
+	}
 	path := fs.String("config", "", "TOML config file (default: built-in defaults, embedded upstream)")
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
 	upstream := fs.String("upstream", "", "comma-separated upstream addresses, overrides upstream.addrs")
@@ -117,11 +130,9 @@ func serve(cfg Config) error {
 	proxyOpts := cfg.proxyOptions()
 	proxyOpts.Logger = log
 
-	ctx, cancel := context.WithTimeout(context.Background(), storeOpts.DialTimeout+storeOpts.ReadTimeout)
-	st, err := store.Open(ctx, storeOpts)
-	cancel()
+	st, err := openStore(storeOpts)
 	if err != nil {
-		return fmt.Errorf("connect to upstream: %w", err)
+		return err
 	}
 	defer st.Close()
 	if st.Mode() == store.ModeEmbedded {
@@ -146,7 +157,7 @@ func serve(cfg Config) error {
 	case sig := <-signals:
 		log.Info("shutting down", zap.String("signal", sig.String()))
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		return err
@@ -156,6 +167,76 @@ func serve(cfg Config) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+func openStore(opts store.Options) (*store.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout+opts.ReadTimeout)
+	defer cancel()
+	st, err := store.Open(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to upstream: %w", err)
+	}
+	return st, nil
+}
+
+// sweep runs `sessproxy sweep`: the policy TTL for every key under the
+// prefix that has none or one above ttl.max. Progress goes to a terminal
+// on stderr; the summary to stdout.
+func sweep(cfg Config, dryRun bool, stdout io.Writer, stderr *os.File) error {
+	storeOpts, err := cfg.storeOptions()
+	if err != nil {
+		return err
+	}
+	cmdOpts, err := cfg.commandOptions()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(storeOpts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	opts := commands.SweepOptions{DryRun: dryRun}
+	if isTerminal(stderr) {
+		// The upstream's key count is only an estimate of the pages to
+		// come (it counts keys outside the prefix too), enough for a bar.
+		total, _ := st.UpstreamKeys(ctx)
+		opts.Progress = func(s commands.SweepStats) { fmt.Fprint(stderr, "\r"+progressBar(s.Scanned, total)+" "+summary(s)) }
+		defer fmt.Fprintln(stderr)
+	}
+	stats, err := commands.New(st, cmdOpts).Sweep(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	line := summary(stats)
+	if dryRun {
+		line += " (dry run: nothing changed)"
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
+func summary(s commands.SweepStats) string {
+	return fmt.Sprintf("scanned=%d fixed=%d skipped=%d", s.Scanned, s.Fixed, s.Skipped)
+}
+
+func progressBar(done, total int64) string {
+	const width = 30
+	if total < done {
+		total = done
+	}
+	filled := width
+	if total > 0 {
+		filled = int(done * width / total)
+	}
+	return "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "]"
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func newLogger(cfg LogConfig) (*zap.Logger, error) {
