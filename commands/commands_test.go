@@ -128,6 +128,27 @@ func readReply(r *bufio.Reader) (string, error) {
 	switch line[0] {
 	case '+', '-', ':':
 		return line, nil
+	case '_':
+		return "null", nil
+	case '=':
+		n, _ := strconv.Atoi(line[1:])
+		b := make([]byte, n+2)
+		if _, err := io_ReadFull(r, b); err != nil {
+			return "", err
+		}
+		return "=" + string(b[:n]), nil
+	case '%', '~':
+		n, _ := strconv.Atoi(line[1:])
+		if line[0] == '%' {
+			n *= 2
+		}
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(r); err != nil {
+				return "", err
+			}
+		}
+		return string(line[0]) + "{" + strings.Join(parts, " ") + "}", nil
 	case '$':
 		n, _ := strconv.Atoi(line[1:])
 		if n < 0 {
@@ -294,7 +315,7 @@ func TestInvalidInputLosesNothing(t *testing.T) {
 		"FLUSHALL":                   "-ERR unknown or unsupported command 'FLUSHALL': sessproxy serves session keys only (see docs/commands.md)",
 		"EXPIRE sess:a 10 NX XX":     "-ERR NX and XX, GT or LT options at the same time are not compatible",
 		"SELECT 3":                   "-ERR DB index is out of range: sessproxy serves db 0 only",
-		"HELLO 3":                    "-NOPROTO unsupported protocol version",
+		"HELLO 4":                    "-NOPROTO unsupported protocol version",
 		"AUTH pw":                    "-" + msgNoPassword,
 		"CLIENT KILL x":              "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.",
 		"SESS.SET " + strings.Repeat("x", 257) + " {}": "-ERR invalid session id: longer than 256 bytes",
@@ -417,4 +438,26 @@ func mustCodec(o codec.Options) codec.Codec {
 		panic(err)
 	}
 	return c
+}
+
+func TestRESP3(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.SET a {}", "+OK")
+	got := f.do("HELLO 3", "SESS.GET missing", "MGET sess:a sess:missing", "SESS.ALL", "CLIENT INFO", "COMMAND DOCS", "RESET", "SESS.GET missing")
+	if !strings.HasPrefix(got[0], "%{$server $redis $version $7.0.15 $proto :3 ") {
+		t.Fatalf("HELLO 3 = %s: want a RESP3 map", got[0])
+	}
+	want := []string{"null", "[${} null]", "%{$a ${}}"}
+	for i, w := range want {
+		if got[i+1] != w {
+			t.Errorf("reply %d = %s, want %s", i+1, got[i+1], w)
+		}
+	}
+	if !strings.HasPrefix(got[4], "=txt:id=") || !strings.Contains(got[4], " resp=3 ") {
+		t.Errorf("CLIENT INFO in RESP3 = %s, want a verbatim string", got[4])
+	}
+	if got[5] != "%{}" || got[6] != "+RESET" || got[7] != "nil" {
+		t.Errorf("COMMAND DOCS, RESET, GET after RESET = %v", got[5:])
+	}
+	f.expect("HELLO 4", "-NOPROTO unsupported protocol version")
 }

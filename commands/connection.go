@@ -81,7 +81,7 @@ func (e *Engine) hello(c *Call) {
 			c.Out.Error(msgProtoNotInt)
 			return
 		}
-		if n != 2 { // RESP3 comes with the RESP3 encoder (issue 4).
+		if n != 2 && n != 3 {
 			c.Out.Error(msgNoProto)
 			return
 		}
@@ -130,6 +130,9 @@ func (e *Engine) hello(c *Call) {
 	}
 	proto = c.Client.proto
 	c.Client.mu.Unlock()
+	// The switch applies to HELLO's own reply, as in Redis, and to every
+	// command after it, pipelined or not.
+	c.Out.Proto = proto
 	c.Out.Map(7)
 	c.Out.BulkString("server")
 	c.Out.BulkString("redis")
@@ -205,7 +208,7 @@ func (e *Engine) client(c *Call) {
 		}
 		c.Out.OK()
 	case sub == "INFO" && len(c.Args) == 2:
-		c.Out.BulkString(cl.info(time.Now(), e.opts.DB) + "\n")
+		c.Out.Verbatim(cl.info(time.Now(), e.opts.DB) + "\n")
 	case sub == "LIST":
 		var b strings.Builder
 		now := time.Now()
@@ -213,7 +216,7 @@ func (e *Engine) client(c *Call) {
 			b.WriteString(other.info(now, e.opts.DB))
 			b.WriteByte('\n')
 		}
-		c.Out.BulkString(b.String())
+		c.Out.Verbatim(b.String())
 	case (sub == "NO-EVICT" || sub == "NO-TOUCH") && len(c.Args) == 3:
 		c.Out.OK()
 	case sub == "HELP":
@@ -328,7 +331,7 @@ func (e *Engine) info(c *Call) {
 		}
 		section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(keys, 10)+",expires="+strconv.FormatInt(keys, 10)+",avg_ttl=0")
 	}
-	c.Out.BulkString(b.String())
+	c.Out.Verbatim(b.String())
 }
 
 // COMMAND [COUNT | INFO name … | DOCS [name …] | LIST]

@@ -266,8 +266,9 @@ func testHello(t *testing.T, up *upstream) {
 		t.Errorf("go-redis Hello = %v, %v", m, err)
 	}
 
-	// RESP3 is not served yet: NOPROTO, and the connection stays on RESP2.
-	wantErr(t, c, "NOPROTO unsupported protocol version", "HELLO", "3")
+	// Protocol versions other than 2 and 3: NOPROTO, and the connection
+	// stays on RESP2.
+	wantErr(t, c, "NOPROTO unsupported protocol version", "HELLO", "4")
 	wantReply(t, c, "PONG", "PING")
 	wantErr(t, c, "ERR Protocol version is not an integer or out of range", "HELLO", "abc")
 	wantErr(t, c, "NOPROTO unsupported protocol version", "HELLO", "1")
@@ -509,7 +510,7 @@ func testGoRedisDefaultHandshake(t *testing.T, up *upstream) {
 		t.Errorf("CLIENT INFO after the go-redis handshake = %+v, %v; want lib-name go-redis…", info, err)
 	}
 
-	// Out of the box go-redis asks for RESP3, gets NOPROTO and falls back.
+	// Out of the box go-redis speaks RESP3.
 	def := redis.NewClient(&redis.Options{Addr: p.addr})
 	t.Cleanup(func() { def.Close() })
 	wantReply(t, def, "OK", "SET", "sess:def", `{"n":2}`)

@@ -68,6 +68,21 @@ func (w *Writer) BulkString(s string) {
 	w.Buf = append(w.Buf, '\r', '\n')
 }
 
+// Verbatim writes text as a verbatim string (=len txt:…) in RESP3, where
+// Redis 7 uses one for INFO and CLIENT INFO/LIST, and as a bulk string in
+// RESP2.
+func (w *Writer) Verbatim(text string) {
+	if w.Proto != 3 {
+		w.BulkString(text)
+		return
+	}
+	w.Buf = append(w.Buf, '=')
+	w.Buf = strconv.AppendInt(w.Buf, int64(len(text)+4), 10)
+	w.Buf = append(w.Buf, "\r\ntxt:"...)
+	w.Buf = append(w.Buf, text...)
+	w.Buf = append(w.Buf, '\r', '\n')
+}
+
 // Null writes the null reply: $-1 in RESP2, _ in RESP3.
 func (w *Writer) Null() {
 	if w.Proto == 3 {
