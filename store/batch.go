@@ -6,17 +6,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Batch queues upstream operations and sends them as one pipeline, so a
-// client's pipelined commands cost one round trip (per node, in a cluster)
-// instead of one each. Results are read from the handles the queueing
-// methods return, after Exec.
+// Batch queues upstream operations and sends them together, so a client's
+// pipelined commands cost one round trip (per node, in a cluster) instead
+// of one each. Results are read from the handles the queueing methods
+// return, after Exec.
+//
+// On the store's shared batches (NewBatch) the commands go through the
+// store's auto-pipeliner, which also merges them with other clients'
+// commands into shared upstream pipelines, in submission order. A batch
+// bound to one node (bulk commands) uses a plain pipeline on that node.
 //
 // A Batch is reused by one client connection; it is not safe for concurrent
 // use.
 type Batch struct {
-	s      *Store
-	pipe   redis.Pipeliner
-	queued []queued
+	s       *Store
+	pipe    redis.Pipeliner      // node-bound batches
+	ap      *redis.AutoPipeliner // shared batches, when auto-pipelining
+	queued  []queued
+	futures []redis.AutoFuture
 }
 
 type queued struct {
@@ -27,16 +34,21 @@ type queued struct {
 
 // NewBatch returns an empty batch on the store.
 func (s *Store) NewBatch() *Batch {
+	if s.ap != nil {
+		return &Batch{s: s, ap: s.ap}
+	}
 	return &Batch{s: s, pipe: s.client.Pipeline()}
+}
+
+// nodeBatch returns an empty batch bound to one node.
+func (s *Store) nodeBatch(node *redis.Client) *Batch {
+	return &Batch{s: s, pipe: node.Pipeline()}
 }
 
 // Len is the number of queued upstream commands.
 func (b *Batch) Len() int { return len(b.queued) }
 
 func (b *Batch) add(cmd redis.Cmder, read bool) {
-	// The pipeline only records the command; its error is the command's own
-	// and is read from the handle after Exec.
-	_ = b.pipe.Process(context.Background(), cmd)
 	b.queued = append(b.queued, queued{cmd: cmd, read: read})
 }
 
@@ -60,7 +72,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 		return nil
 	}
 	defer func() { b.queued = b.queued[:0] }()
-	_, _ = b.pipe.Exec(ctx)
+	b.send(ctx, b.queued, func(queued) bool { return true })
 	first := -1
 	for i, q := range b.queued {
 		if isNoScript(q.cmd.Err()) {
@@ -74,11 +86,29 @@ func (b *Batch) Exec(ctx context.Context) error {
 	if err := b.s.loadScripts(ctx); err != nil {
 		return err
 	}
-	for _, q := range b.queued[first:] {
-		if q.read || isNoScript(q.cmd.Err()) {
+	b.send(ctx, b.queued[first:], func(q queued) bool { return q.read || isNoScript(q.cmd.Err()) })
+	return ctx.Err()
+}
+
+// send sends the commands of qs that pass and waits for their replies.
+func (b *Batch) send(ctx context.Context, qs []queued, pass func(queued) bool) {
+	if b.ap != nil {
+		b.futures = b.futures[:0]
+		for _, q := range qs {
+			if pass(q) {
+				b.futures = append(b.futures, b.ap.Submit(ctx, q.cmd))
+			}
+		}
+		for _, f := range b.futures {
+			_ = f.Wait() // the error is the command's own, read from its handle
+		}
+		clear(b.futures)
+		return
+	}
+	for _, q := range qs {
+		if pass(q) {
 			_ = b.pipe.Process(ctx, q.cmd)
 		}
 	}
 	_, _ = b.pipe.Exec(ctx)
-	return ctx.Err()
 }

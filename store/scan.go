@@ -59,7 +59,7 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count i
 	if err != nil {
 		return nil, 0, fmt.Errorf("scan %s: %w", node.Options().Addr, err)
 	}
-	live, err := s.liveKeys(ctx, node, keys)
+	live, err := s.nodeBatch(node).live(ctx, keys)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -82,7 +82,7 @@ func (s *Store) ForEachPage(ctx context.Context, pattern string, count int64, fn
 		count = scanCount
 	}
 	return s.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		b := &Batch{s: s, pipe: node.Pipeline()}
+		b := s.nodeBatch(node)
 		var cursor uint64
 		for {
 			keys, next, err := node.Scan(ctx, cursor, pattern, count).Result()
@@ -111,12 +111,6 @@ func (s *Store) ForEachLive(ctx context.Context, pattern string, fn func(ctx con
 		}
 		return fn(ctx, b, live)
 	})
-}
-
-// liveKeys filters the tombstones out of keys, all on node.
-func (s *Store) liveKeys(ctx context.Context, node *redis.Client, keys []string) ([]string, error) {
-	b := &Batch{s: s, pipe: node.Pipeline()}
-	return b.live(ctx, keys)
 }
 
 // live executes an existence check of every key (a tombstone is not live)

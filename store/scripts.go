@@ -46,9 +46,11 @@ if ARGV[5] == '1' then
   if old == 'TOMBSTONE' then return {-1} end
   exists = old ~= false
 else
-  local n = redis.call('STRLEN', k)
-  if n == 9 and redis.call('GET', k) == 'TOMBSTONE' then return {-1} end
-  exists = n > 0 or redis.call('EXISTS', k) == 1
+  -- One call for the common case: the first ten bytes tell a tombstone
+  -- (exactly "TOMBSTONE") from a session without copying the value.
+  local head = redis.call('GETRANGE', k, 0, 9)
+  if head == 'TOMBSTONE' then return {-1} end
+  exists = head ~= '' or ((ARGV[3] ~= '' or ARGV[4] ~= '') and redis.call('EXISTS', k) == 1)
 end
 if (ARGV[3] == 'NX' and exists) or (ARGV[3] == 'XX' and not exists) then
   if old then return {0, old} end

@@ -38,6 +38,10 @@ type Options struct {
 	TLS *tls.Config
 	// PoolSize is the number of connections per upstream node. default: 10 per CPU
 	PoolSize int
+	// AutoPipeline merges the commands of all clients into shared upstream
+	// pipelines (go-redis's auto-pipeliner), instead of one pooled round
+	// trip per client batch. default: false
+	AutoPipeline bool
 	// DialTimeout, ReadTimeout and WriteTimeout bound each upstream call so a
 	// dead upstream turns into an error reply, not a hung client.
 	// default: 5s, 3s, 3s
@@ -67,6 +71,7 @@ type Store struct {
 	client   redis.UniversalClient
 	cluster  *redis.ClusterClient // set in cluster mode
 	embedded *miniredis.Miniredis // set in embedded mode
+	ap       *redis.AutoPipeliner // set with Options.AutoPipeline
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 }
@@ -114,6 +119,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.loadScripts(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if opts.AutoPipeline {
+		ap, err := s.client.(interface {
+			AsyncAutoPipeline() (*redis.AutoPipeliner, error)
+		}).AsyncAutoPipeline()
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("start auto-pipelining: %w", err)
+		}
+		s.ap = ap
 	}
 	return s, nil
 }

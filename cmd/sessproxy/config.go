@@ -50,6 +50,7 @@ type UpstreamConfig struct {
 	Password     string            `toml:"password"`
 	DB           int               `toml:"db"`
 	PoolSize     int               `toml:"pool_size"`
+	AutoPipeline bool              `toml:"auto_pipeline"`
 	DialTimeout  Duration          `toml:"dial_timeout"`
 	ReadTimeout  Duration          `toml:"read_timeout"`
 	WriteTimeout Duration          `toml:"write_timeout"`
@@ -308,6 +309,7 @@ func (c *Config) storeOptions() (store.Options, error) {
 		Password:     c.Upstream.Password,
 		DB:           c.Upstream.DB,
 		PoolSize:     c.Upstream.PoolSize,
+		AutoPipeline: c.Upstream.AutoPipeline,
 		DialTimeout:  time.Duration(c.Upstream.DialTimeout),
 		ReadTimeout:  time.Duration(c.Upstream.ReadTimeout),
 		WriteTimeout: time.Duration(c.Upstream.WriteTimeout),

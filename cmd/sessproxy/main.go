@@ -30,6 +30,7 @@ var version = "dev"
 const shutdownGrace = 10 * time.Second
 
 func main() {
+	startProfiling()
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "sessproxy:", err)
 		os.Exit(1)

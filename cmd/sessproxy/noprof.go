@@ -1,0 +1,6 @@
+//go:build !pprof
+
+package main
+
+// startProfiling does nothing unless built with -tags pprof (pprof.go).
+func startProfiling() {}
