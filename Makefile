@@ -11,12 +11,14 @@ test: deps vet
 vet:
 	$(GO) vet ./...
 
-# Real redis-server and redis-cli for the integration tests; never skipped.
+# Real redis-server, redis-cli and tmux (interactive redis-cli) for the
+# integration tests, and the node clients (npm ci); never skipped.
 deps:
-	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
-		echo "installing redis-server and redis-tools"; \
-		apt-get install -y redis-server redis-tools || { apt-get update && apt-get install -y redis-server redis-tools; }; \
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v tmux >/dev/null; then \
+		echo "installing redis-server, redis-tools and tmux"; \
+		apt-get install -y redis-server redis-tools tmux || { apt-get update && apt-get install -y redis-server redis-tools tmux; }; \
 	fi
+	npm ci --prefix integration/node --no-audit --no-fund
 
 build:
 	$(GO) build -o bin/sessproxy ./cmd/sessproxy

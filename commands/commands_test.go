@@ -317,6 +317,8 @@ func TestInvalidInputLosesNothing(t *testing.T) {
 		"SELECT 3":                   "-ERR DB index is out of range: sessproxy serves db 0 only",
 		"HELLO 4":                    "-NOPROTO unsupported protocol version",
 		"AUTH pw":                    "-" + msgNoPassword,
+		"AUTH nobody pw":             "-" + msgWrongPass,
+		"HELLO 2 AUTH nobody pw":     "-" + msgWrongPass,
 		"CLIENT KILL x":              "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.",
 		"SESS.SET " + strings.Repeat("x", 257) + " {}": "-ERR invalid session id: longer than 256 bytes",
 	} {
@@ -326,6 +328,18 @@ func TestInvalidInputLosesNothing(t *testing.T) {
 	if _, err := f.m.Get("sess:b"); err == nil {
 		t.Fatal("a refused MSET wrote sess:b")
 	}
+}
+
+// TestAuthNoPassword: with no password configured the default user takes
+// any password, as Redis's "nopass" default user does, so a client
+// configured with one (HELLO 3 AUTH default <password>) still connects.
+func TestAuthNoPassword(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("AUTH default anything", "+OK")
+	if got := f.one("HELLO 3 AUTH default anything"); !strings.HasPrefix(got, "%{$server $redis") {
+		t.Fatalf("HELLO 3 AUTH default anything = %q, want the HELLO map", got)
+	}
+	f.expect("SESS.GET a", "null") // served: the connection is authenticated
 }
 
 func TestAuthGate(t *testing.T) {
@@ -456,7 +470,7 @@ func TestRESP3(t *testing.T) {
 	if !strings.HasPrefix(got[4], "=txt:id=") || !strings.Contains(got[4], " resp=3 ") {
 		t.Errorf("CLIENT INFO in RESP3 = %s, want a verbatim string", got[4])
 	}
-	if got[5] != "%{}" || got[6] != "+RESET" || got[7] != "nil" {
+	if got[5] != "-"+msgNoCommandDocs || got[6] != "+RESET" || got[7] != "nil" {
 		t.Errorf("COMMAND DOCS, RESET, GET after RESET = %v", got[5:])
 	}
 	f.expect("HELLO 4", "-NOPROTO unsupported protocol version")

@@ -61,7 +61,9 @@ func (e *Engine) auth(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	if !e.authRequired() {
+	if len(c.Args) == 2 && !e.authRequired() {
+		// Redis's reply to AUTH <password> with no password configured;
+		// AUTH default <password> succeeds there (see authenticate).
 		c.Out.Error(msgNoPassword)
 		return
 	}
@@ -104,10 +106,6 @@ func (e *Engine) hello(c *Call) {
 		}
 	}
 	if auth {
-		if !e.authRequired() {
-			c.Out.Error(msgNoPassword)
-			return
-		}
 		if err := e.authenticate(c.Client, user, pass); err != nil {
 			c.Out.Error(msgWrongPass)
 			return
@@ -372,8 +370,10 @@ func (e *Engine) command(c *Call) {
 			}
 		}
 	case "DOCS":
-		// No docs: redis-cli then falls back to its built-in hints.
-		c.Out.Map(0)
+		// An error, not an empty reply: redis-cli (interactive) then falls
+		// back to its built-in help and hints plus COMMAND's table, which
+		// lists the SESS.* commands; an empty reply would switch help off.
+		c.Out.Error(msgNoCommandDocs)
 	default:
 		c.Out.Error(errUnknownSubcommand("COMMAND", string(c.Args[1])))
 	}

@@ -166,6 +166,19 @@ var errAuth = errors.New("authentication failed")
 // password is requirepass. Passwords are compared through their SHA-256 so
 // neither content nor length leaks through timing.
 func (e *Engine) authenticate(c *Client, user, pass string) error {
+	if !e.authRequired() {
+		// Redis's default user without requirepass is "nopass": AUTH default
+		// <anything> (and HELLO … AUTH default …) opens it, so a client
+		// configured with a password still connects; no other user exists.
+		if user != "default" {
+			return errAuth
+		}
+		c.authed, c.role = true, RoleAdmin
+		c.mu.Lock()
+		c.user = user
+		c.mu.Unlock()
+		return nil
+	}
 	role, ok := Role(""), false
 	if user == "default" && e.opts.RequirePass != "" {
 		ok, role = equalSecret(pass, e.opts.RequirePass), RoleAdmin

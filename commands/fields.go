@@ -168,9 +168,10 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		// The swap replaces the whole value, so the absolute lifetime is
-		// applied here from the creation time read.
+		// applied here from the creation time read (an expired session is
+		// deleted), and capped again by the script at the swap's own time.
 		d := e.opts.Policy.CapAt(e.decide(updated, 0), created)
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d))
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), e.opts.Policy.Absolute)
 		if err := c.exec(); err != nil {
 			e.fail(c, ref.sid, err)
 			return

@@ -23,6 +23,7 @@ const (
 	msgTTLArg         = "ERR invalid TTL: must be a positive number of seconds"
 	msgInvalidCursor  = "ERR invalid cursor"
 	msgNoOwnerField   = "ERR no owner index: set session.owner_field (a JSON path such as \"passport.user\")"
+	msgNoCommandDocs  = "ERR COMMAND DOCS is not served by sessproxy (see docs/commands.md)"
 	msgFieldsNeedJSON = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
 	msgExpireNX       = "ERR NX and XX, GT or LT options at the same time are not compatible"
 	msgExpireGTLT     = "ERR GT and LT options at the same time are not compatible"

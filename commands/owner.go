@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
 )
 
 // ownerIndexPrefix starts every owner index key. It is outside the session
@@ -118,8 +119,11 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
 		}
 		payload, _, err := e.opts.Codec.Decode(stored)
 		if err != nil {
-			c.Out.Error(errDecode(members[i], err))
-			return nil, false
+			// Its owner cannot be told (written with a key this proxy
+			// lacks, say): keep it in the index, leave it out here, so one
+			// such session does not block "log out everywhere".
+			e.opts.Logger.Warn("owner index: session cannot be decoded", zap.String("sid", members[i]), zap.Error(err))
+			continue
 		}
 		if gjson.GetBytes(payload, e.opts.OwnerField).String() == owner {
 			owned = append(owned, members[i])

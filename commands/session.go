@@ -189,9 +189,9 @@ func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
 }
 
 // read queues a session read; with ttl.idle the read also slides the
-// session's expiry.
+// session's expiry, with ttl.absolute it checks the session's lifetime.
 func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
-	if e.opts.Policy.Idle > 0 {
+	if e.opts.Policy.Idle > 0 || e.opts.Policy.Absolute > 0 {
 		return c.Batch.GetSliding(ref.key, e.opts.Policy.Idle, e.opts.Policy.Absolute)
 	}
 	return c.Batch.Get(ref.key)

@@ -29,7 +29,7 @@ func (e *Engine) mget(c *Call) {
 	if !ok {
 		return
 	}
-	if e.opts.Policy.Idle > 0 {
+	if e.opts.Policy.Idle > 0 || e.opts.Policy.Absolute > 0 {
 		e.mgetSliding(c, refs)
 		return
 	}

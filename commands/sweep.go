@@ -13,7 +13,7 @@ import (
 type SweepStats struct {
 	Scanned int64 // keys under the prefix
 	Fixed   int64 // keys given the policy TTL (would be, in a dry run)
-	Skipped int64 // keys already within [ttl.min, ttl.max], and tombstones
+	Skipped int64 // keys already within [ttl.min, ttl.max]
 }
 
 // SweepOptions configure a sweep.
@@ -64,8 +64,17 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 		var toFix int64
 		for i, k := range unbounded {
 			stored, err := values[i].Result()
-			if err == store.ErrTombstoned || (err == nil && stored == nil) {
-				continue // a tombstone is not a session; gone since the scan
+			if err == nil && stored == nil {
+				continue // gone since the scan
+			}
+			if err == store.ErrTombstoned {
+				// Written behind the proxy's back without a TTL: a
+				// tombstone must still end, after the grace.
+				toFix++
+				if !opts.DryRun {
+					applied = append(applied, b.BoundTTL(k, max(e.opts.Grace, e.opts.Policy.Min), maxTTL))
+				}
+				continue
 			}
 			// Not a string, or undecodable: not ours to judge, but it is in
 			// the namespace and must expire: the default TTL.

@@ -17,7 +17,7 @@ func TestSweepBoundsLegacyKeysOnly(t *testing.T) {
 	f.m.Set("sess:php", "user|s:3:\"ada\";") // not JSON: the default TTL
 	f.m.Set("sess:forever", "{}")
 	f.m.SetTTL("sess:forever", 365*24*time.Hour) // above ttl.max
-	f.m.Set("other:key", "{}")                    // outside the prefix
+	f.m.Set("other:key", "{}")                   // outside the prefix
 	f.expect("SESS.SET fine {}", "+OK")
 
 	f.expect("SESS.SWEEP DRYRUN", ":33")

@@ -81,3 +81,24 @@ func TestIdleTimeoutSlidesOnReadsAndWrites(t *testing.T) {
 		t.Fatalf("a read slid the tombstone: %q %v", v, f.m.TTL("sess:a"))
 	}
 }
+
+// A session stored with a creation time older than the absolute lifetime
+// (ttl.absolute lowered since, or another proxy's setting) must not be
+// served, with or without idle.
+func TestReadsRefuseSessionsPastTheirLifetime(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Policy.Absolute = time.Hour
+		o.Codec = mustCodec(codec.Options{Envelope: true})
+	})
+	old := mustCodec(codec.Options{Envelope: true})
+	stored, err := old.Encode([]byte(`{"n":1}`), codec.Meta{Created: time.Now().Add(-2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Set("sess:old", string(stored))
+	f.m.SetTTL("sess:old", 24*time.Hour)
+	f.expect("SESS.GET old", "nil")
+	if f.m.Exists("sess:old") {
+		t.Fatal("a read left a session past its lifetime in place")
+	}
+}

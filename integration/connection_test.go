@@ -130,9 +130,14 @@ func testReset(t *testing.T, up *upstream) {
 }
 
 func testAuth(t *testing.T, up *upstream) {
-	// No password configured: AUTH is an error, as in Redis.
+	// No password configured: AUTH <password> is an error, AUTH default
+	// <anything> succeeds and other users do not exist, as in Redis.
 	p0 := startProxy(t, up, nil)
-	wantRaw(t, p0.raw(t), respError(msgNoPassword), "AUTH", "x")
+	rc0 := p0.raw(t)
+	wantRaw(t, rc0, respError(msgNoPassword), "AUTH", "x")
+	wantRaw(t, rc0, status("OK"), "AUTH", "default", "x")
+	wantRaw(t, rc0, respError(msgWrongPass), "AUTH", "nobody", "x")
+	wantRaw(t, rc0, nil, "SESS.GET", "a")
 
 	const pass = "s3cret"
 	p := startProxy(t, up, func(o *commands.Options, _ *proxy.Options) { o.RequirePass = pass })
@@ -274,7 +279,13 @@ func testHello(t *testing.T, up *upstream) {
 	wantErr(t, c, "NOPROTO unsupported protocol version", "HELLO", "1")
 	wantErr(t, c, "ERR Syntax error in HELLO option 'FOO'", "HELLO", "2", "FOO")
 	wantErr(t, c, "ERR Syntax error in HELLO option 'SETNAME'", "HELLO", "2", "SETNAME")
-	wantErr(t, c, msgNoPassword, "HELLO", "2", "AUTH", "default", "x")
+	// No password configured: as Redis's nopass default user, any password
+	// opens "default" (a client configured with one still connects), and
+	// no other user exists.
+	if got, err := c.Do(bg, "HELLO", "2", "AUTH", "default", "x").Slice(); err != nil || len(got) != 14 {
+		t.Errorf("HELLO 2 AUTH default x = %v, %v; want the HELLO reply", got, err)
+	}
+	wantErr(t, c, msgWrongPass, "HELLO", "2", "AUTH", "nobody", "x")
 	wantErr(t, c, msgClientName, "HELLO", "2", "SETNAME", "bad name")
 	wantReply(t, c, nil, "CLIENT", "GETNAME")
 	mustDo(t, c, "HELLO", "2", "SETNAME", "hello-name")
@@ -427,7 +438,7 @@ func testCommand(t *testing.T, up *upstream) {
 	wantReply(t, c, []interface{}{[]interface{}{"get", 2, []interface{}{"readonly"}, 1, 1, 1,
 		[]interface{}{}, []interface{}{}, []interface{}{}, []interface{}{}}, nil},
 		"COMMAND", "INFO", "GET", "nosuch")
-	wantReply(t, c, []interface{}{}, "COMMAND", "DOCS")
+	wantErr(t, c, "ERR COMMAND DOCS is not served by sessproxy (see docs/commands.md)", "COMMAND", "DOCS")
 
 	// go-redis parses the whole table (it does so for read-only routing).
 	cmds, err := c.Command(bg).Result()

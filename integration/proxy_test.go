@@ -51,6 +51,14 @@ type proxyHandle struct {
 func startProxy(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) *proxyHandle {
 	t.Helper()
 	up.flush(t)
+	return startSibling(t, up, tweak)
+}
+
+// startSibling is startProxy without the flush: another proxy, with its
+// own options, on the keys already in the upstream (codec migrations, key
+// rotation).
+func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) *proxyHandle {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs})

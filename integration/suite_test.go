@@ -74,8 +74,39 @@ func runSuite(t *testing.T, up *upstream) {
 		{"RaceSetDestroy", testRaceSetDestroy},
 		{"RacePlainSetDel", testRacePlainSetDel},
 
+		// Bulk commands (bulk_test.go).
+		{"BulkReads", testBulkReads},
+		{"BulkClear", testBulkClear},
+
+		// Fields (fields_test.go).
+		{"Fields", testFields},
+		{"FieldsConcurrent", testFieldsConcurrent},
+
+		// Owners: "log out everywhere" (owner_test.go).
+		{"OwnerIndex", testOwnerIndex},
+		{"OwnerIndexOff", testOwnerIndexOff},
+
+		// Timeouts (timeouts_test.go).
+		{"IdleTimeout", testIdleTimeout},
+		{"AbsoluteTimeout", testAbsoluteTimeout},
+		{"AbsoluteEncrypted", testAbsoluteEncrypted},
+		{"AbsoluteClockSkew", testAbsoluteClockSkew},
+
+		// Codecs (codecs_test.go).
+		{"Codecs", testCodecs},
+		{"CodecMigration", testCodecMigration},
+		{"CodecKeyRotation", testCodecKeyRotation},
+
+		// Sweep (sweep_test.go).
+		{"SweepCommand", testSweepCommand},
+		{"SweepCLI", testSweepCLI},
+
+		// hash_ids (hashids_test.go).
+		{"HashIDs", testHashIDs},
+
 		// Clients and the server itself (server_test.go).
 		{"RedisCLI", testRedisCLI},
+		{"Clients", testClients}, // go-redis, node-redis, ioredis, express-session, redis-cli (clients_test.go)
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
 	}

@@ -13,9 +13,14 @@ import (
 // read: the read-modify-write of a session's fields is done in Go (where
 // the codec can decompress and decrypt), and this check makes it atomic.
 // ARGV: SHA-1 hex of the value read ("" = the key was missing), new value,
-// ttl ms (<= 0: delete, the session is expired).
+// ttl ms (<= 0: delete, the session is expired), absolute lifetime ms
+// ("0": off). With an absolute lifetime the TTL is capped here, by Redis's
+// clock, at what is left after the creation time in the new value's
+// header, as the other write scripts do: capped only in the proxy, it
+// would overshoot by the time the swap takes to reach Redis and by any
+// skew between the proxy's clock and Redis's.
 // Returns 1 written, 0 changed since read, -1 tombstoned, 2 deleted.
-var casScript = redis.NewScript(`
+var casScript = redis.NewScript(luaLifetime + `
 local k = KEYS[1]
 local cur = redis.call('GET', k)
 if cur == 'TOMBSTONE' then return -1 end
@@ -25,6 +30,14 @@ elseif not cur or redis.sha1hex(cur) ~= ARGV[1] then
   return 0
 end
 local ttl = tonumber(ARGV[3])
+local absolute = tonumber(ARGV[4])
+if ttl > 0 and absolute > 0 then
+  local created = created_digits(ARGV[2])
+  if created then
+    local left = tonumber(created) + absolute - now_ms()
+    if left < ttl then ttl = left end
+  end
+end
 if ttl <= 0 then
   redis.call('DEL', k)
   return 2
@@ -54,14 +67,16 @@ func (r CASResult) Result() (Outcome, error) {
 }
 
 // CompareAndSwap queues writing value at key with ttl, provided the key
-// still holds read (nil: provided it is still missing).
-func (b *Batch) CompareAndSwap(key string, read, value []byte, ttl time.Duration) CASResult {
+// still holds read (nil: provided it is still missing). absolute is
+// ttl.absolute (0: off): the TTL is capped by the creation time value
+// carries in its header.
+func (b *Batch) CompareAndSwap(key string, read, value []byte, ttl, absolute time.Duration) CASResult {
 	expected := ""
 	if read != nil {
 		sum := sha1.Sum(read)
 		expected = hex.EncodeToString(sum[:])
 	}
-	return CASResult{b.script(casScript, false, key, expected, value, msArg(ttl))}
+	return CASResult{b.script(casScript, false, key, expected, value, msArg(ttl), msArg(absolute))}
 }
 
 // GetStored queues reading the value at key as stored, tombstone included,

@@ -181,7 +181,8 @@ func (b *Batch) Get(key string) GetResult {
 }
 
 // GetSliding queues reading the session at key and resetting its TTL to
-// idle (ttl.idle), capped by its absolute lifetime when absolute > 0.
+// idle (ttl.idle; 0: leave it), capped by its absolute lifetime when
+// absolute > 0 (a session past it is deleted and reads as missing).
 func (b *Batch) GetSliding(key string, idle, absolute time.Duration) GetResult {
 	cmd := redis.NewStringCmd(context.Background(), "evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
 	b.add(cmd, false)

@@ -163,8 +163,9 @@ return {status}
 `)
 
 // readScript reads a session and slides its expiry (ttl.idle), within
-// what is left of its absolute lifetime.
-// ARGV: idle ms, absolute lifetime ms ("0": off).
+// what is left of its absolute lifetime; a session past that lifetime
+// (stored before ttl.absolute was lowered, say) is deleted, not returned.
+// ARGV: idle ms ("0": no sliding), absolute lifetime ms ("0": off).
 // Returns the value, or nil when missing, tombstoned or just expired.
 var readScript = redis.NewScript(luaLifetime + `
 local k = KEYS[1]
@@ -183,7 +184,7 @@ if absolute > 0 then
     if left < ttl then ttl = left end
   end
 end
-redis.call('PEXPIRE', k, ttl)
+if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
 return v
 `)
 
