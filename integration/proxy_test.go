@@ -61,7 +61,8 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs})
+	// Auto-pipelining on, as the shipped config has it.
+	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs, AutoPipeline: true})
 	if err != nil {
 		t.Fatalf("open %s store: %v", up.name, err)
 	}

@@ -67,6 +67,9 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 	if w.KeepTTL {
 		keep = msArg(w.MaxTTL)
 	}
+	if w.Cond == Always && !w.KeepTTL && !w.ReturnOld && w.Absolute == 0 {
+		return WriteResult{b.script(setScript, false, key, w.Value, msArg(w.TTL))}
+	}
 	ret := "0"
 	if w.ReturnOld {
 		ret = "1"
@@ -210,17 +213,20 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 }
 
 // scriptOutcome decodes the {status[, value]} reply of the write and expire
-// scripts.
+// scripts, or the bare status of setScript.
 func scriptOutcome(cmd *redis.Cmd) (Outcome, []byte, error) {
-	vals, err := cmd.Slice()
+	v, err := cmd.Result()
 	if err != nil {
 		return NotApplied, nil, err
 	}
-	var val []byte
-	if len(vals) > 1 {
-		val = asBytes(vals[1])
+	status, val := v, []byte(nil)
+	if vals, ok := v.([]interface{}); ok {
+		status = vals[0]
+		if len(vals) > 1 {
+			val = asBytes(vals[1])
+		}
 	}
-	switch asInt(vals[0]) {
+	switch asInt(status) {
 	case -1:
 		return NotApplied, nil, ErrTombstoned
 	case 1:

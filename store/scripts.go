@@ -84,6 +84,22 @@ if old then return {status, old} end
 return {status}
 `)
 
+// setScript is writeScript's common case — no condition, no previous
+// value, no KEEPTTL, no absolute lifetime: connect-redis's SET … EX and
+// SESS.SET. Every line of Lua costs Redis time on the hottest path, so it
+// does only the tombstone check and the write.
+// ARGV: value, ttl ms (<= 0: delete). Returns 1 written, -1 tombstoned,
+// 2 deleted.
+var setScript = redis.NewScript(`
+if redis.call('GETRANGE', KEYS[1], 0, 9) == 'TOMBSTONE' then return -1 end
+if tonumber(ARGV[2]) <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
 // destroyScript replaces a session with a tombstone (or deletes it when
 // tombstones are off).
 // ARGV: grace ms (0: no tombstone, DEL), "1" to return the previous value.
@@ -208,4 +224,4 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}
+var allScripts = []*redis.Script{setScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}

@@ -40,7 +40,8 @@ type Options struct {
 	PoolSize int
 	// AutoPipeline merges the commands of all clients into shared upstream
 	// pipelines (go-redis's auto-pipeliner), instead of one pooled round
-	// trip per client batch. default: false
+	// trip per client batch. default: false (the config file's default is
+	// true)
 	AutoPipeline bool
 	// DialTimeout, ReadTimeout and WriteTimeout bound each upstream call so a
 	// dead upstream turns into an error reply, not a hung client.

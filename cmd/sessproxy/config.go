@@ -125,6 +125,7 @@ func defaultConfig() Config {
 		Upstream: UpstreamConfig{
 			Mode:         store.ModeEmbedded,
 			Addrs:        []string{},
+			AutoPipeline: true,
 			DialTimeout:  Duration(5 * time.Second),
 			ReadTimeout:  Duration(3 * time.Second),
 			WriteTimeout: Duration(3 * time.Second),
