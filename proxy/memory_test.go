@@ -1,0 +1,179 @@
+//go:build !race
+
+// The memory figures mean nothing under the race detector, whose shadow
+// memory multiplies RSS; make test runs these tests in a build without it.
+
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rssBytes is this process's resident set size.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// 10,000 idle clients must cost the proxy under 200 MB of RSS. The clients
+// run in a child process (this test binary again, in
+// TestMemoryIdleClientsHelper), so the figure is the proxy's own, and each
+// process stays within its open-file limit.
+func TestMemoryTenThousandIdleClients(t *testing.T) {
+	const clients = 10000
+	raiseFileLimit(t, clients+1000)
+	srv := startServer(t, Options{MaxClients: clients + 10})
+	runtime.GC()
+	before := rssBytes(t)
+
+	child := exec.Command(os.Args[0], "-test.run=^TestMemoryIdleClientsHelper$")
+	child.Env = append(os.Environ(), "SESSPROXY_IDLE_ADDR="+srv.Addr().String(), "SESSPROXY_IDLE_CLIENTS="+strconv.Itoa(clients))
+	hold, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		hold.Close() // the helper exits, closing its clients
+		_ = child.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("client process: %q, %v", line, err)
+	}
+	runtime.GC()
+	grown := rssBytes(t) - before
+	t.Logf("%d idle clients: proxy RSS grew by %.1f MB (%.1f KB per client)", clients, float64(grown)/(1<<20), float64(grown)/clients/1024)
+	if grown > 200<<20 {
+		t.Fatalf("%d idle clients cost %d MB, over 200 MB", clients, grown>>20)
+	}
+}
+
+// TestMemoryIdleClientsHelper is the client side of TestMemoryTenThousandIdleClients,
+// run in a child process; run directly it has nothing to do and passes.
+func TestMemoryIdleClientsHelper(t *testing.T) {
+	addr := os.Getenv("SESSPROXY_IDLE_ADDR")
+	if addr == "" {
+		return
+	}
+	clients, _ := strconv.Atoi(os.Getenv("SESSPROXY_IDLE_CLIENTS"))
+	raiseFileLimit(t, uint64(clients)+100)
+	conns := make([]net.Conn, 0, clients)
+	reply := make([]byte, 7)
+	for i := 0; i < clients; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		// A PING each, so every connection is accepted and served once.
+		if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, reply); err != nil || string(reply) != "+PONG\r\n" {
+			t.Fatalf("client %d: %q %v", i, reply, err)
+		}
+	}
+	os.Stdout.WriteString("ready\n")
+	_, _ = io.Copy(io.Discard, os.Stdin) // hold the connections until the parent is done
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// heapInUse is the live Go heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+func raiseFileLimit(t *testing.T, need uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= need {
+		return
+	}
+	lim.Cur = need
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatalf("need %d open files (hard limit %d): %v", need, lim.Max, err)
+	}
+}
+
+// A client that pipelines a million commands and never reads its replies
+// must not make the proxy buffer without bound: once the socket to the
+// client is full, the proxy stops reading from it.
+func TestMemoryUnreadReplies(t *testing.T) {
+	srv := startServer(t, Options{})
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The Go heap, not RSS: where buffered replies would pile up, and not
+	// blurred by memory the runtime has yet to return from earlier tests.
+	before := heapInUse()
+	const commands = 1_000_000
+	cmd := []byte("*2\r\n$4\r\nECHO\r\n$64\r\n" + strings.Repeat("x", 64) + "\r\n")
+	chunk := bytes.Repeat(cmd, 1000)
+	written := make(chan int, 1)
+	go func() {
+		n := 0
+		for n < commands {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(chunk); err != nil {
+				break // the proxy stopped reading: backpressure
+			}
+			n += 1000
+		}
+		written <- n
+	}()
+	n := <-written
+	grown := heapInUse() - before
+	t.Logf("wrote %d of %d commands before the proxy stopped reading; heap grew by %.1f MB", n, commands, float64(grown)/(1<<20))
+	if n >= commands {
+		t.Fatalf("the proxy read all %d commands while no reply was read", commands)
+	}
+	if grown > 64<<20 {
+		t.Fatalf("heap grew by %d MB with replies unread", grown>>20)
+	}
+	// The client can still read what was answered: nothing was dropped.
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || line != "$64\r\n" {
+		t.Fatalf("first reply %q, %v", line, err)
+	}
+}
