@@ -475,3 +475,18 @@ func TestRESP3(t *testing.T) {
 	}
 	f.expect("HELLO 4", "-NOPROTO unsupported protocol version")
 }
+
+// A client's consecutive writes share one script call upstream; each still
+// gets its own reply and the order holds.
+func TestPipelinedWritesShareOneScriptCall(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.DESTROY b", ":0")
+	got := f.do(`SET sess:a {"v":1}`, `SET sess:b {}`, `SESS.SET a {"v":2}`, `SETEX sess:c 100 {}`, "GET sess:a", `SET sess:a {"v":3}`)
+	want := []string{"+OK", "-TOMBSTONE session b was destroyed", "+OK", "+OK", `${"v":2}`, "+OK"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("replies = %q\nwant       %q", got, want)
+	}
+	if v, _ := f.m.Get("sess:a"); v != `{"v":3}` || f.m.TTL("sess:c") != 100*time.Second {
+		t.Fatalf("sess:a = %s, sess:c TTL %v", v, f.m.TTL("sess:c"))
+	}
+}

@@ -24,6 +24,54 @@ type Batch struct {
 	ap      *redis.AutoPipeliner // shared batches, when auto-pipelining
 	queued  []queued
 	futures []redis.AutoFuture
+	run     *writeRun // the open run of fast-path writes, if any
+}
+
+// writeRun is consecutive common-case writes of one batch (and of one slot,
+// in a cluster), sent as a single setManyScript call: a client's pipelined
+// SETs then cost Redis one script call, not one each.
+type writeRun struct {
+	cmd  *redis.Cmd // set when the run is closed
+	slot int
+	keys []string
+	args []interface{} // value, ttl per key
+}
+
+// maxRunKeys bounds one script call, so a huge pipeline does not hold
+// Redis in one script for long.
+const maxRunKeys = 128
+
+// addToRun queues a common-case write, merged into the open run when it
+// can be.
+func (b *Batch) addToRun(key string, value []byte, ttl string) WriteResult {
+	slot := -1
+	if b.s.cluster != nil {
+		slot = Slot(key)
+	}
+	if b.run == nil || b.run.slot != slot || len(b.run.keys) >= maxRunKeys {
+		b.closeRun()
+		b.run = &writeRun{slot: slot}
+	}
+	b.run.keys = append(b.run.keys, key)
+	b.run.args = append(b.run.args, value, ttl)
+	return WriteResult{run: b.run, idx: len(b.run.keys) - 1}
+}
+
+// closeRun turns the open run into its script call, in its place in the
+// batch's order.
+func (b *Batch) closeRun() {
+	r := b.run
+	if r == nil {
+		return
+	}
+	b.run = nil
+	args := make([]interface{}, 0, 3+len(r.keys)+len(r.args))
+	args = append(args, "evalsha", setManyScript.Hash(), len(r.keys))
+	for _, k := range r.keys {
+		args = append(args, k)
+	}
+	r.cmd = redis.NewCmd(context.Background(), append(args, r.args...)...)
+	b.queued = append(b.queued, queued{cmd: r.cmd})
 }
 
 type queued struct {
@@ -45,10 +93,12 @@ func (s *Store) nodeBatch(node *redis.Client) *Batch {
 	return &Batch{s: s, pipe: node.Pipeline()}
 }
 
-// Len is the number of queued upstream commands.
+// Len is the number of queued upstream commands (an open run of writes
+// counts once it is closed).
 func (b *Batch) Len() int { return len(b.queued) }
 
 func (b *Batch) add(cmd redis.Cmder, read bool) {
+	b.closeRun() // the writes before it go first
 	b.queued = append(b.queued, queued{cmd: cmd, read: read})
 }
 
@@ -68,6 +118,7 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // the scripts that did not run (NOSCRIPT means no effect), and the reads
 // after them, so a read queued after a write still sees it.
 func (b *Batch) Exec(ctx context.Context) error {
+	b.closeRun()
 	if len(b.queued) == 0 {
 		return nil
 	}

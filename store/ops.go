@@ -53,12 +53,23 @@ type Write struct {
 }
 
 // WriteResult is the handle of a queued Write.
-type WriteResult struct{ cmd *redis.Cmd }
+type WriteResult struct {
+	cmd *redis.Cmd
+	run *writeRun // set instead of cmd for a write merged into a run
+	idx int       // its position in the run
+}
 
 // Result is what the write did and, when asked for, the previous value (nil
 // when there was none). A tombstoned key gives ErrTombstoned.
 func (r WriteResult) Result() (Outcome, []byte, error) {
-	return scriptOutcome(r.cmd)
+	if r.run == nil {
+		return scriptOutcome(r.cmd)
+	}
+	vals, err := r.run.cmd.Slice()
+	if err != nil {
+		return NotApplied, nil, err
+	}
+	return outcome(vals[r.idx], nil)
 }
 
 // Write queues a tombstone-checked write of w at key.
@@ -68,13 +79,13 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 		keep = msArg(w.MaxTTL)
 	}
 	if w.Cond == Always && !w.KeepTTL && !w.ReturnOld && w.Absolute == 0 {
-		return WriteResult{b.script(setScript, false, key, w.Value, msArg(w.TTL))}
+		return b.addToRun(key, w.Value, msArg(w.TTL))
 	}
 	ret := "0"
 	if w.ReturnOld {
 		ret = "1"
 	}
-	return WriteResult{b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret, msArg(w.Absolute))}
+	return WriteResult{cmd: b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret, msArg(w.Absolute))}
 }
 
 // DestroyResult is the handle of a queued Destroy.
@@ -226,6 +237,11 @@ func scriptOutcome(cmd *redis.Cmd) (Outcome, []byte, error) {
 			val = asBytes(vals[1])
 		}
 	}
+	return outcome(status, val)
+}
+
+// outcome maps a script's status code.
+func outcome(status interface{}, val []byte) (Outcome, []byte, error) {
 	switch asInt(status) {
 	case -1:
 		return NotApplied, nil, ErrTombstoned

@@ -84,20 +84,30 @@ if old then return {status, old} end
 return {status}
 `)
 
-// setScript is writeScript's common case — no condition, no previous
+// setManyScript is writeScript's common case — no condition, no previous
 // value, no KEEPTTL, no absolute lifetime: connect-redis's SET … EX and
-// SESS.SET. Every line of Lua costs Redis time on the hottest path, so it
-// does only the tombstone check and the write.
-// ARGV: value, ttl ms (<= 0: delete). Returns 1 written, -1 tombstoned,
-// 2 deleted.
-var setScript = redis.NewScript(`
-if redis.call('GETRANGE', KEYS[1], 0, 9) == 'TOMBSTONE' then return -1 end
-if tonumber(ARGV[2]) <= 0 then
-  redis.call('DEL', KEYS[1])
-  return 2
+// SESS.SET — for a run of consecutive writes of one batch at once. A
+// script call costs Redis several times a SET, so a client's pipelined
+// writes share one call, and every line of Lua here is on the hottest
+// path. Keys are written in order, so a key named twice ends as the last
+// write left it.
+// KEYS: the keys; ARGV: value, ttl ms (<= 0: delete) per key.
+// Returns per key: 1 written, -1 tombstoned, 2 deleted.
+var setManyScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  if redis.call('GETRANGE', k, 0, 9) == 'TOMBSTONE' then
+    out[i] = -1
+  elseif tonumber(ARGV[2 * i]) <= 0 then
+    redis.call('DEL', k)
+    out[i] = 2
+  else
+    redis.call('SET', k, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+    out[i] = 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+return out
 `)
 
 // destroyScript replaces a session with a tombstone (or deletes it when
@@ -224,4 +234,4 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{setScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}
+var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}

@@ -122,9 +122,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if opts.AutoPipeline {
+		// Ordered (one stream, submission order, so each client's batch
+		// keeps its order) and full duplex: the next batch is written while
+		// the previous one's replies are read, so Redis and the proxy work
+		// at the same time instead of taking turns.
+		opts := redis.DefaultAutoPipelineOptions()
+		opts.FullDuplex = true
 		ap, err := s.client.(interface {
-			AsyncAutoPipeline() (*redis.AutoPipeliner, error)
-		}).AsyncAutoPipeline()
+			AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error)
+		}).AsyncAutoPipelineWithOptions(opts)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
