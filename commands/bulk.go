@@ -21,7 +21,7 @@ func (e *Engine) sessIDs(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	keys, err := e.liveKeys(c.Ctx)
+	keys, err := e.liveKeys(c.Ctx, "")
 	if err != nil {
 		e.fail(c, "", err)
 		return
@@ -32,7 +32,8 @@ func (e *Engine) sessIDs(c *Call) {
 	}
 }
 
-// SESS.LENGTH
+// SESS.LENGTH, and DBSIZE: the live sessions (tombstones and keys outside
+// the prefix excluded), counted by scanning every master.
 func (e *Engine) sessLength(c *Call) {
 	if !e.flushBefore(c) {
 		return
@@ -229,16 +230,7 @@ func (e *Engine) keys(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	pattern, filter := e.confine(string(c.Args[1]))
-	var mu sync.Mutex
-	var all []string
-	err := e.store.ForEachLive(c.Ctx, pattern, func(_ context.Context, _ *store.Batch, keys []string) error {
-		keys = filterKeys(keys, filter)
-		mu.Lock()
-		all = append(all, keys...)
-		mu.Unlock()
-		return nil
-	})
+	all, err := e.liveKeys(c.Ctx, string(c.Args[1]))
 	if err != nil {
 		e.fail(c, "", err)
 		return
@@ -277,11 +269,14 @@ func filterKeys(keys []string, pattern string) []string {
 	return out
 }
 
-// liveKeys lists every live session key.
-func (e *Engine) liveKeys(ctx context.Context) ([]string, error) {
+// liveKeys lists every live session key matching a client's pattern
+// ("" or "*": all), confined to the prefix.
+func (e *Engine) liveKeys(ctx context.Context, match string) ([]string, error) {
+	pattern, filter := e.confine(match)
 	var mu sync.Mutex
 	var all []string
-	err := e.store.ForEachLive(ctx, store.PrefixPattern(e.opts.Prefix), func(_ context.Context, _ *store.Batch, keys []string) error {
+	err := e.store.ForEachLive(ctx, pattern, func(_ context.Context, _ *store.Batch, keys []string) error {
+		keys = filterKeys(keys, filter)
 		mu.Lock()
 		all = append(all, keys...)
 		mu.Unlock()

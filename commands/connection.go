@@ -250,22 +250,6 @@ func (e *Engine) time(c *Call) {
 	c.Out.BulkString(strconv.Itoa(now.Nanosecond() / 1000))
 }
 
-// DBSIZE: the number of live sessions (tombstones and keys outside the
-// prefix excluded), counted by scanning every master.
-func (e *Engine) dbsize(c *Call) {
-	// Writes pipelined before DBSIZE must be counted.
-	if err := c.exec(); err != nil {
-		e.fail(c, "", err)
-		return
-	}
-	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix)
-	if err != nil {
-		e.fail(c, "", err)
-		return
-	}
-	c.Out.Int(n)
-}
-
 // INFO [section …]
 func (e *Engine) info(c *Call) {
 	want := map[string]bool{}

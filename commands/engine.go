@@ -143,9 +143,6 @@ func (e *Engine) Disconnect(c *Client) { e.clients.remove(c) }
 // Rejected counts a connection refused before it was served (max_clients).
 func (e *Engine) Rejected() { e.stats.rejected.Add(1) }
 
-// ConnectedClients is the number of clients connected.
-func (e *Engine) ConnectedClients() int { return e.clients.count() }
-
 func (e *Engine) authRequired() bool {
 	return e.opts.RequirePass != "" || len(e.opts.Users) > 0
 }

@@ -38,7 +38,7 @@ func (e *Engine) table() []*Command {
 		{Name: "info", Arity: -1, Flags: flagConn, Handler: e.info},
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
-		{Name: "dbsize", Arity: 1, Flags: flagRead, Handler: e.dbsize},
+		{Name: "dbsize", Arity: 1, Flags: flagRead, Handler: e.sessLength}, // bulk.go
 
 		// Sessions (session.go).
 		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},

@@ -63,15 +63,20 @@ func (e *Engine) mget(c *Call) {
 			}
 			vals[i] = v
 		}
-		c.Out.Array(len(vals))
-		for _, v := range vals {
-			if v == nil {
-				c.Out.Null()
-			} else {
-				c.Out.Bulk(v)
-			}
-		}
+		replyValues(c, vals)
 	})
+}
+
+// replyValues answers an array of values, nil ones as nulls.
+func replyValues(c *Call, vals [][]byte) {
+	c.Out.Array(len(vals))
+	for _, v := range vals {
+		if v == nil {
+			c.Out.Null()
+		} else {
+			c.Out.Bulk(v)
+		}
+	}
 }
 
 // mgetSliding is MGET with ttl.idle: every session read slides its own
@@ -106,14 +111,7 @@ func (e *Engine) mgetSliding(c *Call, refs []keyRef) {
 			}
 			vals[i] = v
 		}
-		c.Out.Array(len(vals))
-		for _, v := range vals {
-			if v == nil {
-				c.Out.Null()
-			} else {
-				c.Out.Bulk(v)
-			}
-		}
+		replyValues(c, vals)
 	})
 }
 

@@ -93,10 +93,6 @@ func (s *Store) nodeBatch(node *redis.Client) *Batch {
 	return &Batch{s: s, pipe: node.Pipeline()}
 }
 
-// Len is the number of queued upstream commands (an open run of writes
-// counts once it is closed).
-func (b *Batch) Len() int { return len(b.queued) }
-
 func (b *Batch) add(cmd redis.Cmder, read bool) {
 	b.closeRun() // the writes before it go first
 	b.queued = append(b.queued, queued{cmd: cmd, read: read})

@@ -13,9 +13,6 @@ type MGetResult struct {
 	at [][2]int
 }
 
-// Len is the number of keys asked for.
-func (r *MGetResult) Len() int { return len(r.at) }
-
 // Session is the i-th key's value read as a session: ErrNotFound when
 // missing or tombstoned.
 func (r *MGetResult) Session(i int) ([]byte, error) {

@@ -186,13 +186,6 @@ func (s *Store) Addrs() []string {
 	return s.opts.Addrs
 }
 
-// Ping checks that the upstream answers (every master, in a cluster).
-func (s *Store) Ping(ctx context.Context) error {
-	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		return c.Ping(ctx).Err()
-	})
-}
-
 // Close disconnects and stops the embedded upstream.
 func (s *Store) Close() error {
 	close(s.stop)

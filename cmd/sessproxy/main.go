@@ -119,28 +119,18 @@ func serve(cfg Config) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	storeOpts, err := cfg.storeOptions()
-	if err != nil {
-		return err
-	}
-	cmdOpts, err := cfg.commandOptions()
-	if err != nil {
-		return err
-	}
-	cmdOpts.Logger = log
-	proxyOpts := cfg.proxyOptions()
-	proxyOpts.Logger = log
-
-	st, err := openStore(storeOpts)
+	st, engine, err := open(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	proxyOpts := cfg.proxyOptions()
+	proxyOpts.Logger = log
 	if st.Mode() == store.ModeEmbedded {
 		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
 	}
 
-	srv := proxy.New(commands.New(st, cmdOpts), proxyOpts)
+	srv := proxy.New(engine, proxyOpts)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -170,29 +160,31 @@ func serve(cfg Config) error {
 	return nil
 }
 
-func openStore(opts store.Options) (*store.Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout+opts.ReadTimeout)
-	defer cancel()
-	st, err := store.Open(ctx, opts)
+// open connects to the upstream and builds the command engine on it.
+func open(cfg Config, log *zap.Logger) (*store.Store, *commands.Engine, error) {
+	storeOpts, err := cfg.storeOptions()
 	if err != nil {
-		return nil, fmt.Errorf("connect to upstream: %w", err)
+		return nil, nil, err
 	}
-	return st, nil
+	cmdOpts, err := cfg.commandOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmdOpts.Logger = log
+	ctx, cancel := context.WithTimeout(context.Background(), storeOpts.DialTimeout+storeOpts.ReadTimeout)
+	defer cancel()
+	st, err := store.Open(ctx, storeOpts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to upstream: %w", err)
+	}
+	return st, commands.New(st, cmdOpts), nil
 }
 
 // sweep runs `sessproxy sweep`: the policy TTL for every key under the
 // prefix that has none or one above ttl.max. Progress goes to a terminal
 // on stderr; the summary to stdout.
 func sweep(cfg Config, dryRun bool, stdout io.Writer, stderr *os.File) error {
-	storeOpts, err := cfg.storeOptions()
-	if err != nil {
-		return err
-	}
-	cmdOpts, err := cfg.commandOptions()
-	if err != nil {
-		return err
-	}
-	st, err := openStore(storeOpts)
+	st, engine, err := open(cfg, zap.NewNop())
 	if err != nil {
 		return err
 	}
@@ -207,7 +199,7 @@ func sweep(cfg Config, dryRun bool, stdout io.Writer, stderr *os.File) error {
 		opts.Progress = func(s commands.SweepStats) { fmt.Fprint(stderr, "\r"+progressBar(s.Scanned, total)+" "+summary(s)) }
 		defer fmt.Fprintln(stderr)
 	}
-	stats, err := commands.New(st, cmdOpts).Sweep(ctx, opts)
+	stats, err := engine.Sweep(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}

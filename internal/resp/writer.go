@@ -24,9 +24,6 @@ func (w *Writer) Reset(proto int) {
 	w.Proto = proto
 }
 
-// Len is the number of bytes written so far.
-func (w *Writer) Len() int { return len(w.Buf) }
-
 // Simple writes a status reply such as +OK.
 func (w *Writer) Simple(s string) {
 	w.Buf = append(w.Buf, '+')
