@@ -490,3 +490,16 @@ func TestPipelinedWritesShareOneScriptCall(t *testing.T) {
 		t.Fatalf("sess:a = %s, sess:c TTL %v", v, f.m.TTL("sess:c"))
 	}
 }
+
+// One key Redis refuses inside a merged run fails only its own write.
+func TestOneBadKeyInARunFailsOnlyItself(t *testing.T) {
+	f := newFixture(t, nil)
+	f.m.HSet("sess:h", "f", "v") // not a string, written behind the proxy's back
+	got := f.do(`SET sess:a {}`, `SET sess:h {}`, `SET sess:b {}`)
+	if len(got) != 3 || got[0] != "+OK" || !strings.HasPrefix(got[1], "-WRONGTYPE") || got[2] != "+OK" {
+		t.Fatalf("replies = %q", got)
+	}
+	if !f.m.Exists("sess:a") || !f.m.Exists("sess:b") {
+		t.Fatal("the good writes around a bad key were lost")
+	}
+}

@@ -101,7 +101,7 @@ func (e *Engine) hello(c *Call) {
 			setName, name = true, string(c.Args[i+1])
 			i++
 		default:
-			c.Out.Error("ERR Syntax error in HELLO option '" + printable(string(c.Args[i])) + "'")
+			c.Out.Error(errHelloOption(string(c.Args[i])))
 			return
 		}
 	}
@@ -190,7 +190,7 @@ func (e *Engine) client(c *Call) {
 	case sub == "SETINFO" && len(c.Args) == 4:
 		attr, val := string(bytes.ToUpper(c.Args[2])), string(c.Args[3])
 		if !validClientName(val) {
-			c.Out.Error("ERR " + strings.ToLower(attr) + " cannot contain spaces, newlines or special characters.")
+			c.Out.Error(errSetInfoValue(attr))
 			return
 		}
 		cl.mu.Lock()
@@ -201,7 +201,7 @@ func (e *Engine) client(c *Call) {
 		case "LIB-VER":
 			cl.libVer = val
 		default:
-			c.Out.Error("ERR Unrecognized option '" + printable(string(c.Args[2])) + "'")
+			c.Out.Error(errUnrecognizedOption(string(c.Args[2])))
 			return
 		}
 		c.Out.OK()
@@ -311,7 +311,7 @@ func (e *Engine) info(c *Call) {
 			e.fail(c, "", err)
 			return
 		}
-		section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(keys, 10)+",expires="+strconv.FormatInt(keys, 10)+",avg_ttl=0")
+		section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(keys, 10))
 	}
 	c.Out.Verbatim(b.String())
 }

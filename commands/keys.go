@@ -56,7 +56,7 @@ func (e *Engine) expire(c *Call) {
 		case "LT":
 			lt = true
 		default:
-			c.Out.Error("ERR Unsupported option " + printable(string(a)))
+			c.Out.Error(errUnsupportedOption(string(a)))
 			return
 		}
 	}

@@ -41,6 +41,22 @@ func errUnknownSubcommand(cmd, sub string) string {
 	return "ERR unknown subcommand '" + printable(sub) + "'. Try " + cmd + " HELP."
 }
 
+func errUnsupportedOption(opt string) string {
+	return "ERR Unsupported option " + printable(opt)
+}
+
+func errHelloOption(opt string) string {
+	return "ERR Syntax error in HELLO option '" + printable(opt) + "'"
+}
+
+func errSetInfoValue(attr string) string {
+	return "ERR " + strings.ToLower(attr) + " cannot contain spaces, newlines or special characters."
+}
+
+func errUnrecognizedOption(opt string) string {
+	return "ERR Unrecognized option '" + printable(opt) + "'"
+}
+
 func errInvalidExpire(cmd string) string {
 	return "ERR invalid expire time in '" + strings.ToLower(cmd) + "' command"
 }

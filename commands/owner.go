@@ -122,7 +122,8 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
 			// Its owner cannot be told (written with a key this proxy
 			// lacks, say): keep it in the index, leave it out here, so one
 			// such session does not block "log out everywhere".
-			e.opts.Logger.Warn("owner index: session cannot be decoded", zap.String("sid", members[i]), zap.Error(err))
+			// Logged without the id: a session id is a credential.
+			e.opts.Logger.Warn("owner index: a session cannot be decoded", zap.String("index", index), zap.Error(err))
 			continue
 		}
 		if gjson.GetBytes(payload, e.opts.OwnerField).String() == owner {

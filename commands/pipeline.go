@@ -46,9 +46,9 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 			break
 		}
 	}
-	if err := p.batch.Exec(ctx); err != nil {
-		p.e.opts.Logger.Warn("upstream batch failed", zap.Error(err))
-	}
+	// A failure reaches every command's own result, where fail logs and
+	// answers it.
+	_ = p.batch.Exec(ctx)
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)

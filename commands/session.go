@@ -225,21 +225,25 @@ func ttlArg(d ttl.Decision) time.Duration {
 // destroy tombstones each session (or forwards DEL for passthrough keys)
 // and answers how many existed.
 func (e *Engine) destroy(c *Call, refs []keyRef) {
-	sessions := make([]store.DestroyResult, 0, len(refs))
+	type destroyed struct {
+		sid string
+		res store.DestroyResult
+	}
+	sessions := make([]destroyed, 0, len(refs))
 	var plain []store.ForwardResult
 	for _, r := range refs {
 		if r.session {
-			sessions = append(sessions, c.Batch.Destroy(r.key, e.grace(), false))
+			sessions = append(sessions, destroyed{r.sid, c.Batch.Destroy(r.key, e.grace(), false)})
 		} else {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}
 	}
 	c.Then(func() {
 		var n int64
-		for i, res := range sessions {
-			live, _, err := res.Result()
+		for _, d := range sessions {
+			live, _, err := d.res.Result()
 			if err != nil {
-				e.fail(c, refs[i].sid, err)
+				e.fail(c, d.sid, err)
 				return
 			}
 			if live {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -69,7 +68,7 @@ func (s *requestScanner) scan(b []byte) error {
 			for ; i < len(b) && b[i] != '\n'; i++ {
 				s.line = append(s.line, b[i])
 				if len(s.line) > maxHeaderLine {
-					return &limitError{"ERR Protocol error: invalid request header"}
+					return &limitError{msgBadHeader}
 				}
 			}
 			if i == len(b) {
@@ -145,7 +144,7 @@ func (s *requestScanner) nextArg() {
 }
 
 func (s *requestScanner) tooLarge() error {
-	return &limitError{fmt.Sprintf("ERR Protocol error: request larger than max_request_bytes (%d)", s.max)}
+	return &limitError{errTooLarge(s.max)}
 }
 
 // guardedConn is a client connection as the proxy sees it: reads pass the

@@ -56,8 +56,6 @@ func (o *Options) init() {
 
 var errDraining = errors.New("server shutting down")
 
-const msgMaxClients = "-ERR max number of clients reached\r\n"
-
 // Server accepts clients and runs their commands on an engine.
 type Server struct {
 	opts   Options
@@ -198,6 +196,10 @@ func (s *Server) accept(rc redcon.Conn) bool {
 	if s.draining.Load() || len(s.conns) >= s.opts.MaxClients {
 		s.mu.Unlock()
 		s.engine.Rejected()
+		// redcon calls accept from its accept loop, and on a TLS listener
+		// this write runs the handshake first: bound it, or one silent
+		// client would stop every later connection.
+		_ = gc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = gc.Conn.Write([]byte(msgMaxClients))
 		return false
 	}
@@ -235,7 +237,7 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 		// for a bug in the proxy itself: drop this client, keep serving.
 		if r := recover(); r != nil {
 			s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			rc.WriteError("ERR internal error")
+			rc.WriteError(msgInternal)
 			rc.Close()
 		}
 	}()

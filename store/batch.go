@@ -25,6 +25,7 @@ type Batch struct {
 	queued  []queued
 	futures []redis.AutoFuture
 	run     *writeRun // the open run of fast-path writes, if any
+	after   []queued  // unordered commands waiting for the run to close
 }
 
 // writeRun is consecutive common-case writes of one batch (and of one slot,
@@ -72,6 +73,19 @@ func (b *Batch) closeRun() {
 	}
 	r.cmd = redis.NewCmd(context.Background(), append(args, r.args...)...)
 	b.queued = append(b.queued, queued{cmd: r.cmd})
+	b.queued = append(b.queued, b.after...)
+	clear(b.after)
+	b.after = b.after[:0]
+}
+
+// addUnordered queues a command whose place among the batch's others does
+// not matter (the owner index), without closing the open run of writes.
+func (b *Batch) addUnordered(cmd redis.Cmder) {
+	if b.run == nil {
+		b.queued = append(b.queued, queued{cmd: cmd})
+		return
+	}
+	b.after = append(b.after, queued{cmd: cmd})
 }
 
 type queued struct {
@@ -110,15 +124,20 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 //
 // When a node answers NOSCRIPT (it restarted or was failed over and lost
 // its script cache), Exec loads the scripts everywhere and sends again, in
-// order, the commands from the first NOSCRIPT on that can safely run again:
-// the scripts that did not run (NOSCRIPT means no effect), and the reads
-// after them, so a read queued after a write still sees it.
+// order, the scripts that did not run (NOSCRIPT means no effect) and the
+// reads after the first of them, so a read queued after a write still sees
+// it — except reads queued before a write that did run (on another node, or
+// not a script): sent again, they would see a write queued after them, so
+// they keep their first answer.
 func (b *Batch) Exec(ctx context.Context) error {
 	b.closeRun()
 	if len(b.queued) == 0 {
 		return nil
 	}
-	defer func() { b.queued = b.queued[:0] }()
+	defer func() {
+		clear(b.queued) // drop the payloads and results until the next batch
+		b.queued = b.queued[:0]
+	}()
 	b.send(ctx, b.queued, func(queued) bool { return true })
 	first := -1
 	for i, q := range b.queued {
@@ -133,7 +152,18 @@ func (b *Batch) Exec(ctx context.Context) error {
 	if err := b.s.loadScripts(ctx); err != nil {
 		return err
 	}
-	b.send(ctx, b.queued[first:], func(q queued) bool { return q.read || isNoScript(q.cmd.Err()) })
+	rest := b.queued[first:]
+	lastDone := -1 // the last write in rest that ran
+	for i, q := range rest {
+		if !q.read && !isNoScript(q.cmd.Err()) {
+			lastDone = i
+		}
+	}
+	i := -1
+	b.send(ctx, rest, func(q queued) bool {
+		i++
+		return isNoScript(q.cmd.Err()) || (q.read && i > lastDone)
+	})
 	return ctx.Err()
 }
 

@@ -69,6 +69,9 @@ func (r WriteResult) Result() (Outcome, []byte, error) {
 	if err != nil {
 		return NotApplied, nil, err
 	}
+	if err, ok := vals[r.idx].(error); ok {
+		return NotApplied, nil, err // this key's own error reply (WRONGTYPE…)
+	}
 	return outcome(vals[r.idx], nil)
 }
 
@@ -224,20 +227,17 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 }
 
 // scriptOutcome decodes the {status[, value]} reply of the write and expire
-// scripts, or the bare status of setScript.
+// scripts.
 func scriptOutcome(cmd *redis.Cmd) (Outcome, []byte, error) {
-	v, err := cmd.Result()
+	vals, err := cmd.Slice()
 	if err != nil {
 		return NotApplied, nil, err
 	}
-	status, val := v, []byte(nil)
-	if vals, ok := v.([]interface{}); ok {
-		status = vals[0]
-		if len(vals) > 1 {
-			val = asBytes(vals[1])
-		}
+	var val []byte
+	if len(vals) > 1 {
+		val = asBytes(vals[1])
 	}
-	return outcome(status, val)
+	return outcome(vals[0], val)
 }
 
 // outcome maps a script's status code.

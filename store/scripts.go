@@ -91,20 +91,26 @@ return {status}
 // writes share one call, and every line of Lua here is on the hottest
 // path. Keys are written in order, so a key named twice ends as the last
 // write left it.
+// Each key is checked with pcall, so one key Redis refuses (WRONGTYPE on a
+// hash under the prefix, OOM) fails only its own write: the others, some
+// already done, keep their own outcome.
 // KEYS: the keys; ARGV: value, ttl ms (<= 0: delete) per key.
-// Returns per key: 1 written, -1 tombstoned, 2 deleted.
+// Returns per key: 1 written, -1 tombstoned, 2 deleted, or the error.
 var setManyScript = redis.NewScript(`
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  if redis.call('GETRANGE', k, 0, 9) == 'TOMBSTONE' then
+  local head = redis.pcall('GETRANGE', k, 0, 9)
+  if type(head) == 'table' and head.err then
+    out[i] = head
+  elseif head == 'TOMBSTONE' then
     out[i] = -1
   elseif tonumber(ARGV[2 * i]) <= 0 then
     redis.call('DEL', k)
     out[i] = 2
   else
-    redis.call('SET', k, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
-    out[i] = 1
+    local r = redis.pcall('SET', k, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+    if type(r) == 'table' and r.err then out[i] = r else out[i] = 1 end
   end
 end
 return out

@@ -3,8 +3,9 @@
 // The proxy answers a pipelined batch out of order of completion (connection
 // commands at once, upstream commands after the batch's round trip), so each
 // command writes into its own Writer and the proxy sends the buffers in
-// request order. Proto is 2 today; the RESP3 encodings hang off the same
-// methods so handlers never care which protocol the client speaks.
+// request order. Proto is the client's protocol (2 or 3, after HELLO 3); the
+// RESP3 encodings hang off the same methods, so handlers never care which
+// protocol the client speaks.
 package resp
 
 import (
