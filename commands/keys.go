@@ -112,8 +112,13 @@ func (e *Engine) persist(c *Call) {
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
-// TTL key, PTTL key
-func (e *Engine) ttl(c *Call) {
+// ttlIn is the handler of TTL key (unit time.Second) and PTTL key (unit
+// time.Millisecond).
+func (e *Engine) ttlIn(unit time.Duration) func(*Call) {
+	return func(c *Call) { e.ttl(c, unit) }
+}
+
+func (e *Engine) ttl(c *Call, unit time.Duration) {
 	ref, ok := e.resolve(c, c.Args[1])
 	if !ok {
 		return
@@ -122,7 +127,7 @@ func (e *Engine) ttl(c *Call) {
 		e.forward(c, forwardRead)
 		return
 	}
-	inSeconds := len(c.Args[0]) == 3
+	inSeconds := unit == time.Second
 	res := c.Batch.PTTL(ref.key)
 	c.Then(func() {
 		ms, err := res.Result()

@@ -1,5 +1,7 @@
 package commands
 
+import "time"
+
 // Command is a registry entry.
 type Command struct {
 	Name  string // lower case, as COMMAND reports it
@@ -72,8 +74,8 @@ func (e *Engine) table() []*Command {
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},
 		{Name: "mget", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.mget},
 		{Name: "set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.set},
-		{Name: "setex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setex},
-		{Name: "psetex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setex},
+		{Name: "setex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Second)},
+		{Name: "psetex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Millisecond)},
 		{Name: "setnx", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setnx},
 		{Name: "getset", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getset},
 		{Name: "getex", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getex},
@@ -90,8 +92,8 @@ func (e *Engine) table() []*Command {
 		{Name: "expireat", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
 		{Name: "pexpireat", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
 		{Name: "persist", Arity: 2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.persist},
-		{Name: "ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttl},
-		{Name: "pttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttl},
+		{Name: "ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttlIn(time.Second)},
+		{Name: "pttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.ttlIn(time.Millisecond)},
 		{Name: "type", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.typeOf},
 	}
 }

@@ -243,15 +243,16 @@ func (e *Engine) set(c *Call) {
 	})
 }
 
-// SETEX key seconds value, PSETEX key milliseconds value
-func (e *Engine) setex(c *Call) {
+// setexIn is the handler of SETEX key seconds value (unit time.Second) and
+// PSETEX key milliseconds value (unit time.Millisecond).
+func (e *Engine) setexIn(unit time.Duration) func(*Call) {
+	return func(c *Call) { e.setex(c, unit) }
+}
+
+func (e *Engine) setex(c *Call, unit time.Duration) {
 	ref, ok := e.resolve(c, c.Args[1])
 	if !ok {
 		return
-	}
-	unit := time.Second
-	if len(c.Args[0]) == 6 { // PSETEX
-		unit = time.Millisecond
 	}
 	d, ok := parseDuration(c.Args[2], unit)
 	switch {
