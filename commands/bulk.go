@@ -169,36 +169,15 @@ func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
 }
 
 // SESS.SCAN cursor [COUNT n]: [next-cursor, [ids…]], across every master.
-func (e *Engine) sessScan(c *Call) {
-	args, msg := parseScanArgs(c.Args[1:], false)
-	if msg != "" {
-		c.Out.Error(msg)
-		return
-	}
-	if !e.flushBefore(c) {
-		return
-	}
-	keys, next, err := e.store.Scan(c.Ctx, args.cursor, store.PrefixPattern(e.opts.Prefix), args.count)
-	if err == store.ErrBadCursor {
-		c.Out.Error(msgInvalidCursor)
-		return
-	}
-	if err != nil {
-		e.fail(c, "", err)
-		return
-	}
-	c.Out.Array(2)
-	c.Out.BulkString(strconv.FormatUint(next, 10))
-	c.Out.Array(len(keys))
-	for _, k := range keys {
-		c.Out.BulkString(k[len(e.opts.Prefix):])
-	}
-}
+func (e *Engine) sessScan(c *Call) { e.scanPage(c, false) }
 
 // SCAN cursor [MATCH pattern] [COUNT n]: confined to the session prefix,
 // tombstones filtered; the cursor spans every master.
-func (e *Engine) scan(c *Call) {
-	args, msg := parseScanArgs(c.Args[1:], true)
+func (e *Engine) scan(c *Call) { e.scanPage(c, true) }
+
+// scanPage serves one step of SCAN (keys, MATCH allowed) or SESS.SCAN (ids).
+func (e *Engine) scanPage(c *Call, keys bool) {
+	args, msg := parseScanArgs(c.Args[1:], keys)
 	if msg != "" {
 		c.Out.Error(msg)
 		return
@@ -207,7 +186,7 @@ func (e *Engine) scan(c *Call) {
 		return
 	}
 	pattern, filter := e.confine(args.match)
-	keys, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.count)
+	page, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.count)
 	if err == store.ErrBadCursor {
 		c.Out.Error(msgInvalidCursor)
 		return
@@ -216,12 +195,16 @@ func (e *Engine) scan(c *Call) {
 		e.fail(c, "", err)
 		return
 	}
-	keys = filterKeys(keys, filter)
+	page = filterKeys(page, filter)
 	c.Out.Array(2)
 	c.Out.BulkString(strconv.FormatUint(next, 10))
-	c.Out.Array(len(keys))
-	for _, k := range keys {
-		c.Out.BulkString(k)
+	c.Out.Array(len(page))
+	for _, k := range page {
+		if keys {
+			c.Out.BulkString(k)
+		} else {
+			c.Out.BulkString(k[len(e.opts.Prefix):])
+		}
 	}
 }
 

@@ -35,6 +35,14 @@ type Client struct {
 	lastCmd string
 }
 
+// login marks the client authenticated as user with role.
+func (c *Client) login(user string, role Role) {
+	c.authed, c.role = true, role
+	c.mu.Lock()
+	c.user = user
+	c.mu.Unlock()
+}
+
 // Proto is the protocol version the client negotiated (2 or 3).
 func (c *Client) Proto() int {
 	c.mu.Lock()

@@ -170,10 +170,7 @@ func (e *Engine) authenticate(c *Client, user, pass string) error {
 		if user != "default" {
 			return errAuth
 		}
-		c.authed, c.role = true, RoleAdmin
-		c.mu.Lock()
-		c.user = user
-		c.mu.Unlock()
+		c.login(user, RoleAdmin)
 		return nil
 	}
 	role, ok := Role(""), false
@@ -188,10 +185,7 @@ func (e *Engine) authenticate(c *Client, user, pass string) error {
 	if !ok {
 		return errAuth
 	}
-	c.authed, c.role = true, role
-	c.mu.Lock()
-	c.user = user
-	c.mu.Unlock()
+	c.login(user, role)
 	return nil
 }
 
