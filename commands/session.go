@@ -72,7 +72,9 @@ func (e *Engine) sessTouch(c *Call) {
 	var payload []byte
 	switch {
 	case len(c.Args) == 3:
-		if _, ok := e.encode(c, c.Args[2]); !ok {
+		// Only read for its TTL, never stored: checked, not encoded.
+		if err := e.opts.Codec.Validate(c.Args[2]); err != nil {
+			c.Out.Error(errPayload(err.Error()))
 			return
 		}
 		payload = c.Args[2]

@@ -77,6 +77,9 @@ type Codec interface {
 	// client. m.Created is recorded when non-zero and a header is written.
 	// With no header the result is payload itself, not a copy.
 	Encode(payload []byte, m Meta) ([]byte, error)
+	// Validate checks payload as Encode does (size, and one JSON object
+	// for json and msgpack) without encoding it.
+	Validate(payload []byte) error
 	// Decode accepts every format any codec writes, whatever this codec's
 	// options, and returns the client's payload (JSON text for json and
 	// msgpack, the original bytes for raw) and the meta. A value that cannot
@@ -181,18 +184,8 @@ func (c *codec) Envelope() bool {
 }
 
 func (c *codec) Encode(payload []byte, m Meta) ([]byte, error) {
-	if c.maxBytes > 0 && len(payload) > c.maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, max_payload_bytes is %d", ErrTooLarge, len(payload), c.maxBytes)
-	}
-	if c.format != formatRaw {
-		if !gjson.ValidBytes(payload) {
-			return nil, ErrNotJSON
-		}
-		// Valid JSON is an object exactly when it opens with '{'; asking
-		// gjson.ParseBytes would copy the payload into a string.
-		if t := bytes.TrimLeft(payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-			return nil, ErrNotObject
-		}
+	if err := c.Validate(payload); err != nil {
+		return nil, err
 	}
 
 	body := payload
@@ -251,6 +244,24 @@ func (c *codec) Encode(payload []byte, m Meta) ([]byte, error) {
 
 // rawNeedsHeader reports whether a raw payload stored plain would be
 // misread: as a header, or as a tombstone by the store.
+// Validate checks payload as Encode does, without encoding it.
+func (c *codec) Validate(payload []byte) error {
+	if c.maxBytes > 0 && len(payload) > c.maxBytes {
+		return fmt.Errorf("%w: %d bytes, max_payload_bytes is %d", ErrTooLarge, len(payload), c.maxBytes)
+	}
+	if c.format != formatRaw {
+		if !gjson.ValidBytes(payload) {
+			return ErrNotJSON
+		}
+		// Valid JSON is an object exactly when it opens with '{'; asking
+		// gjson.ParseBytes would copy the payload into a string.
+		if t := bytes.TrimLeft(payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+			return ErrNotObject
+		}
+	}
+	return nil
+}
+
 func rawNeedsHeader(payload []byte) bool {
 	return hasHeader(payload) || string(payload) == "TOMBSTONE"
 }
