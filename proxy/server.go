@@ -197,9 +197,9 @@ func (s *Server) accept(rc redcon.Conn) bool {
 		s.mu.Unlock()
 		s.engine.Rejected()
 		// redcon calls accept from its accept loop, and on a TLS listener
-		// this write runs the handshake first: bound it, or one silent
-		// client would stop every later connection.
-		_ = gc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		// this write runs the handshake first, which reads: bound both
+		// ways, or one silent client would stop every later connection.
+		_ = gc.Conn.SetDeadline(time.Now().Add(time.Second))
 		_, _ = gc.Conn.Write([]byte(msgMaxClients))
 		return false
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -126,9 +128,9 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // its script cache), Exec loads the scripts everywhere and sends again, in
 // order, the scripts that did not run (NOSCRIPT means no effect) and the
 // reads after the first of them, so a read queued after a write still sees
-// it — except reads queued before a write that did run (on another node, or
-// not a script): sent again, they would see a write queued after them, so
-// they keep their first answer.
+// it — except a read followed by a write to its key that did run (on
+// another node, or not a script): sent again, it would see that later
+// write, so it keeps its first answer.
 func (b *Batch) Exec(ctx context.Context) error {
 	b.closeRun()
 	if len(b.queued) == 0 {
@@ -153,18 +155,70 @@ func (b *Batch) Exec(ctx context.Context) error {
 		return err
 	}
 	rest := b.queued[first:]
-	lastDone := -1 // the last write in rest that ran
-	for i, q := range rest {
-		if !q.read && !isNoScript(q.cmd.Err()) {
-			lastDone = i
-		}
-	}
+	resend := resendAfterNoScript(rest)
 	i := -1
-	b.send(ctx, rest, func(q queued) bool {
+	b.send(ctx, rest, func(queued) bool {
 		i++
-		return isNoScript(q.cmd.Err()) || (q.read && i > lastDone)
+		return resend[i]
 	})
 	return ctx.Err()
+}
+
+// resendAfterNoScript marks which of qs (from the first NOSCRIPT on) go
+// again: every script that did not run, and every read not followed by a
+// write to its key that did run. Walking backwards collects the keys of
+// the writes that ran after each read.
+func resendAfterNoScript(qs []queued) []bool {
+	resend := make([]bool, len(qs))
+	ranKeys := make(map[string]bool)
+	ranUnknown := false // a write that ran on keys the proxy cannot name
+	for i := len(qs) - 1; i >= 0; i-- {
+		q, key := qs[i], keyOf(qs[i].cmd)
+		switch {
+		case isNoScript(q.cmd.Err()):
+			resend[i] = true
+		case q.read:
+			resend[i] = !ranUnknown && ((key != "" && !ranKeys[key]) || (key == "" && len(ranKeys) == 0))
+		case key == "":
+			ranUnknown = true
+		default:
+			ranKeys[key] = true
+		}
+	}
+	return resend
+}
+
+// keyOf is the one key a queued command touches, "" when it touches
+// several or its shape is not known here.
+func keyOf(cmd redis.Cmder) string {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return ""
+	}
+	switch strings.ToLower(argString(args[0])) {
+	case "evalsha":
+		if len(args) >= 4 && argString(args[2]) == "1" {
+			return argString(args[3])
+		}
+		return ""
+	case "mget", "del", "exists", "unlink":
+		if len(args) != 2 {
+			return ""
+		}
+	}
+	return argString(args[1])
+}
+
+func argString(a interface{}) string {
+	switch v := a.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case int:
+		return strconv.Itoa(v)
+	}
+	return ""
 }
 
 // send sends the commands of qs that pass and waits for their replies.
