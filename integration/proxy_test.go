@@ -120,7 +120,8 @@ func newCodec(t *testing.T, o codec.Options) codec.Codec {
 }
 
 // client is a go-redis client of the proxy, closed at the end of the test.
-// RESP3 is not implemented yet, so it speaks RESP2.
+// It speaks RESP2 so replies decode to the same Go values as the direct
+// client's; RESP3 clients are driven in clients_test.go.
 func (p *proxyHandle) client(t *testing.T, tweak ...func(*redis.Options)) *redis.Client {
 	t.Helper()
 	o := &redis.Options{Addr: p.addr, Protocol: 2, DisableIdentity: true}
