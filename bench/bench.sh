@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# bench.sh — throughput and p99 latency of direct Redis, sessproxy and twemproxy
-# (nutcracker), all in front of one fresh redis-server, measured with redis-benchmark.
+# bench.sh — throughput and p99 latency of direct Redis, sessproxy, twemproxy
+# (nutcracker) and gofloor (bench/gofloor: a Go proxy that only copies bytes), all in
+# front of one fresh redis-server, measured with redis-benchmark; and the CPU time each
+# process spent per request, read from /proc.
 #
 #   make bench                              # or: bash bench/bench.sh
 #   BENCH_N=2000 BENCH_ROUNDS=1 make bench  # quick smoke run
@@ -31,7 +33,8 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-50}
 BENCH_KEYS=${BENCH_KEYS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
-TARGETS=(direct proxy twemproxy)
+TARGETS=(direct proxy twemproxy gofloor)
+CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
@@ -124,12 +127,14 @@ start_twemproxy() {
 	free_port stats_port
 	start "$name" nutcracker -c "$WORKDIR/$name.yml" -s "$stats_port" -a 127.0.0.1
 	wait_ready "$name" "$port" "$LAST_PID"
+	TWEM_PID=$LAST_PID
 }
 
 start_proxy() {
 	if [[ ${PROXY_STANDIN:-} == twemproxy ]]; then
 		PROXY_DESC="stand-in: a second nutcracker"
 		start_twemproxy proxy "$PROXY_PORT"
+		PROXY_PID=$TWEM_PID
 		return
 	fi
 	if [[ -n ${PROXY_CMD:-} ]]; then
@@ -149,6 +154,16 @@ start_proxy() {
 			-mode standalone -log-level error
 	fi
 	wait_ready proxy "$PROXY_PORT" "$LAST_PID"
+	PROXY_PID=$LAST_PID
+}
+
+start_gofloor() {
+	local bin=$WORKDIR/gofloor
+	command -v go >/dev/null || die "go not found on PATH (needed to build ./bench/gofloor)"
+	go build -o "$bin" ./bench/gofloor || die "go build ./bench/gofloor failed"
+	start gofloor "$bin" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$REDIS_PORT"
+	wait_ready gofloor "$FLOOR_PORT" "$LAST_PID"
+	FLOOR_PID=$LAST_PID
 }
 
 # --- payloads --------------------------------------------------------------------------
@@ -235,13 +250,39 @@ port_for() {
 	direct) echo "$REDIS_PORT" ;;
 	proxy) echo "$PROXY_PORT" ;;
 	twemproxy) echo "$TWEM_PORT" ;;
+	gofloor) echo "$FLOOR_PORT" ;;
 	esac
 }
 
-# bench PORT PIPELINE CMD...: one redis-benchmark run; prints "rps p99_ms" or fails.
+# pid_for TARGET: the process between redis-benchmark and Redis (none for direct).
+pid_for() {
+	case $1 in
+	direct) echo "" ;;
+	proxy) echo "$PROXY_PID" ;;
+	twemproxy) echo "$TWEM_PID" ;;
+	gofloor) echo "$FLOOR_PID" ;;
+	esac
+}
+
+# cpu_ticks PID: user+system CPU time the process has used, in clock ticks (0 for no
+# PID). Fields are counted after the ")" that ends the command name.
+cpu_ticks() {
+	[[ -n $1 ]] || { echo 0; return; }
+	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# us_per_req TICKS: CPU microseconds per request of one run.
+us_per_req() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$BENCH_N" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'; }
+
+# bench TARGET PIPELINE CMD...: one redis-benchmark run; prints "rps p99_ms
+# redis_us_per_request middle_us_per_request" or fails.
 bench() {
-	local port=$1 pipeline=$2 out
+	local target=$1 pipeline=$2 port out figures redis0 mid0 redis1 mid1 pid
 	shift 2
+	port=$(port_for "$target")
+	pid=$(pid_for "$target")
+	redis0=$(cpu_ticks "$REDIS_PID")
+	mid0=$(cpu_ticks "$pid")
 	# timeout: redis-benchmark spins forever at 100% CPU when it cannot connect.
 	out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
 		-c "$BENCH_CLIENTS" -n "$BENCH_N" -r "$BENCH_KEYS" -P "$pipeline" --csv -q "$@" \
@@ -249,11 +290,14 @@ bench() {
 	# The CSV's first column is the command line, unescaped: the JSON's quotes and commas
 	# break CSV parsing, so count columns from the right (rps is 7th from the end, p99
 	# 2nd). The header alone (the run died) yields "rps", which is not a number.
-	printf '%s\n' "$out" | tail -n 1 | awk -F, '{
+	redis1=$(cpu_ticks "$REDIS_PID")
+	mid1=$(cpu_ticks "$pid")
+	figures=$(printf '%s\n' "$out" | tail -n 1 | awk -F, '{
 		rps = $(NF - 6); p99 = $(NF - 1); gsub(/"/, "", rps); gsub(/"/, "", p99)
 		if (rps !~ /^[0-9.]+$/ || p99 !~ /^[0-9.]+$/ || rps + 0 == 0) exit 1
 		print rps, p99
-	}'
+	}') || return 1
+	echo "$figures $(us_per_req $((redis1 - redis0))) $(us_per_req $((mid1 - mid0)))"
 }
 
 # check_hit WORKLOAD TARGET: a GET row only means something if it reads the stored value (a
@@ -279,22 +323,27 @@ command -v nutcracker >/dev/null || apt_install nutcracker
 free_port REDIS_PORT
 free_port PROXY_PORT
 free_port TWEM_PORT
+free_port FLOOR_PORT
 
 start redis redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
 	--port "$REDIS_PORT" --daemonize no
 wait_ready redis "$REDIS_PORT" "$LAST_PID"
-start_proxy
+REDIS_PID=$LAST_PID
 start_twemproxy twemproxy "$TWEM_PORT"
+start_proxy
+start_gofloor
 
 echo "machine:    $(nproc) CPUs, Linux $(uname -r)"
 echo "redis:      $(redis-server --version)"
 echo "twemproxy:  $(nutcracker --version 2>&1 | head -n 1)"
 echo "proxy:      $PROXY_DESC"
+echo "gofloor:    bench/gofloor, a Go proxy that only copies bytes (one upstream connection per client)"
 echo "benchmark:  redis-benchmark -c $BENCH_CLIENTS -n $BENCH_N -r $BENCH_KEYS, median of $BENCH_ROUNDS interleaved round(s)"
-echo "            SESS.* rows: direct and twemproxy run SET sess:<id> <json> EX 86400 / GET sess:<id>"
+echo "            SESS.* rows: direct, twemproxy and gofloor run SET sess:<id> <json> EX 86400 / GET sess:<id>"
 echo
 
-RESULTS=$WORKDIR/results # lines: "workload pipeline target round rps p99" or "... error"
+# lines: "workload pipeline target round rps p99 redis_us proxy_us" or "... error"
+RESULTS=$WORKDIR/results
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 	for step in "${STEPS[@]}"; do
 		read -r workload pipeline <<<"$step"
@@ -308,7 +357,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 			if [[ $workload == *get* ]] && ! check_hit "$workload" "$target"; then
 				figures=
 			else
-				figures=$(bench "$(port_for "$target")" "$pipeline" "${CMD[@]}") || figures=
+				figures=$(bench "$target" "$pipeline" "${CMD[@]}") || figures=
 			fi
 			if [[ -n $figures ]]; then
 				log "$what: $figures"
@@ -322,8 +371,9 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 done
 log ""
 
-# figure WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of column 5 (rps) or
-# 6 (p99), or "error" if any round of that cell failed.
+# figure WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of column 5 (rps), 6
+# (p99), 7 (Redis CPU µs per request) or 8 (the middle process's), or "error" if any
+# round of that cell failed.
 figure() {
 	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" '
 		$1 == w && $2 == p && $3 == t {
@@ -341,8 +391,9 @@ figure() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "error" || b == "error" || b == 0) print "error"; else printf "%.2f", a / b }'; }
 rps() { awk -v a="$1" 'BEGIN { if (a == "error") print a; else printf "%.0f", a }'; }
 
-row() { printf '%-20s | %10s | %10s | %12s | %13s | %16s | %13s | %12s\n' "$@"; }
-row workload "direct rps" "proxy rps" "proxy/direct" "twemproxy rps" "twemproxy/direct" "p99 direct ms" "p99 proxy ms"
+row() { printf '%-20s | %10s | %10s | %12s | %13s | %16s | %11s | %14s | %13s | %12s\n' "$@"; }
+row workload "direct rps" "proxy rps" "proxy/direct" "twemproxy rps" "twemproxy/direct" "gofloor rps" "gofloor/direct" \
+	"p99 direct ms" "p99 proxy ms"
 missing=()
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
@@ -350,15 +401,32 @@ for step in "${STEPS[@]}"; do
 	d=$(figure "$workload" "$pipeline" direct 5)
 	p=$(figure "$workload" "$pipeline" proxy 5)
 	tw=$(figure "$workload" "$pipeline" twemproxy 5)
+	fl=$(figure "$workload" "$pipeline" gofloor 5)
 	dl=$(figure "$workload" "$pipeline" direct 6)
 	pl=$(figure "$workload" "$pipeline" proxy 6)
 	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" "$(ratio "$p" "$d")" \
-		"$(rps "$tw")" "$(ratio "$tw" "$d")" "$dl" "$pl"
+		"$(rps "$tw")" "$(ratio "$tw" "$d")" "$(rps "$fl")" "$(ratio "$fl" "$d")" "$dl" "$pl"
 	for target in "${TARGETS[@]}"; do
 		if [[ $(figure "$workload" "$pipeline" "$target" 5) == error ]]; then
 			missing+=("$target: $(label_for "$workload") -P $pipeline")
 		fi
 	done
+done
+
+# Where the time goes: CPU each process spent per request, read from /proc before and
+# after every run (median over rounds). Redis's column shows what the proxy's scripts
+# cost it; the middle columns what the proxy itself costs.
+echo
+cpu_row() { printf '%-20s | %14s | %13s | %17s | %15s | %12s | %16s | %14s\n' "$@"; }
+cpu_row "CPU µs/request" "redis: direct" "redis: proxy" "redis: twemproxy" "redis: gofloor" "proxy itself" "twemproxy itself" "gofloor itself"
+for step in "${STEPS[@]}"; do
+	read -r workload pipeline <<<"$step"
+	[[ $workload == populate ]] && continue
+	cpu_row "$(label_for "$workload") -P $pipeline" \
+		"$(figure "$workload" "$pipeline" direct 7)" "$(figure "$workload" "$pipeline" proxy 7)" \
+		"$(figure "$workload" "$pipeline" twemproxy 7)" "$(figure "$workload" "$pipeline" gofloor 7)" \
+		"$(figure "$workload" "$pipeline" proxy 8)" "$(figure "$workload" "$pipeline" twemproxy 8)" \
+		"$(figure "$workload" "$pipeline" gofloor 8)"
 done
 
 if ((${#missing[@]})); then

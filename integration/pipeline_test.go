@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -254,4 +255,55 @@ func testRacePlainSetDel(t *testing.T, up *upstream) {
 			}
 			return err
 		})
+}
+
+// testPipelinedReads: a client's pipelined GETs of one slot go upstream as
+// one MGET, and each still gets its own answer: a live value, a missing
+// key, a tombstone read as missing, and a read after a write in the same
+// batch seeing the write.
+func testPipelinedReads(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	// One hash tag, so every key is in one slot and the run is not split.
+	key := func(id string) string { return "sess:{pr}" + id }
+	mustDo(t, c, "SET", key("live"), `{"n":1}`)
+	mustDo(t, c, "SET", key("gone"), `{"n":2}`)
+	mustDo(t, c, "DEL", key("gone"))
+	if err := up.direct.HSet(bg, key("hash"), "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.direct.Expire(bg, key("hash"), time.Hour).Err(); err != nil {
+		t.Fatal(err) // every key in the namespace has a TTL (checked after the test)
+	}
+	up.resetStats(t)
+
+	rc := p.raw(t)
+	var req []byte
+	for _, id := range []string{"live", "missing", "gone", "live", "hash"} {
+		req = append(req, encode("GET", key(id))...)
+	}
+	req = append(req, encode("SESS.GET", "{pr}live")...)
+	req = append(req, encode("SET", key("new"), `{"n":3}`)...)
+	req = append(req, encode("GET", key("new"))...)
+	rc.write(req)
+	// The hash reads as missing: MGET answers nil where GET would answer
+	// WRONGTYPE (docs/commands.md).
+	wants := []interface{}{`{"n":1}`, nil, nil, `{"n":1}`, nil, `{"n":1}`, status("OK"), `{"n":3}`}
+	for i, want := range wants {
+		got, err := rc.read()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if got != want {
+			t.Errorf("reply %d = %#v, want %#v", i, got, want)
+		}
+	}
+	stats := up.stats(t)[up.masterOf(t, key("live"))]
+	if stats.calls["mget"] != 1 || stats.calls["get"] != 1 {
+		t.Errorf("upstream ran %d MGET and %d GET, want the six reads before the SET as one MGET and the read after it as one GET (commandstats %v)",
+			stats.calls["mget"], stats.calls["get"], stats.calls)
+	}
+
+	// A GET on its own still gets Redis's answer for a hash.
+	wantErr(t, c, "WRONGTYPE Operation against a key holding the wrong kind of value", "GET", key("hash"))
 }

@@ -70,6 +70,7 @@ func runSuite(t *testing.T, up *upstream) {
 
 		// Pipelining, NOSCRIPT, races (pipeline_test.go).
 		{"Pipeline", testPipeline},
+		{"PipelinedReads", testPipelinedReads},
 		{"NoScriptRecovery", testNoScriptRecovery},
 		{"RaceSetDestroy", testRaceSetDestroy},
 		{"RacePlainSetDel", testRacePlainSetDel},

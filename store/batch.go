@@ -27,6 +27,7 @@ type Batch struct {
 	queued  []queued
 	futures []redis.AutoFuture
 	run     *writeRun // the open run of fast-path writes, if any
+	reads   *readRun  // the open run of plain reads, if any
 	after   []queued  // unordered commands waiting for the run to close
 }
 
@@ -44,13 +45,69 @@ type writeRun struct {
 // Redis in one script for long.
 const maxRunKeys = 128
 
+// readRun is consecutive plain reads of one batch (and of one slot, in a
+// cluster), sent as one MGET: Redis and the proxy then handle one command
+// for a client's pipelined GETs, not one each. A run of one is a GET.
+//
+// MGET answers nil where GET answers WRONGTYPE, so a pipelined GET of a
+// key in the namespace that is not a string reads as missing; a lone GET
+// still gets the error. Only the proxy writes the namespace, and only
+// strings.
+type readRun struct {
+	mget *redis.Cmd       // 2+ keys
+	get  *redis.StringCmd // 1 key
+	slot int
+	keys []string
+}
+
+// slotOf is key's cluster slot, -1 on a single node.
+func (b *Batch) slotOf(key string) int {
+	if b.s.cluster != nil {
+		return Slot(key)
+	}
+	return -1
+}
+
+// addRead queues a plain GET of key, merged into the open read run when it
+// can be.
+func (b *Batch) addRead(key string) GetResult {
+	b.closeRun()
+	slot := b.slotOf(key)
+	if b.reads == nil || b.reads.slot != slot || len(b.reads.keys) >= maxRunKeys {
+		b.closeReads()
+		b.reads = &readRun{slot: slot}
+	}
+	b.reads.keys = append(b.reads.keys, key)
+	return GetResult{run: b.reads, idx: len(b.reads.keys) - 1}
+}
+
+// closeReads turns the open read run into its command, in its place in the
+// batch's order.
+func (b *Batch) closeReads() {
+	r := b.reads
+	if r == nil {
+		return
+	}
+	b.reads = nil
+	if len(r.keys) == 1 {
+		r.get = redis.NewStringCmd(context.Background(), "get", r.keys[0])
+		b.queued = append(b.queued, queued{cmd: r.get, read: true})
+		return
+	}
+	args := make([]interface{}, 1+len(r.keys))
+	args[0] = "mget"
+	for i, k := range r.keys {
+		args[1+i] = k
+	}
+	r.mget = redis.NewCmd(context.Background(), args...)
+	b.queued = append(b.queued, queued{cmd: r.mget, read: true})
+}
+
 // addToRun queues a common-case write, merged into the open run when it
 // can be.
 func (b *Batch) addToRun(key string, value []byte, ttl string) WriteResult {
-	slot := -1
-	if b.s.cluster != nil {
-		slot = Slot(key)
-	}
+	b.closeReads()
+	slot := b.slotOf(key)
 	if b.run == nil || b.run.slot != slot || len(b.run.keys) >= maxRunKeys {
 		b.closeRun()
 		b.run = &writeRun{slot: slot}
@@ -110,7 +167,8 @@ func (s *Store) nodeBatch(node *redis.Client) *Batch {
 }
 
 func (b *Batch) add(cmd redis.Cmder, read bool) {
-	b.closeRun() // the writes before it go first
+	b.closeRun() // the writes and reads before it go first
+	b.closeReads()
 	b.queued = append(b.queued, queued{cmd: cmd, read: read})
 }
 
@@ -133,6 +191,7 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // write, so it keeps its first answer.
 func (b *Batch) Exec(ctx context.Context) error {
 	b.closeRun()
+	b.closeReads()
 	if len(b.queued) == 0 {
 		return nil
 	}

@@ -178,12 +178,32 @@ func (b *Batch) Type(key string) TypeResult {
 }
 
 // GetResult is the handle of a queued Get.
-type GetResult struct{ cmd *redis.StringCmd }
+type GetResult struct {
+	cmd *redis.StringCmd
+	run *readRun // set instead of cmd for a Get in a read run
+	idx int      // its position in the run
+}
 
 // Result is the stored value; ErrNotFound when the key is missing or holds a
 // tombstone.
 func (r GetResult) Result() ([]byte, error) {
-	v, err := r.cmd.Bytes()
+	var v []byte
+	var err error
+	switch {
+	case r.run == nil:
+		v, err = r.cmd.Bytes()
+	case r.run.get != nil:
+		v, err = r.run.get.Bytes()
+	default:
+		var vals []interface{}
+		if vals, err = r.run.mget.Slice(); err == nil {
+			s, ok := vals[r.idx].(string)
+			if !ok {
+				return nil, ErrNotFound
+			}
+			v = []byte(s)
+		}
+	}
 	if err == redis.Nil || (err == nil && string(v) == Tombstone) {
 		return nil, ErrNotFound
 	}
@@ -192,9 +212,7 @@ func (r GetResult) Result() ([]byte, error) {
 
 // Get queues reading the session at key.
 func (b *Batch) Get(key string) GetResult {
-	cmd := redis.NewStringCmd(context.Background(), "get", key)
-	b.add(cmd, true)
-	return GetResult{cmd}
+	return b.addRead(key)
 }
 
 // GetSliding queues reading the session at key and resetting its TTL to
@@ -203,7 +221,7 @@ func (b *Batch) Get(key string) GetResult {
 func (b *Batch) GetSliding(key string, idle, absolute time.Duration) GetResult {
 	cmd := redis.NewStringCmd(context.Background(), "evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
 	b.add(cmd, false)
-	return GetResult{cmd}
+	return GetResult{cmd: cmd}
 }
 
 // ForwardResult is the handle of a forwarded command.
