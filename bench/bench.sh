@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench.sh — throughput and p99 latency of direct Redis, sessproxy, twemproxy
-# (nutcracker) and gofloor (bench/gofloor: a Go proxy that only copies bytes), all in
-# front of one fresh redis-server, measured with redis-benchmark; and the CPU time each
-# process spent per request, read from /proc.
+# (nutcracker) and two floors, all in front of one fresh redis-server, measured with
+# redis-benchmark; and the CPU time each process spent per request, read from /proc.
+# The floors are what a proxy costs before it does any work: bench/redconfloor is
+# redcon forwarding every command on one shared upstream connection (the leanest
+# proxy on this project's stack), bench/gofloor a Go relay that only copies bytes.
 #
 #   make bench                              # or: bash bench/bench.sh
 #   BENCH_N=2000 BENCH_ROUNDS=1 make bench  # quick smoke run
@@ -33,7 +35,7 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-50}
 BENCH_KEYS=${BENCH_KEYS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
-TARGETS=(direct proxy twemproxy gofloor)
+TARGETS=(direct proxy twemproxy redconfloor gofloor)
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '%s\n' "$*" >&2; }
@@ -157,13 +159,14 @@ start_proxy() {
 	PROXY_PID=$LAST_PID
 }
 
-start_gofloor() {
-	local bin=$WORKDIR/gofloor
-	command -v go >/dev/null || die "go not found on PATH (needed to build ./bench/gofloor)"
-	go build -o "$bin" ./bench/gofloor || die "go build ./bench/gofloor failed"
-	start gofloor "$bin" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$REDIS_PORT"
-	wait_ready gofloor "$FLOOR_PORT" "$LAST_PID"
-	FLOOR_PID=$LAST_PID
+# start_floor NAME PORT: build ./bench/NAME and run it in front of the bench redis-server;
+# sets LAST_PID.
+start_floor() {
+	local name=$1 port=$2 bin=$WORKDIR/$1
+	command -v go >/dev/null || die "go not found on PATH (needed to build ./bench/$name)"
+	go build -o "$bin" "./bench/$name" || die "go build ./bench/$name failed"
+	start "$name" "$bin" "127.0.0.1:$port" "127.0.0.1:$REDIS_PORT"
+	wait_ready "$name" "$port" "$LAST_PID"
 }
 
 # --- payloads --------------------------------------------------------------------------
@@ -250,7 +253,8 @@ port_for() {
 	direct) echo "$REDIS_PORT" ;;
 	proxy) echo "$PROXY_PORT" ;;
 	twemproxy) echo "$TWEM_PORT" ;;
-	gofloor) echo "$FLOOR_PORT" ;;
+	redconfloor) echo "$REDCON_PORT" ;;
+	gofloor) echo "$GOFLOOR_PORT" ;;
 	esac
 }
 
@@ -260,7 +264,8 @@ pid_for() {
 	direct) echo "" ;;
 	proxy) echo "$PROXY_PID" ;;
 	twemproxy) echo "$TWEM_PID" ;;
-	gofloor) echo "$FLOOR_PID" ;;
+	redconfloor) echo "$REDCON_PID" ;;
+	gofloor) echo "$GOFLOOR_PID" ;;
 	esac
 }
 
@@ -323,7 +328,8 @@ command -v nutcracker >/dev/null || apt_install nutcracker
 free_port REDIS_PORT
 free_port PROXY_PORT
 free_port TWEM_PORT
-free_port FLOOR_PORT
+free_port REDCON_PORT
+free_port GOFLOOR_PORT
 
 start redis redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
 	--port "$REDIS_PORT" --daemonize no
@@ -331,15 +337,19 @@ wait_ready redis "$REDIS_PORT" "$LAST_PID"
 REDIS_PID=$LAST_PID
 start_twemproxy twemproxy "$TWEM_PORT"
 start_proxy
-start_gofloor
+start_floor redconfloor "$REDCON_PORT"
+REDCON_PID=$LAST_PID
+start_floor gofloor "$GOFLOOR_PORT"
+GOFLOOR_PID=$LAST_PID
 
 echo "machine:    $(nproc) CPUs, Linux $(uname -r)"
 echo "redis:      $(redis-server --version)"
 echo "twemproxy:  $(nutcracker --version 2>&1 | head -n 1)"
 echo "proxy:      $PROXY_DESC"
-echo "gofloor:    bench/gofloor, a Go proxy that only copies bytes (one upstream connection per client)"
+echo "floors:     redconfloor: redcon, every command forwarded on one shared upstream connection, no policy"
+echo "            gofloor: a Go relay that only copies bytes, one upstream connection per client"
 echo "benchmark:  redis-benchmark -c $BENCH_CLIENTS -n $BENCH_N -r $BENCH_KEYS, median of $BENCH_ROUNDS interleaved round(s)"
-echo "            SESS.* rows: direct, twemproxy and gofloor run SET sess:<id> <json> EX 86400 / GET sess:<id>"
+echo "            SESS.* rows: every target but sessproxy runs SET sess:<id> <json> EX 86400 / GET sess:<id>"
 echo
 
 # lines: "workload pipeline target round rps p99 redis_us proxy_us" or "... error"
@@ -391,21 +401,26 @@ figure() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "error" || b == "error" || b == 0) print "error"; else printf "%.2f", a / b }'; }
 rps() { awk -v a="$1" 'BEGIN { if (a == "error") print a; else printf "%.0f", a }'; }
 
-row() { printf '%-20s | %10s | %10s | %12s | %13s | %16s | %11s | %14s | %13s | %12s\n' "$@"; }
-row workload "direct rps" "proxy rps" "proxy/direct" "twemproxy rps" "twemproxy/direct" "gofloor rps" "gofloor/direct" \
-	"p99 direct ms" "p99 proxy ms"
+# table HEADER... then ROW lines: fixed-width columns, the first one wide.
+row() {
+	printf '%-20s' "$1"
+	shift
+	printf ' | %12s' "$@"
+	printf '\n'
+}
+
+echo "throughput (requests per second; ratios to direct Redis)"
+row workload "direct rps" "proxy rps" proxy/direct twemproxy/dir redconfl/dir gofloor/dir
 missing=()
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
 	[[ $workload == populate ]] && continue
 	d=$(figure "$workload" "$pipeline" direct 5)
 	p=$(figure "$workload" "$pipeline" proxy 5)
-	tw=$(figure "$workload" "$pipeline" twemproxy 5)
-	fl=$(figure "$workload" "$pipeline" gofloor 5)
-	dl=$(figure "$workload" "$pipeline" direct 6)
-	pl=$(figure "$workload" "$pipeline" proxy 6)
 	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" "$(ratio "$p" "$d")" \
-		"$(rps "$tw")" "$(ratio "$tw" "$d")" "$(rps "$fl")" "$(ratio "$fl" "$d")" "$dl" "$pl"
+		"$(ratio "$(figure "$workload" "$pipeline" twemproxy 5)" "$d")" \
+		"$(ratio "$(figure "$workload" "$pipeline" redconfloor 5)" "$d")" \
+		"$(ratio "$(figure "$workload" "$pipeline" gofloor 5)" "$d")"
 	for target in "${TARGETS[@]}"; do
 		if [[ $(figure "$workload" "$pipeline" "$target" 5) == error ]]; then
 			missing+=("$target: $(label_for "$workload") -P $pipeline")
@@ -413,20 +428,38 @@ for step in "${STEPS[@]}"; do
 	done
 done
 
-# Where the time goes: CPU each process spent per request, read from /proc before and
-# after every run (median over rounds). Redis's column shows what the proxy's scripts
-# cost it; the middle columns what the proxy itself costs.
 echo
-cpu_row() { printf '%-20s | %14s | %13s | %17s | %15s | %12s | %16s | %14s\n' "$@"; }
-cpu_row "CPU µs/request" "redis: direct" "redis: proxy" "redis: twemproxy" "redis: gofloor" "proxy itself" "twemproxy itself" "gofloor itself"
+echo "p99 latency (ms, redis-benchmark's)"
+row workload direct proxy proxy/direct twemproxy redconfloor gofloor
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
 	[[ $workload == populate ]] && continue
-	cpu_row "$(label_for "$workload") -P $pipeline" \
-		"$(figure "$workload" "$pipeline" direct 7)" "$(figure "$workload" "$pipeline" proxy 7)" \
-		"$(figure "$workload" "$pipeline" twemproxy 7)" "$(figure "$workload" "$pipeline" gofloor 7)" \
-		"$(figure "$workload" "$pipeline" proxy 8)" "$(figure "$workload" "$pipeline" twemproxy 8)" \
-		"$(figure "$workload" "$pipeline" gofloor 8)"
+	d=$(figure "$workload" "$pipeline" direct 6)
+	p=$(figure "$workload" "$pipeline" proxy 6)
+	row "$(label_for "$workload") -P $pipeline" "$d" "$p" "$(ratio "$p" "$d")" \
+		"$(figure "$workload" "$pipeline" twemproxy 6)" "$(figure "$workload" "$pipeline" redconfloor 6)" \
+		"$(figure "$workload" "$pipeline" gofloor 6)"
+done
+
+# Where the time goes: CPU each process spent per request, read from /proc before and
+# after every run (median over rounds). Redis's columns show what each target's
+# commands cost it (the proxy's are Lua scripts for writes); the others what the
+# process between redis-benchmark and Redis costs itself.
+echo
+echo "CPU per request (µs): Redis's, with each target in front; then the target's own"
+row workload "redis direct" "redis proxy" "redis twemp" "redis redconf" "redis gofloor" \
+	"proxy" "twemproxy" "redconfloor" "gofloor"
+for step in "${STEPS[@]}"; do
+	read -r workload pipeline <<<"$step"
+	[[ $workload == populate ]] && continue
+	cells=()
+	for target in "${TARGETS[@]}"; do
+		cells+=("$(figure "$workload" "$pipeline" "$target" 7)")
+	done
+	for target in "${TARGETS[@]:1}"; do
+		cells+=("$(figure "$workload" "$pipeline" "$target" 8)")
+	done
+	row "$(label_for "$workload") -P $pipeline" "${cells[@]}"
 done
 
 if ((${#missing[@]})); then
