@@ -307,3 +307,70 @@ func testPipelinedReads(t *testing.T, up *upstream) {
 	// A GET on its own still gets Redis's answer for a hash.
 	wantErr(t, c, "WRONGTYPE Operation against a key holding the wrong kind of value", "GET", key("hash"))
 }
+
+// testConcurrentWritesShareCalls: writes of many clients at once are
+// merged into shared script calls, and each keeps its own outcome: a write
+// to a destroyed session is refused, one to a key of the wrong type gets
+// Redis's error, and every other is stored.
+func testConcurrentWritesShareCalls(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	// One hash tag: merging is per slot, and this makes it one in a cluster.
+	sid := func(name string) string { return "{cw}" + name }
+	setup := p.client(t)
+	mustDo(t, setup, "SESS.SET", sid("dead"), `{"n":0}`)
+	mustDo(t, setup, "SESS.DESTROY", sid("dead"))
+	if err := up.direct.HSet(bg, "sess:"+sid("hash"), "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.direct.Expire(bg, "sess:"+sid("hash"), time.Hour).Err(); err != nil {
+		t.Fatal(err) // every key in the namespace has a TTL (checked after the test)
+	}
+	up.resetStats(t)
+
+	const clients, writes = 20, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*(writes+2))
+	for g := 0; g < clients; g++ {
+		c := p.client(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < writes; i++ {
+				id, v := sid(fmt.Sprintf("c%d-%d", g, i)), fmt.Sprintf(`{"g":%d,"i":%d}`, g, i)
+				if err := c.Do(bg, "SESS.SET", id, v).Err(); err != nil {
+					errs <- fmt.Errorf("SESS.SET %s: %v", id, err)
+				}
+				switch i {
+				case 5:
+					err := c.Do(bg, "SESS.SET", sid("dead"), `{"late":true}`).Err()
+					if err == nil || err.Error() != destroyedError(sid("dead")) {
+						errs <- fmt.Errorf("write to the destroyed session: %v, want %q", err, destroyedError(sid("dead")))
+					}
+				case 9:
+					err := c.Do(bg, "SET", "sess:"+sid("hash"), `{"n":1}`).Err()
+					if err == nil || !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+						errs <- fmt.Errorf("write to a hash: %v, want WRONGTYPE", err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for g := 0; g < clients; g++ {
+		for i := 0; i < writes; i++ {
+			p.wantStored(t, "sess:"+sid(fmt.Sprintf("c%d-%d", g, i)), fmt.Sprintf(`{"g":%d,"i":%d}`, g, i))
+		}
+	}
+	p.wantTombstone(t, "sess:"+sid("dead"))
+
+	total := clients * (writes + 2)
+	calls := up.stats(t)[up.masterOf(t, "sess:"+sid("x"))].calls["evalsha"]
+	if calls >= int64(total) {
+		t.Errorf("%d writes took %d script calls, want fewer: concurrent clients' writes share calls", total, calls)
+	}
+	t.Logf("%d writes from %d clients took %d script calls", total, clients, calls)
+}

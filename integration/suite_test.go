@@ -71,6 +71,7 @@ func runSuite(t *testing.T, up *upstream) {
 		// Pipelining, NOSCRIPT, races (pipeline_test.go).
 		{"Pipeline", testPipeline},
 		{"PipelinedReads", testPipelinedReads},
+		{"ConcurrentWritesShareCalls", testConcurrentWritesShareCalls},
 		{"NoScriptRecovery", testNoScriptRecovery},
 		{"RaceSetDestroy", testRaceSetDestroy},
 		{"RacePlainSetDel", testRacePlainSetDel},

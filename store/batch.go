@@ -34,11 +34,46 @@ type Batch struct {
 // writeRun is consecutive common-case writes of one batch (and of one slot,
 // in a cluster), sent as a single setManyScript call: a client's pipelined
 // SETs then cost Redis one script call, not one each.
+//
+// A batch that is nothing but one run goes through the store's
+// writeCombiner instead, merged with other clients' runs; its results are
+// then in vals and err rather than cmd.
 type writeRun struct {
 	cmd  *redis.Cmd // set when the run is closed
 	slot int
 	keys []string
 	args []interface{} // value, ttl per key
+
+	vals  []interface{}    // per key, when combined
+	err   error            // of the shared call, when combined
+	ready chan []*writeRun // writeCombiner: r sent (nil), or r leads this group
+}
+
+// results are the run's per-key replies.
+func (r *writeRun) results() ([]interface{}, error) {
+	if r.cmd != nil {
+		return r.cmd.Slice()
+	}
+	return r.vals, r.err
+}
+
+// setManyCmd is one setManyScript call writing the keys of runs, in order.
+func setManyCmd(runs ...*writeRun) *redis.Cmd {
+	n := 0
+	for _, r := range runs {
+		n += len(r.keys)
+	}
+	args := make([]interface{}, 3, 3+3*n)
+	args[0], args[1], args[2] = "evalsha", setManyScript.Hash(), n
+	for _, r := range runs {
+		for _, k := range r.keys {
+			args = append(args, k)
+		}
+	}
+	for _, r := range runs {
+		args = append(args, r.args...)
+	}
+	return redis.NewCmd(context.Background(), args...)
 }
 
 // maxRunKeys bounds one script call, so a huge pipeline does not hold
@@ -125,12 +160,7 @@ func (b *Batch) closeRun() {
 		return
 	}
 	b.run = nil
-	args := make([]interface{}, 0, 3+len(r.keys)+len(r.args))
-	args = append(args, "evalsha", setManyScript.Hash(), len(r.keys))
-	for _, k := range r.keys {
-		args = append(args, k)
-	}
-	r.cmd = redis.NewCmd(context.Background(), append(args, r.args...)...)
+	r.cmd = setManyCmd(r)
 	b.queued = append(b.queued, queued{cmd: r.cmd})
 	b.queued = append(b.queued, b.after...)
 	clear(b.after)
@@ -190,6 +220,13 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // another node, or not a script): sent again, it would see that later
 // write, so it keeps its first answer.
 func (b *Batch) Exec(ctx context.Context) error {
+	if b.s.combiner != nil && b.ap != nil && b.run != nil &&
+		len(b.queued) == 0 && len(b.after) == 0 && b.reads == nil {
+		r := b.run // the whole batch is one run of writes
+		b.run = nil
+		b.s.combiner.write(ctx, r)
+		return ctx.Err()
+	}
 	b.closeRun()
 	b.closeReads()
 	if len(b.queued) == 0 {

@@ -11,6 +11,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTombstoned: the key holds a tombstone, so writes to it are refused.
 	ErrTombstoned = errors.New("session was destroyed")
+	// errShortReply: a script answered fewer results than it wrote keys.
+	errShortReply = errors.New("write script answered too few results")
 )
 
 // UpstreamReply reports whether err is an error reply from Redis itself

@@ -65,7 +65,7 @@ func (r WriteResult) Result() (Outcome, []byte, error) {
 	if r.run == nil {
 		return scriptOutcome(r.cmd)
 	}
-	vals, err := r.run.cmd.Slice()
+	vals, err := r.run.results()
 	if err != nil {
 		return NotApplied, nil, err
 	}

@@ -73,6 +73,7 @@ type Store struct {
 	cluster  *redis.ClusterClient // set in cluster mode
 	embedded *miniredis.Miniredis // set in embedded mode
 	ap       *redis.AutoPipeliner // set with Options.AutoPipeline
+	combiner *writeCombiner       // with ap: merges clients' writes
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 }
@@ -136,6 +137,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
+		s.combiner = newWriteCombiner(s)
 	}
 	return s, nil
 }

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// writeCombiner merges the write runs of different clients into shared
+// script calls: a script call costs Redis several times a SET, and at
+// pipeline depth 1 every client's batch is a run of one write. One call
+// per slot is in flight; runs that arrive meanwhile wait, and the first of
+// them sends them all as one call when it returns (group commit). A lone
+// client never waits: with nothing in flight its run goes at once.
+type writeCombiner struct {
+	s     *Store
+	mu    sync.Mutex
+	slots map[int]*slotQueue
+}
+
+// slotQueue is one slot's writes waiting for the call in flight.
+type slotQueue struct {
+	busy    bool        // a call is in flight
+	waiting []*writeRun // sent together when it returns
+}
+
+func newWriteCombiner(s *Store) *writeCombiner {
+	return &writeCombiner{s: s, slots: make(map[int]*slotQueue)}
+}
+
+// write sends r, alone or merged with other clients' runs, and returns
+// once r's results are in r.vals and r.err.
+func (w *writeCombiner) write(ctx context.Context, r *writeRun) {
+	w.mu.Lock()
+	q := w.slots[r.slot]
+	if q == nil {
+		q = &slotQueue{}
+		w.slots[r.slot] = q
+	}
+	if q.busy {
+		r.ready = make(chan []*writeRun, 1)
+		q.waiting = append(q.waiting, r)
+		w.mu.Unlock()
+		group := <-r.ready
+		if group == nil {
+			return // a leader sent r with its own group
+		}
+		w.lead(ctx, q, group) // r is the first of the next group: send it
+		return
+	}
+	q.busy = true
+	w.mu.Unlock()
+	w.lead(ctx, q, []*writeRun{r})
+}
+
+// lead sends group as shared calls, then hands the runs that arrived
+// meanwhile to the first of them, or marks the slot idle.
+func (w *writeCombiner) lead(ctx context.Context, q *slotQueue, group []*writeRun) {
+	w.send(ctx, group)
+	for _, r := range group[1:] {
+		r.ready <- nil
+	}
+	w.mu.Lock()
+	next := q.waiting
+	q.waiting = nil
+	if len(next) == 0 {
+		q.busy = false
+	}
+	w.mu.Unlock()
+	if len(next) > 0 {
+		next[0].ready <- next
+	}
+}
+
+// send runs group as setManyScript calls of at most maxRunKeys keys each
+// and gives every run its own results.
+func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
+	var calls []*redis.Cmd
+	var owners [][]*writeRun
+	for start := 0; start < len(group); {
+		end, keys := start, 0
+		for end < len(group) && (end == start || keys+len(group[end].keys) <= maxRunKeys) {
+			keys += len(group[end].keys)
+			end++
+		}
+		calls = append(calls, setManyCmd(group[start:end]...))
+		owners = append(owners, group[start:end])
+		start = end
+	}
+	w.exec(ctx, calls)
+	for i, cmd := range calls {
+		vals, err := cmd.Slice()
+		for _, r := range owners[i] {
+			switch {
+			case err != nil:
+				r.err = err
+			case len(vals) < len(r.keys):
+				r.err = errShortReply
+			default:
+				r.vals, vals = vals[:len(r.keys)], vals[len(r.keys):]
+			}
+		}
+	}
+}
+
+// exec submits calls to the auto-pipeliner and waits for them; a NOSCRIPT
+// (the node lost its scripts: nothing ran) reloads them and sends the
+// calls that got it once more.
+func (w *writeCombiner) exec(ctx context.Context, calls []*redis.Cmd) {
+	submit := func(calls []*redis.Cmd) {
+		futures := make([]redis.AutoFuture, len(calls))
+		for i, c := range calls {
+			futures[i] = w.s.ap.Submit(ctx, c)
+		}
+		for _, f := range futures {
+			_ = f.Wait() // the error is the call's own
+		}
+	}
+	submit(calls)
+	var again []*redis.Cmd
+	for i, c := range calls {
+		if isNoScript(c.Err()) {
+			calls[i] = redis.NewCmd(ctx, c.Args()...)
+			again = append(again, calls[i])
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	if err := w.s.loadScripts(ctx); err != nil {
+		return // the calls keep their NOSCRIPT error
+	}
+	submit(again)
+}
