@@ -35,9 +35,11 @@ type Batch struct {
 // in a cluster), sent as a single setManyScript call: a client's pipelined
 // SETs then cost Redis one script call, not one each.
 //
-// A batch that is nothing but one run goes through the store's
-// writeCombiner instead, merged with other clients' runs; its results are
-// then in vals and err rather than cmd.
+// A batch that is nothing but one such write goes through the store's
+// writeCombiner instead, merged with other clients' writes; its results
+// are then in vals and err rather than cmd. Longer runs already share a
+// call, and holding them for a group commit measured slower (SET -P 16:
+// 0.27 of direct Redis before, 0.20 with).
 type writeRun struct {
 	cmd  *redis.Cmd // set when the run is closed
 	slot int
@@ -220,9 +222,9 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // another node, or not a script): sent again, it would see that later
 // write, so it keeps its first answer.
 func (b *Batch) Exec(ctx context.Context) error {
-	if b.s.combiner != nil && b.ap != nil && b.run != nil &&
+	if b.s.combiner != nil && b.ap != nil && b.run != nil && len(b.run.keys) == 1 &&
 		len(b.queued) == 0 && len(b.after) == 0 && b.reads == nil {
-		r := b.run // the whole batch is one run of writes
+		r := b.run // the whole batch is one write
 		b.run = nil
 		b.s.combiner.write(ctx, r)
 		return ctx.Err()

@@ -7,12 +7,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// writeCombiner merges the write runs of different clients into shared
-// script calls: a script call costs Redis several times a SET, and at
-// pipeline depth 1 every client's batch is a run of one write. One call
-// per slot is in flight; runs that arrive meanwhile wait, and the first of
-// them sends them all as one call when it returns (group commit). A lone
-// client never waits: with nothing in flight its run goes at once.
+// writeCombiner merges the single writes of different clients (every
+// write at pipeline depth 1) into shared script calls: a script call costs
+// Redis several times a SET. One call per slot is in flight; writes that
+// arrive meanwhile wait, and the first of them sends them all as one call
+// when it returns (group commit). A lone client never waits: with nothing
+// in flight its write goes at once.
 type writeCombiner struct {
 	s     *Store
 	mu    sync.Mutex

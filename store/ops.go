@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -290,5 +290,5 @@ func msArg(d time.Duration) string {
 	if d <= 0 {
 		return "0"
 	}
-	return fmt.Sprint(int64((d + time.Millisecond - 1) / time.Millisecond))
+	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
 }
