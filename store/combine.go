@@ -55,9 +55,20 @@ func (w *writeCombiner) write(ctx context.Context, r *writeRun) {
 }
 
 // lead sends group as shared calls, then hands the runs that arrived
-// meanwhile to the first of them, or marks the slot idle.
+// meanwhile to the first of them, or marks the slot idle. The hand-off is
+// deferred: should sending panic, the waiting clients still get an answer
+// and the slot does not stay busy for ever.
 func (w *writeCombiner) lead(ctx context.Context, q *slotQueue, group []*writeRun) {
+	defer w.handOff(q, group)
 	w.send(ctx, group)
+}
+
+func (w *writeCombiner) handOff(q *slotQueue, group []*writeRun) {
+	for _, r := range group {
+		if r.vals == nil && r.err == nil {
+			r.err = errNoResult
+		}
+	}
 	for _, r := range group[1:] {
 		r.ready <- nil
 	}
@@ -96,7 +107,7 @@ func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
 			case err != nil:
 				r.err = err
 			case len(vals) < len(r.keys):
-				r.err = errShortReply
+				r.err = errNoResult
 			default:
 				r.vals, vals = vals[:len(r.keys)], vals[len(r.keys):]
 			}

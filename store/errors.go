@@ -11,8 +11,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTombstoned: the key holds a tombstone, so writes to it are refused.
 	ErrTombstoned = errors.New("session was destroyed")
-	// errShortReply: a script answered fewer results than it wrote keys.
-	errShortReply = errors.New("write script answered too few results")
+	// errNoResult: a shared write call gave a write no result of its own.
+	errNoResult = errors.New("shared write call gave no result for this key")
 )
 
 // UpstreamReply reports whether err is an error reply from Redis itself
