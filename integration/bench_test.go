@@ -32,8 +32,8 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	eng := commands.New(st, commands.Options{
-		Prefix: "sess:",
-		Policy: ttl.Policy{Default: defaultTTL, Min: time.Second, Max: maxTTL, FromCookie: true, Touch: true},
+		Prefix:     "sess:",
+		Policy:     ttl.Policy{Default: defaultTTL, Min: time.Second, Max: maxTTL, FromCookie: true, Touch: true},
 		Tombstones: true, Grace: grace, OnWrite: commands.OnWriteError,
 		Codec: cdc,
 	})
