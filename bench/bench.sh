@@ -11,13 +11,15 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_N        requests per redis-benchmark run [100000]
-#   BENCH_ROUNDS   rounds; every figure is the median over rounds [3]
+#   BENCH_ROUNDS   rounds; every figure is the median over rounds, every ratio the median
+#                  of the rounds' own ratios (each round's targets ran back to back) [3]
 #   BENCH_CLIENTS  redis-benchmark -c [50]
 #   BENCH_KEYS     redis-benchmark -r, the key space sess:000000000000.. [100000]
 #   BENCH_TIMEOUT  seconds before one redis-benchmark run counts as failed [300]
 #   PROXY_BIN      a prebuilt sessproxy binary [go build ./cmd/sessproxy]
 #   PROXY_CMD      instead of sessproxy, run this with bash -c; PROXY_PORT, REDIS_PORT and
-#                  WORKDIR are set. For testing this script, e.g.
+#                  WORKDIR are set. Start the proxy with exec, so the CPU column reads the
+#                  proxy's /proc and not the shell's. For testing this script, e.g.
 #                  PROXY_CMD='exec redis-server --port $PROXY_PORT --save ""'
 #   PROXY_STANDIN  "twemproxy": use a second nutcracker as the proxy (testing this script)
 #
@@ -50,10 +52,11 @@ PIDS=()
 # children of a PROXY_CMD shell.
 cleanup() {
 	local pid
-	for pid in "${PIDS[@]}"; do
+	# ${PIDS[@]+…}: an empty array is "unbound" to set -u in bash before 4.4.
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do
 		kill -TERM -- "-$pid" 2>/dev/null || true
 	done
-	for pid in "${PIDS[@]}"; do
+	for pid in ${PIDS[@]+"${PIDS[@]}"}; do
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$WORKDIR"
@@ -129,14 +132,13 @@ start_twemproxy() {
 	free_port stats_port
 	start "$name" nutcracker -c "$WORKDIR/$name.yml" -s "$stats_port" -a 127.0.0.1
 	wait_ready "$name" "$port" "$LAST_PID"
-	TWEM_PID=$LAST_PID
 }
 
 start_proxy() {
 	if [[ ${PROXY_STANDIN:-} == twemproxy ]]; then
 		PROXY_DESC="stand-in: a second nutcracker"
 		start_twemproxy proxy "$PROXY_PORT"
-		PROXY_PID=$TWEM_PID
+		PROXY_PID=$LAST_PID
 		return
 	fi
 	if [[ -n ${PROXY_CMD:-} ]]; then
@@ -216,12 +218,11 @@ populate() {
 
 # --- workloads -------------------------------------------------------------------------
 
-# One round runs these steps in order; "populate" steps reset the key space.
+# One round runs these steps in order. Every write run starts on an empty key space (so
+# check_written can tell what it wrote); "populate" fills it for the reads.
 STEPS=(
-	"populate small"
-	"set-small 1" "set-small 16" "get-small 1" "get-small 16"
-	"populate session"
-	"sess-set 1" "sess-set 16" "sess-get 1" "sess-get 16"
+	"set-small 1" "set-small 16" "populate small" "get-small 1" "get-small 16"
+	"sess-set 1" "sess-set 16" "populate session" "sess-get 1" "sess-get 16"
 )
 
 # command_for WORKLOAD TARGET: sets CMD to the command redis-benchmark sends. The proxy
@@ -270,10 +271,11 @@ pid_for() {
 }
 
 # cpu_ticks PID: user+system CPU time the process has used, in clock ticks (0 for no
-# PID). Fields are counted after the ")" that ends the command name.
+# PID); fails when the process is gone. Fields are counted after the ")" that ends the
+# command name.
 cpu_ticks() {
 	[[ -n $1 ]] || { echo 0; return; }
-	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+	awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null
 }
 
 # us_per_req TICKS: CPU microseconds per request of one run.
@@ -286,8 +288,7 @@ bench() {
 	shift 2
 	port=$(port_for "$target")
 	pid=$(pid_for "$target")
-	redis0=$(cpu_ticks "$REDIS_PID")
-	mid0=$(cpu_ticks "$pid")
+	redis0=$(cpu_ticks "$REDIS_PID") && mid0=$(cpu_ticks "$pid") || return 1
 	# timeout: redis-benchmark spins forever at 100% CPU when it cannot connect.
 	out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
 		-c "$BENCH_CLIENTS" -n "$BENCH_N" -r "$BENCH_KEYS" -P "$pipeline" --csv -q "$@" \
@@ -295,8 +296,7 @@ bench() {
 	# The CSV's first column is the command line, unescaped: the JSON's quotes and commas
 	# break CSV parsing, so count columns from the right (rps is 7th from the end, p99
 	# 2nd). The header alone (the run died) yields "rps", which is not a number.
-	redis1=$(cpu_ticks "$REDIS_PID")
-	mid1=$(cpu_ticks "$pid")
+	redis1=$(cpu_ticks "$REDIS_PID") && mid1=$(cpu_ticks "$pid") || return 1
 	figures=$(printf '%s\n' "$out" | tail -n 1 | awk -F, '{
 		rps = $(NF - 6); p99 = $(NF - 1); gsub(/"/, "", rps); gsub(/"/, "", p99)
 		if (rps !~ /^[0-9.]+$/ || p99 !~ /^[0-9.]+$/ || rps + 0 == 0) exit 1
@@ -314,6 +314,24 @@ check_hit() {
 	got=$(timeout 5 redis-cli -h 127.0.0.1 -p "$(port_for "$2")" "${CMD[@]/__rand_int__/$key}" 2>&1) || true
 	[[ $got == "$want" ]] && return 0
 	echo "${CMD[*]/__rand_int__/$key} returned '${got:0:80}' instead of the stored value" >"$WORKDIR/bench.err"
+	return 1
+}
+
+# empty_keys: a write run starts on an empty key space.
+empty_keys() {
+	[[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall 2>&1) == OK ]] || die "FLUSHALL failed"
+}
+
+# check_written WORKLOAD: a SET row only means something if the writes reached Redis (a
+# proxy answering +OK without writing would look fast): a random key of the ones the run
+# wrote must hold the value, read from Redis directly.
+check_written() {
+	local want=$SMALL_JSON key got
+	[[ $1 == sess-set ]] && want=$SESSION_JSON
+	key=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" randomkey 2>&1)
+	got=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" get "$key" 2>&1)
+	[[ -n $key && $got == "$want" ]] && return 0
+	echo "after the run Redis holds '${key:0:40}' = '${got:0:80}', not the written value" >"$WORKDIR/bench.err"
 	return 1
 }
 
@@ -336,6 +354,7 @@ start redis redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0
 wait_ready redis "$REDIS_PORT" "$LAST_PID"
 REDIS_PID=$LAST_PID
 start_twemproxy twemproxy "$TWEM_PORT"
+TWEM_PID=$LAST_PID
 start_proxy
 start_floor redconfloor "$REDCON_PORT"
 REDCON_PID=$LAST_PID
@@ -364,10 +383,14 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 		for target in "${TARGETS[@]}"; do
 			command_for "$workload" "$target"
 			what="round $round/$BENCH_ROUNDS  $(label_for "$workload") -P $pipeline  $target"
+			[[ $workload == *set* ]] && empty_keys
 			if [[ $workload == *get* ]] && ! check_hit "$workload" "$target"; then
 				figures=
 			else
 				figures=$(bench "$target" "$pipeline" "${CMD[@]}") || figures=
+			fi
+			if [[ -n $figures && $workload == *set* ]] && ! check_written "$workload"; then
+				figures=
 			fi
 			if [[ -n $figures ]]; then
 				log "$what: $figures"
@@ -398,7 +421,25 @@ figure() {
 		}' "$RESULTS"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "error" || b == "error" || b == 0) print "error"; else printf "%.2f", a / b }'; }
+# ratio WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of the round's TARGET
+# figure divided by the same round's direct figure, or "error".
+ratio() {
+	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" '
+		$1 == w && $2 == p && ($3 == t || $3 == "direct") {
+			if ($5 == "error") bad = 1
+			else if ($3 == t) x[$4] = $c
+			else d[$4] = $c
+		}
+		END {
+			for (r in x) {
+				if (!(r in d) || d[r] == 0) { bad = 1; continue }
+				for (i = ++n; i > 1 && (v[i - 1] > x[r] / d[r]); i--) v[i] = v[i - 1]
+				v[i] = x[r] / d[r]
+			}
+			if (bad || n == 0) print "error"
+			else printf "%.2f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}' "$RESULTS"
+}
 rps() { awk -v a="$1" 'BEGIN { if (a == "error") print a; else printf "%.0f", a }'; }
 
 # table HEADER... then ROW lines: fixed-width columns, the first one wide.
@@ -409,7 +450,7 @@ row() {
 	printf '\n'
 }
 
-echo "throughput (requests per second; ratios to direct Redis)"
+echo "throughput (requests per second, median of the rounds; ratios to direct Redis, median of the rounds' own)"
 row workload "direct rps" "proxy rps" proxy/direct twemproxy/dir redconfl/dir gofloor/dir
 missing=()
 for step in "${STEPS[@]}"; do
@@ -417,10 +458,9 @@ for step in "${STEPS[@]}"; do
 	[[ $workload == populate ]] && continue
 	d=$(figure "$workload" "$pipeline" direct 5)
 	p=$(figure "$workload" "$pipeline" proxy 5)
-	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" "$(ratio "$p" "$d")" \
-		"$(ratio "$(figure "$workload" "$pipeline" twemproxy 5)" "$d")" \
-		"$(ratio "$(figure "$workload" "$pipeline" redconfloor 5)" "$d")" \
-		"$(ratio "$(figure "$workload" "$pipeline" gofloor 5)" "$d")"
+	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" \
+		"$(ratio "$workload" "$pipeline" proxy 5)" "$(ratio "$workload" "$pipeline" twemproxy 5)" \
+		"$(ratio "$workload" "$pipeline" redconfloor 5)" "$(ratio "$workload" "$pipeline" gofloor 5)"
 	for target in "${TARGETS[@]}"; do
 		if [[ $(figure "$workload" "$pipeline" "$target" 5) == error ]]; then
 			missing+=("$target: $(label_for "$workload") -P $pipeline")
@@ -429,14 +469,14 @@ for step in "${STEPS[@]}"; do
 done
 
 echo
-echo "p99 latency (ms, redis-benchmark's)"
+echo "p99 latency (ms, redis-benchmark's; medians as above)"
 row workload direct proxy proxy/direct twemproxy redconfloor gofloor
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
 	[[ $workload == populate ]] && continue
 	d=$(figure "$workload" "$pipeline" direct 6)
 	p=$(figure "$workload" "$pipeline" proxy 6)
-	row "$(label_for "$workload") -P $pipeline" "$d" "$p" "$(ratio "$p" "$d")" \
+	row "$(label_for "$workload") -P $pipeline" "$d" "$p" "$(ratio "$workload" "$pipeline" proxy 6)" \
 		"$(figure "$workload" "$pipeline" twemproxy 6)" "$(figure "$workload" "$pipeline" redconfloor 6)" \
 		"$(figure "$workload" "$pipeline" gofloor 6)"
 done

@@ -309,9 +309,11 @@ func testPipelinedReads(t *testing.T, up *upstream) {
 }
 
 // testConcurrentWritesShareCalls: writes of many clients at once are
-// merged into shared script calls, and each keeps its own outcome: a write
-// to a destroyed session is refused, one to a key of the wrong type gets
-// Redis's error, and every other is stored.
+// merged into shared script calls (the store's write combiner, which works
+// on the auto-pipeliner startProxy turns on), and each keeps its own
+// outcome: a write to a destroyed session is refused, one to a key of the
+// wrong type gets Redis's error, and every other is stored — also when the
+// first calls find the script cache flushed.
 func testConcurrentWritesShareCalls(t *testing.T, up *upstream) {
 	p := startProxy(t, up, nil)
 	// One hash tag: merging is per slot, and this makes it one in a cluster.
@@ -325,6 +327,7 @@ func testConcurrentWritesShareCalls(t *testing.T, up *upstream) {
 	if err := up.direct.Expire(bg, "sess:"+sid("hash"), time.Hour).Err(); err != nil {
 		t.Fatal(err) // every key in the namespace has a TTL (checked after the test)
 	}
+	scriptFlush(t, up)
 	up.resetStats(t)
 
 	const clients, writes = 20, 25
@@ -369,8 +372,8 @@ func testConcurrentWritesShareCalls(t *testing.T, up *upstream) {
 
 	total := clients * (writes + 2)
 	calls := up.stats(t)[up.masterOf(t, "sess:"+sid("x"))].calls["evalsha"]
-	if calls >= int64(total) {
-		t.Errorf("%d writes took %d script calls, want fewer: concurrent clients' writes share calls", total, calls)
+	if calls > int64(total*3/4) {
+		t.Errorf("%d writes took %d script calls, want at most 3/4 as many: concurrent clients' writes share calls", total, calls)
 	}
 	t.Logf("%d writes from %d clients took %d script calls", total, clients, calls)
 }

@@ -86,10 +86,12 @@ const maxRunKeys = 128
 // cluster), sent as one MGET: Redis and the proxy then handle one command
 // for a client's pipelined GETs, not one each. A run of one is a GET.
 //
-// MGET answers nil where GET answers WRONGTYPE, so a pipelined GET of a
-// key in the namespace that is not a string reads as missing; a lone GET
-// still gets the error. Only the proxy writes the namespace, and only
-// strings.
+// MGET answers nil where GET answers WRONGTYPE, so a key in the namespace
+// that is not a string reads as missing when its read shares a run; a lone
+// GET still gets the error. Only the proxy writes the namespace, and only
+// strings. In a cluster, a slot being migrated answers a multi-key MGET
+// with TRYAGAIN (go-redis retries it) where single GETs would follow ASK:
+// a run waits out the migration of its slot.
 type readRun struct {
 	mget *redis.Cmd       // 2+ keys
 	get  *redis.StringCmd // 1 key
@@ -271,40 +273,57 @@ func resendAfterNoScript(qs []queued) []bool {
 	ranKeys := make(map[string]bool)
 	ranUnknown := false // a write that ran on keys the proxy cannot name
 	for i := len(qs) - 1; i >= 0; i-- {
-		q, key := qs[i], keyOf(qs[i].cmd)
+		q, keys := qs[i], keysOf(qs[i].cmd)
 		switch {
 		case isNoScript(q.cmd.Err()):
 			resend[i] = true
 		case q.read:
-			resend[i] = !ranUnknown && ((key != "" && !ranKeys[key]) || (key == "" && len(ranKeys) == 0))
-		case key == "":
+			resend[i] = !ranUnknown && ((keys != nil && !anyIn(keys, ranKeys)) || (keys == nil && len(ranKeys) == 0))
+		case keys == nil:
 			ranUnknown = true
 		default:
-			ranKeys[key] = true
+			for _, k := range keys {
+				ranKeys[k] = true
+			}
 		}
 	}
 	return resend
 }
 
-// keyOf is the one key a queued command touches, "" when it touches
-// several or its shape is not known here.
-func keyOf(cmd redis.Cmder) string {
+// keysOf are the keys a queued command touches, nil when its shape is not
+// known here.
+func keysOf(cmd redis.Cmder) []string {
 	args := cmd.Args()
 	if len(args) < 2 {
-		return ""
+		return nil
 	}
+	var keys []interface{}
 	switch strings.ToLower(argString(args[0])) {
 	case "evalsha":
-		if len(args) >= 4 && argString(args[2]) == "1" {
-			return argString(args[3])
+		n, err := strconv.Atoi(argString(args[2]))
+		if err != nil || n < 1 || len(args) < 3+n {
+			return nil
 		}
-		return ""
+		keys = args[3 : 3+n]
 	case "mget", "del", "exists", "unlink":
-		if len(args) != 2 {
-			return ""
+		keys = args[1:]
+	default:
+		keys = args[1:2]
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = argString(k)
+	}
+	return out
+}
+
+func anyIn(keys []string, set map[string]bool) bool {
+	for _, k := range keys {
+		if set[k] {
+			return true
 		}
 	}
-	return argString(args[1])
+	return false
 }
 
 func argString(a interface{}) string {

@@ -54,3 +54,31 @@ func TestNoScriptResendKeepsOrder(t *testing.T) {
 		t.Fatalf("read after the write = %v", v)
 	}
 }
+
+// TestNoScriptResendReadRun: reads merged into one MGET are re-sent after a
+// NOSCRIPT unless a later write to one of their keys ran, so they still see
+// the re-sent write queued before them.
+func TestNoScriptResendReadRun(t *testing.T) {
+	ctx := context.Background()
+	s, m := openMini(t)
+	m.Set("plain", "old")
+	direct := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer direct.Close()
+	if err := direct.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	b.Write("sess:a", Write{Value: []byte(`{"v":1}`), TTL: time.Hour})
+	readA := b.Get("sess:a") // one MGET with the next read
+	readB := b.Get("sess:b")
+	b.Forward(false, "set", "plain", "new") // runs the first time, on another key
+	if err := b.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := readA.Result(); err != nil || string(v) != `{"v":1}` {
+		t.Fatalf("read in a run after the re-sent write = %q %v, want the write", v, err)
+	}
+	if _, err := readB.Result(); err != ErrNotFound {
+		t.Fatalf("missing key in the run: %v, want ErrNotFound", err)
+	}
+}

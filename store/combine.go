@@ -57,7 +57,8 @@ func (w *writeCombiner) write(ctx context.Context, r *writeRun) {
 // lead sends group as shared calls, then hands the runs that arrived
 // meanwhile to the first of them, or marks the slot idle. The hand-off is
 // deferred: should sending panic, the waiting clients still get an answer
-// and the slot does not stay busy for ever.
+// (errNoResult: whether their writes were applied is unknown) and the slot
+// does not stay busy for ever.
 func (w *writeCombiner) lead(ctx context.Context, q *slotQueue, group []*writeRun) {
 	defer w.handOff(q, group)
 	w.send(ctx, group)
@@ -117,30 +118,39 @@ func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
 
 // exec submits calls to the auto-pipeliner and waits for them; a NOSCRIPT
 // (the node lost its scripts: nothing ran) reloads them and sends the
-// calls that got it once more.
+// calls that got it once more. Each call ends with its own result or error.
 func (w *writeCombiner) exec(ctx context.Context, calls []*redis.Cmd) {
-	submit := func(calls []*redis.Cmd) {
-		futures := make([]redis.AutoFuture, len(calls))
-		for i, c := range calls {
-			futures[i] = w.s.ap.Submit(ctx, c)
-		}
-		for _, f := range futures {
-			_ = f.Wait() // the error is the call's own
-		}
-	}
-	submit(calls)
-	var again []*redis.Cmd
+	w.submit(ctx, calls)
+	var lost []int // calls that got NOSCRIPT
 	for i, c := range calls {
 		if isNoScript(c.Err()) {
-			calls[i] = redis.NewCmd(ctx, c.Args()...)
-			again = append(again, calls[i])
+			lost = append(lost, i)
 		}
 	}
-	if len(again) == 0 {
+	if len(lost) == 0 {
 		return
 	}
 	if err := w.s.loadScripts(ctx); err != nil {
-		return // the calls keep their NOSCRIPT error
+		for _, i := range lost {
+			calls[i].SetErr(err) // the client sees why, not NOSCRIPT
+		}
+		return
 	}
-	submit(again)
+	again := make([]*redis.Cmd, len(lost))
+	for j, i := range lost {
+		calls[i] = redis.NewCmd(ctx, calls[i].Args()...)
+		again[j] = calls[i]
+	}
+	w.submit(ctx, again)
+}
+
+// submit sends cmds through the auto-pipeliner and waits for their replies.
+func (w *writeCombiner) submit(ctx context.Context, cmds []*redis.Cmd) {
+	futures := make([]redis.AutoFuture, len(cmds))
+	for i, c := range cmds {
+		futures[i] = w.s.ap.Submit(ctx, c)
+	}
+	for _, f := range futures {
+		_ = f.Wait() // the error is the command's own, read from it
+	}
 }

@@ -11,8 +11,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTombstoned: the key holds a tombstone, so writes to it are refused.
 	ErrTombstoned = errors.New("session was destroyed")
-	// errNoResult: a shared write call gave a write no result of its own.
-	errNoResult = errors.New("shared write call gave no result for this key")
+	// errNoResult: a shared call (a write combiner group, an MGET run) gave
+	// one of its keys no result of its own.
+	errNoResult = errors.New("shared call gave no result for this key")
 )
 
 // UpstreamReply reports whether err is an error reply from Redis itself

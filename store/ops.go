@@ -194,9 +194,14 @@ func (r GetResult) Result() ([]byte, error) {
 		v, err = r.cmd.Bytes()
 	case r.run.get != nil:
 		v, err = r.run.get.Bytes()
+	case r.run.mget == nil:
+		return nil, errNoResult // read before its batch ran
 	default:
 		var vals []interface{}
 		if vals, err = r.run.mget.Slice(); err == nil {
+			if r.idx >= len(vals) {
+				return nil, errNoResult
+			}
 			s, ok := vals[r.idx].(string)
 			if !ok {
 				return nil, ErrNotFound

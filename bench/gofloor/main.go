@@ -14,22 +14,26 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: gofloor LISTEN_ADDR UPSTREAM_ADDR")
-		os.Exit(2)
-	}
-	ln, err := net.Listen("tcp", os.Args[1])
-	if err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "gofloor:", err)
 		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: gofloor LISTEN_ADDR UPSTREAM_ADDR")
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
 	}
 	for {
 		client, err := ln.Accept()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "gofloor:", err)
-			os.Exit(1)
+			return err
 		}
-		go relay(client, os.Args[2])
+		go relay(client, args[1])
 	}
 }
 

@@ -5,7 +5,8 @@
 // writes in one syscall per wake-up; one reader goroutine frames each reply and
 // hands its bytes back. `make bench` runs it beside sessproxy: what it reaches is
 // the ceiling of a redcon-based proxy on the machine at hand. It speaks RESP2 only
-// and is not a product: an upstream failure ends the process.
+// and is not a product: an upstream failure ends the process, and at most 65536
+// commands may be in flight (clients × pipeline depth; `make bench` has 800).
 //
 //	redconfloor LISTEN_ADDR UPSTREAM_ADDR
 package main
@@ -23,22 +24,26 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: redconfloor LISTEN_ADDR UPSTREAM_ADDR")
-		os.Exit(2)
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "redconfloor:", err)
+		os.Exit(1)
 	}
-	up, err := dial(os.Args[2])
-	if err != nil {
-		fail(err)
-	}
-	err = redcon.ListenAndServe(os.Args[1], up.serve,
-		func(conn redcon.Conn) bool { conn.SetContext(&client{}); return true }, nil)
-	fail(err)
 }
 
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "redconfloor:", err)
-	os.Exit(1)
+// run serves until the listener or the upstream connection fails.
+func run(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: redconfloor LISTEN_ADDR UPSTREAM_ADDR")
+	}
+	up, err := dial(args[1])
+	if err != nil {
+		return err
+	}
+	go func() {
+		up.failed <- redcon.ListenAndServe(args[0], up.serve,
+			func(conn redcon.Conn) bool { conn.SetContext(&client{}); return true }, nil)
+	}()
+	return <-up.failed
 }
 
 // request is one forwarded command waiting for its reply.
@@ -57,6 +62,7 @@ type upstream struct {
 	pending []byte        // commands not yet written
 	inOrder chan *request // requests in the order their commands were appended
 	wake    chan struct{} // the flusher has something to write
+	failed  chan error    // the first failure ends run
 }
 
 func dial(addr string) (*upstream, error) {
@@ -64,7 +70,12 @@ func dial(addr string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{conn: conn, inOrder: make(chan *request, 1<<16), wake: make(chan struct{}, 1)}
+	u := &upstream{
+		conn:    conn,
+		inOrder: make(chan *request, 1<<16),
+		wake:    make(chan struct{}, 1),
+		failed:  make(chan error, 3),
+	}
 	go u.flush()
 	go u.read()
 	return u, nil
@@ -102,7 +113,8 @@ func (u *upstream) flush() {
 		u.pending = spare[:0]
 		u.mu.Unlock()
 		if _, err := u.conn.Write(out); err != nil {
-			fail(err)
+			u.failed <- fmt.Errorf("write upstream: %w", err)
+			return
 		}
 		spare = out
 	}
@@ -115,7 +127,8 @@ func (u *upstream) read() {
 	for {
 		var err error
 		if buf, err = appendReply(rd, buf[:0]); err != nil {
-			fail(err)
+			u.failed <- fmt.Errorf("read upstream: %w", err)
+			return
 		}
 		r := <-u.inOrder
 		r.reply = append(r.reply[:0], buf...)
