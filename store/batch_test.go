@@ -20,18 +20,26 @@ func openMini(t *testing.T) (*Store, *miniredis.Miniredis) {
 	return s, m
 }
 
+// openFlushed is a store on a miniredis holding plain = "old", whose script
+// cache is then emptied, as a restart or a failover would.
+func openFlushed(t *testing.T) *Store {
+	t.Helper()
+	s, m := openMini(t)
+	m.Set("plain", "old")
+	direct := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer direct.Close()
+	if err := direct.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // After a NOSCRIPT, the scripts that did not run are sent again, and so are
 // the reads after them — but not a read queued before a write that did
 // run: sent again, it would see a write queued after it.
 func TestNoScriptResendKeepsOrder(t *testing.T) {
 	ctx := context.Background()
-	s, m := openMini(t)
-	m.Set("plain", "old")
-	direct := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer direct.Close()
-	if err := direct.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	s := openFlushed(t)
 	b := s.NewBatch()
 	write := b.Write("sess:a", Write{Value: []byte(`{"v":1}`), TTL: time.Hour})
 	readA := b.Get("sess:a")                     // after the failed script: must see it
@@ -60,13 +68,7 @@ func TestNoScriptResendKeepsOrder(t *testing.T) {
 // the re-sent write queued before them.
 func TestNoScriptResendReadRun(t *testing.T) {
 	ctx := context.Background()
-	s, m := openMini(t)
-	m.Set("plain", "old")
-	direct := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer direct.Close()
-	if err := direct.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	s := openFlushed(t)
 	b := s.NewBatch()
 	b.Write("sess:a", Write{Value: []byte(`{"v":1}`), TTL: time.Hour})
 	readA := b.Get("sess:a") // one MGET with the next read
