@@ -404,27 +404,32 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 done
 log ""
 
+# MEDIAN_AWK: add(x) collects a value, median() is the median of those collected.
+# Insertion sort: a handful of rounds, and mawk has no asort.
+MEDIAN_AWK='
+	function add(x,  i) {
+		for (i = ++n; i > 1 && v[i - 1] > x; i--) v[i] = v[i - 1]
+		v[i] = x
+	}
+	function median() { return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+'
+
 # figure WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of column 5 (rps), 6
 # (p99), 7 (Redis CPU µs per request) or 8 (the middle process's), or "error" if any
 # round of that cell failed.
 figure() {
-	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" '
+	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" "$MEDIAN_AWK"'
 		$1 == w && $2 == p && $3 == t {
 			if ($5 == "error") bad = 1
-			# Insertion sort: a handful of rounds, and mawk has no asort.
-			for (i = ++n; i > 1 && (v[i - 1] > $c + 0); i--) v[i] = v[i - 1]
-			v[i] = $c + 0
+			add($c + 0)
 		}
-		END {
-			if (bad || n == 0) print "error"
-			else print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-		}' "$RESULTS"
+		END { if (bad || n == 0) print "error"; else print median() }' "$RESULTS"
 }
 
 # ratio WORKLOAD PIPELINE TARGET COLUMN: the median over rounds of the round's TARGET
 # figure divided by the same round's direct figure, or "error".
 ratio() {
-	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" '
+	awk -v w="$1" -v p="$2" -v t="$3" -v c="$4" "$MEDIAN_AWK"'
 		$1 == w && $2 == p && ($3 == t || $3 == "direct") {
 			if ($5 == "error") bad = 1
 			else if ($3 == t) x[$4] = $c
@@ -432,12 +437,10 @@ ratio() {
 		}
 		END {
 			for (r in x) {
-				if (!(r in d) || d[r] == 0) { bad = 1; continue }
-				for (i = ++n; i > 1 && (v[i - 1] > x[r] / d[r]); i--) v[i] = v[i - 1]
-				v[i] = x[r] / d[r]
+				if (!(r in d) || d[r] == 0) bad = 1
+				else add(x[r] / d[r])
 			}
-			if (bad || n == 0) print "error"
-			else printf "%.2f\n", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			if (bad || n == 0) print "error"; else printf "%.2f\n", median()
 		}' "$RESULTS"
 }
 rps() { awk -v a="$1" 'BEGIN { if (a == "error") print a; else printf "%.0f", a }'; }

@@ -217,7 +217,8 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // context does. The batch is empty and reusable afterwards.
 //
 // When a node answers NOSCRIPT (it restarted or was failed over and lost
-// its script cache), Exec loads the scripts everywhere and sends again, in
+// its script cache), Exec loads the scripts everywhere (if that fails, the
+// commands that got NOSCRIPT carry its error) and sends again, in
 // order, the scripts that did not run (NOSCRIPT means no effect) and the
 // reads after the first of them, so a read queued after a write still sees
 // it — except a read followed by a write to its key that did run (on
@@ -252,6 +253,11 @@ func (b *Batch) Exec(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if err := b.s.loadScripts(ctx); err != nil {
+		for _, q := range b.queued[first:] {
+			if isNoScript(q.cmd.Err()) {
+				q.cmd.SetErr(err) // the client sees why, not NOSCRIPT
+			}
+		}
 		return err
 	}
 	rest := b.queued[first:]

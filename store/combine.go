@@ -85,9 +85,11 @@ func (w *writeCombiner) handOff(q *slotQueue, group []*writeRun) {
 	}
 }
 
-// send runs group as setManyScript calls of at most maxRunKeys keys each
-// and gives every run its own results.
+// send runs group as setManyScript calls of at most maxRunKeys keys each,
+// in one batch (which also recovers from NOSCRIPT), and gives every run its
+// own results.
 func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
+	b := w.s.NewBatch()
 	var calls []*redis.Cmd
 	var owners [][]*writeRun
 	for start := 0; start < len(group); {
@@ -96,11 +98,13 @@ func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
 			keys += len(group[end].keys)
 			end++
 		}
-		calls = append(calls, setManyCmd(group[start:end]...))
+		cmd := setManyCmd(group[start:end]...)
+		b.add(cmd, false)
+		calls = append(calls, cmd)
 		owners = append(owners, group[start:end])
 		start = end
 	}
-	w.exec(ctx, calls)
+	_ = b.Exec(ctx) // each call's error is its own, read from it
 	for i, cmd := range calls {
 		vals, err := cmd.Slice()
 		for _, r := range owners[i] {
@@ -113,44 +117,5 @@ func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
 				r.vals, vals = vals[:len(r.keys)], vals[len(r.keys):]
 			}
 		}
-	}
-}
-
-// exec submits calls to the auto-pipeliner and waits for them; a NOSCRIPT
-// (the node lost its scripts: nothing ran) reloads them and sends the
-// calls that got it once more. Each call ends with its own result or error.
-func (w *writeCombiner) exec(ctx context.Context, calls []*redis.Cmd) {
-	w.submit(ctx, calls)
-	var lost []int // calls that got NOSCRIPT
-	for i, c := range calls {
-		if isNoScript(c.Err()) {
-			lost = append(lost, i)
-		}
-	}
-	if len(lost) == 0 {
-		return
-	}
-	if err := w.s.loadScripts(ctx); err != nil {
-		for _, i := range lost {
-			calls[i].SetErr(err) // the client sees why, not NOSCRIPT
-		}
-		return
-	}
-	again := make([]*redis.Cmd, len(lost))
-	for j, i := range lost {
-		calls[i] = redis.NewCmd(ctx, calls[i].Args()...)
-		again[j] = calls[i]
-	}
-	w.submit(ctx, again)
-}
-
-// submit sends cmds through the auto-pipeliner and waits for their replies.
-func (w *writeCombiner) submit(ctx context.Context, cmds []*redis.Cmd) {
-	futures := make([]redis.AutoFuture, len(cmds))
-	for i, c := range cmds {
-		futures[i] = w.s.ap.Submit(ctx, c)
-	}
-	for _, f := range futures {
-		_ = f.Wait() // the error is the command's own, read from it
 	}
 }
