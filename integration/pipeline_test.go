@@ -377,3 +377,70 @@ func testConcurrentWritesShareCalls(t *testing.T, up *upstream) {
 	}
 	t.Logf("%d writes from %d clients took %d script calls", total, clients, calls)
 }
+
+// testConcurrentReadsShareCalls: single reads of many clients at once are
+// merged into shared MGETs (the store's read combiner), and each gets its
+// own answer: the value, or nil for a missing or destroyed session.
+func testConcurrentReadsShareCalls(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	// One hash tag: merging is per slot, and this makes it one in a cluster.
+	sid := func(name string) string { return "{cr}" + name }
+	value := func(g, i int) string { return fmt.Sprintf(`{"g":%d,"i":%d}`, g, i) }
+	const clients, reads = 20, 25
+	setup := p.client(t)
+	for g := 0; g < clients; g++ {
+		for i := 0; i < reads; i++ {
+			mustDo(t, setup, "SESS.SET", sid(fmt.Sprintf("c%d-%d", g, i)), value(g, i))
+		}
+	}
+	mustDo(t, setup, "SESS.SET", sid("dead"), `{"n":0}`)
+	mustDo(t, setup, "SESS.DESTROY", sid("dead"))
+	up.resetStats(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*(reads+2))
+	for g := 0; g < clients; g++ {
+		c := p.client(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < reads; i++ {
+				id := sid(fmt.Sprintf("c%d-%d", g, i))
+				// SESS.GET and GET alternate: both are plain reads.
+				var got string
+				var err error
+				if i%2 == 0 {
+					got, err = c.Do(bg, "SESS.GET", id).Text()
+				} else {
+					got, err = c.Get(bg, "sess:"+id).Result()
+				}
+				if err != nil || got != value(g, i) {
+					errs <- fmt.Errorf("read %s = %q, %v; want %q", id, got, err, value(g, i))
+				}
+				switch i {
+				case 5:
+					if err := c.Do(bg, "SESS.GET", sid("dead")).Err(); err != redis.Nil {
+						errs <- fmt.Errorf("read of the destroyed session: %v, want nil", err)
+					}
+				case 9:
+					if err := c.Get(bg, "sess:"+sid("missing")).Err(); err != redis.Nil {
+						errs <- fmt.Errorf("read of a missing session: %v, want nil", err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	total := clients * (reads + 2)
+	stats := up.stats(t)[up.masterOf(t, "sess:"+sid("x"))]
+	calls := stats.calls["get"] + stats.calls["mget"]
+	if calls > int64(total*3/4) {
+		t.Errorf("%d reads took %d calls (commandstats %v), want at most 3/4 as many: concurrent clients' reads share MGETs", total, calls, stats.calls)
+	}
+	t.Logf("%d reads from %d clients took %d GET and %d MGET calls", total, clients, stats.calls["get"], stats.calls["mget"])
+}

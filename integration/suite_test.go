@@ -72,6 +72,7 @@ func runSuite(t *testing.T, up *upstream) {
 		{"Pipeline", testPipeline},
 		{"PipelinedReads", testPipelinedReads},
 		{"ConcurrentWritesShareCalls", testConcurrentWritesShareCalls},
+		{"ConcurrentReadsShareCalls", testConcurrentReadsShareCalls},
 		{"NoScriptRecovery", testNoScriptRecovery},
 		{"RaceSetDestroy", testRaceSetDestroy},
 		{"RacePlainSetDel", testRacePlainSetDel},

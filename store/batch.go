@@ -29,6 +29,9 @@ type Batch struct {
 	run     *writeRun // the open run of fast-path writes, if any
 	reads   *readRun  // the open run of plain reads, if any
 	after   []queued  // unordered commands waiting for the run to close
+	// grouped marks the batch a combiner sends a group with, which must
+	// not be handed to a combiner again.
+	grouped bool
 }
 
 // writeRun is consecutive common-case writes of one batch (and of one slot,
@@ -46,9 +49,8 @@ type writeRun struct {
 	keys []string
 	args []interface{} // value, ttl per key
 
-	vals  []interface{}    // per key, when combined
-	err   error            // of the shared call, when combined
-	ready chan []*writeRun // writeCombiner: r sent (nil), or r leads this group
+	vals []interface{} // per key, when combined
+	err  error         // of the shared call, when combined
 }
 
 // results are the run's per-key replies.
@@ -92,11 +94,20 @@ const maxRunKeys = 128
 // strings. In a cluster, a slot being migrated answers a multi-key MGET
 // with TRYAGAIN (go-redis retries it) where single GETs would follow ASK:
 // a run waits out the migration of its slot.
+//
+// A batch that is nothing but one such read goes through the store's read
+// combiner instead, merged with other clients' reads into one MGET; its
+// result is then in val and err.
 type readRun struct {
 	mget *redis.Cmd       // 2+ keys
 	get  *redis.StringCmd // 1 key
 	slot int
 	keys []string
+
+	shared GetResult // combined: its read in the shared run
+	done   bool      // combined: val and err are set
+	val    []byte    // combined: the value
+	err    error     // combined: redis.Nil, or the read's error
 }
 
 // slotOf is key's cluster slot, -1 on a single node.
@@ -225,12 +236,19 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // another node, or not a script): sent again, it would see that later
 // write, so it keeps its first answer.
 func (b *Batch) Exec(ctx context.Context) error {
-	if b.s.combiner != nil && b.ap != nil && b.run != nil && len(b.run.keys) == 1 &&
-		len(b.queued) == 0 && len(b.after) == 0 && b.reads == nil {
-		r := b.run // the whole batch is one write
-		b.run = nil
-		b.s.combiner.write(ctx, r)
-		return ctx.Err()
+	if b.ap != nil && !b.grouped && len(b.queued) == 0 && len(b.after) == 0 {
+		switch {
+		case b.run != nil && b.reads == nil && len(b.run.keys) == 1:
+			r := b.run // the whole batch is one write
+			b.run = nil
+			b.s.writes.do(ctx, r.slot, r)
+			return ctx.Err()
+		case b.reads != nil && b.run == nil && len(b.reads.keys) == 1:
+			r := b.reads // the whole batch is one read
+			b.reads = nil
+			b.s.reads.do(ctx, r.slot, r)
+			return ctx.Err()
+		}
 	}
 	b.closeRun()
 	b.closeReads()

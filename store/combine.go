@@ -7,89 +7,147 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// writeCombiner merges the single writes of different clients (every
-// write at pipeline depth 1) into shared script calls: a script call costs
-// Redis several times a SET. One call per slot is in flight; writes that
-// arrive meanwhile wait, and the first of them sends them all as one call
-// when it returns (group commit). A lone client never waits: with nothing
-// in flight its write goes at once.
-type writeCombiner struct {
-	s     *Store
-	mu    sync.Mutex
-	slots map[int]*slotQueue
+// groupCommit merges the one-command batches of different clients (every
+// command at pipeline depth 1) into shared upstream calls, per slot. One
+// call per slot is in flight; runs that arrive meanwhile wait, and the
+// first of them sends them all as one call when it returns. A lone client
+// never waits: with nothing in flight its run goes at once.
+//
+// Writes are merged into setManyScript calls (a script call costs Redis
+// several times a SET), reads into MGETs.
+type groupCommit[R any] struct {
+	mu       sync.Mutex
+	slots    map[int]*slotQueue[R]
+	newBatch func() *Batch
+	// send sends group as shared calls on b, the slot's own batch, and
+	// gives every run its result.
+	send func(ctx context.Context, b *Batch, group []R)
+	// noResult gives errNoResult to a run that send left without a result.
+	noResult func(R)
 }
 
-// slotQueue is one slot's writes waiting for the call in flight.
-type slotQueue struct {
+// slotQueue is one slot's runs waiting for the call in flight.
+//
+// Only the run that leads the slot's current group touches batch and runs,
+// so they are reused from group to group, and the group's slice becomes
+// the next waiting list.
+type slotQueue[R any] struct {
 	busy    bool        // a call is in flight
-	waiting []*writeRun // sent together when it returns
+	waiting []waiter[R] // sent together when it returns
+	spare   []waiter[R] // a finished group's slice, for the next waiting list
+	lone    [1]waiter[R] // the group of a run that found the slot idle
+	batch   *Batch
+	runs    []R
 }
 
-func newWriteCombiner(s *Store) *writeCombiner {
-	return &writeCombiner{s: s, slots: make(map[int]*slotQueue)}
+// waiter is a run waiting in a slotQueue, and how it learns its fate: nil
+// when another run's group took it along, or the group it is first of and
+// sends.
+type waiter[R any] struct {
+	run   R
+	ready chan []waiter[R]
 }
 
-// write sends r, alone or merged with other clients' runs, and returns
-// once r's results are in r.vals and r.err.
-func (w *writeCombiner) write(ctx context.Context, r *writeRun) {
-	w.mu.Lock()
-	q := w.slots[r.slot]
+// do sends r, alone or merged with other clients' runs, and returns once
+// send has given r its result.
+func (g *groupCommit[R]) do(ctx context.Context, slot int, r R) {
+	g.mu.Lock()
+	if g.slots == nil {
+		g.slots = make(map[int]*slotQueue[R])
+	}
+	q := g.slots[slot]
 	if q == nil {
-		q = &slotQueue{}
-		w.slots[r.slot] = q
+		q = &slotQueue[R]{}
+		g.slots[slot] = q
 	}
 	if q.busy {
-		r.ready = make(chan []*writeRun, 1)
-		q.waiting = append(q.waiting, r)
-		w.mu.Unlock()
-		group := <-r.ready
-		if group == nil {
-			return // a leader sent r with its own group
+		w := waiter[R]{run: r, ready: make(chan []waiter[R], 1)}
+		if q.waiting == nil {
+			q.waiting, q.spare = q.spare, nil
 		}
-		w.lead(ctx, q, group) // r is the first of the next group: send it
+		q.waiting = append(q.waiting, w)
+		g.mu.Unlock()
+		if group := <-w.ready; group != nil {
+			g.lead(ctx, q, group) // r is the first of the next group: send it
+		}
 		return
 	}
 	q.busy = true
-	w.mu.Unlock()
-	w.lead(ctx, q, []*writeRun{r})
+	q.lone[0] = waiter[R]{run: r}
+	g.mu.Unlock()
+	g.lead(ctx, q, q.lone[:])
 }
 
-// lead sends group as shared calls, then hands the runs that arrived
-// meanwhile to the first of them, or marks the slot idle. The hand-off is
-// deferred: should sending panic, the waiting clients still get an answer
-// (errNoResult: whether their writes were applied is unknown) and the slot
-// does not stay busy for ever.
-func (w *writeCombiner) lead(ctx context.Context, q *slotQueue, group []*writeRun) {
-	defer w.handOff(q, group)
-	w.send(ctx, group)
+// lead sends group, then hands the runs that arrived meanwhile to the
+// first of them, or marks the slot idle. The hand-off is deferred: should
+// sending panic, the waiting clients still get an answer (errNoResult:
+// whether their writes were applied is unknown) and the slot does not stay
+// busy for ever.
+func (g *groupCommit[R]) lead(ctx context.Context, q *slotQueue[R], group []waiter[R]) {
+	q.runs = q.runs[:0]
+	for _, w := range group {
+		q.runs = append(q.runs, w.run)
+	}
+	if q.batch == nil {
+		q.batch = g.newBatch()
+		q.batch.grouped = true
+	}
+	defer g.handOff(q, group)
+	g.send(ctx, q.batch, q.runs)
 }
 
-func (w *writeCombiner) handOff(q *slotQueue, group []*writeRun) {
-	for _, r := range group {
-		if r.vals == nil && r.err == nil {
-			r.err = errNoResult
-		}
+func (g *groupCommit[R]) handOff(q *slotQueue[R], group []waiter[R]) {
+	for _, r := range q.runs {
+		g.noResult(r)
 	}
-	for _, r := range group[1:] {
-		r.ready <- nil
+	clear(q.runs)
+	for _, w := range group[1:] {
+		w.ready <- nil
 	}
-	w.mu.Lock()
+	clear(group)
+	g.mu.Lock()
 	next := q.waiting
 	q.waiting = nil
+	if &group[0] != &q.lone[0] {
+		q.spare = group[:0]
+	}
 	if len(next) == 0 {
 		q.busy = false
 	}
-	w.mu.Unlock()
+	g.mu.Unlock()
 	if len(next) > 0 {
 		next[0].ready <- next
 	}
 }
 
-// send runs group as setManyScript calls of at most maxRunKeys keys each,
-// in one batch (which also recovers from NOSCRIPT), and gives every run its
-// own results.
-func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
-	b := w.s.NewBatch()
+func newWriteCombiner(s *Store) *groupCommit[*writeRun] {
+	return &groupCommit[*writeRun]{
+		newBatch: s.NewBatch,
+		send:     s.sendWrites,
+		noResult: func(r *writeRun) {
+			if r.vals == nil && r.err == nil {
+				r.err = errNoResult
+			}
+		},
+	}
+}
+
+func newReadCombiner(s *Store) *groupCommit[*readRun] {
+	return &groupCommit[*readRun]{
+		newBatch: s.NewBatch,
+		send:     s.sendReads,
+		noResult: func(r *readRun) {
+			if !r.done {
+				r.done, r.err = true, errNoResult
+			}
+		},
+	}
+}
+
+// sendWrites runs group as setManyScript calls of at most maxRunKeys keys
+// each, in one batch (which also recovers from NOSCRIPT), and gives every
+// run its own results.
+func (s *Store) sendWrites(ctx context.Context, b *Batch, group []*writeRun) {
 	var calls []*redis.Cmd
 	var owners [][]*writeRun
 	for start := 0; start < len(group); {
@@ -117,5 +175,18 @@ func (w *writeCombiner) send(ctx context.Context, group []*writeRun) {
 				r.vals, vals = vals[:len(r.keys)], vals[len(r.keys):]
 			}
 		}
+	}
+}
+
+// sendReads runs group, single reads of one slot, as read runs of one
+// batch (an MGET per maxRunKeys keys), and gives every run its value.
+func (s *Store) sendReads(ctx context.Context, b *Batch, group []*readRun) {
+	for _, r := range group {
+		r.shared = b.addRead(r.keys[0])
+	}
+	_ = b.Exec(ctx) // each read's error is its own
+	for _, r := range group {
+		r.val, r.err = r.shared.raw()
+		r.done, r.shared = true, GetResult{}
 	}
 }

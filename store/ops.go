@@ -187,32 +187,37 @@ type GetResult struct {
 // Result is the stored value; ErrNotFound when the key is missing or holds a
 // tombstone.
 func (r GetResult) Result() ([]byte, error) {
-	var v []byte
-	var err error
-	switch {
-	case r.run == nil:
-		v, err = r.cmd.Bytes()
-	case r.run.get != nil:
-		v, err = r.run.get.Bytes()
-	case r.run.mget == nil:
-		return nil, errNoResult // read before its batch ran
-	default:
-		var vals []interface{}
-		if vals, err = r.run.mget.Slice(); err == nil {
-			if r.idx >= len(vals) {
-				return nil, errNoResult
-			}
-			s, ok := vals[r.idx].(string)
-			if !ok {
-				return nil, ErrNotFound
-			}
-			v = []byte(s)
-		}
-	}
+	v, err := r.raw()
 	if err == redis.Nil || (err == nil && string(v) == Tombstone) {
 		return nil, ErrNotFound
 	}
 	return v, err
+}
+
+// raw is the read's own reply: the value, redis.Nil, or its error.
+func (r GetResult) raw() ([]byte, error) {
+	switch {
+	case r.run == nil:
+		return r.cmd.Bytes()
+	case r.run.done:
+		return r.run.val, r.run.err
+	case r.run.get != nil:
+		return r.run.get.Bytes()
+	case r.run.mget == nil:
+		return nil, errNoResult // read before its batch ran
+	}
+	vals, err := r.run.mget.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if r.idx >= len(vals) {
+		return nil, errNoResult
+	}
+	s, ok := vals[r.idx].(string)
+	if !ok {
+		return nil, redis.Nil // MGET's nil for a missing or non-string key
+	}
+	return []byte(s), nil
 }
 
 // Get queues reading the session at key.

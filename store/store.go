@@ -70,10 +70,11 @@ func (o *Options) init() {
 type Store struct {
 	opts     Options
 	client   redis.UniversalClient
-	cluster  *redis.ClusterClient // set in cluster mode
-	embedded *miniredis.Miniredis // set in embedded mode
-	ap       *redis.AutoPipeliner // set with Options.AutoPipeline
-	combiner *writeCombiner       // with ap: merges clients' writes
+	cluster  *redis.ClusterClient    // set in cluster mode
+	embedded *miniredis.Miniredis    // set in embedded mode
+	ap       *redis.AutoPipeliner    // set with Options.AutoPipeline
+	writes   *groupCommit[*writeRun] // with ap: merges clients' single writes
+	reads    *groupCommit[*readRun]  // with ap: merges clients' single reads
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 }
@@ -137,7 +138,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
-		s.combiner = newWriteCombiner(s)
+		s.writes = newWriteCombiner(s)
+		s.reads = newReadCombiner(s)
 	}
 	return s, nil
 }
