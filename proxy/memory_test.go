@@ -13,12 +13,16 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// The figures are the shipped binary's, which runs with GCPercent.
+func init() { debug.SetGCPercent(GCPercent) }
 
 // rssBytes is this process's resident set size.
 func rssBytes(t *testing.T) int64 {

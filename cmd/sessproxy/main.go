@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ var version = "dev"
 const shutdownGrace = 10 * time.Second
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(proxy.GCPercent)
+	}
 	startProfiling()
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "sessproxy:", err)

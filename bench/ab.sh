@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# ab.sh — a quick side-by-side of proxy variants at pipeline depth 1: GET and SET of a
+# small value through each, against one fresh redis-server, with redis-benchmark's
+# throughput and p99 per target, interleaved round by round. For trying a change (a
+# build, a flag, an environment variable) before a full `make bench`.
+#
+#   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
+#
+# Each COMMAND runs with bash -c; $UP is the Redis address and $LISTEN the address the
+# target must listen on. For example, sessproxy with Go's default GC against the shipped
+# setting:
+#
+#   go build -o /tmp/sp ./cmd/sessproxy
+#   bash bench/ab.sh 3 50000 \
+#     gogc100='GOGC=100 exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error' \
+#     default='exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error'
+#
+# Prints one line per workload and round: TARGET=rps/p99_ms for direct Redis and each
+# target. Ports: Redis on AB_PORT [27000], the targets on the ports after it.
+set -euo pipefail
+
+(($# >= 3)) || { sed -n '2,18p' "$0" >&2; exit 2; }
+rounds=$1 requests=$2
+shift 2
+base=${AB_PORT:-27000}
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/ab.XXXXXX")
+pids=()
+cleanup() {
+	local pid
+	for pid in ${pids[@]+"${pids[@]}"}; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+	for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+# wait_port PORT: until something answers PING there.
+wait_port() {
+	for _ in $(seq 100); do
+		[[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
+		sleep 0.1
+	done
+	echo "ab: nothing answers on port $1" >&2
+	return 1
+}
+
+setsid redis-server --port "$base" --bind 127.0.0.1 --save "" --appendonly no --dir "$workdir" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$base"
+names=(direct)
+declare -A ports=([direct]=$base)
+port=$base
+for spec in "$@"; do
+	name=${spec%%=*}
+	port=$((port + 1))
+	UP=127.0.0.1:$base LISTEN=127.0.0.1:$port setsid bash -c "${spec#*=}" >"$workdir/$name.log" 2>&1 &
+	pids+=($!)
+	names+=("$name")
+	ports[$name]=$port
+done
+for name in "${names[@]}"; do wait_port "${ports[$name]}"; done
+
+value='{"cookie":{"originalMaxAge":86400000},"user":"u123456789","n":1}'
+redis-benchmark -p "$base" -q -n 100000 -r 100000 -P 16 SET 'sess:__rand_int__' "$value" >/dev/null 2>&1
+for workload in GET SET; do
+	args=(GET 'sess:__rand_int__')
+	[[ $workload == SET ]] && args=(SET 'sess:__rand_int__' "$value")
+	for ((round = 1; round <= rounds; round++)); do
+		line="$workload -P 1 round $round:"
+		for name in "${names[@]}"; do
+			# --csv: rps is the 7th column from the end, p99 the 2nd.
+			figures=$(timeout 120 redis-benchmark -p "${ports[$name]}" --csv -q -n "$requests" -c 50 \
+				-r 100000 "${args[@]}" 2>/dev/null | tail -n 1 |
+				awk -F, '{ r = $(NF - 6); p = $(NF - 1); gsub(/"/, "", r); gsub(/"/, "", p); printf "%.0f/%s", r, p }') ||
+				figures=error
+			line+=" $name=${figures:-error}"
+		done
+		echo "$line"
+	done
+done
