@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,7 @@ type Batch struct {
 // SETs then cost Redis one script call, not one each.
 //
 // A batch that is nothing but one such write goes through the store's
-// writeCombiner instead, merged with other clients' writes; its results
+// write combiner instead, merged with other clients' writes; its results
 // are then in vals and err rather than cmd. Longer runs already share a
 // call, and holding them for a group commit measured slower (SET -P 16:
 // 0.27 of direct Redis before, 0.20 with).
@@ -92,8 +93,9 @@ const maxRunKeys = 128
 // that is not a string reads as missing when its read shares a run; a lone
 // GET still gets the error. Only the proxy writes the namespace, and only
 // strings. In a cluster, a slot being migrated answers a multi-key MGET
-// with TRYAGAIN (go-redis retries it) where single GETs would follow ASK:
-// a run waits out the migration of its slot.
+// with TRYAGAIN where single GETs are served or follow ASK: such a run is
+// sent again as single GETs (splitMigrating), and so are the slot's runs
+// for a while after.
 //
 // A batch that is nothing but one such read goes through the store's read
 // combiner instead, merged with other clients' reads into one MGET; its
@@ -103,6 +105,8 @@ type readRun struct {
 	get  *redis.StringCmd // 1 key
 	slot int
 	keys []string
+
+	gets []*redis.StringCmd // per key, when the MGET met a slot migration
 
 	shared GetResult // combined: its read in the shared run
 	done   bool      // combined: val and err are set
@@ -132,7 +136,8 @@ func (b *Batch) addRead(key string) GetResult {
 }
 
 // closeReads turns the open read run into its command, in its place in the
-// batch's order.
+// batch's order: a GET, an MGET, or while its slot is being migrated one
+// GET per key.
 func (b *Batch) closeReads() {
 	r := b.reads
 	if r == nil {
@@ -144,13 +149,21 @@ func (b *Batch) closeReads() {
 		b.queued = append(b.queued, queued{cmd: r.get, read: true})
 		return
 	}
+	if b.s.slotMigrating(r.slot) {
+		r.gets = make([]*redis.StringCmd, len(r.keys))
+		for i, k := range r.keys {
+			r.gets[i] = redis.NewStringCmd(context.Background(), "get", k)
+			b.queued = append(b.queued, queued{cmd: r.gets[i], read: true})
+		}
+		return
+	}
 	args := make([]interface{}, 1+len(r.keys))
 	args[0] = "mget"
 	for i, k := range r.keys {
 		args[1+i] = k
 	}
 	r.mget = redis.NewCmd(context.Background(), args...)
-	b.queued = append(b.queued, queued{cmd: r.mget, read: true})
+	b.queued = append(b.queued, queued{cmd: r.mget, read: true, run: r})
 }
 
 // addToRun queues a common-case write, merged into the open run when it
@@ -196,6 +209,7 @@ type queued struct {
 	cmd redis.Cmder
 	// read marks commands without side effects, which may be sent again.
 	read bool
+	run  *readRun // the read run an MGET serves
 }
 
 // NewBatch returns an empty batch on the store.
@@ -260,6 +274,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 		b.queued = b.queued[:0]
 	}()
 	b.send(ctx, b.queued, func(queued) bool { return true })
+	defer b.splitMigrating(ctx)
 	first := -1
 	for i, q := range b.queued {
 		if isNoScript(q.cmd.Err()) {
@@ -286,6 +301,54 @@ func (b *Batch) Exec(ctx context.Context) error {
 		return resend[i]
 	})
 	return ctx.Err()
+}
+
+// splitMigrating sends again, one GET per key, the read runs a node
+// answered with TRYAGAIN: in a cluster, while a slot is being migrated and
+// some of its keys have moved, Redis refuses a multi-key MGET until the
+// migration ends, where single GETs are served or redirected (ASK). A run
+// followed in the batch by a write to one of its keys keeps the error, for
+// sent again it would see that later write. The slot's next read runs skip
+// MGET for a while (migrationHold).
+func (b *Batch) splitMigrating(ctx context.Context) {
+	var again []queued
+	for i, q := range b.queued {
+		if q.run == nil || !isTryAgain(q.cmd.Err()) {
+			continue
+		}
+		b.s.markMigrating(q.run.slot)
+		if writtenAfter(q.run.keys, b.queued[i+1:]) {
+			continue
+		}
+		q.run.gets = make([]*redis.StringCmd, len(q.run.keys))
+		for j, k := range q.run.keys {
+			q.run.gets[j] = redis.NewStringCmd(context.Background(), "get", k)
+			again = append(again, queued{cmd: q.run.gets[j], read: true})
+		}
+	}
+	if len(again) > 0 {
+		b.send(ctx, again, func(queued) bool { return true })
+	}
+}
+
+// writtenAfter reports whether a command of qs that is not a read may
+// write one of keys.
+func writtenAfter(keys []string, qs []queued) bool {
+	for _, q := range qs {
+		if q.read {
+			continue
+		}
+		written := keysOf(q.cmd)
+		if written == nil {
+			return true
+		}
+		for _, k := range written {
+			if slices.Contains(keys, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resendAfterNoScript marks which of qs (from the first NOSCRIPT on) go

@@ -32,9 +32,9 @@ type groupCommit[R any] struct {
 // so they are reused from group to group, and the group's slice becomes
 // the next waiting list.
 type slotQueue[R any] struct {
-	busy    bool        // a call is in flight
-	waiting []waiter[R] // sent together when it returns
-	spare   []waiter[R] // a finished group's slice, for the next waiting list
+	busy    bool         // a call is in flight
+	waiting []waiter[R]  // sent together when it returns
+	spare   []waiter[R]  // a finished group's slice, for the next waiting list
 	lone    [1]waiter[R] // the group of a run that found the slot idle
 	batch   *Batch
 	runs    []R

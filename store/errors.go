@@ -11,7 +11,7 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTombstoned: the key holds a tombstone, so writes to it are refused.
 	ErrTombstoned = errors.New("session was destroyed")
-	// errNoResult: a shared call (a write combiner group, an MGET run) gave
+	// errNoResult: a shared call (a combiner group, an MGET run) gave
 	// one of its keys no result of its own.
 	errNoResult = errors.New("shared call gave no result for this key")
 )

@@ -201,6 +201,8 @@ func (r GetResult) raw() ([]byte, error) {
 		return r.cmd.Bytes()
 	case r.run.done:
 		return r.run.val, r.run.err
+	case r.run.gets != nil:
+		return r.run.gets[r.idx].Bytes()
 	case r.run.get != nil:
 		return r.run.get.Bytes()
 	case r.run.mget == nil:

@@ -75,8 +75,12 @@ type Store struct {
 	ap       *redis.AutoPipeliner    // set with Options.AutoPipeline
 	writes   *groupCommit[*writeRun] // with ap: merges clients' single writes
 	reads    *groupCommit[*readRun]  // with ap: merges clients' single reads
-	stop     chan struct{}
-	stopped  sync.WaitGroup
+	// migrating holds the slots a node recently answered TRYAGAIN for
+	// (a slot migration in progress), each until when its reads go as
+	// single GETs instead of MGETs.
+	migrating sync.Map // int → time.Time
+	stop      chan struct{}
+	stopped   sync.WaitGroup
 }
 
 // Open connects to the upstream and loads the scripts. In embedded mode it
@@ -226,4 +230,25 @@ func (s *Store) loadScripts(ctx context.Context) error {
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+func isTryAgain(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
+}
+
+// migrationHold is how long after a TRYAGAIN a slot's reads skip MGET. Each
+// TRYAGAIN costs a read run go-redis's retries, so one per slot per hold.
+const migrationHold = time.Second
+
+// slotMigrating reports whether slot's reads should go as single GETs.
+func (s *Store) slotMigrating(slot int) bool {
+	if slot < 0 {
+		return false
+	}
+	until, ok := s.migrating.Load(slot)
+	return ok && time.Now().Before(until.(time.Time))
+}
+
+func (s *Store) markMigrating(slot int) {
+	s.migrating.Store(slot, time.Now().Add(migrationHold))
 }
