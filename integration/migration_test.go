@@ -11,14 +11,17 @@ import (
 	"github.com/sessproxy/sessproxy/store"
 )
 
-// TestClusterReadsDuringSlotMigration: while a slot is being migrated, some
-// of its keys are on the old node and some on the new one. Redis answers a
-// multi-key MGET there with TRYAGAIN until the migration ends, where single
-// GETs are served (or sent on with ASK). Reads that share an MGET — a
-// client's pipelined GETs, different clients' single reads — must still get
-// their values. It runs on a cluster of its own: the test leaves a slot
-// half-migrated.
-func TestClusterReadsDuringSlotMigration(t *testing.T) {
+// TestClusterSlotMigration: while a slot is being migrated, some of its
+// keys are on the old node and some on the new one. Redis refuses a
+// multi-key command there (TRYAGAIN) until the migration ends, where
+// single-key ones are served or sent on with ASK. Commands that share a
+// call — a client's pipelined GETs (one MGET) or SETs (one script call),
+// different clients' single reads and writes (the combiners) — must still
+// work, and a pipelined read after a write still sees it. Each slot is met
+// first by a pipeline (the TRYAGAIN), then by many clients (the proxy then
+// knows the slot is migrating). It runs on a cluster of its own: the test
+// migrates slots.
+func TestClusterSlotMigration(t *testing.T) {
 	c := redistest.Cluster(t)
 	up := &upstream{
 		name: "migrating cluster", mode: store.ModeCluster, addrs: c.Addrs,
@@ -30,55 +33,88 @@ func TestClusterReadsDuringSlotMigration(t *testing.T) {
 	}
 	p := startProxy(t, up, nil)
 	setup := p.client(t)
-	key := func(id string) string { return "sess:{mig}" + id }
-	value := func(id string) string { return fmt.Sprintf(`{"id":%q}`, id) }
 	ids := []string{"a", "b", "c", "d"}
-	for _, id := range ids {
-		mustDo(t, setup, "SET", key(id), value(id))
-	}
+	value := func(id, version string) string { return fmt.Sprintf(`{"id":%q,"v":%q}`, id, version) }
 
-	// Move the slot's state to "migrating" and carry b and d over to another
-	// master, as redis-cli --cluster reshard does one key batch at a time.
-	slot := store.Slot(key("a"))
-	source, target := migrationNodes(t, c, up.masterOf(t, key("a")))
-	sourceID := source.ClusterMyID(bg).Val()
-	targetID := target.ClusterMyID(bg).Val()
-	for _, step := range []struct {
-		node *redis.Client
-		args []interface{}
-	}{
-		{target, []interface{}{"cluster", "setslot", slot, "importing", sourceID}},
-		{source, []interface{}{"cluster", "setslot", slot, "migrating", targetID}},
-	} {
-		if err := step.node.Do(bg, step.args...).Err(); err != nil {
-			t.Fatalf("%v: %v", step.args, err)
+	t.Run("reads", func(t *testing.T) {
+		sid := func(id string) string { return "{mr}" + id }
+		for _, id := range ids {
+			mustDo(t, setup, "SESS.SET", sid(id), value(id, "1"))
 		}
-	}
-	host, port, _ := strings.Cut(target.Options().Addr, ":")
-	for _, id := range []string{"b", "d"} {
-		if err := source.Migrate(bg, host, port, key(id), 0, 5e9).Err(); err != nil {
-			t.Fatalf("MIGRATE %s: %v", key(id), err)
-		}
-	}
-	if err := source.MGet(bg, key("a"), key("b")).Err(); err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
-		t.Fatalf("MGET on the source node mid-migration: %v, want TRYAGAIN (the case under test)", err)
-	}
+		finish := migrateHalf(t, c, up, "sess:"+sid("a"), "sess:"+sid("b"), "sess:"+sid("d"))
+		defer finish()
 
-	// One client's pipelined reads: one MGET run of the slot.
-	rc := p.raw(t)
-	var req []byte
-	for _, id := range ids {
-		req = append(req, encode("GET", key(id))...)
-	}
-	rc.write(req)
-	for _, id := range ids {
-		got, err := rc.read()
-		if err != nil || got != value(id) {
-			t.Errorf("pipelined GET %s = %#v, %v; want %q", key(id), got, err, value(id))
+		rc := p.raw(t)
+		var req []byte
+		for _, id := range ids {
+			req = append(req, encode("GET", "sess:"+sid(id))...)
 		}
-	}
+		rc.write(req)
+		for _, id := range ids {
+			if got, err := rc.read(); err != nil || got != value(id, "1") {
+				t.Errorf("pipelined GET %s = %#v, %v; want %q", sid(id), got, err, value(id, "1"))
+			}
+		}
+		manyClients(t, p, func(cl *redis.Client, id string) error {
+			got, err := cl.Do(bg, "SESS.GET", sid(id)).Text()
+			if err != nil || got != value(id, "1") {
+				return fmt.Errorf("SESS.GET %s = %q, %v; want %q", sid(id), got, err, value(id, "1"))
+			}
+			return nil
+		}, ids)
+	})
 
-	// Many clients' single reads, which the read combiner merges.
+	t.Run("writes", func(t *testing.T) {
+		sid := func(id string) string { return "{mw}" + id }
+		for _, id := range ids {
+			mustDo(t, setup, "SESS.SET", sid(id), value(id, "1"))
+		}
+		finish := migrateHalf(t, c, up, "sess:"+sid("a"), "sess:"+sid("b"), "sess:"+sid("d"))
+		defer finish()
+
+		rc := p.raw(t)
+		var req []byte
+		for _, id := range ids {
+			req = append(req, encode("SET", "sess:"+sid(id), value(id, "2"))...)
+		}
+		req = append(req, encode("GET", "sess:"+sid("b"))...)
+		rc.write(req)
+		for i, want := range []interface{}{status("OK"), status("OK"), status("OK"), status("OK"), value("b", "2")} {
+			if got, err := rc.read(); err != nil || got != want {
+				t.Errorf("pipelined reply %d = %#v, %v; want %#v", i, got, err, want)
+			}
+		}
+		// Again, now that the proxy knows: each write and read its own call.
+		req = nil
+		var wants []interface{}
+		for _, id := range ids {
+			req = append(req, encode("SET", "sess:"+sid(id), value(id, "2b"))...)
+			req = append(req, encode("GET", "sess:"+sid(id))...)
+			wants = append(wants, status("OK"), value(id, "2b"))
+		}
+		rc.write(req)
+		for i, want := range wants {
+			if got, err := rc.read(); err != nil || got != want {
+				t.Errorf("second pipeline, reply %d = %#v, %v; want %#v", i, got, err, want)
+			}
+		}
+		manyClients(t, p, func(cl *redis.Client, id string) error {
+			if err := cl.Do(bg, "SESS.SET", sid(id), value(id, "3")).Err(); err != nil {
+				return fmt.Errorf("SESS.SET %s: %v", sid(id), err)
+			}
+			return nil
+		}, ids)
+		for _, id := range ids {
+			if got, err := setup.Do(bg, "SESS.GET", sid(id)).Text(); err != nil || got != value(id, "3") {
+				t.Errorf("SESS.GET %s after the writes = %q, %v; want %q", sid(id), got, err, value(id, "3"))
+			}
+		}
+	})
+}
+
+// manyClients runs do from 10 clients at once, 20 times each, over ids.
+func manyClients(t *testing.T, p *proxyHandle, do func(cl *redis.Client, id string) error, ids []string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, 10*20)
 	for g := 0; g < 10; g++ {
@@ -87,9 +123,8 @@ func TestClusterReadsDuringSlotMigration(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 20; i++ {
-				id := ids[(g+i)%len(ids)]
-				if got, err := cl.Do(bg, "SESS.GET", "{mig}"+id).Text(); err != nil || got != value(id) {
-					errs <- fmt.Errorf("SESS.GET {mig}%s = %q, %v; want %q", id, got, err, value(id))
+				if err := do(cl, ids[(g+i)%len(ids)]); err != nil {
+					errs <- err
 				}
 			}
 		}()
@@ -99,45 +134,61 @@ func TestClusterReadsDuringSlotMigration(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-
-	// End the migration (the rest of the slot's keys moved, the slot the
-	// target's on every master), so the checks after the test find every
-	// key on the node that owns it.
-	rest, err := source.ClusterGetKeysInSlot(bg, slot, 1000).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range rest {
-		if err := source.Migrate(bg, host, port, k, 0, 5e9).Err(); err != nil {
-			t.Fatalf("MIGRATE %s: %v", k, err)
-		}
-	}
-	for _, addr := range c.Addrs {
-		node := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true})
-		err := node.Do(bg, "cluster", "setslot", slot, "node", targetID).Err()
-		node.Close()
-		if err != nil {
-			t.Fatalf("CLUSTER SETSLOT %d NODE on %s: %v", slot, addr, err)
-		}
-	}
 }
 
-// migrationNodes are direct clients of the master that owns the slot
-// (source) and of another master (target).
-func migrationNodes(t *testing.T, c *redistest.ClusterInfo, sourceAddr string) (source, target *redis.Client) {
+// migrateHalf starts migrating the slot of first to another master, as
+// redis-cli --cluster reshard does, and carries the moved keys (of that
+// slot) over; the slot's other keys stay behind. A multi-key command on the
+// slot's keys then gets TRYAGAIN (checked). finish completes the migration,
+// so the checks after the test find every key on the node that owns it.
+func migrateHalf(t *testing.T, c *redistest.ClusterInfo, up *upstream, first string, moved ...string) (finish func()) {
 	t.Helper()
-	for _, addr := range c.Addrs {
-		cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true})
-		t.Cleanup(func() { cl.Close() })
+	slot := store.Slot(first)
+	var source, target *redis.Client
+	sourceAddr := up.masterOf(t, first)
+	nodes := make([]*redis.Client, len(c.Addrs))
+	for i, addr := range c.Addrs {
+		nodes[i] = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true})
+		t.Cleanup(func() { nodes[i].Close() })
 		switch {
 		case addr == sourceAddr:
-			source = cl
+			source = nodes[i]
 		case target == nil:
-			target = cl
+			target = nodes[i]
 		}
 	}
-	if source == nil || target == nil {
-		t.Fatalf("no source (%s) or target among %v", sourceAddr, c.Addrs)
+	sourceID, targetID := source.ClusterMyID(bg).Val(), target.ClusterMyID(bg).Val()
+	do := func(node *redis.Client, args ...interface{}) {
+		t.Helper()
+		if err := node.Do(bg, args...).Err(); err != nil {
+			t.Fatalf("%v on %s: %v", args, node.Options().Addr, err)
+		}
 	}
-	return source, target
+	host, port, _ := strings.Cut(target.Options().Addr, ":")
+	migrate := func(key string) {
+		t.Helper()
+		if err := source.Migrate(bg, host, port, key, 0, 5e9).Err(); err != nil {
+			t.Fatalf("MIGRATE %s: %v", key, err)
+		}
+	}
+	do(target, "cluster", "setslot", slot, "importing", sourceID)
+	do(source, "cluster", "setslot", slot, "migrating", targetID)
+	for _, k := range moved {
+		migrate(k)
+	}
+	if err := source.MGet(bg, first, moved[0]).Err(); err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
+		t.Fatalf("MGET on the source node mid-migration: %v, want TRYAGAIN (the case under test)", err)
+	}
+	return func() {
+		rest, err := source.ClusterGetKeysInSlot(bg, slot, 1000).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range rest {
+			migrate(k)
+		}
+		for _, node := range nodes {
+			do(node, "cluster", "setslot", slot, "node", targetID)
+		}
+	}
 }

@@ -52,33 +52,45 @@ type writeRun struct {
 
 	vals []interface{} // per key, when combined
 	err  error         // of the shared call, when combined
+
+	// parts are one call per key, when the slot is being migrated (see
+	// splitMigrating).
+	parts []*redis.Cmd
 }
 
-// results are the run's per-key replies.
+// results are the run's per-key replies: a value, or the key's error.
 func (r *writeRun) results() ([]interface{}, error) {
-	if r.cmd != nil {
+	switch {
+	case r.parts != nil:
+		vals := make([]interface{}, len(r.parts))
+		for i, part := range r.parts {
+			v, err := part.Slice()
+			switch {
+			case err != nil:
+				vals[i] = err
+			case len(v) == 0:
+				vals[i] = errNoResult
+			default:
+				vals[i] = v[0]
+			}
+		}
+		return vals, nil
+	case r.cmd != nil:
 		return r.cmd.Slice()
 	}
 	return r.vals, r.err
 }
 
-// setManyCmd is one setManyScript call writing the keys of runs, in order.
-func setManyCmd(runs ...*writeRun) *redis.Cmd {
-	n := 0
-	for _, r := range runs {
-		n += len(r.keys)
+// setManyCmd is one setManyScript call writing keys, with args the value
+// and ttl of each.
+func setManyCmd(keys []string, args []interface{}) *redis.Cmd {
+	call := make([]interface{}, 3, 3+len(keys)+len(args))
+	call[0], call[1], call[2] = "evalsha", setManyScript.Hash(), len(keys)
+	for _, k := range keys {
+		call = append(call, k)
 	}
-	args := make([]interface{}, 3, 3+3*n)
-	args[0], args[1], args[2] = "evalsha", setManyScript.Hash(), n
-	for _, r := range runs {
-		for _, k := range r.keys {
-			args = append(args, k)
-		}
-	}
-	for _, r := range runs {
-		args = append(args, r.args...)
-	}
-	return redis.NewCmd(context.Background(), args...)
+	call = append(call, args...)
+	return redis.NewCmd(context.Background(), call...)
 }
 
 // maxRunKeys bounds one script call, so a huge pipeline does not hold
@@ -188,11 +200,33 @@ func (b *Batch) closeRun() {
 		return
 	}
 	b.run = nil
-	r.cmd = setManyCmd(r)
-	b.queued = append(b.queued, queued{cmd: r.cmd})
+	b.queueRun(r)
 	b.queued = append(b.queued, b.after...)
 	clear(b.after)
 	b.after = b.after[:0]
+}
+
+// queueRun queues r's script call, or while its slot is being migrated
+// one call per key.
+func (b *Batch) queueRun(r *writeRun) {
+	if len(r.keys) > 1 && b.s.slotMigrating(r.slot) {
+		r.parts = make([]*redis.Cmd, len(r.keys))
+		for i, k := range r.keys {
+			r.parts[i] = setManyCmd([]string{k}, r.args[2*i:2*i+2])
+			b.queued = append(b.queued, queued{cmd: r.parts[i]})
+		}
+		return
+	}
+	r.cmd = setManyCmd(r.keys, r.args)
+	b.queued = append(b.queued, queued{cmd: r.cmd, writes: r})
+}
+
+// addRun queues r, a run assembled elsewhere (the write combiner's), after
+// everything queued so far.
+func (b *Batch) addRun(r *writeRun) {
+	b.closeRun()
+	b.closeReads()
+	b.queueRun(r)
 }
 
 // addUnordered queues a command whose place among the batch's others does
@@ -208,8 +242,9 @@ func (b *Batch) addUnordered(cmd redis.Cmder) {
 type queued struct {
 	cmd redis.Cmder
 	// read marks commands without side effects, which may be sent again.
-	read bool
-	run  *readRun // the read run an MGET serves
+	read   bool
+	run    *readRun  // the read run an MGET serves
+	writes *writeRun // the write run a multi-key script call serves
 }
 
 // NewBatch returns an empty batch on the store.
@@ -273,7 +308,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 		clear(b.queued) // drop the payloads and results until the next batch
 		b.queued = b.queued[:0]
 	}()
-	b.send(ctx, b.queued, func(queued) bool { return true })
+	b.send(ctx, b.queued, all)
 	defer b.splitMigrating(ctx)
 	first := -1
 	for i, q := range b.queued {
@@ -303,31 +338,52 @@ func (b *Batch) Exec(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// splitMigrating sends again, one GET per key, the read runs a node
+// splitMigrating sends again, one key per command, the runs a node
 // answered with TRYAGAIN: in a cluster, while a slot is being migrated and
-// some of its keys have moved, Redis refuses a multi-key MGET until the
-// migration ends, where single GETs are served or redirected (ASK). A run
-// followed in the batch by a write to one of its keys keeps the error, for
-// sent again it would see that later write. The slot's next read runs skip
-// MGET for a while (migrationHold).
+// some of its keys have moved, Redis refuses a multi-key command (MGET, a
+// script call) without running it, until the migration ends. Single-key
+// commands are served or redirected (ASK). The reads after a write run
+// sent again go again too, in order, so they see it. A read followed in the
+// batch by a write to one of its keys keeps its first answer (for a read
+// run, the error): sent again, it would see that later write. The slot's
+// next runs go one key per command for a while (migrationHold).
 func (b *Batch) splitMigrating(ctx context.Context) {
+	if b.s.cluster == nil {
+		return // TRYAGAIN is a cluster's answer
+	}
 	var again []queued
+	var resent []string // keys of the write runs sent again
 	for i, q := range b.queued {
-		if q.run == nil || !isTryAgain(q.cmd.Err()) {
-			continue
-		}
-		b.s.markMigrating(q.run.slot)
-		if writtenAfter(q.run.keys, b.queued[i+1:]) {
-			continue
-		}
-		q.run.gets = make([]*redis.StringCmd, len(q.run.keys))
-		for j, k := range q.run.keys {
-			q.run.gets[j] = redis.NewStringCmd(context.Background(), "get", k)
-			again = append(again, queued{cmd: q.run.gets[j], read: true})
+		switch {
+		case q.writes != nil && isTryAgain(q.cmd.Err()):
+			r := q.writes
+			b.s.markMigrating(r.slot)
+			r.parts = make([]*redis.Cmd, len(r.keys))
+			for j, k := range r.keys {
+				r.parts[j] = setManyCmd([]string{k}, r.args[2*j:2*j+2])
+				again = append(again, queued{cmd: r.parts[j]})
+			}
+			resent = append(resent, r.keys...)
+		case q.run != nil && isTryAgain(q.cmd.Err()):
+			r := q.run
+			b.s.markMigrating(r.slot)
+			if writtenAfter(r.keys, b.queued[i+1:]) {
+				continue
+			}
+			r.gets = make([]*redis.StringCmd, len(r.keys))
+			for j, k := range r.keys {
+				r.gets[j] = redis.NewStringCmd(context.Background(), "get", k)
+				again = append(again, queued{cmd: r.gets[j], read: true})
+			}
+		case q.read && len(resent) > 0:
+			keys := keysOf(q.cmd)
+			if keys != nil && anyOf(keys, resent) && !writtenAfter(keys, b.queued[i+1:]) {
+				again = append(again, q)
+			}
 		}
 	}
 	if len(again) > 0 {
-		b.send(ctx, again, func(queued) bool { return true })
+		b.send(ctx, again, all)
 	}
 }
 
@@ -339,13 +395,18 @@ func writtenAfter(keys []string, qs []queued) bool {
 			continue
 		}
 		written := keysOf(q.cmd)
-		if written == nil {
+		if written == nil || anyOf(written, keys) {
 			return true
 		}
-		for _, k := range written {
-			if slices.Contains(keys, k) {
-				return true
-			}
+	}
+	return false
+}
+
+// anyOf reports whether any of a is in b.
+func anyOf(a, b []string) bool {
+	for _, k := range a {
+		if slices.Contains(b, k) {
+			return true
 		}
 	}
 	return false
@@ -427,6 +488,62 @@ func argString(a interface{}) string {
 
 // send sends the commands of qs that pass and waits for their replies.
 func (b *Batch) send(ctx context.Context, qs []queued, pass func(queued) bool) {
+	if b.ap != nil && b.s.cluster != nil {
+		sel := make([]queued, 0, len(qs)) // pass may count its calls: one each
+		for _, q := range qs {
+			if pass(q) {
+				sel = append(sel, q)
+			}
+		}
+		b.sendInWaves(ctx, sel)
+		return
+	}
+	b.sendWave(ctx, qs, pass)
+}
+
+func all(queued) bool { return true }
+
+// sendInWaves sends qs in as few waves as keep each key's commands in
+// order: a command that reads a key an earlier command of its wave writes,
+// or writes a key one of them touches, waits for that wave's replies. In a
+// cluster, go-redis's auto-pipeliner follows each redirect (ASK, during a
+// slot migration) on its own, so commands sent together could run out of
+// order on the node they are sent on to. A command whose keys are not known
+// here goes in a wave of its own. A pipeline rarely reads what it just
+// wrote, so it is nearly always one wave.
+func (b *Batch) sendInWaves(ctx context.Context, qs []queued) {
+	var touched, written map[string]bool
+	start, opaque := 0, false // opaque: the last command's keys are unknown
+	for i, q := range qs {
+		keys := keysOf(q.cmd)
+		conflict := keys == nil || opaque
+		opaque = keys == nil
+		for _, k := range keys {
+			if written[k] || (!q.read && touched[k]) {
+				conflict = true
+			}
+		}
+		if conflict && i > start {
+			b.sendWave(ctx, qs[start:i], all)
+			start = i
+			clear(touched)
+			clear(written)
+		}
+		if touched == nil {
+			touched, written = make(map[string]bool), make(map[string]bool)
+		}
+		for _, k := range keys {
+			touched[k] = true
+			if !q.read {
+				written[k] = true
+			}
+		}
+	}
+	b.sendWave(ctx, qs[start:], all)
+}
+
+// sendWave sends the commands of qs that pass and waits for their replies.
+func (b *Batch) sendWave(ctx context.Context, qs []queued, pass func(queued) bool) {
 	if b.ap != nil {
 		b.futures = b.futures[:0]
 		for _, q := range qs {

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // groupCommit merges the one-command batches of different clients (every
@@ -148,23 +146,30 @@ func newReadCombiner(s *Store) *groupCommit[*readRun] {
 // each, in one batch (which also recovers from NOSCRIPT), and gives every
 // run its own results.
 func (s *Store) sendWrites(ctx context.Context, b *Batch, group []*writeRun) {
-	var calls []*redis.Cmd
+	var calls []*writeRun
 	var owners [][]*writeRun
 	for start := 0; start < len(group); {
-		end, keys := start, 0
-		for end < len(group) && (end == start || keys+len(group[end].keys) <= maxRunKeys) {
+		end, keys := start+1, len(group[start].keys)
+		for end < len(group) && keys+len(group[end].keys) <= maxRunKeys {
 			keys += len(group[end].keys)
 			end++
 		}
-		cmd := setManyCmd(group[start:end]...)
-		b.add(cmd, false)
-		calls = append(calls, cmd)
+		call := group[start] // a lone run is its own call
+		if end-start > 1 {
+			call = &writeRun{slot: call.slot, keys: make([]string, 0, keys), args: make([]interface{}, 0, 2*keys)}
+			for _, r := range group[start:end] {
+				call.keys = append(call.keys, r.keys...)
+				call.args = append(call.args, r.args...)
+			}
+		}
+		b.addRun(call)
+		calls = append(calls, call)
 		owners = append(owners, group[start:end])
 		start = end
 	}
 	_ = b.Exec(ctx) // each call's error is its own, read from it
-	for i, cmd := range calls {
-		vals, err := cmd.Slice()
+	for i, call := range calls {
+		vals, err := call.results()
 		for _, r := range owners[i] {
 			switch {
 			case err != nil:
