@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +111,85 @@ func TestClusterSlotMigration(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("recovery", func(t *testing.T) { testMigrationRecovery(t, c, up, p) })
+}
+
+// testMigrationRecovery continues TestClusterSlotMigration. A pipeline
+// SET a; SET k is one script call, which gets TRYAGAIN: k is still on the
+// node, a has moved. The call goes again one key per command — except a key
+// a later command of the pipeline wrote (it ran): sent again, the earlier
+// write would undo that one. The earlier write then answers TRYAGAIN, and a
+// read between them keeps the value from before it. A node that lost its
+// scripts (a new node, say) gets them on the way.
+func testMigrationRecovery(t *testing.T, c *redistest.ClusterInfo, up *upstream, p *proxyHandle) {
+	setup := p.client(t)
+	value := func(id, version string) string { return fmt.Sprintf(`{"id":%q,"v":%q}`, id, version) }
+	tryAgain := respError("TRYAGAIN Multiple keys request during rehashing of slot")
+	for _, tc := range []struct {
+		tag         string
+		later       [][]string // after SET a, SET k; each command's key is k
+		flushOthers bool       // SCRIPT FLUSH on every other node first
+		wants       []interface{}
+		final       interface{} // k, read through the proxy
+	}{
+		{"lw1", [][]string{{"GET", "-"}, {"SET", "-", value("k", "3"), "XX"}}, false,
+			[]interface{}{status("OK"), tryAgain, value("k", "1"), status("OK")}, value("k", "3")},
+		{"lw2", [][]string{{"DEL", "-"}}, false,
+			[]interface{}{status("OK"), tryAgain, int64(1)}, nil},
+		{"lw3", [][]string{{"GET", "-"}}, false,
+			[]interface{}{status("OK"), status("OK"), value("k", "2")}, value("k", "2")},
+		{"lw4", [][]string{{"GET", "-"}}, true,
+			[]interface{}{status("OK"), status("OK"), value("k", "2")}, value("k", "2")},
+	} {
+		sid := func(id string) string { return "sess:{" + tc.tag + "}" + id }
+		for _, id := range []string{"a", "k"} {
+			mustDo(t, setup, "SET", sid(id), value(id, "1"))
+		}
+		finish := migrateHalf(t, c, up, sid("k"), sid("a"))
+		if tc.flushOthers {
+			for _, addr := range c.Addrs {
+				if addr == up.masterOf(t, sid("k")) {
+					continue
+				}
+				node := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true})
+				err := node.ScriptFlush(bg).Err()
+				node.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rc := p.raw(t)
+		req := encode("SET", sid("a"), value("a", "2"))
+		req = append(req, encode("SET", sid("k"), value("k", "2"))...)
+		for _, cmd := range tc.later {
+			cmd = slices.Clone(cmd)
+			cmd[1] = sid("k")
+			req = append(req, encode(cmd...)...)
+		}
+		rc.write(req)
+		for i, want := range tc.wants {
+			got, err := rc.read()
+			if err != nil {
+				t.Fatalf("%s reply %d: %v", tc.tag, i, err)
+			}
+			if got != want {
+				t.Errorf("%s reply %d = %#v, want %#v", tc.tag, i, got, want)
+			}
+		}
+		finish()
+		got, err := setup.Get(bg, sid("k")).Result()
+		if err == redis.Nil && tc.final == nil {
+			err = nil
+		}
+		if err != nil || (tc.final != nil && got != tc.final) {
+			t.Errorf("%s: GET k after = %q, %v; want %#v", tc.tag, got, err, tc.final)
+		}
+		if got, err := setup.Get(bg, sid("a")).Result(); err != nil || got != value("a", "2") {
+			t.Errorf("%s: GET a after = %q, %v; want %q", tc.tag, got, err, value("a", "2"))
+		}
+	}
 }
 
 // manyClients runs do from 10 clients at once, 20 times each, over ids.

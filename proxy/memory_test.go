@@ -21,8 +21,13 @@ import (
 	"time"
 )
 
-// The figures are the shipped binary's, which runs with GCPercent.
-func init() { debug.SetGCPercent(GCPercent) }
+// TestMain runs the memory tests with the shipped binary's GC target.
+func TestMain(m *testing.M) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
+	os.Exit(m.Run())
+}
 
 // rssBytes is this process's resident set size.
 func rssBytes(t *testing.T) int64 {

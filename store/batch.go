@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -54,7 +53,7 @@ type writeRun struct {
 	err  error         // of the shared call, when combined
 
 	// parts are one call per key, when the slot is being migrated (see
-	// splitMigrating).
+	// Batch.recover).
 	parts []*redis.Cmd
 }
 
@@ -93,6 +92,18 @@ func setManyCmd(keys []string, args []interface{}) *redis.Cmd {
 	return redis.NewCmd(context.Background(), call...)
 }
 
+// split makes r one script call per key (parts), for a slot being
+// migrated, and returns them.
+func (r *writeRun) split() []redis.Cmder {
+	r.parts = make([]*redis.Cmd, len(r.keys))
+	cmds := make([]redis.Cmder, len(r.keys))
+	for i, k := range r.keys {
+		r.parts[i] = setManyCmd([]string{k}, r.args[2*i:2*i+2])
+		cmds[i] = r.parts[i]
+	}
+	return cmds
+}
+
 // maxRunKeys bounds one script call, so a huge pipeline does not hold
 // Redis in one script for long.
 const maxRunKeys = 128
@@ -102,11 +113,12 @@ const maxRunKeys = 128
 // for a client's pipelined GETs, not one each. A run of one is a GET.
 //
 // MGET answers nil where GET answers WRONGTYPE, so a key in the namespace
-// that is not a string reads as missing when its read shares a run; a lone
-// GET still gets the error. Only the proxy writes the namespace, and only
+// that is not a string reads as missing when its read shares an MGET (with
+// its pipeline's reads, or other clients' in the read combiner); a GET sent
+// alone still gets the error. Only the proxy writes the namespace, and only
 // strings. In a cluster, a slot being migrated answers a multi-key MGET
 // with TRYAGAIN where single GETs are served or follow ASK: such a run is
-// sent again as single GETs (splitMigrating), and so are the slot's runs
+// sent again as single GETs (Batch.recover), and so are the slot's runs
 // for a while after.
 //
 // A batch that is nothing but one such read goes through the store's read
@@ -124,6 +136,18 @@ type readRun struct {
 	done   bool      // combined: val and err are set
 	val    []byte    // combined: the value
 	err    error     // combined: redis.Nil, or the read's error
+}
+
+// split makes r one GET per key (gets), for a slot being migrated, and
+// returns them.
+func (r *readRun) split() []redis.Cmder {
+	r.gets = make([]*redis.StringCmd, len(r.keys))
+	cmds := make([]redis.Cmder, len(r.keys))
+	for i, k := range r.keys {
+		r.gets[i] = redis.NewStringCmd(context.Background(), "get", k)
+		cmds[i] = r.gets[i]
+	}
+	return cmds
 }
 
 // slotOf is key's cluster slot, -1 on a single node.
@@ -162,10 +186,8 @@ func (b *Batch) closeReads() {
 		return
 	}
 	if b.s.slotMigrating(r.slot) {
-		r.gets = make([]*redis.StringCmd, len(r.keys))
-		for i, k := range r.keys {
-			r.gets[i] = redis.NewStringCmd(context.Background(), "get", k)
-			b.queued = append(b.queued, queued{cmd: r.gets[i], read: true})
+		for _, get := range r.split() {
+			b.queued = append(b.queued, queued{cmd: get, read: true})
 		}
 		return
 	}
@@ -175,7 +197,7 @@ func (b *Batch) closeReads() {
 		args[1+i] = k
 	}
 	r.mget = redis.NewCmd(context.Background(), args...)
-	b.queued = append(b.queued, queued{cmd: r.mget, read: true, run: r})
+	b.queued = append(b.queued, queued{cmd: r.mget, read: true, reads: r})
 }
 
 // addToRun queues a common-case write, merged into the open run when it
@@ -210,10 +232,8 @@ func (b *Batch) closeRun() {
 // one call per key.
 func (b *Batch) queueRun(r *writeRun) {
 	if len(r.keys) > 1 && b.s.slotMigrating(r.slot) {
-		r.parts = make([]*redis.Cmd, len(r.keys))
-		for i, k := range r.keys {
-			r.parts[i] = setManyCmd([]string{k}, r.args[2*i:2*i+2])
-			b.queued = append(b.queued, queued{cmd: r.parts[i]})
+		for _, part := range r.split() {
+			b.queued = append(b.queued, queued{cmd: part})
 		}
 		return
 	}
@@ -243,7 +263,7 @@ type queued struct {
 	cmd redis.Cmder
 	// read marks commands without side effects, which may be sent again.
 	read   bool
-	run    *readRun  // the read run an MGET serves
+	reads  *readRun  // the read run an MGET serves
 	writes *writeRun // the write run a multi-key script call serves
 }
 
@@ -274,16 +294,8 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 
 // Exec sends every queued command and waits for all replies. Each handle
 // then holds its own result or error; Exec itself only fails when the
-// context does. The batch is empty and reusable afterwards.
-//
-// When a node answers NOSCRIPT (it restarted or was failed over and lost
-// its script cache), Exec loads the scripts everywhere (if that fails, the
-// commands that got NOSCRIPT carry its error) and sends again, in
-// order, the scripts that did not run (NOSCRIPT means no effect) and the
-// reads after the first of them, so a read queued after a write still sees
-// it — except a read followed by a write to its key that did run (on
-// another node, or not a script): sent again, it would see that later
-// write, so it keeps its first answer.
+// context does. The batch is empty and reusable afterwards. Commands that
+// did not run are sent again (recover).
 func (b *Batch) Exec(ctx context.Context) error {
 	if b.ap != nil && !b.grouped && len(b.queued) == 0 && len(b.after) == 0 {
 		switch {
@@ -308,134 +320,137 @@ func (b *Batch) Exec(ctx context.Context) error {
 		clear(b.queued) // drop the payloads and results until the next batch
 		b.queued = b.queued[:0]
 	}()
-	b.send(ctx, b.queued, all)
-	defer b.splitMigrating(ctx)
-	first := -1
-	for i, q := range b.queued {
-		if isNoScript(q.cmd.Err()) {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return ctx.Err()
-	}
-	if err := b.s.loadScripts(ctx); err != nil {
-		for _, q := range b.queued[first:] {
-			if isNoScript(q.cmd.Err()) {
-				q.cmd.SetErr(err) // the client sees why, not NOSCRIPT
-			}
-		}
-		return err
-	}
-	rest := b.queued[first:]
-	resend := resendAfterNoScript(rest)
-	i := -1
-	b.send(ctx, rest, func(queued) bool {
-		i++
-		return resend[i]
-	})
+	b.send(ctx, b.queued)
+	b.recover(ctx, b.queued)
 	return ctx.Err()
 }
 
-// splitMigrating sends again, one key per command, the runs a node
-// answered with TRYAGAIN: in a cluster, while a slot is being migrated and
-// some of its keys have moved, Redis refuses a multi-key command (MGET, a
-// script call) without running it, until the migration ends. Single-key
-// commands are served or redirected (ASK). The reads after a write run
-// sent again go again too, in order, so they see it. A read followed in the
-// batch by a write to one of its keys keeps its first answer (for a read
-// run, the error): sent again, it would see that later write. The slot's
-// next runs go one key per command for a while (migrationHold).
-func (b *Batch) splitMigrating(ctx context.Context) {
-	if b.s.cluster == nil {
-		return // TRYAGAIN is a cluster's answer
-	}
-	var again []queued
-	var resent []string // keys of the write runs sent again
-	for i, q := range b.queued {
-		switch {
-		case q.writes != nil && isTryAgain(q.cmd.Err()):
-			r := q.writes
-			b.s.markMigrating(r.slot)
-			r.parts = make([]*redis.Cmd, len(r.keys))
-			for j, k := range r.keys {
-				r.parts[j] = setManyCmd([]string{k}, r.args[2*j:2*j+2])
-				again = append(again, queued{cmd: r.parts[j]})
-			}
-			resent = append(resent, r.keys...)
-		case q.run != nil && isTryAgain(q.cmd.Err()):
-			r := q.run
-			b.s.markMigrating(r.slot)
-			if writtenAfter(r.keys, b.queued[i+1:]) {
-				continue
-			}
-			r.gets = make([]*redis.StringCmd, len(r.keys))
-			for j, k := range r.keys {
-				r.gets[j] = redis.NewStringCmd(context.Background(), "get", k)
-				again = append(again, queued{cmd: r.gets[j], read: true})
-			}
-		case q.read && len(resent) > 0:
-			keys := keysOf(q.cmd)
-			if keys != nil && anyOf(keys, resent) && !writtenAfter(keys, b.queued[i+1:]) {
-				again = append(again, q)
+// maxRecoveryRounds bounds recover: a round's re-sent commands can meet the
+// next condition (split writes sent on to a node that lost its scripts).
+const maxRecoveryRounds = 3
+
+// recover sends again, in order, what did not run and what must see it.
+// Two answers mean a command had no effect:
+//   - NOSCRIPT: the node restarted or was failed over and lost its script
+//     cache. The scripts are loaded everywhere first; if that fails, the
+//     commands that got NOSCRIPT carry its error.
+//   - TRYAGAIN, to a run's MGET or script call: in a cluster, a slot being
+//     migrated, with some of its keys moved, refuses multi-key commands
+//     until the migration ends, and serves or redirects (ASK) single keys.
+//     The run goes again one key per command, and so do the slot's runs
+//     for a while (migrationHold).
+//
+// The reads after the first of them go again too, so a read queued after a
+// write sees it. But a command is not sent again when a later write to one
+// of its keys did run: a read would see that later write, a write would
+// undo it. Such a read keeps its first answer, such a write its error.
+func (b *Batch) recover(ctx context.Context, qs []queued) {
+	for round := 0; round < maxRecoveryRounds; round++ {
+		first, noScript := -1, false
+		for i, q := range qs {
+			if didNotRun(q) {
+				if first < 0 {
+					first = i
+				}
+				noScript = noScript || isNoScript(q.cmd.Err())
 			}
 		}
-	}
-	if len(again) > 0 {
-		b.send(ctx, again, all)
+		if first < 0 {
+			return
+		}
+		if noScript {
+			if err := b.s.loadScripts(ctx); err != nil {
+				for _, q := range qs[first:] {
+					if isNoScript(q.cmd.Err()) {
+						q.cmd.SetErr(err) // the client sees why, not NOSCRIPT
+					}
+				}
+				return
+			}
+		}
+		if qs = b.again(qs[first:]); len(qs) == 0 {
+			return
+		}
+		b.send(ctx, qs)
 	}
 }
 
-// writtenAfter reports whether a command of qs that is not a read may
-// write one of keys.
-func writtenAfter(keys []string, qs []queued) bool {
-	for _, q := range qs {
-		if q.read {
-			continue
-		}
-		written := keysOf(q.cmd)
-		if written == nil || anyOf(written, keys) {
-			return true
-		}
-	}
-	return false
+// didNotRun reports whether q's answer says it had no effect.
+func didNotRun(q queued) bool {
+	err := q.cmd.Err()
+	return isNoScript(err) || (isTryAgain(err) && (q.reads != nil || q.writes != nil))
 }
 
-// anyOf reports whether any of a is in b.
-func anyOf(a, b []string) bool {
-	for _, k := range a {
-		if slices.Contains(b, k) {
-			return true
-		}
-	}
-	return false
-}
-
-// resendAfterNoScript marks which of qs (from the first NOSCRIPT on) go
-// again: every script that did not run, and every read not followed by a
-// write to its key that did run. Walking backwards collects the keys of
-// the writes that ran after each read.
-func resendAfterNoScript(qs []queued) []bool {
+// again returns, in order, the commands of qs (from the first that did not
+// run on) to send again, as recover describes. It splits the runs that got
+// TRYAGAIN into their per-key commands; those not sent again keep the
+// TRYAGAIN.
+func (b *Batch) again(qs []queued) []queued {
+	// Walking backwards collects the keys of the writes that ran after each
+	// command, and decides what goes again: resend[i], or per key of a split
+	// run, keyResend[i].
 	resend := make([]bool, len(qs))
-	ranKeys := make(map[string]bool)
+	keyResend := make([][]bool, len(qs))
+	ran := make(map[string]bool)
 	ranUnknown := false // a write that ran on keys the proxy cannot name
+	free := func(keys []string) bool {
+		if ranUnknown {
+			return false
+		}
+		if keys == nil {
+			return len(ran) == 0
+		}
+		for _, k := range keys {
+			if ran[k] {
+				return false
+			}
+		}
+		return true
+	}
 	for i := len(qs) - 1; i >= 0; i-- {
-		q, keys := qs[i], keysOf(qs[i].cmd)
+		q := qs[i]
+		keys := keysOf(q.cmd)
 		switch {
-		case isNoScript(q.cmd.Err()):
-			resend[i] = true
-		case q.read:
-			resend[i] = !ranUnknown && ((keys != nil && !anyIn(keys, ranKeys)) || (keys == nil && len(ranKeys) == 0))
+		case didNotRun(q) && !isNoScript(q.cmd.Err()): // a run that got TRYAGAIN
+			keyResend[i] = make([]bool, len(keys))
+			for j, k := range keys {
+				keyResend[i][j] = free([]string{k})
+			}
+		case isNoScript(q.cmd.Err()) || q.read:
+			resend[i] = free(keys)
 		case keys == nil:
 			ranUnknown = true
 		default:
 			for _, k := range keys {
-				ranKeys[k] = true
+				ran[k] = true
 			}
 		}
 	}
-	return resend
+	var out []queued
+	for i, q := range qs {
+		switch {
+		case keyResend[i] != nil:
+			err := q.cmd.Err()
+			var parts []redis.Cmder
+			if q.writes != nil {
+				b.s.markMigrating(q.writes.slot)
+				parts = q.writes.split()
+			} else {
+				b.s.markMigrating(q.reads.slot)
+				parts = q.reads.split()
+			}
+			for j, part := range parts {
+				if keyResend[i][j] {
+					out = append(out, queued{cmd: part, read: q.read})
+				} else {
+					part.SetErr(err)
+				}
+			}
+		case resend[i]:
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // keysOf are the keys a queued command touches, nil when its shape is not
@@ -465,15 +480,6 @@ func keysOf(cmd redis.Cmder) []string {
 	return out
 }
 
-func anyIn(keys []string, set map[string]bool) bool {
-	for _, k := range keys {
-		if set[k] {
-			return true
-		}
-	}
-	return false
-}
-
 func argString(a interface{}) string {
 	switch v := a.(type) {
 	case string:
@@ -486,22 +492,14 @@ func argString(a interface{}) string {
 	return ""
 }
 
-// send sends the commands of qs that pass and waits for their replies.
-func (b *Batch) send(ctx context.Context, qs []queued, pass func(queued) bool) {
-	if b.ap != nil && b.s.cluster != nil {
-		sel := make([]queued, 0, len(qs)) // pass may count its calls: one each
-		for _, q := range qs {
-			if pass(q) {
-				sel = append(sel, q)
-			}
-		}
-		b.sendInWaves(ctx, sel)
+// send sends qs and waits for their replies.
+func (b *Batch) send(ctx context.Context, qs []queued) {
+	if b.ap != nil && b.s.cluster != nil && len(qs) > 1 {
+		b.sendInWaves(ctx, qs)
 		return
 	}
-	b.sendWave(ctx, qs, pass)
+	b.sendWave(ctx, qs)
 }
-
-func all(queued) bool { return true }
 
 // sendInWaves sends qs in as few waves as keep each key's commands in
 // order: a command that reads a key an earlier command of its wave writes,
@@ -524,7 +522,7 @@ func (b *Batch) sendInWaves(ctx context.Context, qs []queued) {
 			}
 		}
 		if conflict && i > start {
-			b.sendWave(ctx, qs[start:i], all)
+			b.sendWave(ctx, qs[start:i])
 			start = i
 			clear(touched)
 			clear(written)
@@ -539,17 +537,15 @@ func (b *Batch) sendInWaves(ctx context.Context, qs []queued) {
 			}
 		}
 	}
-	b.sendWave(ctx, qs[start:], all)
+	b.sendWave(ctx, qs[start:])
 }
 
-// sendWave sends the commands of qs that pass and waits for their replies.
-func (b *Batch) sendWave(ctx context.Context, qs []queued, pass func(queued) bool) {
+// sendWave sends qs and waits for their replies.
+func (b *Batch) sendWave(ctx context.Context, qs []queued) {
 	if b.ap != nil {
 		b.futures = b.futures[:0]
 		for _, q := range qs {
-			if pass(q) {
-				b.futures = append(b.futures, b.ap.Submit(ctx, q.cmd))
-			}
+			b.futures = append(b.futures, b.ap.Submit(ctx, q.cmd))
 		}
 		for _, f := range b.futures {
 			_ = f.Wait() // the error is the command's own, read from its handle
@@ -558,9 +554,7 @@ func (b *Batch) sendWave(ctx context.Context, qs []queued, pass func(queued) boo
 		return
 	}
 	for _, q := range qs {
-		if pass(q) {
-			_ = b.pipe.Process(ctx, q.cmd)
-		}
+		_ = b.pipe.Process(ctx, q.cmd)
 	}
 	_, _ = b.pipe.Exec(ctx)
 }

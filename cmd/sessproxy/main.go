@@ -31,9 +31,6 @@ var version = "dev"
 const shutdownGrace = 10 * time.Second
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(proxy.GCPercent)
-	}
 	startProfiling()
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "sessproxy:", err)
@@ -42,6 +39,9 @@ func main() {
 }
 
 func run(args []string, stdout io.Writer) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(proxy.GCPercent)
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
