@@ -38,13 +38,7 @@ func TestClusterSlotMigration(t *testing.T) {
 	value := func(id, version string) string { return fmt.Sprintf(`{"id":%q,"v":%q}`, id, version) }
 
 	t.Run("reads", func(t *testing.T) {
-		sid := func(id string) string { return "{mr}" + id }
-		for _, id := range ids {
-			mustDo(t, setup, "SESS.SET", sid(id), value(id, "1"))
-		}
-		finish := migrateHalf(t, c, up, "sess:"+sid("a"), "sess:"+sid("b"), "sess:"+sid("d"))
-		defer finish()
-
+		sid := migratingSessions(t, c, up, setup, "{mr}", ids, func(id string) string { return value(id, "1") })
 		rc := p.raw(t)
 		var req []byte
 		for _, id := range ids {
@@ -66,13 +60,7 @@ func TestClusterSlotMigration(t *testing.T) {
 	})
 
 	t.Run("writes", func(t *testing.T) {
-		sid := func(id string) string { return "{mw}" + id }
-		for _, id := range ids {
-			mustDo(t, setup, "SESS.SET", sid(id), value(id, "1"))
-		}
-		finish := migrateHalf(t, c, up, "sess:"+sid("a"), "sess:"+sid("b"), "sess:"+sid("d"))
-		defer finish()
-
+		sid := migratingSessions(t, c, up, setup, "{mw}", ids, func(id string) string { return value(id, "1") })
 		rc := p.raw(t)
 		var req []byte
 		for _, id := range ids {
@@ -190,6 +178,19 @@ func testMigrationRecovery(t *testing.T, c *redistest.ClusterInfo, up *upstream,
 			t.Errorf("%s: GET a after = %q, %v; want %q", tc.tag, got, err, value("a", "2"))
 		}
 	}
+}
+
+// migratingSessions stores a session for each of ids, with tag, through
+// setup, and starts migrating their slot with b and d moved (migrateHalf;
+// the migration ends with t). It returns the session id of each id.
+func migratingSessions(t *testing.T, c *redistest.ClusterInfo, up *upstream, setup *redis.Client, tag string, ids []string, value func(id string) string) func(id string) string {
+	t.Helper()
+	sid := func(id string) string { return tag + id }
+	for _, id := range ids {
+		mustDo(t, setup, "SESS.SET", sid(id), value(id))
+	}
+	t.Cleanup(migrateHalf(t, c, up, "sess:"+sid("a"), "sess:"+sid("b"), "sess:"+sid("d")))
+	return sid
 }
 
 // manyClients runs do from 10 clients at once, 20 times each, over ids.

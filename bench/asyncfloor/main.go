@@ -18,13 +18,12 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 
+	"github.com/sessproxy/sessproxy/bench/internal/resp2"
 	"github.com/tidwall/redcon"
 )
 
@@ -156,7 +155,7 @@ func (u *upstream) read() {
 			return
 		}
 		var err error
-		if c.out, err = appendReply(rd, c.out); err != nil {
+		if c.out, err = resp2.AppendReply(rd, c.out); err != nil {
 			u.failed <- err
 			return
 		}
@@ -182,32 +181,4 @@ func (u *upstream) pop0(rd *bufio.Reader) *client {
 		return nil
 	}
 	return u.pop()
-}
-
-func appendReply(rd *bufio.Reader, buf []byte) ([]byte, error) {
-	line, err := rd.ReadSlice('\n')
-	if err != nil {
-		return buf, err
-	}
-	buf = append(buf, line...)
-	if len(line) < 3 || (line[0] != '$' && line[0] != '*') {
-		return buf, nil
-	}
-	n, err := strconv.Atoi(string(line[1 : len(line)-2]))
-	if err != nil {
-		return buf, fmt.Errorf("bad reply header %q", line)
-	}
-	if line[0] == '*' {
-		for i := 0; i < n && err == nil; i++ {
-			buf, err = appendReply(rd, buf)
-		}
-		return buf, err
-	}
-	if n < 0 {
-		return buf, nil
-	}
-	start := len(buf)
-	buf = append(buf, make([]byte, n+2)...)
-	_, err = io.ReadFull(rd, buf[start:])
-	return buf, err
 }

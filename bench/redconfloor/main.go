@@ -14,12 +14,11 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 
+	"github.com/sessproxy/sessproxy/bench/internal/resp2"
 	"github.com/tidwall/redcon"
 )
 
@@ -126,7 +125,7 @@ func (u *upstream) read() {
 	var buf []byte
 	for {
 		var err error
-		if buf, err = appendReply(rd, buf[:0]); err != nil {
+		if buf, err = resp2.AppendReply(rd, buf[:0]); err != nil {
 			u.failed <- fmt.Errorf("read upstream: %w", err)
 			return
 		}
@@ -134,33 +133,4 @@ func (u *upstream) read() {
 		r.reply = append(r.reply[:0], buf...)
 		r.done <- struct{}{}
 	}
-}
-
-// appendReply appends one whole RESP2 reply read from rd to buf.
-func appendReply(rd *bufio.Reader, buf []byte) ([]byte, error) {
-	line, err := rd.ReadSlice('\n')
-	if err != nil {
-		return buf, err
-	}
-	buf = append(buf, line...)
-	if len(line) < 3 || (line[0] != '$' && line[0] != '*') {
-		return buf, nil // status, error, integer
-	}
-	n, err := strconv.Atoi(string(line[1 : len(line)-2]))
-	if err != nil {
-		return buf, fmt.Errorf("bad reply header %q", line)
-	}
-	if line[0] == '*' {
-		for i := 0; i < n && err == nil; i++ {
-			buf, err = appendReply(rd, buf)
-		}
-		return buf, err
-	}
-	if n < 0 {
-		return buf, nil // null bulk
-	}
-	start := len(buf)
-	buf = append(buf, make([]byte, n+2)...)
-	_, err = io.ReadFull(rd, buf[start:])
-	return buf, err
 }
