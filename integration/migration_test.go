@@ -116,7 +116,7 @@ func testMigrationRecovery(t *testing.T, c *redistest.ClusterInfo, up *upstream,
 	tryAgain := respError("TRYAGAIN Multiple keys request during rehashing of slot")
 	for _, tc := range []struct {
 		tag         string
-		later       [][]string // after SET a, SET k; each command's key is k
+		later       [][]string // after SET a, SET k; each command's key is k, or c where it says "c"
 		flushOthers bool       // SCRIPT FLUSH on every other node first
 		wants       []interface{}
 		final       interface{} // k, read through the proxy
@@ -129,9 +129,13 @@ func testMigrationRecovery(t *testing.T, c *redistest.ClusterInfo, up *upstream,
 			[]interface{}{status("OK"), status("OK"), value("k", "2")}, value("k", "2")},
 		{"lw4", [][]string{{"GET", "-"}}, true,
 			[]interface{}{status("OK"), status("OK"), value("k", "2")}, value("k", "2")},
+		// GET k and GET c share an MGET, which keeps its answer (SET c
+		// ran after it), so SET k must not go again.
+		{"lw5", [][]string{{"GET", "-"}, {"GET", "c"}, {"SET", "c", value("c", "2")}}, false,
+			[]interface{}{status("OK"), tryAgain, value("k", "1"), value("c", "1"), status("OK")}, value("k", "1")},
 	} {
 		sid := func(id string) string { return "sess:{" + tc.tag + "}" + id }
-		for _, id := range []string{"a", "k"} {
+		for _, id := range []string{"a", "k", "c"} {
 			mustDo(t, setup, "SET", sid(id), value(id, "1"))
 		}
 		finish := migrateHalf(t, c, up, sid("k"), sid("a"))
@@ -153,7 +157,11 @@ func testMigrationRecovery(t *testing.T, c *redistest.ClusterInfo, up *upstream,
 		req = append(req, encode("SET", sid("k"), value("k", "2"))...)
 		for _, cmd := range tc.later {
 			cmd = slices.Clone(cmd)
-			cmd[1] = sid("k")
+			if cmd[1] == "c" {
+				cmd[1] = sid("c")
+			} else {
+				cmd[1] = sid("k")
+			}
 			req = append(req, encode(cmd...)...)
 		}
 		rc.write(req)

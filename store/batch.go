@@ -343,7 +343,9 @@ const maxRecoveryRounds = 3
 // The reads after the first of them go again too, so a read queued after a
 // write sees it. But a command is not sent again when a later write to one
 // of its keys did run: a read would see that later write, a write would
-// undo it. Such a read keeps its first answer, such a write its error.
+// undo it. Such a read keeps its first answer, and then a write before it
+// to one of its keys is not sent again either: the answer would be stale.
+// Such a write keeps its error.
 func (b *Batch) recover(ctx context.Context, qs []queued) {
 	for round := 0; round < maxRecoveryRounds; round++ {
 		first, noScript := -1, false
@@ -387,21 +389,23 @@ func didNotRun(q queued) bool {
 // TRYAGAIN.
 func (b *Batch) again(qs []queued) []queued {
 	// Walking backwards collects the keys of the writes that ran after each
-	// command, and decides what goes again: resend[i], or per key of a split
-	// run, keyResend[i].
+	// command (ran), and of the reads after it that keep their first answer
+	// (pinned): a write sent again before such a read would make its answer
+	// stale, so it keeps its error instead. resend[i], or per key of a split
+	// run keyResend[i], says what goes again.
 	resend := make([]bool, len(qs))
 	keyResend := make([][]bool, len(qs))
-	ran := make(map[string]bool)
-	ranUnknown := false // a write that ran on keys the proxy cannot name
-	free := func(keys []string) bool {
-		if ranUnknown {
+	ran, pinned := make(map[string]bool), make(map[string]bool)
+	ranUnknown, pinnedUnknown := false, false // keys the proxy cannot name
+	free := func(keys []string, write bool) bool {
+		if ranUnknown || (write && pinnedUnknown) {
 			return false
 		}
 		if keys == nil {
-			return len(ran) == 0
+			return len(ran) == 0 && (!write || len(pinned) == 0)
 		}
 		for _, k := range keys {
-			if ran[k] {
+			if ran[k] || (write && pinned[k]) {
 				return false
 			}
 		}
@@ -411,13 +415,26 @@ func (b *Batch) again(qs []queued) []queued {
 		q := qs[i]
 		keys := keysOf(q.cmd)
 		switch {
-		case didNotRun(q) && !isNoScript(q.cmd.Err()): // a run that got TRYAGAIN
+		case didNotRun(q) && (q.reads != nil || q.writes != nil):
+			// A run: split it, unless it got NOSCRIPT and can go again whole.
+			all := true
 			keyResend[i] = make([]bool, len(keys))
 			for j, k := range keys {
-				keyResend[i][j] = free([]string{k})
+				keyResend[i][j] = free([]string{k}, !q.read)
+				all = all && keyResend[i][j]
 			}
-		case isNoScript(q.cmd.Err()) || q.read:
-			resend[i] = free(keys)
+			if all && isNoScript(q.cmd.Err()) {
+				resend[i], keyResend[i] = true, nil
+			}
+		case didNotRun(q):
+			resend[i] = free(keys, !q.read)
+		case q.read:
+			if resend[i] = free(keys, false); !resend[i] {
+				pinnedUnknown = pinnedUnknown || keys == nil
+				for _, k := range keys {
+					pinned[k] = true
+				}
+			}
 		case keys == nil:
 			ranUnknown = true
 		default:
@@ -432,12 +449,14 @@ func (b *Batch) again(qs []queued) []queued {
 		case keyResend[i] != nil:
 			err := q.cmd.Err()
 			var parts []redis.Cmder
+			var slot int
 			if q.writes != nil {
-				b.s.markMigrating(q.writes.slot)
-				parts = q.writes.split()
+				parts, slot = q.writes.split(), q.writes.slot
 			} else {
-				b.s.markMigrating(q.reads.slot)
-				parts = q.reads.split()
+				parts, slot = q.reads.split(), q.reads.slot
+			}
+			if isTryAgain(err) {
+				b.s.markMigrating(slot)
 			}
 			for j, part := range parts {
 				if keyResend[i][j] {

@@ -15,11 +15,7 @@ import (
 // IndexAdd queues adding member to the set at key and extending the set's
 // TTL to ttl, so an index never outlives the sessions it lists by long.
 func (b *Batch) IndexAdd(key, member string, ttl time.Duration) {
-	b.addUnordered(redis.NewIntCmd(context.Background(), "sadd", key, member))
-	b.addUnordered(redis.NewIntCmd(context.Background(), "pexpire", key, msArg(ttl), "GT"))
-	// GT leaves a longer TTL alone but does not set one on a set without;
-	// NX covers the set just created.
-	b.addUnordered(redis.NewIntCmd(context.Background(), "pexpire", key, msArg(ttl), "NX"))
+	b.addUnordered(redis.NewCmd(context.Background(), "evalsha", indexAddScript.Hash(), 1, key, member, msArg(ttl)))
 }
 
 // MembersResult is the handle of a queued IndexMembers.

@@ -240,4 +240,18 @@ if op == 'exists' then return 1 end
 return redis.call('STRLEN', k)
 `)
 
-var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript}
+// indexAddScript adds a member to an owner index and extends the index's
+// TTL: one command rather than three, so nothing can run between them (in a
+// cluster, go-redis follows a redirect for each command on its own, and an
+// index whose PEXPIRE ran before its SADD would be left without a TTL).
+// PEXPIRE GT leaves a longer TTL alone but does not set one on a set
+// without; NX covers the set just created.
+// KEYS: the index; ARGV: member, ttl ms.
+var indexAddScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
+return 1
+`)
+
+var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript}
