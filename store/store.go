@@ -76,8 +76,8 @@ type Store struct {
 	writes   *groupCommit[*writeRun] // with ap: merges clients' single writes
 	reads    *groupCommit[*readRun]  // with ap: merges clients' single reads
 	// migrating holds the slots a node recently answered TRYAGAIN for
-	// (a slot migration in progress), each until when its reads go as
-	// single GETs instead of MGETs.
+	// (a slot migration in progress), each until when its runs go one key
+	// per command.
 	migrating sync.Map // int → time.Time
 	stop      chan struct{}
 	stopped   sync.WaitGroup
@@ -236,11 +236,13 @@ func isTryAgain(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
 }
 
-// migrationHold is how long after a TRYAGAIN a slot's reads skip MGET. Each
-// TRYAGAIN costs a read run go-redis's retries, so one per slot per hold.
+// migrationHold is how long after a TRYAGAIN a slot's runs go one key per
+// command. Each TRYAGAIN costs a run go-redis's retries, so one per slot per
+// hold.
 const migrationHold = time.Second
 
-// slotMigrating reports whether slot's reads should go as single GETs.
+// slotMigrating reports whether slot's runs (MGETs, write script calls)
+// should go one key per command.
 func (s *Store) slotMigrating(slot int) bool {
 	if slot < 0 {
 		return false
