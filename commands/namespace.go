@@ -21,7 +21,7 @@ type keyRef struct {
 func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
 	p := e.opts.Prefix
 	if len(arg) >= len(p) && string(arg[:len(p)]) == p {
-		return e.sessionKey(c, arg[len(p):])
+		return e.sessionRef(c, string(arg))
 	}
 	if e.opts.OutsidePrefix == OutsidePassthrough {
 		return keyRef{key: string(arg)}, true
@@ -46,12 +46,22 @@ func (e *Engine) resolveAll(c *Call, args [][]byte, step int) ([]keyRef, bool) {
 
 // sessionKey maps a SESS.* id argument to its upstream key.
 func (e *Engine) sessionKey(c *Call, arg []byte) (keyRef, bool) {
-	sid := string(arg)
+	return e.sessionRef(c, e.opts.Prefix+string(arg))
+}
+
+// sessionRef checks the id in key, <prefix><sid>, and maps it to its
+// upstream key. The id is a substring of key, so a session key costs one
+// string, not two, on every command's path.
+func (e *Engine) sessionRef(c *Call, key string) (keyRef, bool) {
+	sid := key[len(e.opts.Prefix):]
 	if reason := checkSessionID(sid); reason != "" {
 		c.Out.Error(errSessionID(reason))
 		return keyRef{}, false
 	}
-	return keyRef{key: e.storageKey(sid), sid: sid, session: true}, true
+	if e.opts.HashIDs {
+		key = e.storageKey(sid)
+	}
+	return keyRef{key: key, sid: sid, session: true}, true
 }
 
 // storageKey is where a session lives upstream: <prefix><sid>, or with

@@ -85,8 +85,8 @@ func (r *writeRun) results() ([]interface{}, error) {
 func setManyCmd(keys []string, args []interface{}) *redis.Cmd {
 	call := make([]interface{}, 3, 3+len(keys)+len(args))
 	call[0], call[1], call[2] = "evalsha", setManyScript.Hash(), len(keys)
-	for _, k := range keys {
-		call = append(call, k)
+	for i := range keys {
+		call = append(call, &keys[i]) // a pointer: boxing a string would allocate
 	}
 	call = append(call, args...)
 	return redis.NewCmd(context.Background(), call...)
@@ -193,8 +193,8 @@ func (b *Batch) closeReads() {
 	}
 	args := make([]interface{}, 1+len(r.keys))
 	args[0] = "mget"
-	for i, k := range r.keys {
-		args[1+i] = k
+	for i := range r.keys {
+		args[1+i] = &r.keys[i] // a pointer: boxing a string would allocate
 	}
 	r.mget = redis.NewCmd(context.Background(), args...)
 	b.queued = append(b.queued, queued{cmd: r.mget, read: true, reads: r})
@@ -503,6 +503,8 @@ func argString(a interface{}) string {
 	switch v := a.(type) {
 	case string:
 		return v
+	case *string:
+		return *v
 	case []byte:
 		return string(v)
 	case int:

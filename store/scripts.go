@@ -7,6 +7,11 @@ import "github.com/redis/go-redis/v9"
 // inside Redis. A tombstone is the literal value TOMBSTONE; checking STRLEN
 // first keeps the common case (a live 1 KB session) from copying the value
 // into Lua.
+//
+// Numbers bound for Redis go as strings: a literal '0', or the ARGV string
+// as the proxy sent it unless the script changed the figure. Redis turns a
+// Lua number argument into text with printf, and on the write path that
+// showed in a profile of Redis (bench/results/2026-11-22-16-lua-strings.txt).
 
 // Tombstone is the value written at a destroyed session's key (the format
 // connect-redis-session uses).
@@ -48,7 +53,7 @@ if ARGV[5] == '1' then
 else
   -- One call for the common case: the first ten bytes tell a tombstone
   -- (exactly "TOMBSTONE") from a session without copying the value.
-  local head = redis.call('GETRANGE', k, 0, 9)
+  local head = redis.call('GETRANGE', k, '0', '9')
   if head == 'TOMBSTONE' then return {-1} end
   exists = head ~= '' or ((ARGV[3] ~= '' or ARGV[4] ~= '') and redis.call('EXISTS', k) == 1)
 end
@@ -58,27 +63,28 @@ if (ARGV[3] == 'NX' and exists) or (ARGV[3] == 'XX' and not exists) then
 end
 local value = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local px = ARGV[2] -- ttl as given, until a cap changes it
 if ttl > 0 and ARGV[4] ~= '' and exists then
   local p = redis.call('PTTL', k)
-  if p > 0 and p <= tonumber(ARGV[4]) then ttl = p end
+  if p > 0 and p <= tonumber(ARGV[4]) then ttl, px = p, p end
 end
 local absolute = tonumber(ARGV[6])
 if ttl > 0 and absolute > 0 and created_digits(value) then
-  local created = exists and created_digits(redis.call('GETRANGE', k, 0, 17))
+  local created = exists and created_digits(redis.call('GETRANGE', k, '0', '17'))
   if created then
     value = string.sub(value, 1, 5) .. created .. string.sub(value, 19)
   else
     created = created_digits(value)
   end
   local left = tonumber(created) + absolute - now_ms()
-  if left < ttl then ttl = left end
+  if left < ttl then ttl, px = left, left end
 end
 local status = 1
 if ttl <= 0 then
   redis.call('DEL', k)
   status = 2
 else
-  redis.call('SET', k, value, 'PX', ttl)
+  redis.call('SET', k, value, 'PX', px)
 end
 if old then return {status, old} end
 return {status}
@@ -100,12 +106,12 @@ var setManyScript = redis.NewScript(`
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local head = redis.pcall('GETRANGE', k, 0, 9)
+  local head = redis.pcall('GETRANGE', k, '0', '9')
   if type(head) == 'table' and head.err then
     out[i] = head
   elseif head == 'TOMBSTONE' then
     out[i] = -1
-  elseif tonumber(ARGV[2 * i]) <= 0 then
+  elseif ARGV[2 * i] == '0' then
     redis.call('DEL', k)
     out[i] = 2
   else
@@ -164,6 +170,7 @@ end
 if v == 'TOMBSTONE' then return {-1} end
 if ARGV[3] ~= '1' then v = false end
 local ttl = tonumber(ARGV[1])
+local px = ARGV[1] -- ttl as given, until the absolute lifetime caps it
 local cond = ARGV[2]
 if cond ~= '' then
   local cur = redis.call('PTTL', k)
@@ -177,10 +184,10 @@ if cond ~= '' then
 end
 local absolute = tonumber(ARGV[4])
 if ttl > 0 and absolute > 0 then
-  local created = created_digits(redis.call('GETRANGE', k, 0, 17))
+  local created = created_digits(redis.call('GETRANGE', k, '0', '17'))
   if created then
     local left = tonumber(created) + absolute - now_ms()
-    if left < ttl then ttl = left end
+    if left < ttl then ttl, px = left, left end
   end
 end
 local status = 1
@@ -188,7 +195,7 @@ if ttl <= 0 then
   redis.call('DEL', k)
   status = 2
 else
-  redis.call('PEXPIRE', k, ttl)
+  redis.call('PEXPIRE', k, px)
 end
 if v then return {status, v} end
 return {status}
@@ -204,6 +211,7 @@ local k = KEYS[1]
 local v = redis.call('GET', k)
 if v == false or v == 'TOMBSTONE' then return false end
 local ttl = tonumber(ARGV[1])
+local px = ARGV[1] -- ttl as given, until the absolute lifetime caps it
 local absolute = tonumber(ARGV[2])
 if absolute > 0 then
   local created = created_digits(v)
@@ -213,10 +221,10 @@ if absolute > 0 then
       redis.call('DEL', k)
       return false
     end
-    if left < ttl then ttl = left end
+    if left < ttl then ttl, px = left, left end
   end
 end
-if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+if ttl > 0 then redis.call('PEXPIRE', k, px) end
 return v
 `)
 
