@@ -503,3 +503,26 @@ func TestOneBadKeyInARunFailsOnlyItself(t *testing.T) {
 		t.Fatal("the good writes around a bad key were lost")
 	}
 }
+
+// STRLEN answers the length of what the client wrote, whatever the codec
+// stores instead.
+func TestStrlenIsThePayloadsLength(t *testing.T) {
+	payload := `{"cookie":{"originalMaxAge":60000},"n":12345,"s":"` + strings.Repeat("ab", 300) + `"}`
+	for name, o := range map[string]codec.Options{
+		"msgpack+zstd": {Format: codec.FormatMsgpack, Compress: codec.CompressZstd, CompressMinBytes: -1},
+		"json+gzip":    {Compress: codec.CompressGzip, CompressMinBytes: -1},
+		"envelope":     {Envelope: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, func(opts *Options) { opts.Codec = mustCodec(o) })
+			f.do("SET sess:a " + payload)
+			if stored, _ := f.m.Get("sess:a"); len(stored) == len(payload) {
+				t.Fatalf("the codec stored %d bytes, as many as the payload: the test shows nothing", len(stored))
+			}
+			want := fmt.Sprintf(":%d", len(payload))
+			if got := f.do("STRLEN sess:a", "STRLEN sess:missing"); fmt.Sprint(got) != fmt.Sprint([]string{want, ":0"}) {
+				t.Fatalf("STRLEN = %q, want [%s :0]", got, want)
+			}
+		})
+	}
+}

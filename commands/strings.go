@@ -473,7 +473,9 @@ func (e *Engine) mset(c *Call) {
 	})
 }
 
-// STRLEN key
+// STRLEN key: the length of the value the client wrote. Under a codec that
+// stores something else (MessagePack, compressed, encrypted, a header) the
+// stored length would be wrong, so the session is read and decoded.
 func (e *Engine) strlen(c *Call) {
 	ref, ok := e.resolve(c, c.Args[1])
 	if !ok {
@@ -483,8 +485,20 @@ func (e *Engine) strlen(c *Call) {
 		e.forward(c, forwardRead)
 		return
 	}
-	res := c.Batch.Strlen(ref.key)
-	c.Then(func() { e.replyInt(c, ref.sid, res) })
+	res := c.Batch.Get(ref.key)
+	c.Then(func() {
+		stored, err := res.Result()
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			c.Out.Int(0)
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		default:
+			if v, ok := e.decode(c, ref.sid, stored); ok {
+				c.Out.Int(int64(len(v)))
+			}
+		}
+	})
 }
 
 // replyStored answers a previous or current value returned by a write: the

@@ -161,11 +161,6 @@ func (b *Batch) Exists(key string) IntResult {
 	return IntResult{b.script(inspectScript, true, key, "exists")}
 }
 
-// Strlen queues reading the stored length of key (0 for a tombstone).
-func (b *Batch) Strlen(key string) IntResult {
-	return IntResult{b.script(inspectScript, true, key, "strlen")}
-}
-
 // TypeResult is the handle of a queued Type.
 type TypeResult struct{ cmd *redis.Cmd }
 

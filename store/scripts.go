@@ -229,8 +229,8 @@ return v
 `)
 
 // inspectScript answers a read about a key, treating a tombstone as absent.
-// ARGV: "pttl" (ms, -2 absent, -1 no TTL), "exists" (0/1), "strlen",
-// "type" (type name).
+// ARGV: "pttl" (ms, -2 absent, -1 no TTL), "exists" (0/1), "type" (type
+// name).
 var inspectScript = redis.NewScript(`
 local k = KEYS[1]
 local op = ARGV[1]
@@ -244,8 +244,7 @@ if t == 'none' then
   return 0
 end
 if op == 'pttl' then return redis.call('PTTL', k) end
-if op == 'exists' then return 1 end
-return redis.call('STRLEN', k)
+return 1 -- exists
 `)
 
 // indexAddScript adds a member to an owner index and extends the index's
