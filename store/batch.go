@@ -194,7 +194,10 @@ func (b *Batch) closeReads() {
 	args := make([]interface{}, 1+len(r.keys))
 	args[0] = "mget"
 	for i := range r.keys {
-		args[1+i] = &r.keys[i] // a pointer: boxing a string would allocate
+		// A pointer: boxing a string would allocate. go-redis writes and
+		// hashes *string args; only its multi-shard routing (a command
+		// policy MGET does not have) would refuse one.
+		args[1+i] = &r.keys[i]
 	}
 	r.mget = redis.NewCmd(context.Background(), args...)
 	b.queued = append(b.queued, queued{cmd: r.mget, read: true, reads: r})

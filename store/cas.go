@@ -30,19 +30,20 @@ elseif not cur or redis.sha1hex(cur) ~= ARGV[1] then
   return 0
 end
 local ttl = tonumber(ARGV[3])
+local px = ARGV[3] -- ttl as given, until the absolute lifetime caps it
 local absolute = tonumber(ARGV[4])
 if ttl > 0 and absolute > 0 then
   local created = created_digits(ARGV[2])
   if created then
     local left = tonumber(created) + absolute - now_ms()
-    if left < ttl then ttl = left end
+    if left < ttl then ttl, px = left, left end
   end
 end
 if ttl <= 0 then
   redis.call('DEL', k)
   return 2
 end
-redis.call('SET', k, ARGV[2], 'PX', ttl)
+redis.call('SET', k, ARGV[2], 'PX', px)
 return 1
 `)
 
