@@ -24,24 +24,8 @@ rounds=$1 requests=$2
 shift 2
 base=${AB_PORT:-27000}
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/ab.XXXXXX")
-pids=()
-cleanup() {
-	local pid
-	for pid in ${pids[@]+"${pids[@]}"}; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-	for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-# wait_port PORT: until something answers PING there.
-wait_port() {
-	for _ in $(seq 100); do
-		[[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
-		sleep 0.1
-	done
-	echo "ab: nothing answers on port $1" >&2
-	return 1
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 setsid redis-server --port "$base" --bind 127.0.0.1 --save "" --appendonly no --dir "$workdir" >/dev/null 2>&1 &
 pids+=($!)

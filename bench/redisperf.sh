@@ -13,23 +13,8 @@ set -euo pipefail
 command -v perf >/dev/null || { echo "redisperf: perf not found" >&2; exit 1; }
 port=${REDISPERF_PORT:-26395}
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/redisperf.XXXXXX")
-pids=()
-cleanup() {
-	local pid
-	for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
-	for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-wait_port() {
-	for _ in $(seq 100); do
-		[[ $(redis-cli -p "$1" ping 2>/dev/null) == PONG ]] && return 0
-		sleep 0.1
-	done
-	echo "redisperf: nothing answers on port $1" >&2
-	return 1
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 value='{"cookie":{"originalMaxAge":86400000},"user":"u123456789","n":1}'
 for spec in "$@"; do
@@ -51,8 +36,8 @@ for spec in "$@"; do
 	wait "$bench" "$proxy" "$redis" 2>/dev/null || true
 	perf report -i "$workdir/perf.data" --no-children --stdio --sort symbol 2>/dev/null |
 		grep -E '^ +[0-9]' >"$workdir/$name.txt" || true
-	share=$(grep -E 'printf|hack_digit|mpn_|strtod|str_to_mpn|round_and_return' "$workdir/$name.txt" |
-		awk '{ gsub(/%/, "", $1); s += $1 } END { printf "%.1f", s }')
+	share=$(awk '/printf|hack_digit|mpn_|strtod|str_to_mpn|round_and_return/ { gsub(/%/, "", $1); s += $1 }
+		END { printf "%.1f", s }' "$workdir/$name.txt")
 	echo "== $name: ${share}% of Redis's samples in printf/strtod; top symbols:"
 	head -n 12 "$workdir/$name.txt"
 done

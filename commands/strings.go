@@ -487,16 +487,8 @@ func (e *Engine) strlen(c *Call) {
 	}
 	res := c.Batch.Get(ref.key)
 	c.Then(func() {
-		stored, err := res.Result()
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			c.Out.Int(0)
-		case err != nil:
-			e.fail(c, ref.sid, err)
-		default:
-			if v, ok := e.decode(c, ref.sid, stored); ok {
-				c.Out.Int(int64(len(v)))
-			}
+		if v, ok := e.readSession(c, ref, res); ok {
+			c.Out.Int(int64(len(v))) // 0 when there is no session
 		}
 	})
 }
