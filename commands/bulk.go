@@ -107,7 +107,7 @@ func (e *Engine) sessClear(c *Call) {
 	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
 		results := make([]store.DestroyResult, len(keys))
 		for i, k := range keys {
-			results[i] = b.Destroy(k, e.grace(), false)
+			results[i] = b.Destroy(k, e.grace())
 		}
 		if err := b.Exec(ctx); err != nil {
 			return err

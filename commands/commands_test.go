@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -525,4 +526,63 @@ func TestStrlenIsThePayloadsLength(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A command that answers the previous value (SET … GET, GETSET, GETEX,
+// GETDEL) does nothing when that value cannot be decoded — here encrypted
+// under a key id rotated out too early — as an error reply from Redis
+// means. Once the value can be decoded again, each of them works on it.
+func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
+	key := func(id string, b byte) string {
+		return id + ":" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32))
+	}
+	k1, k2 := key("k1", 1), key("k2", 2)
+	f := newFixture(t, func(o *Options) { o.Codec = mustCodec(codec.Options{EncryptKeys: []string{k1}}) })
+	cmds := []string{
+		"GETSET sess:a {\"v\":2}",
+		"SET sess:a {\"v\":2} GET",
+		"SET sess:a {\"v\":2} XX GET EX 100",
+		"GETEX sess:a EX 100",
+		"GETDEL sess:a",
+	}
+	for _, cmd := range cmds {
+		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k1}})
+		f.expect(`SET sess:a {"v":1} EX 600`, "+OK")
+		stored, _ := f.m.Get("sess:a")
+
+		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k2}})
+		if got := f.one(cmd); !strings.HasPrefix(got, "-ERR session a cannot be decoded: ") {
+			t.Fatalf("%s on an undecodable value = %q, want the decode error", cmd, got)
+		}
+		if now, _ := f.m.Get("sess:a"); now != stored || f.m.TTL("sess:a") != 600*time.Second {
+			t.Fatalf("%s answered an error but changed the key (TTL %v)", cmd, f.m.TTL("sess:a"))
+		}
+
+		// k1 back as a reading key: the value decodes, and the command is
+		// done, its later pipelined command seeing the effect.
+		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k2, k1}})
+		replies := f.do(cmd, "GET sess:a", "TTL sess:a")
+		if replies[0] != `${"v":1}` {
+			t.Fatalf("%s on a decodable value = %q, want the previous value", cmd, replies[0])
+		}
+		switch {
+		case strings.HasPrefix(cmd, "GETDEL"):
+			if replies[1] != "nil" {
+				t.Fatalf("GET after %s = %q, want nil", cmd, replies[1])
+			}
+			f.m.Del("sess:a") // the tombstone, for the next command
+		case strings.HasPrefix(cmd, "GETEX"):
+			if replies[2] != ":100" {
+				t.Fatalf("TTL after %s = %q, want :100", cmd, replies[2])
+			}
+		case replies[1] != `${"v":2}`:
+			t.Fatalf("GET after %s = %q, want the new value", cmd, replies[1])
+		}
+	}
+
+	// A value without header needs no decoding to be trusted: one round trip.
+	f.e.opts.Codec = mustCodec(codec.Options{})
+	f.expect(`SET sess:p {"v":1}`, "+OK")
+	f.expect(`GETSET sess:p {"v":2}`, `${"v":1}`)
+	f.expect(`GETDEL sess:p`, `${"v":2}`)
 }

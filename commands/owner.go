@@ -62,7 +62,7 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 	}
 	results := make([]store.DestroyResult, len(members))
 	for i, m := range members {
-		results[i] = c.Batch.Destroy(e.opts.Prefix+m, e.grace(), false)
+		results[i] = c.Batch.Destroy(e.opts.Prefix+m, e.grace())
 	}
 	c.Batch.IndexRemove(e.ownerKey(owner), members)
 	c.Then(func() {

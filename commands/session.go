@@ -235,7 +235,7 @@ func (e *Engine) destroy(c *Call, refs []keyRef) {
 	var plain []store.ForwardResult
 	for _, r := range refs {
 		if r.session {
-			sessions = append(sessions, destroyed{r.sid, c.Batch.Destroy(r.key, e.grace(), false)})
+			sessions = append(sessions, destroyed{r.sid, c.Batch.Destroy(r.key, e.grace())})
 		} else {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}

@@ -216,25 +216,25 @@ func (e *Engine) set(c *Call) {
 	if opts.expiry.set {
 		d = opts.expiry.decision(&e.opts.Policy)
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{
-		Value:     value,
-		TTL:       ttlArg(d),
-		Cond:      opts.cond,
-		KeepTTL:   opts.keepTTL,
-		MaxTTL:    e.opts.Policy.Max,
-		ReturnOld: opts.get,
-	})
+	w := store.Write{
+		Value:   value,
+		TTL:     ttlArg(d),
+		Cond:    opts.cond,
+		KeepTTL: opts.keepTTL,
+		MaxTTL:  e.opts.Policy.Max,
+	}
+	if opts.get {
+		e.writeReturningPrevious(c, ref, c.Args[2], w)
+		return
+	}
+	res := e.write(c, ref, c.Args[2], w)
 	c.Then(func() {
-		outcome, old, err := res.Result()
+		outcome, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(err) && opts.get:
-			c.Out.Null()
 		case e.ignoredTombstone(err):
 			c.Out.OK()
 		case err != nil:
 			e.fail(c, ref.sid, err)
-		case opts.get:
-			e.replyStored(c, ref.sid, old)
 		case outcome == store.NotApplied:
 			c.Out.Null()
 		default:
@@ -325,18 +325,7 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), ReturnOld: true})
-	c.Then(func() {
-		_, old, err := res.Result()
-		switch {
-		case e.ignoredTombstone(err):
-			c.Out.Null()
-		case err != nil:
-			e.fail(c, ref.sid, err)
-		default:
-			e.replyStored(c, ref.sid, old)
-		}
-	})
+	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0))})
 }
 
 // GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
@@ -388,16 +377,13 @@ func (e *Engine) getex(c *Call) {
 		c.Then(func() { e.replySession(c, ref, res) })
 		return
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: e.opts.Policy.Absolute})
-	c.Then(func() {
-		_, v, err := res.Result()
-		switch {
-		case e.ignoredTombstone(err):
-			c.Out.Null()
-		case err != nil:
-			e.fail(c, ref.sid, err)
-		default:
-			e.replyStored(c, ref.sid, v)
+	change := store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: e.opts.Policy.Absolute}
+	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
+		change.Guard = g
+		res := c.Batch.Expire(ref.key, change)
+		return func() ([]byte, error) {
+			_, v, err := res.Result()
+			return v, err
 		}
 	})
 }
@@ -412,14 +398,12 @@ func (e *Engine) getdel(c *Call) {
 		e.forward(c, 0)
 		return
 	}
-	res := c.Batch.Destroy(ref.key, e.grace(), true)
-	c.Then(func() {
-		_, old, err := res.Result()
-		if err != nil {
-			e.fail(c, ref.sid, err)
-			return
+	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
+		res := c.Batch.GetDestroy(ref.key, e.grace(), g)
+		return func() ([]byte, error) {
+			_, old, err := res.Result()
+			return old, err
 		}
-		e.replyStored(c, ref.sid, old)
 	})
 }
 
@@ -493,16 +477,71 @@ func (e *Engine) strlen(c *Call) {
 	})
 }
 
-// replyStored answers a previous or current value returned by a write: the
-// decoded payload, or null.
-func (e *Engine) replyStored(c *Call, sid string, stored []byte) {
-	if stored == nil {
-		c.Out.Null()
-		return
+// writeReturningPrevious is SET … GET and GETSET: w, answered with the
+// value it replaced, through withPrevious.
+func (e *Engine) writeReturningPrevious(c *Call, ref keyRef, payload []byte, w store.Write) {
+	w.ReturnOld, w.Absolute = true, e.opts.Policy.Absolute
+	done := e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
+		w.Guard = g
+		res := c.Batch.Write(ref.key, w)
+		return func() ([]byte, error) {
+			_, old, err := res.Result()
+			return old, err
+		}
+	})
+	if done {
+		e.indexOwner(c, ref, payload)
 	}
-	if v, ok := e.decode(c, sid, stored); ok {
-		c.Out.Bulk(v)
+}
+
+// withPrevious runs an operation that answers the session's previous value
+// (SET … GET, GETSET, GETEX, GETDEL) and replies with that value, so that a
+// value the codec cannot decode fails the command with nothing done, as an
+// error reply from Redis means (store.Guard). queue queues the operation
+// with a guard and returns the reader of its result.
+//
+// The first attempt lets Redis act unless the value has a codec header:
+// a value without one always decodes, so the common case is one round
+// trip. A value with a header comes back untouched, is decoded here, and
+// the operation is sent again on condition that the value is still that
+// one. It runs at once rather than with the rest of the batch, so that the
+// client's later pipelined commands see its effect. done says whether the
+// operation was carried out.
+func (e *Engine) withPrevious(c *Call, ref keyRef, queue func(store.Guard) func() ([]byte, error)) (done bool) {
+	guard := store.GuardHeader
+	var checked []byte // the decoded payload of the value guard names
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		result := queue(guard)
+		if err := c.exec(); err != nil {
+			e.fail(c, ref.sid, err)
+			return false
+		}
+		prev, err := result()
+		switch {
+		case errors.Is(err, store.ErrCheckPrevious):
+			payload, ok := e.decode(c, ref.sid, prev)
+			if !ok {
+				return false
+			}
+			guard, checked = store.GuardUnchanged(prev), payload
+			continue
+		case e.ignoredTombstone(err):
+			c.Out.Null()
+			return false
+		case err != nil:
+			e.fail(c, ref.sid, err)
+			return false
+		case prev == nil:
+			c.Out.Null()
+		case guard == store.GuardHeader:
+			c.Out.Bulk(prev) // no header: stored as the client sent it
+		default:
+			c.Out.Bulk(checked)
+		}
+		return true
 	}
+	c.Out.Error(errBusy(ref.sid))
+	return false
 }
 
 // forwardFlags describe a forwarded command.

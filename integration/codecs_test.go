@@ -249,6 +249,26 @@ func testCodecKeyRotation(t *testing.T, up *upstream) {
 		wantRawErrPrefix(t, c, "ERR session r1 cannot be decoded: ", args...)
 		wantRaw(t, c, status("PONG"), "PING")
 	}
+
+	// The commands that answer the previous value leave an undecodable one
+	// alone, value and TTL: their error reply means nothing was done. The
+	// rotated proxy, which can decode it, then does them.
+	wantReply(t, oc, "OK", "SESS.SET", "r4", r1)
+	before := up.direct.Get(bg, "sess:r4").Val()
+	for _, args := range [][]string{
+		{"GETSET", "sess:r4", r2},
+		{"SET", "sess:r4", r2, "GET"},
+		{"GETEX", "sess:r4", "EX", "100"},
+		{"GETDEL", "sess:r4"},
+	} {
+		wantRawErrPrefix(t, c, "ERR session r4 cannot be decoded: ", args...)
+		if now, ttl := up.direct.Get(bg, "sess:r4").Val(), up.direct.TTL(bg, "sess:r4").Val(); now != before || ttl <= 100*time.Second {
+			t.Fatalf("%v answered an error but changed the key (TTL %v)", args, ttl)
+		}
+	}
+	wantReply(t, rc, r1, "GETSET", "sess:r4", r2)
+	wantReply(t, rc, r2, "GETDEL", "sess:r4")
+	old.wantTombstone(t, "sess:r4")
 	got := c.do("SESS.ALL")
 	if e, ok := got.(respError); !ok || !strings.HasPrefix(string(e), "ERR session r") || !strings.Contains(string(e), " cannot be decoded: ") {
 		t.Errorf("SESS.ALL through a proxy without the key = %#v, want an error naming a session", got)

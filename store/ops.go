@@ -44,8 +44,10 @@ type Write struct {
 	// MaxTTL; otherwise TTL applies. A write never leaves a key without one.
 	KeepTTL bool
 	MaxTTL  time.Duration
-	// ReturnOld asks for the previous value (SET … GET, GETSET).
+	// ReturnOld asks for the previous value (SET … GET, GETSET), and
+	// Guard guards the write on it.
 	ReturnOld bool
+	Guard     Guard
 	// Absolute is ttl.absolute: with it, Value carries its creation time in
 	// its header, the stored creation time is kept, and the TTL is capped
 	// to what is left of the lifetime. 0: off.
@@ -60,7 +62,8 @@ type WriteResult struct {
 }
 
 // Result is what the write did and, when asked for, the previous value (nil
-// when there was none). A tombstoned key gives ErrTombstoned.
+// when there was none). A tombstoned key gives ErrTombstoned; a write its
+// Guard stopped, ErrCheckPrevious with the previous value.
 func (r WriteResult) Result() (Outcome, []byte, error) {
 	if r.run == nil {
 		return scriptOutcome(r.cmd)
@@ -88,41 +91,49 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 	if w.ReturnOld {
 		ret = "1"
 	}
-	return WriteResult{cmd: b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret, msArg(w.Absolute))}
+	return WriteResult{cmd: b.script(writeScript, false, key, w.Value, msArg(w.TTL), string(w.Cond), keep, ret, msArg(w.Absolute), string(w.Guard))}
 }
 
 // DestroyResult is the handle of a queued Destroy.
 type DestroyResult struct{ cmd *redis.Cmd }
 
 // Result says whether a live session was there and, when asked for, its
-// value.
+// value. ErrCheckPrevious, with the value, when the guard stopped it.
 func (r DestroyResult) Result() (live bool, old []byte, err error) {
 	vals, err := r.cmd.Slice()
 	if err != nil {
 		return false, nil, err
 	}
-	live = asInt(vals[0]) == 1
 	if len(vals) > 1 {
 		old = asBytes(vals[1])
+	}
+	switch asInt(vals[0]) {
+	case 1:
+		live = true
+	case 3:
+		return false, old, ErrCheckPrevious
 	}
 	return live, old, nil
 }
 
 // Destroy queues replacing key with a tombstone that lives for grace (or a
 // plain delete when grace is zero: tombstones off).
-func (b *Batch) Destroy(key string, grace time.Duration, returnOld bool) DestroyResult {
-	ret := "0"
-	if returnOld {
-		ret = "1"
-	}
-	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), ret)}
+func (b *Batch) Destroy(key string, grace time.Duration) DestroyResult {
+	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "0", string(NoGuard))}
+}
+
+// GetDestroy is Destroy that also answers the previous value (GETDEL), with
+// guard on it.
+func (b *Batch) GetDestroy(key string, grace time.Duration, guard Guard) DestroyResult {
+	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "1", string(guard))}
 }
 
 // ExpireResult is the handle of a queued Expire.
 type ExpireResult struct{ cmd *redis.Cmd }
 
 // Result is what the expire did and, when asked for, the value (nil when the
-// key is missing). A tombstoned key gives ErrTombstoned.
+// key is missing). A tombstoned key gives ErrTombstoned; an expire its
+// Guard stopped, ErrCheckPrevious with the value.
 func (r ExpireResult) Result() (Outcome, []byte, error) {
 	return scriptOutcome(r.cmd)
 }
@@ -132,6 +143,7 @@ type Expiry struct {
 	TTL         time.Duration // <= 0 deletes
 	Cond        Cond
 	ReturnValue bool          // read the value in the same step (GETEX)
+	Guard       Guard         // on that value
 	Absolute    time.Duration // ttl.absolute: cap by the stored creation time; 0: off
 }
 
@@ -141,7 +153,7 @@ func (b *Batch) Expire(key string, x Expiry) ExpireResult {
 	if x.ReturnValue {
 		ret = "1"
 	}
-	return ExpireResult{b.script(expireScript, false, key, msArg(x.TTL), string(x.Cond), ret, msArg(x.Absolute))}
+	return ExpireResult{b.script(expireScript, false, key, msArg(x.TTL), string(x.Cond), ret, msArg(x.Absolute), string(x.Guard))}
 }
 
 // IntResult is the handle of a queued integer read.
@@ -274,6 +286,8 @@ func outcome(status interface{}, val []byte) (Outcome, []byte, error) {
 		return Applied, val, nil
 	case 2:
 		return Deleted, val, nil
+	case 3:
+		return NotApplied, val, ErrCheckPrevious
 	default:
 		return NotApplied, val, nil
 	}

@@ -37,18 +37,21 @@ end
 // writeScript stores a session value.
 // ARGV: value, ttl ms (<= 0: the session is expired, delete it), condition
 // ("", "NX", "XX"), keepttl max ms ("" unless KEEPTTL), "1" to return the
-// previous value, absolute lifetime ms ("0": off).
+// previous value, absolute lifetime ms ("0": off), the Guard on the
+// previous value.
 // With an absolute lifetime the stored creation time survives the rewrite
 // (spliced into the new value's header) and caps the TTL.
 // Returns {status[, previous]}: 1 written, 0 condition not met, -1
-// tombstoned, 2 deleted as expired.
-var writeScript = redis.NewScript(luaLifetime + `
+// tombstoned, 2 deleted as expired, 3 nothing done: the guard wants the
+// previous value checked.
+var writeScript = redis.NewScript(luaLifetime + luaGuard + `
 local k = KEYS[1]
 local old = false
 local exists
 if ARGV[5] == '1' then
   old = redis.call('GET', k)
   if old == 'TOMBSTONE' then return {-1} end
+  if unchecked(old, ARGV[7]) then return {3, old} end
   exists = old ~= false
 else
   -- One call for the common case: the first ten bytes tell a tombstone
@@ -124,9 +127,11 @@ return out
 
 // destroyScript replaces a session with a tombstone (or deletes it when
 // tombstones are off).
-// ARGV: grace ms (0: no tombstone, DEL), "1" to return the previous value.
-// Returns {live[, previous]}: live is 1 when a live session was there.
-var destroyScript = redis.NewScript(`
+// ARGV: grace ms (0: no tombstone, DEL), "1" to return the previous value,
+// the Guard on the previous value.
+// Returns {live[, previous]}: live is 1 when a live session was there; 3
+// when nothing was done because the guard wants the previous value checked.
+var destroyScript = redis.NewScript(luaGuard + `
 local k = KEYS[1]
 local live = 0
 local old = false
@@ -135,6 +140,7 @@ if t == 'string' then
   if ARGV[2] == '1' or redis.call('STRLEN', k) == 9 then
     old = redis.call('GET', k)
     if old == 'TOMBSTONE' then old = false end
+    if unchecked(old, ARGV[3]) then return {3, old} end
   else
     live = 1
   end
@@ -153,10 +159,11 @@ return {live}
 
 // expireScript sets the TTL of a live session.
 // ARGV: ttl ms (<= 0: delete), condition ("", "NX", "XX", "GT", "LT",
-// "XXLT"), "1" to return the value (GETEX), absolute lifetime ms ("0": off).
+// "XXLT"), "1" to return the value (GETEX), absolute lifetime ms ("0": off),
+// the Guard on the value.
 // Returns {status[, value]}: 1 applied, 0 missing or condition not met, -1
-// tombstoned, 2 deleted.
-var expireScript = redis.NewScript(luaLifetime + `
+// tombstoned, 2 deleted, 3 nothing done: the guard wants the value checked.
+var expireScript = redis.NewScript(luaLifetime + luaGuard + `
 local k = KEYS[1]
 local v = false
 if ARGV[3] == '1' then
@@ -169,6 +176,7 @@ else
 end
 if v == 'TOMBSTONE' then return {-1} end
 if ARGV[3] ~= '1' then v = false end
+if unchecked(v, ARGV[5]) then return {3, v} end
 local ttl = tonumber(ARGV[1])
 local px = ARGV[1] -- ttl as given, until the absolute lifetime caps it
 local cond = ARGV[2]
