@@ -14,6 +14,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // Upstream modes.
@@ -49,6 +50,9 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// Logger receives go-redis's own messages (a failed dial, say), at warn
+	// level. default: nil, go-redis's default (stderr)
+	Logger *zap.Logger
 }
 
 func (o *Options) init() {
@@ -87,6 +91,7 @@ type Store struct {
 // starts an in-process miniredis first.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	opts.init()
+	setRedisLogger(opts.Logger)
 	s := &Store{opts: opts, stop: make(chan struct{})}
 	switch opts.Mode {
 	case ModeEmbedded:

@@ -174,7 +174,7 @@ func open(cfg Config, log *zap.Logger) (*store.Store, *commands.Engine, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmdOpts.Logger = log
+	cmdOpts.Logger, storeOpts.Logger = log, log
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpts.DialTimeout+storeOpts.ReadTimeout)
 	defer cancel()
 	st, err := store.Open(ctx, storeOpts)
