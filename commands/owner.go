@@ -42,49 +42,85 @@ func (e *Engine) indexOwner(c *Call, ref keyRef, payload []byte) {
 // SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner.
 func (e *Engine) sessByOwner(c *Call) {
 	owner := string(c.Args[1])
-	members, ok := e.ownedSessions(c, owner)
+	sessions, ok := e.ownedSessions(c, owner)
 	if !ok {
 		return
 	}
-	c.Out.Array(len(members))
-	for _, m := range members {
-		c.Out.BulkString(m)
+	c.Out.Array(len(sessions))
+	for _, s := range sessions {
+		c.Out.BulkString(s.sid)
 	}
 }
 
 // SESS.DESTROYOWNER owner: tombstones every session of owner ("log out
 // everywhere"); :N sessions destroyed.
+//
+// Each destroy is on condition that the session is still the value whose
+// owner was checked: one rewritten in between (its browser now logged in
+// as someone else) is checked again, and destroyed only if it still
+// belongs to owner.
 func (e *Engine) sessDestroyOwner(c *Call) {
 	owner := string(c.Args[1])
-	members, ok := e.ownedSessions(c, owner)
+	pending, ok := e.ownedSessions(c, owner)
 	if !ok {
 		return
 	}
-	results := make([]store.DestroyResult, len(members))
-	for i, m := range members {
-		results[i] = c.Batch.Destroy(e.opts.Prefix+m, e.grace())
+	sids := make([]string, len(pending))
+	for i, s := range pending {
+		sids[i] = s.sid
 	}
-	c.Batch.IndexRemove(e.ownerKey(owner), members)
-	c.Then(func() {
-		var n int64
+	var n int64
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt == maxUpdateAttempts {
+			c.Out.Error(errBusy(pending[0].sid))
+			return
+		}
+		results := make([]store.DestroyResult, len(pending))
+		for i, s := range pending {
+			results[i] = c.Batch.GetDestroy(e.opts.Prefix+s.sid, e.grace(), store.GuardUnchanged(s.stored))
+		}
+		if !e.flushBefore(c) {
+			return
+		}
+		var rewritten []ownedSession
 		for i, r := range results {
-			live, _, err := r.Result()
-			if err != nil {
-				e.fail(c, members[i], err)
+			live, prev, err := r.Result()
+			switch {
+			case errors.Is(err, store.ErrCheckPrevious):
+				if e.belongsTo(prev, owner) {
+					rewritten = append(rewritten, ownedSession{pending[i].sid, prev})
+				}
+			case err != nil:
+				e.fail(c, pending[i].sid, err)
 				return
-			}
-			if live {
+			case live:
 				n++
 			}
 		}
-		c.Out.Int(n)
-	})
+		pending = rewritten
+	}
+	c.Batch.IndexRemove(e.ownerKey(owner), sids)
+	c.Out.Int(n)
+}
+
+// ownedSession is a session found to belong to an owner, with the stored
+// value that said so.
+type ownedSession struct {
+	sid    string
+	stored []byte
+}
+
+// belongsTo says whether stored is a session of owner; false when it cannot
+// be decoded.
+func (e *Engine) belongsTo(stored []byte, owner string) bool {
+	payload, _, err := e.opts.Codec.Decode(stored)
+	return err == nil && gjson.GetBytes(payload, e.opts.OwnerField).String() == owner
 }
 
 // ownedSessions reads owner's index and checks every member against the
 // session itself: members whose session is gone or now belongs to someone
 // else are pruned from the index and left out.
-func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
+func (e *Engine) ownedSessions(c *Call, owner string) ([]ownedSession, bool) {
 	if e.opts.OwnerField == "" {
 		c.Out.Error(msgNoOwnerField)
 		return nil, false
@@ -106,7 +142,8 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
 	if !e.flushBefore(c) {
 		return nil, false
 	}
-	var owned, stale []string
+	var owned []ownedSession
+	var stale []string
 	for i, g := range gets {
 		stored, err := g.Result()
 		switch {
@@ -127,7 +164,7 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]string, bool) {
 			continue
 		}
 		if gjson.GetBytes(payload, e.opts.OwnerField).String() == owner {
-			owned = append(owned, members[i])
+			owned = append(owned, ownedSession{members[i], stored})
 		} else {
 			stale = append(stale, members[i])
 		}

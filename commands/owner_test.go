@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -49,4 +51,39 @@ func TestLogoutEverywhere(t *testing.T) {
 func TestOwnerCommandsNeedTheField(t *testing.T) {
 	f := newFixture(t, nil)
 	f.expect("SESS.BYOWNER ada", "-"+msgNoOwnerField)
+}
+
+// A session rewritten for another owner while SESS.DESTROYOWNER runs is
+// not destroyed: each destroy is on condition that the value is still the
+// one whose owner was checked. Whatever the interleaving, a write that
+// answered OK must have left bob's session in place, not a tombstone.
+func TestDestroyOwnerSparesASessionThatChangedOwner(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.OwnerField = "user" })
+	writer := f.e.NewPipeline(f.e.Connect("127.0.0.1:2", "127.0.0.1:6380"))
+	run := func(p *Pipeline, cmd ...string) string {
+		args := make([][]byte, len(cmd))
+		for i, a := range cmd {
+			args[i] = []byte(a)
+		}
+		var out strings.Builder
+		p.Run(context.Background(), [][][]byte{args}, func(b []byte) { out.Write(b) })
+		return out.String()
+	}
+	spared := 0
+	for i := 0; i < 300; i++ {
+		sid := fmt.Sprintf("s%d", i)
+		f.expect(`SESS.SET `+sid+` {"user":"ada"}`, "+OK")
+		done := make(chan string)
+		go func() { done <- run(writer, "SESS.SET", sid, `{"user":"bob"}`) }()
+		f.one("SESS.DESTROYOWNER ada")
+		reply := <-done
+		stored, _ := f.m.Get("sess:" + sid)
+		if reply == "+OK\r\n" && stored == "TOMBSTONE" {
+			t.Fatalf("%s: bob's write answered OK, and DESTROYOWNER ada then destroyed it", sid)
+		}
+		if reply == "+OK\r\n" {
+			spared++
+		}
+	}
+	t.Logf("bob's write came first in %d of 300 rounds", spared)
 }
