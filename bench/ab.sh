@@ -3,6 +3,8 @@
 # small value through each, against one fresh redis-server, with redis-benchmark's
 # throughput and p99 per target, interleaved round by round. For trying a change (a
 # build, a flag, an environment variable) before a full `make bench`.
+# AB_WORKLOADS picks the workloads (default "GET SET"); SESS.SET-P16 is SESS.SET of a
+# 1 KB session at depth 16 (Redis itself gets SET … EX 86400).
 #
 #   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
 #
@@ -19,7 +21,7 @@
 # target. Ports: Redis on AB_PORT [27000], the targets on the ports after it.
 set -euo pipefail
 
-(($# >= 3)) || { sed -n '2,18p' "$0" >&2; exit 2; }
+(($# >= 3)) || { sed -n '2,20p' "$0" >&2; exit 2; }
 rounds=$1 requests=$2
 shift 2
 base=${AB_PORT:-27000}
@@ -44,16 +46,27 @@ done
 for name in "${names[@]}"; do wait_port "${ports[$name]}"; done
 
 value='{"cookie":{"originalMaxAge":86400000},"user":"u123456789","n":1}'
+# A 1 KB express-session object, for SESS.SET.
+session=$(printf '{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"pad":"%s"}' \
+	"$(head -c 950 /dev/zero | tr '\0' x)")
 redis-benchmark -p "$base" -q -n 100000 -r 100000 -P 16 SET 'sess:__rand_int__' "$value" >/dev/null 2>&1
-for workload in GET SET; do
-	args=(GET 'sess:__rand_int__')
-	[[ $workload == SET ]] && args=(SET 'sess:__rand_int__' "$value")
+for workload in ${AB_WORKLOADS:-GET SET}; do
+	depth=1
+	case $workload in
+	GET) args=(GET 'sess:__rand_int__') ;;
+	SET) args=(SET 'sess:__rand_int__' "$value") ;;
+	SESS.SET-P16) depth=16 args=(SESS.SET __rand_int__ "$session") ;;
+	*) echo "ab.sh: unknown workload $workload (GET, SET, SESS.SET-P16)" >&2; exit 2 ;;
+	esac
 	for ((round = 1; round <= rounds; round++)); do
-		line="$workload -P 1 round $round:"
+		line="${workload%-P16} -P $depth round $round:"
 		for name in "${names[@]}"; do
+			target_args=("${args[@]}")
+			# Redis itself has no SESS.SET: it gets the SET EX a session store sends.
+			[[ $name == direct && ${args[0]} == SESS.SET ]] && target_args=(SET 'sess:__rand_int__' "$session" EX 86400)
 			# --csv: rps is the 7th column from the end, p99 the 2nd.
 			figures=$(timeout 120 redis-benchmark -p "${ports[$name]}" --csv -q -n "$requests" -c 50 \
-				-r 100000 "${args[@]}" 2>/dev/null | tail -n 1 |
+				-r 100000 -P "$depth" "${target_args[@]}" 2>/dev/null | tail -n 1 |
 				awk -F, '{ r = $(NF - 6); p = $(NF - 1); gsub(/"/, "", r); gsub(/"/, "", p); printf "%.0f/%s", r, p }') ||
 				figures=error
 			line+=" $name=${figures:-error}"

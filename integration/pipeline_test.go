@@ -444,3 +444,46 @@ func testConcurrentReadsShareCalls(t *testing.T, up *upstream) {
 	}
 	t.Logf("%d reads from %d clients took %d GET and %d MGET calls", total, clients, stats.calls["get"], stats.calls["mget"])
 }
+
+// testSplitPipeline: a pipeline that reaches the proxy in pieces (redcon
+// parses what one read of 4 KB brings; a client's write can arrive split
+// too) still goes upstream as one batch, one script call for its writes:
+// the commands read while the client is part-way through the next are held
+// for it. A client that leaves part-way through a command still has the
+// whole commands it sent before run, as Redis would.
+func testSplitPipeline(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	key := func(i int) string { return fmt.Sprintf("sess:{sp}%d", i) }
+	session := fmt.Sprintf(`{"cookie":{"originalMaxAge":86400000},"pad":%q}`, strings.Repeat("x", 1000))
+	var req []byte
+	for i := 0; i < 16; i++ {
+		req = append(req, encode("SET", key(i), session)...)
+	}
+	up.resetStats(t)
+	rc := p.raw(t)
+	half := len(req)/2 + 7 // part-way through a command
+	rc.write(req[:half])
+	rc.write(req[half:])
+	for i := 0; i < 16; i++ {
+		if got, err := rc.read(); err != nil || got != status("OK") {
+			t.Fatalf("reply %d = %#v, %v; want OK", i, got, err)
+		}
+	}
+	stats := up.stats(t)[up.masterOf(t, key(0))]
+	if n := stats.calls["evalsha"]; n != 1 {
+		t.Errorf("16 pipelined writes of %d bytes took %d script calls, want 1 (commandstats %v)", len(req), n, stats.calls)
+	}
+
+	left := p.raw(t)
+	left.write(append(encode("SET", key(100), session), encode("SET", key(101), session)[:40]...))
+	left.nc.Close()
+	for deadline := time.Now().Add(10 * time.Second); up.direct.Exists(bg, key(100)).Val() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("a whole SET sent before the client left part-way through the next never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if up.direct.Exists(bg, key(101)).Val() != 0 {
+		t.Error("the SET the client left part-way through was written")
+	}
+}

@@ -71,6 +71,7 @@ func runSuite(t *testing.T, up *upstream) {
 		// Pipelining, NOSCRIPT, races (pipeline_test.go).
 		{"Pipeline", testPipeline},
 		{"PipelinedReads", testPipelinedReads},
+		{"SplitPipeline", testSplitPipeline},
 		{"ConcurrentWritesShareCalls", testConcurrentWritesShareCalls},
 		{"ConcurrentReadsShareCalls", testConcurrentReadsShareCalls},
 		{"NoScriptRecovery", testNoScriptRecovery},

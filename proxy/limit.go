@@ -157,6 +157,26 @@ type guardedConn struct {
 	draining *atomic.Bool
 }
 
+// drainFinishRequest is how long a draining server waits for a client to
+// finish sending a command it has begun.
+const drainFinishRequest = time.Second
+
+// midRequest says whether the bytes read so far end part-way through a
+// request: the client has begun sending another command. Always false
+// without a request-size limit, which turns the scanner off.
+func (c *guardedConn) midRequest() bool {
+	return c.scanner.max > 0 && c.scanner.state != scanStart
+}
+
+// Write skips empty writes: redcon flushes after every batch, and Go makes
+// a system call even for nothing (a batch that handle held back).
+func (c *guardedConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	return c.Conn.Write(b)
+}
+
 // Read reads from the client. On a limit violation it answers the client
 // itself (redcon would not) and fails, which makes redcon close the
 // connection.
@@ -165,9 +185,14 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	// Checked after setting the idle deadline, so a Shutdown that set its
-	// wake-up deadline in between is never overwritten unnoticed.
+	// wake-up deadline in between is never overwritten unnoticed. A client
+	// part-way through a command gets a moment to finish it: the commands
+	// before it are held back for it (connState.held) and then answered.
 	if c.draining.Load() {
-		return 0, errDraining
+		if !c.midRequest() {
+			return 0, errDraining
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 && c.scanner.max > 0 {

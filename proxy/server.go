@@ -76,8 +76,22 @@ type Server struct {
 type connState struct {
 	client   *commands.Client
 	pipeline *commands.Pipeline
+	conn     *guardedConn
 	args     [][][]byte
+	// held are the commands of a pipeline read so far while the client was
+	// still sending its next command (see handle), copied out of redcon's
+	// read buffer; heldBytes is their size.
+	held      [][][]byte
+	heldBytes int
 }
+
+// Bounds on what handle holds back for one client: past them the commands
+// read so far run, so a client that never stops sending is still served
+// and still meets backpressure on its replies.
+const (
+	maxHeldCommands = 256
+	maxHeldBytes    = 1 << 20
+)
 
 // New returns a server for engine; Listen and Serve start it.
 func New(engine *commands.Engine, opts Options) *Server {
@@ -206,7 +220,7 @@ func (s *Server) accept(rc redcon.Conn) bool {
 	s.conns[gc] = struct{}{}
 	s.mu.Unlock()
 	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
-	rc.SetContext(&connState{client: client, pipeline: s.engine.NewPipeline(client)})
+	rc.SetContext(&connState{client: client, pipeline: s.engine.NewPipeline(client), conn: gc})
 	return true
 }
 
@@ -214,6 +228,13 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 	st, ok := rc.Context().(*connState)
 	if !ok {
 		return // refused in accept
+	}
+	if len(st.held) > 0 {
+		// The client left (or the server drained) part-way through a
+		// command, after commands it had sent whole: Redis would have run
+		// those, so they run, with no one left to answer.
+		st.pipeline.Run(s.ctx, st.held, func([]byte) {})
+		st.held = nil
 	}
 	s.engine.Disconnect(st.client)
 	var lerr *limitError
@@ -245,12 +266,48 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	for _, cmd := range rc.ReadPipeline() {
 		args = append(args, cmd.Args)
 	}
+	// redcon parses what one read of at most 4 KB brought, so a pipeline of
+	// 1 KB sessions arrives as several batches, each of which would be its
+	// own upstream round trip and script call. When the client is part-way
+	// through its next command, the rest of the pipeline is on its way:
+	// hold these commands and run them with it.
+	if st.conn.midRequest() && len(st.held)+len(args) <= maxHeldCommands && st.heldBytes <= maxHeldBytes {
+		st.hold(args)
+		clear(args)
+		st.args = args[:0]
+		return
+	}
+	if len(st.held) > 0 {
+		args = append(st.held, args...)
+		st.held, st.heldBytes = nil, 0
+	}
 	st.pipeline.Run(s.ctx, args, rc.WriteRaw)
 	clear(args)
 	st.args = args[:0]
 	if st.client.Closing() {
 		rc.Close()
 	}
+}
+
+// hold keeps a copy of args: they point into redcon's read buffer, which
+// its next read reuses.
+func (st *connState) hold(args [][][]byte) {
+	n := 0
+	for _, cmd := range args {
+		for _, a := range cmd {
+			n += len(a)
+		}
+	}
+	arena := make([]byte, 0, n)
+	for _, cmd := range args {
+		held := make([][]byte, len(cmd))
+		for i, a := range cmd {
+			arena = append(arena, a...)
+			held[i] = arena[len(arena)-len(a) : len(arena) : len(arena)]
+		}
+		st.held = append(st.held, held)
+	}
+	st.heldBytes += n
 }
 
 // drainListener wraps each accepted connection in a guardedConn and, once
