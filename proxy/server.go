@@ -90,7 +90,7 @@ type connState struct {
 // and still meets backpressure on its replies.
 const (
 	maxHeldCommands = 256
-	maxHeldBytes    = 1 << 20
+	maxHeldBytes    = 256 << 10
 )
 
 // New returns a server for engine; Listen and Serve start it.
@@ -232,7 +232,9 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 	if len(st.held) > 0 {
 		// The client left (or the server drained) part-way through a
 		// command, after commands it had sent whole: Redis would have run
-		// those, so they run, with no one left to answer.
+		// those, so they run, with no one left to answer. (redcon calls
+		// this holding its server's lock, so an accept waits for it: a
+		// rare case, bounded by the upstream timeouts.)
 		st.pipeline.Run(s.ctx, st.held, func([]byte) {})
 		st.held = nil
 	}
