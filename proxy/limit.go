@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -155,6 +156,9 @@ type guardedConn struct {
 	scanner  requestScanner
 	idle     time.Duration
 	draining *atomic.Bool
+	// partial: the bytes read so far end part-way through a request. Atomic
+	// only so that a test can watch it from another goroutine.
+	partial atomic.Bool
 }
 
 // drainFinishRequest is how long a draining server waits for a client to
@@ -164,9 +168,7 @@ const drainFinishRequest = time.Second
 // midRequest says whether the bytes read so far end part-way through a
 // request: the client has begun sending another command. Always false
 // without a request-size limit, which turns the scanner off.
-func (c *guardedConn) midRequest() bool {
-	return c.scanner.max > 0 && c.scanner.state != scanStart
-}
+func (c *guardedConn) midRequest() bool { return c.partial.Load() }
 
 // Write skips empty writes: redcon flushes after every batch, and Go makes
 // a system call even for nothing (a batch that handle held back).
@@ -195,11 +197,18 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
 	}
 	n, err := c.Conn.Read(b)
+	var timeout net.Error
+	if n == 0 && errors.As(err, &timeout) && timeout.Timeout() && c.draining.Load() && c.midRequest() {
+		// Shutdown's wake-up met a read waiting for the rest of a command.
+		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
+		n, err = c.Conn.Read(b)
+	}
 	if n > 0 && c.scanner.max > 0 {
 		if lerr := c.scanner.scan(b[:n]); lerr != nil {
 			_, _ = c.Conn.Write([]byte("-" + lerr.Error() + "\r\n"))
 			return 0, lerr
 		}
+		c.partial.Store(c.scanner.state != scanStart)
 	}
 	return n, err
 }

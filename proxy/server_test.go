@@ -182,3 +182,72 @@ func TestShutdownDeliversRepliesThenCloses(t *testing.T) {
 		t.Fatal("still accepting after shutdown")
 	}
 }
+
+// A client part-way through sending a command when the server drains gets
+// a moment to finish it: the whole command it sent before (held back for
+// the rest of the pipeline) and the finished one are both answered, then
+// the connection closes.
+func TestShutdownLetsAStartedCommandFinish(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := New(commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}}),
+		Options{Listen: "127.0.0.1:0", MaxRequestBytes: 1 << 20})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	c, r := dial(t, "tcp", srv.Addr().String())
+	second := "*3\r\n$8\r\nSESS.SET\r\n$1\r\nb\r\n$2\r\n{}\r\n"
+	if _, err := io.WriteString(c, "*3\r\n$8\r\nSESS.SET\r\n$1\r\na\r\n$2\r\n{}\r\n"+second[:20]); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the proxy has read up to the middle of the second command.
+	for deadline := time.Now().Add(5 * time.Second); !srv.anyMidRequest(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy never read the first command and a half")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	for !srv.draining.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := io.WriteString(c, second[20:]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			t.Fatalf("reply %d: %q, %v; want +OK for both commands", i, line, err)
+		}
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("client not closed after its replies: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// anyMidRequest says whether some client has sent part of a command.
+func (s *Server) anyMidRequest() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.midRequest() {
+			return true
+		}
+	}
+	return false
+}
