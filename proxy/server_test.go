@@ -17,20 +17,7 @@ import (
 
 func startServer(t *testing.T, opts Options) *Server {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
-	if opts.Listen == "" {
-		opts.Listen = "127.0.0.1:0"
-	}
-	srv := New(eng, opts)
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	srv, served := serveUnmanaged(t, opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -40,9 +27,30 @@ func startServer(t *testing.T, opts Options) *Server {
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		st.Close()
 	})
 	return srv
+}
+
+// serveUnmanaged starts a server on an embedded upstream and leaves its
+// shutdown to the test; served receives what Serve returned.
+func serveUnmanaged(t *testing.T, opts Options) (srv *Server, served <-chan error) {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	srv = New(eng, opts)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	return srv, done
 }
 
 func dial(t *testing.T, network, addr string) (net.Conn, *bufio.Reader) {
@@ -131,18 +139,7 @@ func TestOversizedRequestClosesOnlyThatClient(t *testing.T) {
 }
 
 func TestShutdownDeliversRepliesThenCloses(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := New(commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}}),
-		Options{Listen: "127.0.0.1:0"})
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	srv, served := serveUnmanaged(t, Options{})
 	idle, idleR := dial(t, "tcp", srv.Addr().String())
 	roundTrip(t, idle, idleR, "PING\r\n")
 	busy, busyR := dial(t, "tcp", srv.Addr().String())
@@ -188,18 +185,7 @@ func TestShutdownDeliversRepliesThenCloses(t *testing.T) {
 // the rest of the pipeline) and the finished one are both answered, then
 // the connection closes.
 func TestShutdownLetsAStartedCommandFinish(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := New(commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}}),
-		Options{Listen: "127.0.0.1:0", MaxRequestBytes: 1 << 20})
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	srv, served := serveUnmanaged(t, Options{MaxRequestBytes: 1 << 20})
 	c, r := dial(t, "tcp", srv.Addr().String())
 	second := "*3\r\n$8\r\nSESS.SET\r\n$1\r\nb\r\n$2\r\n{}\r\n"
 	if _, err := io.WriteString(c, "*3\r\n$8\r\nSESS.SET\r\n$1\r\na\r\n$2\r\n{}\r\n"+second[:20]); err != nil {
