@@ -137,6 +137,14 @@ func serve(cfg Config, load func() (Config, error)) error {
 		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
 	}
 
+	// Signals are caught before the listener opens: a SIGHUP sent as soon
+	// as the proxy answers must reload, not kill it (SIGHUP's default).
+	stop, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(stop)
+	defer signal.Stop(hup)
+
 	srv := proxy.New(engine, proxyOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -146,11 +154,6 @@ func serve(cfg Config, load func() (Config, error)) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	stop, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(stop)
-	defer signal.Stop(hup)
 	r := &reloader{load: load, current: cfg, engine: engine, level: level, log: log}
 	for running := true; running; {
 		select {

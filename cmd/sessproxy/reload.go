@@ -44,12 +44,17 @@ func (r *reloader) reload() {
 		return
 	}
 	r.engine.Reload(opts)
-	r.level.SetLevel(level)
 	r.current = next
+	// The line is written under the more verbose of the two levels, so it
+	// shows when either the old or the new level shows info.
+	if level < r.level.Level() {
+		r.level.SetLevel(level)
+	}
 	r.log.Info("configuration reloaded",
 		zap.Duration("ttl_default", opts.Policy.Default), zap.Duration("ttl_min", opts.Policy.Min),
 		zap.Duration("ttl_max", opts.Policy.Max), zap.Int("users", len(opts.Users)),
 		zap.Bool("requirepass", opts.RequirePass != ""), zap.String("log_level", level.String()))
+	r.level.SetLevel(level)
 }
 
 // keepRestartOnly returns next with every key that cannot change in a
