@@ -68,13 +68,19 @@ func run(args []string, stdout io.Writer) error {
 			return toml.NewEncoder(stdout).Encode(cfg.masked())
 		}
 	}
-	// SIGHUP reads the configuration the same way: the file, then the flags.
-	load := func() (Config, error) { return configFromFlags("sessproxy", args, nil) }
+	load := configLoader(args)
 	cfg, err := load()
 	if err != nil {
 		return err
 	}
 	return serve(cfg, load)
+}
+
+// configLoader reads the configuration of `sessproxy args`: at start, and
+// again on SIGHUP, so flags given on the command line keep overriding the
+// file.
+func configLoader(args []string) func() (Config, error) {
+	return func() (Config, error) { return configFromFlags("sessproxy", args, nil) }
 }
 
 // configFromFlags loads -config and applies the flags that override it;

@@ -28,23 +28,25 @@ func newReloadFixture(t *testing.T, body string, flags ...string) *reloadFixture
 	t.Helper()
 	path := writeConfig(t, body)
 	args := append([]string{"-config", path}, flags...)
-	load := func() (Config, error) { return configFromFlags("test", args, nil) }
+	load := configLoader(args)
 	cfg, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zapcore.DebugLevel)
+	parsed, err := parseLevel(cfg.Log.Level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The observer honours the level, as serve's logger does.
+	level := zap.NewAtomicLevelAt(parsed)
+	core, logs := observer.New(level)
 	log := zap.New(core)
 	st, engine, err := open(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	level, err := parseLevel(cfg.Log.Level)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &reloader{load: load, current: cfg, engine: engine, level: zap.NewAtomicLevelAt(level), log: log}
+	r := &reloader{load: load, current: cfg, engine: engine, level: level, log: log}
 	p := engine.NewPipeline(engine.Connect("127.0.0.1:1", "127.0.0.1:6380"))
 	return &reloadFixture{t: t, path: path, r: r, logs: logs, p: p}
 }
@@ -191,6 +193,32 @@ func toInterfaces(s []string) []interface{} {
 		out[i] = v
 	}
 	return out
+}
+
+// TestReloadLogLevel: the new level applies, and the reload line shows
+// when either the old or the new level shows info.
+func TestReloadLogLevel(t *testing.T) {
+	tests := []struct {
+		from, to string
+		lines    int // "configuration reloaded" lines
+	}{
+		{"info", "debug", 1},
+		{"info", "error", 1},
+		{"error", "info", 1},
+		{"warn", "error", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.from+"-"+tt.to, func(t *testing.T) {
+			f := newReloadFixture(t, strings.Replace(reloadV1, `level = "info"`, `level = "`+tt.from+`"`, 1))
+			f.rewrite(strings.Replace(reloadV1, `level = "info"`, `level = "`+tt.to+`"`, 1))
+			if got := f.r.level.Level().String(); got != tt.to {
+				t.Fatalf("log level = %s, want %s", got, tt.to)
+			}
+			if n := f.logs.FilterMessage("configuration reloaded").Len(); n != tt.lines {
+				t.Fatalf("%d reload lines, want %d", n, tt.lines)
+			}
+		})
+	}
 }
 
 func TestReloadKeepsTheLogLevelFlag(t *testing.T) {
