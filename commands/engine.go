@@ -58,7 +58,8 @@ type Options struct {
 	// OutsidePrefix is "deny" or "passthrough" for keys outside Prefix.
 	// default: deny
 	OutsidePrefix string
-	// Policy is the TTL policy.
+	// Policy is the TTL policy. It, RequirePass and Users are what Reload
+	// can change in a running engine.
 	Policy ttl.Policy
 	// Tombstones on: destroying writes a tombstone that refuses writes for
 	// Grace. default: true, 5m
