@@ -19,8 +19,11 @@ type Client struct {
 	created   time.Time
 
 	// Owned by the connection's goroutine.
-	authed     bool
-	role       Role
+	authed bool
+	role   Role
+	// authConf is the configuration authed and role were decided under;
+	// when a reload swaps it, the next batch decides them again.
+	authConf   *reloadable
 	closeAfter bool   // QUIT: close once the replies before it are sent
 	scratch    []byte // lower-cased command name for the registry lookup
 
@@ -35,13 +38,23 @@ type Client struct {
 	lastCmd string
 }
 
-// login marks the client authenticated as user with role.
-func (c *Client) login(user string, role Role) {
-	c.authed, c.role = true, role
+// login marks the client authenticated as user with role under conf.
+func (c *Client) login(user string, role Role, conf *reloadable) {
+	c.authed, c.role, c.authConf = true, role, conf
+	c.setUser(user)
+}
+
+// setUser records the user name. Only the connection's goroutine writes
+// it, so that goroutine reads it without the lock (userName).
+func (c *Client) setUser(user string) {
 	c.mu.Lock()
 	c.user = user
 	c.mu.Unlock()
 }
+
+// userName is the user the client authenticated as; connection goroutine
+// only.
+func (c *Client) userName() string { return c.user }
 
 // Proto is the protocol version the client negotiated (2 or 3).
 func (c *Client) Proto() int {

@@ -41,7 +41,7 @@ func (e *Engine) okReply(c *Call) { c.Out.OK() }
 
 // RESET: back to the state of a new connection.
 func (e *Engine) reset(c *Call) {
-	e.resetAuth(c.Client)
+	e.resetAuth(c.Client, c.conf)
 	c.Client.mu.Lock()
 	c.Client.name, c.Client.proto = "", 2
 	c.Client.mu.Unlock()
@@ -61,13 +61,13 @@ func (e *Engine) auth(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	if len(c.Args) == 2 && !e.authRequired() {
+	if len(c.Args) == 2 && !c.conf.authRequired() {
 		// Redis's reply to AUTH <password> with no password configured;
 		// AUTH default <password> succeeds there (see authenticate).
 		c.Out.Error(msgNoPassword)
 		return
 	}
-	if err := e.authenticate(c.Client, user, pass); err != nil {
+	if err := e.authenticate(c, user, pass); err != nil {
 		c.Out.Error(msgWrongPass)
 		return
 	}
@@ -106,7 +106,7 @@ func (e *Engine) hello(c *Call) {
 		}
 	}
 	if auth {
-		if err := e.authenticate(c.Client, user, pass); err != nil {
+		if err := e.authenticate(c, user, pass); err != nil {
 			c.Out.Error(msgWrongPass)
 			return
 		}
@@ -298,9 +298,9 @@ func (e *Engine) info(c *Call) {
 	}
 	section("Sessions",
 		"session_prefix:"+e.opts.Prefix,
-		"ttl_default_seconds:"+strconv.Itoa(int(e.opts.Policy.Default.Seconds())),
-		"ttl_min_seconds:"+strconv.Itoa(int(e.opts.Policy.Min.Seconds())),
-		"ttl_max_seconds:"+strconv.Itoa(int(e.opts.Policy.Max.Seconds())),
+		"ttl_default_seconds:"+strconv.Itoa(int(c.conf.policy.Default.Seconds())),
+		"ttl_min_seconds:"+strconv.Itoa(int(c.conf.policy.Min.Seconds())),
+		"ttl_max_seconds:"+strconv.Itoa(int(c.conf.policy.Max.Seconds())),
 		"tombstone_grace:"+tombstones,
 	)
 	if all || want["keyspace"] {

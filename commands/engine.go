@@ -58,7 +58,8 @@ type Options struct {
 	// OutsidePrefix is "deny" or "passthrough" for keys outside Prefix.
 	// default: deny
 	OutsidePrefix string
-	// Policy is the TTL policy.
+	// Policy is the TTL policy. It, RequirePass and Users are what Reload
+	// can change in a running engine.
 	Policy ttl.Policy
 	// Tombstones on: destroying writes a tombstone that refuses writes for
 	// Grace. default: true, 5m
@@ -86,7 +87,9 @@ type Options struct {
 
 // Engine runs commands against a store.
 type Engine struct {
-	opts     Options
+	opts Options // its Policy, RequirePass and Users are in conf
+	// conf is what Reload swaps; a pipeline loads it once per batch.
+	conf     atomic.Pointer[reloadable]
 	store    *store.Store
 	registry map[string]*Command
 	clients  clients
@@ -117,7 +120,10 @@ func New(st *store.Store, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	e := &Engine{opts: opts, store: st, started: time.Now()}
+	e := &Engine{store: st, started: time.Now()}
+	e.conf.Store(newReloadable(opts))
+	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
+	e.opts = opts
 	e.clients.byID = make(map[int64]*Client)
 	e.registry = make(map[string]*Command)
 	for _, cmd := range e.table() {
@@ -131,7 +137,7 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 	now := time.Now()
 	c := &Client{Addr: addr, LocalAddr: localAddr, created: now, proto: 2}
 	c.Touch(now)
-	e.resetAuth(c)
+	e.resetAuth(c, e.conf.Load())
 	e.clients.add(c)
 	e.stats.connections.Add(1)
 	return c
@@ -143,18 +149,11 @@ func (e *Engine) Disconnect(c *Client) { e.clients.remove(c) }
 // Rejected counts a connection refused before it was served (max_clients).
 func (e *Engine) Rejected() { e.stats.rejected.Add(1) }
 
-func (e *Engine) authRequired() bool {
-	return e.opts.RequirePass != "" || len(e.opts.Users) > 0
-}
-
 // resetAuth puts a client in its state before AUTH: authenticated as the
 // default user when no password is configured.
-func (e *Engine) resetAuth(c *Client) {
-	c.authed = !e.authRequired()
-	c.role = RoleAdmin
-	c.mu.Lock()
-	c.user = "default"
-	c.mu.Unlock()
+func (e *Engine) resetAuth(c *Client, conf *reloadable) {
+	c.authed, c.role, c.authConf = !conf.authRequired(), RoleAdmin, conf
+	c.setUser("default")
 }
 
 var errAuth = errors.New("authentication failed")
@@ -162,22 +161,23 @@ var errAuth = errors.New("authentication failed")
 // authenticate checks a user name and password; the default user's
 // password is requirepass. Passwords are compared through their SHA-256 so
 // neither content nor length leaks through timing.
-func (e *Engine) authenticate(c *Client, user, pass string) error {
-	if !e.authRequired() {
+func (e *Engine) authenticate(c *Call, user, pass string) error {
+	conf := c.conf
+	if !conf.authRequired() {
 		// Redis's default user without requirepass is "nopass": AUTH default
 		// <anything> (and HELLO … AUTH default …) opens it, so a client
 		// configured with a password still connects; no other user exists.
 		if user != "default" {
 			return errAuth
 		}
-		c.login(user, RoleAdmin)
+		c.Client.login(user, RoleAdmin, conf)
 		return nil
 	}
 	role, ok := Role(""), false
-	if user == "default" && e.opts.RequirePass != "" {
-		ok, role = equalSecret(pass, e.opts.RequirePass), RoleAdmin
+	if user == "default" && conf.requirePass != "" {
+		ok, role = equalSecret(pass, conf.requirePass), RoleAdmin
 	}
-	for _, u := range e.opts.Users {
+	for _, u := range conf.users {
 		if u.Name == user && equalSecret(pass, u.Password) {
 			ok, role = true, u.Role
 		}
@@ -185,7 +185,7 @@ func (e *Engine) authenticate(c *Client, user, pass string) error {
 	if !ok {
 		return errAuth
 	}
-	c.login(user, role)
+	c.Client.login(user, role, conf)
 	return nil
 }
 
@@ -204,6 +204,7 @@ type Call struct {
 	Args   [][]byte
 	Out    *resp.Writer
 	Batch  *store.Batch
+	conf   *reloadable // the TTL policy and users this command runs under
 	then   func()
 }
 

@@ -161,7 +161,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		if created.IsZero() {
-			created = e.opts.Policy.Clock()
+			created = c.conf.policy.Clock()
 		}
 		value, ok := e.encodeCreated(c, updated, created)
 		if !ok {
@@ -170,8 +170,8 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		// The swap replaces the whole value, so the absolute lifetime is
 		// applied here from the creation time read (an expired session is
 		// deleted), and capped again by the script at the swap's own time.
-		d := e.opts.Policy.CapAt(e.decide(updated, 0), created)
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), e.opts.Policy.Absolute)
+		d := c.conf.policy.CapAt(e.decide(&c.conf.policy, updated, 0), created)
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), c.conf.policy.Absolute)
 		if err := c.exec(); err != nil {
 			e.fail(c, ref.sid, err)
 			return

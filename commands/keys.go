@@ -85,11 +85,11 @@ func (e *Engine) expire(c *Call) {
 	}
 	var decision ttl.Decision
 	if name == "expireat" || name == "pexpireat" {
-		decision = e.opts.Policy.Until(time.Unix(0, 0).Add(d))
+		decision = c.conf.policy.Until(time.Unix(0, 0).Add(d))
 	} else {
-		decision = e.opts.Policy.Explicit(d)
+		decision = c.conf.policy.Explicit(d)
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(decision), Cond: cond, Absolute: e.opts.Policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(decision), Cond: cond, Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -104,11 +104,11 @@ func (e *Engine) persist(c *Call) {
 		e.forward(c, 0)
 		return
 	}
-	if e.opts.Policy.Persist != ttl.PersistClamp {
+	if c.conf.policy.Persist != ttl.PersistClamp {
 		c.Out.Error(msgPersistDenied)
 		return
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.opts.Policy.Max, Absolute: e.opts.Policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: c.conf.policy.Max, Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 

@@ -36,7 +36,7 @@ func (e *Engine) indexOwner(c *Call, ref keyRef, payload []byte) {
 	if !owner.Exists() || owner.Type == gjson.Null || owner.String() == "" {
 		return
 	}
-	c.Batch.IndexAdd(e.ownerKey(owner.String()), ref.key[len(e.opts.Prefix):], e.opts.Policy.Max)
+	c.Batch.IndexAdd(e.ownerKey(owner.String()), ref.key[len(e.opts.Prefix):], c.conf.policy.Max)
 }
 
 // SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner.

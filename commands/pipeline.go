@@ -36,10 +36,16 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 		p.outs = make([]resp.Writer, len(cmds))
 	}
 	calls, outs := p.calls[:len(cmds)], p.outs[:len(cmds)]
+	// One configuration for the whole batch: a reload applies from the
+	// next one.
+	conf := p.e.conf.Load()
+	if p.client.authConf != conf {
+		p.e.reauthorise(p.client, conf)
+	}
 	n := len(cmds)
 	for i, args := range cmds {
 		outs[i].Reset(p.client.Proto())
-		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch}
+		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf}
 		p.guard(&calls[i], p.e.Dispatch)
 		if p.client.closeAfter {
 			n = i + 1

@@ -33,7 +33,7 @@ func (e *Engine) sessSet(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], explicit))})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], explicit))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -63,7 +63,7 @@ func (e *Engine) sessTouch(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	if !e.opts.Policy.Touch {
+	if !c.conf.policy.Touch {
 		// disableTouch: answer whether the session is there, change nothing.
 		res := c.Batch.Exists(ref.key)
 		c.Then(func() { e.replyInt(c, ref.sid, res) })
@@ -78,7 +78,7 @@ func (e *Engine) sessTouch(c *Call) {
 			return
 		}
 		payload = c.Args[2]
-	case e.opts.Policy.ReadsPayload():
+	case c.conf.policy.ReadsPayload():
 		// The TTL comes from the stored session, so read it first.
 		stored := c.Batch.Get(ref.key)
 		if err := c.exec(); err != nil {
@@ -99,7 +99,7 @@ func (e *Engine) sessTouch(c *Call) {
 			}
 		}
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(e.decide(payload, 0)), Absolute: e.opts.Policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(e.decide(&c.conf.policy, payload, 0)), Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -150,14 +150,14 @@ func (e *Engine) sessExists(c *Call) {
 // is refused.
 func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
 	// A new session's creation time; the store keeps an existing one.
-	return e.encodeCreated(c, payload, e.opts.Policy.Clock())
+	return e.encodeCreated(c, payload, c.conf.policy.Clock())
 }
 
 // encodeCreated is encode with the session's creation time, recorded when
 // ttl.absolute needs it.
 func (e *Engine) encodeCreated(c *Call, payload []byte, created time.Time) ([]byte, bool) {
 	var meta codec.Meta
-	if e.opts.Policy.Absolute > 0 {
+	if c.conf.policy.Absolute > 0 {
 		meta.Created = created
 	}
 	v, err := e.opts.Codec.Encode(payload, meta)
@@ -193,27 +193,27 @@ func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
 // read queues a session read; with ttl.idle the read also slides the
 // session's expiry, with ttl.absolute it checks the session's lifetime.
 func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
-	if e.opts.Policy.Idle > 0 || e.opts.Policy.Absolute > 0 {
-		return c.Batch.GetSliding(ref.key, e.opts.Policy.Idle, e.opts.Policy.Absolute)
+	if c.conf.policy.Idle > 0 || c.conf.policy.Absolute > 0 {
+		return c.Batch.GetSliding(ref.key, c.conf.policy.Idle, c.conf.policy.Absolute)
 	}
 	return c.Batch.Get(ref.key)
 }
 
 // write queues a session write and what goes with it (the owner index).
 func (e *Engine) write(c *Call, ref keyRef, payload []byte, w store.Write) store.WriteResult {
-	w.Absolute = e.opts.Policy.Absolute
+	w.Absolute = c.conf.policy.Absolute
 	res := c.Batch.Write(ref.key, w)
 	e.indexOwner(c, ref, payload)
 	return res
 }
 
-// decide applies the TTL policy to a write of payload; the policy reads
+// decide applies the TTL policy p to a write of payload; the policy reads
 // fields only from JSON payloads.
-func (e *Engine) decide(payload []byte, explicit time.Duration) ttl.Decision {
+func (e *Engine) decide(p *ttl.Policy, payload []byte, explicit time.Duration) ttl.Decision {
 	if !e.opts.Codec.JSON() {
 		payload = nil
 	}
-	return e.opts.Policy.Decide(payload, explicit)
+	return p.Decide(payload, explicit)
 }
 
 // ttlArg is the TTL to hand to the store: zero deletes an expired session.

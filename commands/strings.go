@@ -29,7 +29,7 @@ func (e *Engine) mget(c *Call) {
 	if !ok {
 		return
 	}
-	if e.opts.Policy.Idle > 0 || e.opts.Policy.Absolute > 0 {
+	if c.conf.policy.Idle > 0 || c.conf.policy.Absolute > 0 {
 		e.mgetSliding(c, refs)
 		return
 	}
@@ -212,16 +212,16 @@ func (e *Engine) set(c *Call) {
 	if !ok {
 		return
 	}
-	d := e.decide(c.Args[2], 0)
+	d := e.decide(&c.conf.policy, c.Args[2], 0)
 	if opts.expiry.set {
-		d = opts.expiry.decision(&e.opts.Policy)
+		d = opts.expiry.decision(&c.conf.policy)
 	}
 	w := store.Write{
 		Value:   value,
 		TTL:     ttlArg(d),
 		Cond:    opts.cond,
 		KeepTTL: opts.keepTTL,
-		MaxTTL:  e.opts.Policy.Max,
+		MaxTTL:  c.conf.policy.Max,
 	}
 	if opts.get {
 		e.writeReturningPrevious(c, ref, c.Args[2], w)
@@ -271,7 +271,7 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: ttlArg(e.opts.Policy.Explicit(d))})
+	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: ttlArg(c.conf.policy.Explicit(d))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -295,7 +295,7 @@ func (e *Engine) setnx(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0)), Cond: store.NX})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], 0)), Cond: store.NX})
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
@@ -325,7 +325,7 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
-	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(c.Args[2], 0))})
+	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], 0))})
 }
 
 // GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
@@ -365,19 +365,19 @@ func (e *Engine) getex(c *Call) {
 	}
 	var d ttl.Decision
 	switch {
-	case persist && e.opts.Policy.Persist != ttl.PersistClamp:
+	case persist && c.conf.policy.Persist != ttl.PersistClamp:
 		c.Out.Error(msgPersistDenied)
 		return
 	case persist:
-		d = ttl.Decision{TTL: e.opts.Policy.Max}
+		d = ttl.Decision{TTL: c.conf.policy.Max}
 	case x.set:
-		d = x.decision(&e.opts.Policy)
+		d = x.decision(&c.conf.policy)
 	default:
 		res := e.read(c, ref)
 		c.Then(func() { e.replySession(c, ref, res) })
 		return
 	}
-	change := store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: e.opts.Policy.Absolute}
+	change := store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
 		change.Guard = g
 		res := c.Batch.Expire(ref.key, change)
@@ -434,7 +434,7 @@ func (e *Engine) mset(c *Call) {
 	plain := make([]store.ForwardResult, len(refs))
 	for i, r := range refs {
 		if r.session {
-			d := e.decide(c.Args[2+2*i], 0)
+			d := e.decide(&c.conf.policy, c.Args[2+2*i], 0)
 			writes[i] = e.write(c, r, c.Args[2+2*i], store.Write{Value: values[i], TTL: ttlArg(d)})
 		} else {
 			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
@@ -480,7 +480,7 @@ func (e *Engine) strlen(c *Call) {
 // writeReturningPrevious is SET … GET and GETSET: w, answered with the
 // value it replaced, through withPrevious.
 func (e *Engine) writeReturningPrevious(c *Call, ref keyRef, payload []byte, w store.Write) {
-	w.ReturnOld, w.Absolute = true, e.opts.Policy.Absolute
+	w.ReturnOld, w.Absolute = true, c.conf.policy.Absolute
 	done := e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
 		w.Guard = g
 		res := c.Batch.Write(ref.key, w)

@@ -34,7 +34,9 @@ type SweepOptions struct {
 func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, error) {
 	var scanned, fixed, skipped atomic.Int64
 	var progress sync.Mutex
-	maxTTL := e.opts.Policy.Max
+	// One policy for the whole walk, even if a reload swaps it meanwhile.
+	policy := &e.conf.Load().policy
+	maxTTL := policy.Max
 	err := e.store.ForEachPage(ctx, store.PrefixPattern(e.opts.Prefix), opts.Count, func(ctx context.Context, b *store.Batch, keys []string) error {
 		ttls := make([]store.IntResult, len(keys))
 		for i, k := range keys {
@@ -72,7 +74,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 				// tombstone must still end, after the grace.
 				toFix++
 				if !opts.DryRun {
-					applied = append(applied, b.BoundTTL(k, max(e.opts.Grace, e.opts.Policy.Min), maxTTL))
+					applied = append(applied, b.BoundTTL(k, max(e.opts.Grace, policy.Min), maxTTL))
 				}
 				continue
 			}
@@ -86,7 +88,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 			}
 			// An already expired session still gets ttl.min rather than
 			// an instant delete: the sweep bounds keys, it does not judge.
-			ttl := max(ttlArg(e.decide(payload, 0)), e.opts.Policy.Min)
+			ttl := max(ttlArg(e.decide(policy, payload, 0)), policy.Min)
 			toFix++
 			if !opts.DryRun {
 				applied = append(applied, b.BoundTTL(k, ttl, maxTTL))

@@ -68,11 +68,19 @@ func run(args []string, stdout io.Writer) error {
 			return toml.NewEncoder(stdout).Encode(cfg.masked())
 		}
 	}
-	cfg, err := configFromFlags("sessproxy", args, nil)
+	load := configLoader(args)
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	return serve(cfg)
+	return serve(cfg, load)
+}
+
+// configLoader reads the configuration of `sessproxy args`: at start, and
+// again on SIGHUP, so flags given on the command line keep overriding the
+// file.
+func configLoader(args []string) func() (Config, error) {
+	return func() (Config, error) { return configFromFlags("sessproxy", args, nil) }
 }
 
 // configFromFlags loads -config and applies the flags that override it;
@@ -115,9 +123,10 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	return cfg, cfg.validate()
 }
 
-// serve runs the proxy until SIGTERM or SIGINT.
-func serve(cfg Config) error {
-	log, err := newLogger(cfg.Log)
+// serve runs the proxy until SIGTERM or SIGINT; SIGHUP reloads what
+// reloader can change from load.
+func serve(cfg Config, load func() (Config, error)) error {
+	log, level, err := newLogger(cfg.Log)
 	if err != nil {
 		return err
 	}
@@ -134,6 +143,14 @@ func serve(cfg Config) error {
 		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
 	}
 
+	// Signals are caught before the listener opens: a SIGHUP sent as soon
+	// as the proxy answers must reload, not kill it (SIGHUP's default).
+	stop, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(stop)
+	defer signal.Stop(hup)
+
 	srv := proxy.New(engine, proxyOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -143,14 +160,17 @@ func serve(cfg Config) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(signals)
-	select {
-	case err := <-served:
-		return err
-	case sig := <-signals:
-		log.Info("shutting down", zap.String("signal", sig.String()))
+	r := &reloader{load: load, current: cfg, engine: engine, level: level, log: log}
+	for running := true; running; {
+		select {
+		case err := <-served:
+			return err
+		case <-hup:
+			r.reload()
+		case sig := <-stop:
+			log.Info("shutting down", zap.String("signal", sig.String()))
+			running = false
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -236,10 +256,12 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func newLogger(cfg LogConfig) (*zap.Logger, error) {
+// newLogger builds the logger; its level can be changed while it runs
+// (SIGHUP) through the AtomicLevel.
+func newLogger(cfg LogConfig) (*zap.Logger, zap.AtomicLevel, error) {
 	level, err := parseLevel(cfg.Level)
 	if err != nil {
-		return nil, fmt.Errorf("invalid log.level: %w", err)
+		return nil, zap.AtomicLevel{}, fmt.Errorf("invalid log.level: %w", err)
 	}
 	zc := zap.NewProductionConfig()
 	if cfg.Format == "console" {
@@ -249,7 +271,8 @@ func newLogger(cfg LogConfig) (*zap.Logger, error) {
 	zc.Level = zap.NewAtomicLevelAt(level)
 	zc.DisableStacktrace = true
 	zc.Sampling = nil
-	return zc.Build()
+	log, err := zc.Build()
+	return log, zc.Level, err
 }
 
 func parseLevel(s string) (zapcore.Level, error) {

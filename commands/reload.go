@@ -1,0 +1,69 @@
+package commands
+
+import (
+	"slices"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+)
+
+// reloadable is the part of the configuration a running engine can swap
+// (SIGHUP): the TTL policy and the users. It is never modified once built,
+// so a batch that loaded it reads it without locks.
+type reloadable struct {
+	policy      ttl.Policy
+	requirePass string
+	users       []User
+}
+
+func newReloadable(opts Options) *reloadable {
+	p := opts.Policy
+	p.Rules = slices.Clone(p.Rules)
+	return &reloadable{policy: p, requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
+}
+
+func (r *reloadable) authRequired() bool {
+	return r.requirePass != "" || len(r.users) > 0
+}
+
+// role is the role of the user called name, and whether that user exists.
+// The default user exists when it has requirepass or when no password is
+// configured at all (Redis's "nopass" default user).
+func (r *reloadable) role(name string) (Role, bool) {
+	if name == "default" && (r.requirePass != "" || !r.authRequired()) {
+		return RoleAdmin, true
+	}
+	for _, u := range r.users {
+		if u.Name == name {
+			return u.Role, true
+		}
+	}
+	return "", false
+}
+
+// Reload swaps in opts' Policy, RequirePass and Users; its other fields
+// need a restart and are ignored. Commands already dispatched finish under
+// the configuration they started with; each client's next batch runs
+// under the new one. Connected clients are not dropped: see reauthorise.
+func (e *Engine) Reload(opts Options) {
+	e.conf.Store(newReloadable(opts))
+}
+
+// reauthorise brings a client's authentication up to date with conf, as a
+// Redis user expects after ACL changes: a password change keeps the
+// clients already authenticated; a changed role applies to the next
+// command; a removed user's clients are back in the state of a new
+// connection (-NOAUTH until they AUTH again, or the default user when no
+// password is required any more). Redis would disconnect them (ACL
+// DELUSER); the proxy keeps the connection so no client is dropped.
+func (e *Engine) reauthorise(c *Client, conf *reloadable) {
+	if !c.authed {
+		e.resetAuth(c, conf)
+		return
+	}
+	role, ok := conf.role(c.userName())
+	if !ok {
+		e.resetAuth(c, conf)
+		return
+	}
+	c.role, c.authConf = role, conf
+}
