@@ -1,7 +1,8 @@
 // Package redistest starts real redis-server processes on free 127.0.0.1 ports for
-// integration tests: a standalone server or a 3-master Redis Cluster. Every process is
-// killed and its directory removed by Stop (or by the t.Cleanup that Standalone and
-// Cluster register), so a test never leaves a server behind.
+// integration tests: a standalone server, a 3-master Redis Cluster, or a master with
+// a replica watched by Redis Sentinel. Every process is killed and its directory
+// removed by Stop (or by the t.Cleanup that Standalone, Cluster and Sentinel
+// register), so a test never leaves a server behind.
 package redistest
 
 import (
@@ -129,13 +130,20 @@ func FreePort() (int, error) {
 // startServer starts redis-server with the common flags plus extra, retrying on a
 // fresh port when the chosen one was taken before redis-server could bind it.
 func startServer(extra ...string) (*Server, error) {
+	return startWithConfig("", extra...)
+}
+
+// startWithConfig is startServer with a config file holding conf, written to the
+// server's directory and passed first (redis-server wants the file before the
+// flags). A sentinel needs one: it records what it learns by rewriting its file.
+func startWithConfig(conf string, extra ...string) (*Server, error) {
 	if err := lookBinaries(); err != nil {
 		return nil, err
 	}
 	var err error
 	for range startAttempts {
 		var s *Server
-		s, err = startOnce(extra)
+		s, err = startOnce(conf, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -146,7 +154,7 @@ func startServer(extra ...string) (*Server, error) {
 	return nil, err
 }
 
-func startOnce(extra []string) (*Server, error) {
+func startOnce(conf string, extra []string) (*Server, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -161,11 +169,22 @@ func startOnce(extra []string) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("create redis-server log: %w", err)
 	}
-	args := append([]string{
+	var args []string
+	if conf != "" {
+		confPath := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			logFile.Close()
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("write redis-server config: %w", err)
+		}
+		args = append(args, confPath)
+	}
+	args = append(args,
 		"--save", "", "--appendonly", "no",
 		"--dir", dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--daemonize", "no",
-	}, extra...)
+	)
+	args = append(args, extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = dir
 	cmd.Stdout = logFile

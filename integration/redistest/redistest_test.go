@@ -101,3 +101,40 @@ func assertClosed(t *testing.T, addr string) {
 		t.Errorf("%s still accepts connections after Stop", addr)
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	si := Sentinel(t, 2)
+	if len(si.Addrs) != 2 || len(si.Sentinels) != 2 || len(si.Data) != 2 {
+		t.Fatalf("got %d addrs, %d sentinels, %d data nodes; want 2, 2, 2", len(si.Addrs), len(si.Sentinels), len(si.Data))
+	}
+	master, replica := si.Data[0], si.Data[1]
+	if got, err := si.MasterAddr(); err != nil || got != master.Addr {
+		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, master.Addr)
+	}
+	// The replica is in sync: a write to the master reaches it.
+	if _, err := command(master.Addr, "SET", "sess:abc", `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command(master.Addr, "WAIT", "1", "5000"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := command(replica.Addr, "GET", "sess:abc"); err != nil || got != `{"n":1}` {
+		t.Fatalf("GET on the replica = %q, %v; want the master's value", got, err)
+	}
+
+	promoted, err := si.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if promoted != replica.Addr {
+		t.Fatalf("Failover promoted %s, want the replica %s", promoted, replica.Addr)
+	}
+	if _, err := command(replica.Addr, "SET", "sess:def", `{"n":2}`); err != nil {
+		t.Fatalf("SET on the promoted replica: %v", err)
+	}
+
+	si.Stop()
+	for _, addr := range append(si.Addrs, master.Addr, replica.Addr) {
+		assertClosed(t, addr)
+	}
+}

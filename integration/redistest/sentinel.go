@@ -1,0 +1,196 @@
+package redistest
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	// MasterName is the name the sentinels monitor the master under.
+	MasterName = "sessmaster"
+	// sentinelTimeout bounds how long the replica may take to sync and the
+	// sentinels to find the replica and each other, and how long a failover
+	// may take to promote the replica.
+	sentinelTimeout = 30 * time.Second
+)
+
+// SentinelInfo is a master, one replica of it, and sentinels watching the master
+// under MasterName with quorum 1. After a Failover the replica is the master.
+type SentinelInfo struct {
+	Addrs     []string // "127.0.0.1:port" of every sentinel, what a failover client needs
+	Sentinels []*Server
+	// Data is the master and the replica, in the order they were started; which
+	// one is the master now is MasterAddr's answer.
+	Data []*Server
+}
+
+// Sentinel starts a master, a replica and n sentinels (n >= 1) and registers a
+// t.Cleanup that stops them.
+func Sentinel(t testing.TB, n int) *SentinelInfo {
+	t.Helper()
+	RequireBinaries(t)
+	s, err := StartSentinel(n)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartSentinel starts a master, a replica and n sentinels, and returns once the
+// replica is in sync and every sentinel knows the master, the replica and the
+// other sentinels; the caller must Stop it. It is meant for TestMain.
+func StartSentinel(n int) (*SentinelInfo, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("start sentinel: need at least one sentinel, got %d", n)
+	}
+	si := &SentinelInfo{}
+	// Redis waits 5s by default for more replicas before a diskless full sync.
+	master, err := startServer("--repl-diskless-sync-delay", "0")
+	if err != nil {
+		return nil, fmt.Errorf("start sentinel's master: %w", err)
+	}
+	si.Data = append(si.Data, master)
+	replica, err := startServer("--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	if err != nil {
+		si.Stop()
+		return nil, fmt.Errorf("start sentinel's replica: %w", err)
+	}
+	si.Data = append(si.Data, replica)
+	if err := waitInfo(replica.Addr, "replication", "master_link_status:up"); err != nil {
+		si.Stop()
+		return nil, fmt.Errorf("replica %s: %w", replica.Addr, err)
+	}
+
+	// down-after-milliseconds is short so a killed master is noticed quickly;
+	// failover-timeout bounds a stuck failover before a sentinel tries again.
+	conf := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
+		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel failover-timeout %[1]s 10000\n", MasterName, master.Port)
+	for range n {
+		s, err := startWithConfig(conf, "--sentinel")
+		if err != nil {
+			si.Stop()
+			return nil, fmt.Errorf("start sentinel: %w", err)
+		}
+		si.Sentinels = append(si.Sentinels, s)
+		si.Addrs = append(si.Addrs, s.Addr)
+	}
+	want := fmt.Sprintf("master0:name=%s,status=ok,address=%s,slaves=1,sentinels=%d", MasterName, master.Addr, n)
+	for _, s := range si.Sentinels {
+		if err := waitInfo(s.Addr, "sentinel", want); err != nil {
+			si.Stop()
+			return nil, fmt.Errorf("sentinel %s: %w", s.Addr, err)
+		}
+	}
+	return si, nil
+}
+
+// Stop stops every sentinel and data node. It is safe to call more than once.
+func (si *SentinelInfo) Stop() {
+	for _, s := range si.Sentinels {
+		s.Stop()
+	}
+	for _, s := range si.Data {
+		s.Stop()
+	}
+}
+
+// MasterAddr is the master's address as the first sentinel reports it.
+func (si *SentinelInfo) MasterAddr() (string, error) {
+	info, err := command(si.Addrs[0], "INFO", "sentinel")
+	if err != nil {
+		return "", fmt.Errorf("INFO sentinel on %s: %w", si.Addrs[0], err)
+	}
+	_, rest, ok := strings.Cut(info, "name="+MasterName+",")
+	if !ok {
+		return "", fmt.Errorf("sentinel %s does not monitor %s: %q", si.Addrs[0], MasterName, info)
+	}
+	_, rest, ok = strings.Cut(rest, "address=")
+	addr, _, _ := strings.Cut(rest, ",")
+	if !ok || addr == "" {
+		return "", fmt.Errorf("sentinel %s reports no address for %s: %q", si.Addrs[0], MasterName, info)
+	}
+	return addr, nil
+}
+
+// Failover asks the first sentinel to promote the replica (SENTINEL FAILOVER) and
+// returns the new master's address once every sentinel reports it and it answers
+// role:master. A sentinel answers NOGOODSLAVE until it has fresh INFO from the
+// replica, so the request is repeated until it is accepted.
+func (si *SentinelInfo) Failover() (string, error) {
+	old, err := si.MasterAddr()
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(sentinelTimeout)
+	for {
+		_, err := command(si.Addrs[0], "SENTINEL", "FAILOVER", MasterName)
+		if err == nil {
+			break
+		}
+		if !strings.HasPrefix(err.Error(), "NOGOODSLAVE") || time.Now().After(deadline) {
+			return "", fmt.Errorf("SENTINEL FAILOVER %s: %w", MasterName, err)
+		}
+		time.Sleep(pollInterval)
+	}
+	for {
+		addr, err := si.MasterAddr()
+		if err == nil && addr != old && si.agree(addr) {
+			if err := waitInfo(addr, "replication", "role:master"); err != nil {
+				return "", fmt.Errorf("promoted %s: %w", addr, err)
+			}
+			return addr, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("sentinels still report master %s %v after SENTINEL FAILOVER (last error %v)",
+				old, sentinelTimeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// agree reports whether every sentinel reports addr as the master.
+func (si *SentinelInfo) agree(addr string) bool {
+	for _, s := range si.Sentinels {
+		info, err := command(s.Addr, "INFO", "sentinel")
+		if err != nil || !strings.Contains(info, "address="+addr+",") {
+			return false
+		}
+	}
+	return true
+}
+
+// waitInfo polls INFO section on addr until it has the line want, or
+// sentinelTimeout passes.
+func waitInfo(addr, section, want string) error {
+	deadline := time.Now().Add(sentinelTimeout)
+	for {
+		info, err := command(addr, "INFO", section)
+		if err == nil && hasInfoLine(info, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("not there")
+			}
+			return fmt.Errorf("INFO %s lacks %q after %v (%v):\n%s", section, want, sentinelTimeout, err, info)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// hasInfoLine reports whether info has a line that is want, so slaves=1 does not
+// accept slaves=10.
+func hasInfoLine(info, want string) bool {
+	for _, line := range strings.Split(info, "\r\n") {
+		if line == want {
+			return true
+		}
+	}
+	return false
+}
