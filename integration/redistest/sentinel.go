@@ -138,6 +138,15 @@ func (si *SentinelInfo) Failover() (string, error) {
 		}
 		time.Sleep(pollInterval)
 	}
+	return si.WaitNewMaster(old)
+}
+
+// WaitNewMaster waits until every sentinel reports a master other than old and
+// that master answers role:master, and returns its address: after a Failover, or
+// after the master was stopped and the sentinels noticed (down-after-milliseconds
+// is 1s) and promoted the replica.
+func (si *SentinelInfo) WaitNewMaster(old string) (string, error) {
+	deadline := time.Now().Add(sentinelTimeout)
 	for {
 		addr, err := si.MasterAddr()
 		if err == nil && addr != old && si.agree(addr) {
@@ -147,8 +156,7 @@ func (si *SentinelInfo) Failover() (string, error) {
 			return addr, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("sentinels still report master %s %v after SENTINEL FAILOVER (last error %v)",
-				old, sentinelTimeout, err)
+			return "", fmt.Errorf("sentinels still report master %s after %v (last error %v)", old, sentinelTimeout, err)
 		}
 		time.Sleep(pollInterval)
 	}
