@@ -82,6 +82,18 @@ func TestFlagsOverrideTheFile(t *testing.T) {
 	}
 }
 
+func TestSentinelFlags(t *testing.T) {
+	cfg, err := configFromFlags("test", []string{"-mode", "sentinel", "-upstream", "127.0.0.1:26379,127.0.0.1:26380",
+		"-master-name", "mymaster"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.Mode != "sentinel" || cfg.Upstream.MasterName != "mymaster" ||
+		!reflect.DeepEqual(cfg.Upstream.Addrs, []string{"127.0.0.1:26379", "127.0.0.1:26380"}) {
+		t.Fatalf("flags not applied: %+v", cfg.Upstream)
+	}
+}
+
 func TestUpstreamFlagAloneMeansStandalone(t *testing.T) {
 	cfg, err := configFromFlags("test", []string{"-upstream", "127.0.0.1:6379"}, nil)
 	if err != nil {

@@ -86,6 +86,7 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
 	upstream := fs.String("upstream", "", "comma-separated upstream addresses, overrides upstream.addrs")
 	mode := fs.String("mode", "", "embedded, standalone, cluster or sentinel (-upstream then lists the sentinels), overrides upstream.mode")
+	masterName := fs.String("master-name", "", "the master's name in sentinel mode, overrides upstream.master_name")
 	level := fs.String("log-level", "", "debug, info, warn or error, overrides log.level")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -108,6 +109,9 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	}
 	if *mode != "" {
 		cfg.Upstream.Mode = *mode
+	}
+	if *masterName != "" {
+		cfg.Upstream.MasterName = *masterName
 	}
 	if *level != "" {
 		cfg.Log.Level = *level
