@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func TestSentinelFailover(t *testing.T) {
 }
 
 func testSentinelFailover(t *testing.T, promote func(*redistest.SentinelInfo) (string, error)) {
-	si := redistest.Sentinel(t, 2)
+	si := redistest.Sentinel(t, redistest.SentinelOptions{Sentinels: 2})
 	oldMaster, replica := si.Data[0], si.Data[1]
 	up := &upstream{
 		name:       "sentinel-failover",
@@ -122,6 +123,42 @@ func testSentinelFailover(t *testing.T, promote func(*redistest.SentinelInfo) (s
 	wantErr(t, c, "TOMBSTONE session doomed was destroyed", "SESS.SET", "doomed", `{"n":-2}`)
 	wantErr(t, c, "TOMBSTONE session doomed was destroyed", "SET", "sess:doomed", `{"n":-2}`)
 	p.wantTombstone(t, "sess:doomed")
+}
+
+// TestSentinelAuth runs a proxy on a master and sentinels that each have
+// their own password: upstream.password must reach the master and
+// upstream.sentinel_password the sentinels, not the other way round.
+func TestSentinelAuth(t *testing.T) {
+	si := redistest.Sentinel(t, redistest.SentinelOptions{Password: "data-pass", SentinelPassword: "sentinel-pass"})
+	up := &upstream{
+		name:             "sentinel-auth",
+		mode:             store.ModeSentinel,
+		addrs:            si.Addrs,
+		masterName:       redistest.MasterName,
+		master:           si.Data[0].Addr,
+		password:         "data-pass",
+		sentinelPassword: "sentinel-pass",
+		direct: redis.NewClient(&redis.Options{
+			Addr: si.Data[0].Addr, Password: "data-pass", Protocol: 2, DisableIdentity: true,
+		}),
+	}
+	t.Cleanup(func() { up.direct.Close() })
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	mustDo(t, c, "SESS.SET", "a", `{"n":1}`)
+	wantReply(t, c, `{"n":1}`, "SESS.GET", "a")
+	p.wantStored(t, "sess:a", `{"n":1}`)
+	p.wantTTL(t, "sess:a", defaultTTL)
+
+	// Without the sentinels' password the master cannot be found.
+	ctx, cancel := context.WithTimeout(bg, 5*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{Mode: store.ModeSentinel, Addrs: si.Addrs,
+		MasterName: redistest.MasterName, Password: "data-pass"})
+	if err == nil {
+		st.Close()
+		t.Fatal("store.Open without the sentinels' password succeeded")
+	}
 }
 
 func directClient(addr string) *redis.Client {

@@ -28,6 +28,9 @@ type upstream struct {
 	// master is the master's address (sentinel only): the suite's sentinel
 	// upstream never fails over, so it stays put.
 	master string
+	// password is the data nodes' requirepass, sentinelPassword the
+	// sentinels' (sentinel only); "" = none.
+	password, sentinelPassword string
 	direct redis.UniversalClient
 }
 
@@ -59,7 +62,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer c.Stop()
-	sn, err := redistest.StartSentinel(1)
+	sn, err := redistest.StartSentinel(redistest.SentinelOptions{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "integration: cannot start a master, a replica and a sentinel: %v\n", err)
 		return 1

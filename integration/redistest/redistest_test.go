@@ -103,7 +103,7 @@ func assertClosed(t *testing.T, addr string) {
 }
 
 func TestSentinel(t *testing.T) {
-	si := Sentinel(t, 2)
+	si := Sentinel(t, SentinelOptions{Sentinels: 2})
 	if len(si.Addrs) != 2 || len(si.Sentinels) != 2 || len(si.Data) != 2 {
 		t.Fatalf("got %d addrs, %d sentinels, %d data nodes; want 2, 2, 2", len(si.Addrs), len(si.Sentinels), len(si.Data))
 	}
@@ -136,5 +136,20 @@ func TestSentinel(t *testing.T) {
 	si.Stop()
 	for _, addr := range append(si.Addrs, master.Addr, replica.Addr) {
 		assertClosed(t, addr)
+	}
+}
+
+func TestSentinelAuth(t *testing.T) {
+	si := Sentinel(t, SentinelOptions{Password: "data-pass", SentinelPassword: "sentinel-pass"})
+	for _, s := range append(si.Data, si.Sentinels...) {
+		if _, err := command(s.Addr, "PING"); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+			t.Errorf("PING without AUTH on %s: %v, want NOAUTH", s.Addr, err)
+		}
+	}
+	if _, err := commandAuth(si.Addrs[0], "data-pass", "PING"); err == nil {
+		t.Errorf("the sentinel accepted the data nodes' password")
+	}
+	if got, err := si.MasterAddr(); err != nil || got != si.Data[0].Addr {
+		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, si.Data[0].Addr)
 	}
 }

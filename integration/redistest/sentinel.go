@@ -28,12 +28,23 @@ type SentinelInfo struct {
 	Data []*Server
 }
 
-// Sentinel starts a master, a replica and n sentinels (n >= 1) and registers a
-// t.Cleanup that stops them.
-func Sentinel(t testing.TB, n int) *SentinelInfo {
+// SentinelOptions shape a sentinel setup.
+type SentinelOptions struct {
+	// Sentinels is how many sentinels watch the master. default: 1
+	Sentinels int
+	// Password is the master's and the replica's requirepass (and so the
+	// replica's masterauth and the sentinels' auth-pass). default: none
+	Password string
+	// SentinelPassword is the sentinels' own requirepass. default: none
+	SentinelPassword string
+}
+
+// Sentinel starts a master, a replica and sentinels and registers a t.Cleanup
+// that stops them.
+func Sentinel(t testing.TB, opts SentinelOptions) *SentinelInfo {
 	t.Helper()
 	RequireBinaries(t)
-	s, err := StartSentinel(n)
+	s, err := StartSentinel(opts)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -41,27 +52,32 @@ func Sentinel(t testing.TB, n int) *SentinelInfo {
 	return s
 }
 
-// StartSentinel starts a master, a replica and n sentinels, and returns once the
+// StartSentinel starts a master, a replica and sentinels, and returns once the
 // replica is in sync and every sentinel knows the master, the replica and the
 // other sentinels; the caller must Stop it. It is meant for TestMain.
-func StartSentinel(n int) (*SentinelInfo, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("start sentinel: need at least one sentinel, got %d", n)
+func StartSentinel(opts SentinelOptions) (*SentinelInfo, error) {
+	n := opts.Sentinels
+	if n == 0 {
+		n = 1
 	}
 	si := &SentinelInfo{}
 	// Redis waits 5s by default for more replicas before a diskless full sync.
-	master, err := startServer("--repl-diskless-sync-delay", "0")
+	data := []string{"--repl-diskless-sync-delay", "0"}
+	if opts.Password != "" {
+		data = append(data, "--requirepass", opts.Password, "--masterauth", opts.Password)
+	}
+	master, err := startWithConfig("", opts.Password, data...)
 	if err != nil {
 		return nil, fmt.Errorf("start sentinel's master: %w", err)
 	}
 	si.Data = append(si.Data, master)
-	replica, err := startServer("--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	replica, err := startWithConfig("", opts.Password, append(data, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))...)
 	if err != nil {
 		si.Stop()
 		return nil, fmt.Errorf("start sentinel's replica: %w", err)
 	}
 	si.Data = append(si.Data, replica)
-	if err := waitInfo(replica.Addr, "replication", "master_link_status:up"); err != nil {
+	if err := waitInfo(replica, "replication", "master_link_status:up"); err != nil {
 		si.Stop()
 		return nil, fmt.Errorf("replica %s: %w", replica.Addr, err)
 	}
@@ -71,8 +87,15 @@ func StartSentinel(n int) (*SentinelInfo, error) {
 	conf := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
 		"sentinel down-after-milliseconds %[1]s 1000\n"+
 		"sentinel failover-timeout %[1]s 10000\n", MasterName, master.Port)
+	if opts.Password != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, opts.Password)
+	}
+	if opts.SentinelPassword != "" {
+		// sentinel-pass is what a sentinel AUTHs with to the others.
+		conf += fmt.Sprintf("requirepass %[1]s\nsentinel sentinel-pass %[1]s\n", opts.SentinelPassword)
+	}
 	for range n {
-		s, err := startWithConfig(conf, "--sentinel")
+		s, err := startWithConfig(conf, opts.SentinelPassword, "--sentinel")
 		if err != nil {
 			si.Stop()
 			return nil, fmt.Errorf("start sentinel: %w", err)
@@ -82,7 +105,7 @@ func StartSentinel(n int) (*SentinelInfo, error) {
 	}
 	want := fmt.Sprintf("master0:name=%s,status=ok,address=%s,slaves=1,sentinels=%d", MasterName, master.Addr, n)
 	for _, s := range si.Sentinels {
-		if err := waitInfo(s.Addr, "sentinel", want); err != nil {
+		if err := waitInfo(s, "sentinel", want); err != nil {
 			si.Stop()
 			return nil, fmt.Errorf("sentinel %s: %w", s.Addr, err)
 		}
@@ -102,7 +125,7 @@ func (si *SentinelInfo) Stop() {
 
 // MasterAddr is the master's address as the first sentinel reports it.
 func (si *SentinelInfo) MasterAddr() (string, error) {
-	info, err := command(si.Addrs[0], "INFO", "sentinel")
+	info, err := si.Sentinels[0].command("INFO", "sentinel")
 	if err != nil {
 		return "", fmt.Errorf("INFO sentinel on %s: %w", si.Addrs[0], err)
 	}
@@ -129,7 +152,7 @@ func (si *SentinelInfo) Failover() (string, error) {
 	}
 	deadline := time.Now().Add(sentinelTimeout)
 	for {
-		_, err := command(si.Addrs[0], "SENTINEL", "FAILOVER", MasterName)
+		_, err := si.Sentinels[0].command("SENTINEL", "FAILOVER", MasterName)
 		if err == nil {
 			break
 		}
@@ -150,7 +173,7 @@ func (si *SentinelInfo) WaitNewMaster(old string) (string, error) {
 	for {
 		addr, err := si.MasterAddr()
 		if err == nil && addr != old && si.agree(addr) {
-			if err := waitInfo(addr, "replication", "role:master"); err != nil {
+			if err := waitInfo(si.node(addr), "replication", "role:master"); err != nil {
 				return "", fmt.Errorf("promoted %s: %w", addr, err)
 			}
 			return addr, nil
@@ -165,7 +188,7 @@ func (si *SentinelInfo) WaitNewMaster(old string) (string, error) {
 // agree reports whether every sentinel reports addr as the master.
 func (si *SentinelInfo) agree(addr string) bool {
 	for _, s := range si.Sentinels {
-		info, err := command(s.Addr, "INFO", "sentinel")
+		info, err := s.command("INFO", "sentinel")
 		if err != nil || !strings.Contains(info, "address="+addr+",") {
 			return false
 		}
@@ -173,12 +196,23 @@ func (si *SentinelInfo) agree(addr string) bool {
 	return true
 }
 
-// waitInfo polls INFO section on addr until it has the line want, or
+// node is the data node at addr; a Server with no password for an address the
+// setup did not start.
+func (si *SentinelInfo) node(addr string) *Server {
+	for _, s := range si.Data {
+		if s.Addr == addr {
+			return s
+		}
+	}
+	return &Server{Addr: addr}
+}
+
+// waitInfo polls INFO section on s until it has the line want, or
 // sentinelTimeout passes.
-func waitInfo(addr, section, want string) error {
+func waitInfo(s *Server, section, want string) error {
 	deadline := time.Now().Add(sentinelTimeout)
 	for {
-		info, err := command(addr, "INFO", section)
+		info, err := s.command("INFO", section)
 		if err == nil && hasInfoLine(info, want) {
 			return nil
 		}
