@@ -199,8 +199,8 @@ func startOnce(conf, password string, extra []string) (*Server, error) {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	s := &Server{
-		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		Port:   port,
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Port:     port,
 		Dir:      dir,
 		Password: password,
 		cmd:      cmd,
