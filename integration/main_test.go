@@ -31,7 +31,8 @@ type upstream struct {
 	// password is the data nodes' requirepass, sentinelPassword the
 	// sentinels' (sentinel only); "" = none.
 	password, sentinelPassword string
-	direct                     redis.UniversalClient
+
+	direct redis.UniversalClient
 }
 
 // The upstreams TestMain starts for the whole package.
