@@ -288,10 +288,15 @@ func (e *Engine) info(c *Call) {
 		"rejected_connections:"+strconv.FormatInt(e.stats.rejected.Load(), 10),
 	)
 	section("Replication", "role:master", "connected_slaves:0")
-	section("Upstream",
-		"upstream_mode:"+e.store.Mode(),
-		"upstream_addrs:"+strings.Join(e.store.Addrs(), ","),
-	)
+	upstream := []string{
+		"upstream_mode:" + e.store.Mode(),
+		"upstream_addrs:" + strings.Join(e.store.Addrs(), ","),
+	}
+	if name := e.store.MasterName(); name != "" {
+		// In sentinel mode upstream_addrs are the sentinels.
+		upstream = append(upstream, "upstream_master_name:"+name)
+	}
+	section("Upstream", upstream...)
 	tombstones := "off"
 	if e.opts.Tombstones {
 		tombstones = e.opts.Grace.String()

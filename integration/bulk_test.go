@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/proxy"
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // bulkSessions is how many sessions the bulk tests write: enough for every
@@ -385,8 +386,11 @@ func scanPages(t *testing.T, c doer, cmd string, count int, extra ...interface{}
 // masterOf is the address of the master holding key.
 func (u *upstream) masterOf(t *testing.T, key string) string {
 	t.Helper()
-	if !u.cluster() {
+	switch u.mode {
+	case store.ModeStandalone:
 		return u.addrs[0]
+	case store.ModeSentinel:
+		return u.master
 	}
 	m, err := u.direct.(*redis.ClusterClient).MasterForKey(bg, key)
 	if err != nil {
@@ -395,7 +399,7 @@ func (u *upstream) masterOf(t *testing.T, key string) string {
 	return m.Options().Addr
 }
 
-// masterCount is the number of masters: 1 standalone, 3 cluster.
+// masterCount is the number of masters: 1 standalone or sentinel, 3 cluster.
 func (u *upstream) masterCount(t *testing.T) int {
 	t.Helper()
 	var mu sync.Mutex

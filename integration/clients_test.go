@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/proxy"
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // The clients users point at sessproxy, each doing its own handshake —
@@ -353,14 +354,20 @@ func testNode(t *testing.T, up *upstream) {
 	for _, f := range files {
 		args = append(args, filepath.Join("test", filepath.Base(f)))
 	}
+	// The node tests read the upstream directly; a sentinel's master is,
+	// to them, a standalone server (the suite's master never fails over).
+	mode, addrs := up.mode, up.addrs
+	if up.mode == store.ModeSentinel {
+		mode, addrs = store.ModeStandalone, []string{up.master}
+	}
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"SESSPROXY_ADDR="+p.addr,
 		"SESSPROXY_AUTH_ADDR="+a.addr,
 		"SESSPROXY_PASSWORD="+clientsPassword,
-		"UPSTREAM_MODE="+up.mode,
-		"UPSTREAM_ADDRS="+strings.Join(up.addrs, ","),
+		"UPSTREAM_MODE="+mode,
+		"UPSTREAM_ADDRS="+strings.Join(addrs, ","),
 		"NO_COLOR=1",
 	)
 	cmd.WaitDelay = 10 * time.Second // node's per-file children may hold the pipe

@@ -402,6 +402,21 @@ func testInfo(t *testing.T, up *upstream) {
 		}
 	}
 
+	// The upstream section says where the upstream is: in sentinel mode the
+	// sentinels and the master's name, never a placeholder.
+	upstreamLines := []string{"upstream_addrs:" + strings.Join(up.addrs, ",") + "\r\n"}
+	if up.masterName != "" {
+		upstreamLines = append(upstreamLines, "upstream_master_name:"+up.masterName+"\r\n")
+	}
+	for _, want := range upstreamLines {
+		if !strings.Contains(info, want) {
+			t.Errorf("INFO lacks %q:\n%s", want, info)
+		}
+	}
+	if up.masterName == "" && strings.Contains(info, "upstream_master_name:") {
+		t.Errorf("INFO names a sentinel master outside sentinel mode:\n%s", info)
+	}
+
 	server, err := c.Info(bg, "server").Result()
 	if err != nil || !strings.Contains(server, "redis_version:") || strings.Contains(server, "# Clients") {
 		t.Errorf("INFO server = %q, %v; want the server section only", server, err)

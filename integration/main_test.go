@@ -1,7 +1,8 @@
 // Package integration runs sessproxy in-process against real redis-server
-// processes — one standalone server and one 3-master Redis Cluster, started
-// once for the package by TestMain — and checks the behaviour SPEC.md
-// promises with real clients: go-redis, raw RESP over TCP, and redis-cli.
+// processes — one standalone server, one 3-master Redis Cluster and one
+// master with a replica under a sentinel, started once for the package by
+// TestMain — and checks the behaviour SPEC.md promises with real clients:
+// go-redis, raw RESP over TCP, and redis-cli.
 package integration
 
 import (
@@ -19,9 +20,18 @@ import (
 // upstream is one Redis deployment the suite runs against, with a direct
 // client that bypasses the proxy to check what is really stored.
 type upstream struct {
-	name   string
-	mode   string // store.ModeStandalone or store.ModeCluster
-	addrs  []string
+	name  string
+	mode  string   // store.ModeStandalone, store.ModeCluster or store.ModeSentinel
+	addrs []string // the server, the cluster masters, or the sentinels
+	// masterName is the sentinels' name of the master (sentinel only).
+	masterName string
+	// master is the master's address (sentinel only): the suite's sentinel
+	// upstream never fails over, so it stays put.
+	master string
+	// password is the data nodes' requirepass, sentinelPassword the
+	// sentinels' (sentinel only); "" = none.
+	password, sentinelPassword string
+
 	direct redis.UniversalClient
 }
 
@@ -29,6 +39,7 @@ type upstream struct {
 var (
 	standaloneUp *upstream
 	clusterUp    *upstream
+	sentinelUp   *upstream
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +63,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer c.Stop()
+	sn, err := redistest.StartSentinel(redistest.SentinelOptions{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: cannot start a master, a replica and a sentinel: %v\n", err)
+		return 1
+	}
+	defer sn.Stop()
 
 	standaloneUp = &upstream{
 		name:  "standalone",
@@ -71,6 +88,19 @@ func run(m *testing.M) int {
 		}),
 	}
 	defer clusterUp.direct.Close()
+	sentinelUp = &upstream{
+		name:       "sentinel",
+		mode:       store.ModeSentinel,
+		addrs:      sn.Addrs,
+		masterName: redistest.MasterName,
+		master:     sn.Data[0].Addr,
+		// A plain client to the master, which names its node by address
+		// (stats, masterOf) where a failover client has a placeholder.
+		direct: redis.NewClient(&redis.Options{
+			Addr: sn.Data[0].Addr, Protocol: 2, DisableIdentity: true,
+		}),
+	}
+	defer sentinelUp.direct.Close()
 	if err := clusterUp.waitAllSlots(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
 		return 1
@@ -99,7 +129,8 @@ func (u *upstream) waitAllSlots() error {
 
 func (u *upstream) cluster() bool { return u.mode == store.ModeCluster }
 
-// forEachMaster runs fn on the standalone server, or on every cluster master.
+// forEachMaster runs fn on the standalone server or sentinel's master, or on
+// every cluster master.
 func (u *upstream) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
 	if cc, ok := u.direct.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, fn)

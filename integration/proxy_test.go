@@ -62,7 +62,8 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Auto-pipelining on, as the shipped config has it.
-	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs, AutoPipeline: true})
+	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs, MasterName: up.masterName,
+		Password: up.password, SentinelPassword: up.sentinelPassword, AutoPipeline: true})
 	if err != nil {
 		t.Fatalf("open %s store: %v", up.name, err)
 	}

@@ -8,6 +8,10 @@ func TestStandalone(t *testing.T) { runSuite(t, standaloneUp) }
 // TestCluster runs the suite with a 3-master Redis Cluster upstream.
 func TestCluster(t *testing.T) { runSuite(t, clusterUp) }
 
+// TestSentinel runs the suite with a master and a replica under a sentinel
+// as the upstream.
+func TestSentinel(t *testing.T) { runSuite(t, sentinelUp) }
+
 // runSuite is the behavioural suite; every test gets its own proxy on a
 // flushed upstream, so they do not see each other's keys.
 func runSuite(t *testing.T, up *upstream) {

@@ -219,14 +219,18 @@ func testSweepCLI(t *testing.T, up *upstream) {
 	for i, a := range up.addrs {
 		addrs[i] = fmt.Sprintf("%q", a)
 	}
+	masterName := ""
+	if up.masterName != "" {
+		masterName = fmt.Sprintf("master_name = %q\n", up.masterName)
+	}
 	toml := fmt.Sprintf(`[upstream]
 mode = %q
 addrs = [%s]
-
+%s
 [ttl]
 default = "24h"
 max = "48h"
-`, up.mode, strings.Join(addrs, ", "))
+`, up.mode, strings.Join(addrs, ", "), masterName)
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}

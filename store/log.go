@@ -16,7 +16,19 @@ import (
 type redisLog struct{ log *zap.Logger }
 
 func (l redisLog) Printf(_ context.Context, format string, v ...interface{}) {
-	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	if isSentinelNews(msg) {
+		l.log.Info(msg)
+		return
+	}
+	l.log.Warn(msg)
+}
+
+// isSentinelNews reports whether msg is the failover client telling which
+// sentinel it asks or that it found another: every start says so, and
+// nothing is wrong. A new master ("sentinel: new master=…") stays a warning.
+func isSentinelNews(msg string) bool {
+	return strings.HasPrefix(msg, "sentinel: selected ") || strings.HasPrefix(msg, "sentinel: discovered new sentinel")
 }
 
 // setRedisLogger routes go-redis's messages to log. go-redis has one

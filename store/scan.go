@@ -57,7 +57,7 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count i
 	node := nodes[idx]
 	keys, next, err := node.Scan(ctx, nodeCursor, pattern, count).Result()
 	if err != nil {
-		return nil, 0, fmt.Errorf("scan %s: %w", node.Options().Addr, err)
+		return nil, 0, fmt.Errorf("scan %s: %w", s.nodeName(node), err)
 	}
 	live, err := s.nodeBatch(node).live(ctx, keys)
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *Store) ForEachPage(ctx context.Context, pattern string, count int64, fn
 		for {
 			keys, next, err := node.Scan(ctx, cursor, pattern, count).Result()
 			if err != nil {
-				return fmt.Errorf("scan %s: %w", node.Options().Addr, err)
+				return fmt.Errorf("scan %s: %w", s.nodeName(node), err)
 			}
 			if len(keys) > 0 {
 				if err := fn(ctx, b, keys); err != nil {

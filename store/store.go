@@ -1,5 +1,6 @@
 // Package store is sessproxy's only door to Redis: it owns the go-redis
-// clients for every upstream mode, the Lua scripts that make tombstone checks
+// clients for every upstream mode (embedded, standalone, cluster, and a
+// Sentinel-managed master), the Lua scripts that make tombstone checks
 // atomic, and the per-slot splitting a Redis Cluster needs.
 package store
 
@@ -22,20 +23,33 @@ const (
 	ModeEmbedded   = "embedded"
 	ModeStandalone = "standalone"
 	ModeCluster    = "cluster"
+	ModeSentinel   = "sentinel"
 )
 
 // Options configure the upstream connection.
 type Options struct {
-	// Mode is embedded, standalone or cluster. default: embedded
+	// Mode is embedded, standalone, cluster or sentinel. default: embedded
 	Mode string
-	// Addrs are host:port of the server (standalone) or seed nodes (cluster).
+	// Addrs are host:port of the server (standalone), seed nodes (cluster)
+	// or the sentinels (sentinel). default: none
 	Addrs []string
-	// Username and Password authenticate to the upstream. default: none
+	// MasterName is the master the sentinels watch (sentinel only): the
+	// store asks them for its address, and again after a failover.
+	// default: none (required in sentinel mode)
+	MasterName string
+	// Username and Password authenticate to the upstream's data nodes (in
+	// sentinel mode, the master). default: none
 	Username string
 	Password string
-	// DB is the database index (standalone only). default: 0
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// (sentinel only), which have their own requirepass or ACL users.
+	// default: none (sentinels without AUTH)
+	SentinelUsername string
+	SentinelPassword string
+	// DB is the database index (standalone and sentinel). default: 0
 	DB int
-	// TLS, when set, is used to dial the upstream. default: nil (plain TCP)
+	// TLS, when set, is used to dial the upstream (in sentinel mode the
+	// sentinels as well as the master). default: nil (plain TCP)
 	TLS *tls.Config
 	// PoolSize is the number of connections per upstream node. default: 10 per CPU
 	PoolSize int
@@ -125,6 +139,33 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			DisableIdentity: true,
 		})
 		s.client = s.cluster
+	case ModeSentinel:
+		if len(opts.Addrs) == 0 {
+			return nil, errors.New("sentinel upstream needs at least one sentinel address")
+		}
+		if opts.MasterName == "" {
+			return nil, errors.New("sentinel upstream needs a master name")
+		}
+		// A *redis.Client like standalone's, whose dialer asks the
+		// sentinels for the master: pipelines, the auto-pipeliner,
+		// forEachMaster and the scripts work unchanged. go-redis follows
+		// +switch-master and drops its connections to the old master.
+		s.client = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:       opts.MasterName,
+			SentinelAddrs:    opts.Addrs,
+			SentinelUsername: opts.SentinelUsername,
+			SentinelPassword: opts.SentinelPassword,
+			Username:         opts.Username,
+			Password:         opts.Password,
+			DB:               opts.DB,
+			TLSConfig:        opts.TLS,
+			PoolSize:         opts.PoolSize,
+			DialTimeout:      opts.DialTimeout,
+			ReadTimeout:      opts.ReadTimeout,
+			WriteTimeout:     opts.WriteTimeout,
+			Protocol:         2,
+			DisableIdentity:  true,
+		})
 	default:
 		return nil, fmt.Errorf("unknown upstream mode %q", opts.Mode)
 	}
@@ -191,7 +232,16 @@ func (s *Store) advanceEmbeddedClock() {
 // Mode is the upstream mode in use.
 func (s *Store) Mode() string { return s.opts.Mode }
 
-// Addrs describes where the upstream is, for INFO and logs.
+// MasterName is the master the sentinels watch, "" outside sentinel mode.
+func (s *Store) MasterName() string {
+	if s.opts.Mode != ModeSentinel {
+		return ""
+	}
+	return s.opts.MasterName
+}
+
+// Addrs describes where the upstream is, for INFO and logs: the embedded
+// server, the configured server or cluster seeds, or the sentinels.
 func (s *Store) Addrs() []string {
 	if s.embedded != nil {
 		return []string{s.embedded.Addr()}
@@ -226,11 +276,21 @@ func (s *Store) loadScripts(ctx context.Context) error {
 	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		for _, sc := range allScripts {
 			if err := sc.Load(ctx, c).Err(); err != nil {
-				return fmt.Errorf("load scripts on %s: %w", c.Options().Addr, err)
+				return fmt.Errorf("load scripts on %s: %w", s.nodeName(c), err)
 			}
 		}
 		return nil
 	})
+}
+
+// nodeName names a master in errors: its address, or in sentinel mode the
+// master's name (the failover client's own Addr is a placeholder, and the
+// master's address changes with a failover).
+func (s *Store) nodeName(c *redis.Client) string {
+	if s.opts.Mode == ModeSentinel {
+		return "sentinel master " + s.opts.MasterName
+	}
+	return c.Options().Addr
 }
 
 func isNoScript(err error) bool {

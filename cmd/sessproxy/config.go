@@ -44,17 +44,20 @@ type ServerConfig struct {
 }
 
 type UpstreamConfig struct {
-	Mode         string            `toml:"mode"`
-	Addrs        []string          `toml:"addrs"`
-	Username     string            `toml:"username"`
-	Password     string            `toml:"password"`
-	DB           int               `toml:"db"`
-	PoolSize     int               `toml:"pool_size"`
-	AutoPipeline bool              `toml:"auto_pipeline"`
-	DialTimeout  Duration          `toml:"dial_timeout"`
-	ReadTimeout  Duration          `toml:"read_timeout"`
-	WriteTimeout Duration          `toml:"write_timeout"`
-	TLS          UpstreamTLSConfig `toml:"tls"`
+	Mode             string            `toml:"mode"`
+	Addrs            []string          `toml:"addrs"`
+	MasterName       string            `toml:"master_name"`
+	Username         string            `toml:"username"`
+	Password         string            `toml:"password"`
+	SentinelUsername string            `toml:"sentinel_username"`
+	SentinelPassword string            `toml:"sentinel_password"`
+	DB               int               `toml:"db"`
+	PoolSize         int               `toml:"pool_size"`
+	AutoPipeline     bool              `toml:"auto_pipeline"`
+	DialTimeout      Duration          `toml:"dial_timeout"`
+	ReadTimeout      Duration          `toml:"read_timeout"`
+	WriteTimeout     Duration          `toml:"write_timeout"`
+	TLS              UpstreamTLSConfig `toml:"tls"`
 }
 
 type UpstreamTLSConfig struct {
@@ -198,8 +201,28 @@ func (c *Config) validate() error {
 		if len(c.Upstream.Addrs) == 0 {
 			bad("upstream.addrs", "cluster mode needs at least one seed address")
 		}
+	case store.ModeSentinel:
+		if len(c.Upstream.Addrs) == 0 {
+			bad("upstream.addrs", "sentinel mode needs at least one sentinel address")
+		}
+		if c.Upstream.MasterName == "" {
+			bad("upstream.master_name", "required in sentinel mode")
+		}
 	default:
-		bad("upstream.mode", `must be "embedded", "standalone" or "cluster"`)
+		bad("upstream.mode", `must be "embedded", "standalone", "cluster" or "sentinel"`)
+	}
+	if c.Upstream.Mode != store.ModeSentinel {
+		// Set in another mode they would be ignored: the mode is probably
+		// not the one meant.
+		for _, k := range []struct{ key, value string }{
+			{"upstream.master_name", c.Upstream.MasterName},
+			{"upstream.sentinel_username", c.Upstream.SentinelUsername},
+			{"upstream.sentinel_password", c.Upstream.SentinelPassword},
+		} {
+			if k.value != "" {
+				bad(k.key, "only for sentinel mode")
+			}
+		}
 	}
 	if c.Upstream.DB < 0 || (c.Upstream.DB != 0 && c.Upstream.Mode == store.ModeCluster) {
 		bad("upstream.db", "must be >= 0, and 0 in cluster mode")
@@ -287,6 +310,7 @@ func (c Config) masked() Config {
 	}
 	c.Server.RequirePass = mask(c.Server.RequirePass)
 	c.Upstream.Password = mask(c.Upstream.Password)
+	c.Upstream.SentinelPassword = mask(c.Upstream.SentinelPassword)
 	keys := make([]string, len(c.Codec.EncryptKeys))
 	for i, k := range c.Codec.EncryptKeys {
 		id, _, _ := strings.Cut(k, ":")
@@ -304,16 +328,19 @@ func (c Config) masked() Config {
 
 func (c *Config) storeOptions() (store.Options, error) {
 	opts := store.Options{
-		Mode:         c.Upstream.Mode,
-		Addrs:        c.Upstream.Addrs,
-		Username:     c.Upstream.Username,
-		Password:     c.Upstream.Password,
-		DB:           c.Upstream.DB,
-		PoolSize:     c.Upstream.PoolSize,
-		AutoPipeline: c.Upstream.AutoPipeline,
-		DialTimeout:  time.Duration(c.Upstream.DialTimeout),
-		ReadTimeout:  time.Duration(c.Upstream.ReadTimeout),
-		WriteTimeout: time.Duration(c.Upstream.WriteTimeout),
+		Mode:             c.Upstream.Mode,
+		Addrs:            c.Upstream.Addrs,
+		MasterName:       c.Upstream.MasterName,
+		Username:         c.Upstream.Username,
+		Password:         c.Upstream.Password,
+		SentinelUsername: c.Upstream.SentinelUsername,
+		SentinelPassword: c.Upstream.SentinelPassword,
+		DB:               c.Upstream.DB,
+		PoolSize:         c.Upstream.PoolSize,
+		AutoPipeline:     c.Upstream.AutoPipeline,
+		DialTimeout:      time.Duration(c.Upstream.DialTimeout),
+		ReadTimeout:      time.Duration(c.Upstream.ReadTimeout),
+		WriteTimeout:     time.Duration(c.Upstream.WriteTimeout),
 	}
 	t := c.Upstream.TLS
 	if !t.Enabled {

@@ -41,6 +41,14 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad duration", "[ttl]\ndefault = \"soon\"\n", "ttl.default"},
 		{"bad mode", "[upstream]\nmode = \"sentinal\"\n", "invalid upstream.mode"},
 		{"standalone needs addr", "[upstream]\nmode = \"standalone\"\n", "invalid upstream.addrs"},
+		{"sentinel needs master_name", "[upstream]\nmode = \"sentinel\"\naddrs = [\"127.0.0.1:26379\"]\n",
+			"invalid upstream.master_name: required in sentinel mode"},
+		{"sentinel needs a sentinel", "[upstream]\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n",
+			"invalid upstream.addrs: sentinel mode needs at least one sentinel address"},
+		{"master_name outside sentinel", "[upstream]\nmode = \"standalone\"\naddrs = [\"127.0.0.1:6379\"]\nmaster_name = \"mymaster\"\n",
+			"invalid upstream.master_name: only for sentinel mode"},
+		{"sentinel_password outside sentinel", "[upstream]\nmode = \"cluster\"\naddrs = [\"127.0.0.1:7000\"]\nsentinel_password = \"x\"\n",
+			"invalid upstream.sentinel_password: only for sentinel mode"},
 		{"bad outside", "[session]\noutside_prefix = \"allow\"\n", "invalid session.outside_prefix"},
 		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
 		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
@@ -71,6 +79,18 @@ func TestFlagsOverrideTheFile(t *testing.T) {
 	if cfg.Server.Listen != "127.0.0.1:7001" || cfg.Upstream.Mode != "cluster" ||
 		!reflect.DeepEqual(cfg.Upstream.Addrs, []string{"127.0.0.1:7002", "127.0.0.1:7003"}) || cfg.Log.Level != "debug" {
 		t.Fatalf("flags not applied: %+v", cfg)
+	}
+}
+
+func TestSentinelFlags(t *testing.T) {
+	cfg, err := configFromFlags("test", []string{"-mode", "sentinel", "-upstream", "127.0.0.1:26379,127.0.0.1:26380",
+		"-master-name", "mymaster"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Upstream.Mode != "sentinel" || cfg.Upstream.MasterName != "mymaster" ||
+		!reflect.DeepEqual(cfg.Upstream.Addrs, []string{"127.0.0.1:26379", "127.0.0.1:26380"}) {
+		t.Fatalf("flags not applied: %+v", cfg.Upstream)
 	}
 }
 
@@ -140,5 +160,47 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.HasPrefix(out.String(), "sessproxy ") {
 		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+func TestSentinelConfig(t *testing.T) {
+	path := writeConfig(t, `[upstream]
+mode = "sentinel"
+addrs = ["127.0.0.1:26379", "127.0.0.1:26380"]
+master_name = "mymaster"
+password = "master-pass"
+sentinel_username = "watcher"
+sentinel_password = "sentinel-pass"
+db = 2
+`)
+	cfg, err := configFromFlags("test", []string{"-config", path}, nil)
+	if err != nil {
+		t.Fatalf("a sentinel config with a db does not validate: %v", err)
+	}
+	opts, err := cfg.storeOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Mode != "sentinel" || opts.MasterName != "mymaster" || opts.DB != 2 || opts.Password != "master-pass" ||
+		opts.SentinelUsername != "watcher" || opts.SentinelPassword != "sentinel-pass" ||
+		!reflect.DeepEqual(opts.Addrs, []string{"127.0.0.1:26379", "127.0.0.1:26380"}) {
+		t.Fatalf("store options = %+v", opts)
+	}
+
+	var out bytes.Buffer
+	if err := run([]string{"check", "-config", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, secret := range []string{"master-pass", "sentinel-pass"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("check printed the secret %q:\n%s", secret, text)
+		}
+	}
+	for _, want := range []string{`mode = "sentinel"`, `master_name = "mymaster"`, `sentinel_username = "watcher"`,
+		`sentinel_password = "********"`, `addrs = ["127.0.0.1:26379", "127.0.0.1:26380"]`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("check output lacks %q:\n%s", want, text)
+		}
 	}
 }

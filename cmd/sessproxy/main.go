@@ -93,7 +93,8 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	path := fs.String("config", "", "TOML config file (default: built-in defaults, embedded upstream)")
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
 	upstream := fs.String("upstream", "", "comma-separated upstream addresses, overrides upstream.addrs")
-	mode := fs.String("mode", "", "embedded, standalone or cluster, overrides upstream.mode")
+	mode := fs.String("mode", "", "embedded, standalone, cluster or sentinel (-upstream then lists the sentinels), overrides upstream.mode")
+	masterName := fs.String("master-name", "", "the master's name in sentinel mode, overrides upstream.master_name")
 	level := fs.String("log-level", "", "debug, info, warn or error, overrides log.level")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -116,6 +117,9 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	}
 	if *mode != "" {
 		cfg.Upstream.Mode = *mode
+	}
+	if *masterName != "" {
+		cfg.Upstream.MasterName = *masterName
 	}
 	if *level != "" {
 		cfg.Log.Level = *level
@@ -155,8 +159,13 @@ func serve(cfg Config, load func() (Config, error)) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	log.Info("sessproxy listening", zap.String("addr", srv.Addr().String()), zap.String("unix", cfg.Server.Unix),
-		zap.String("upstream_mode", st.Mode()), zap.Strings("upstream_addrs", st.Addrs()), zap.String("version", version))
+	upstream := []zap.Field{zap.String("upstream_mode", st.Mode()), zap.Strings("upstream_addrs", st.Addrs())}
+	if name := st.MasterName(); name != "" {
+		// upstream_addrs are then the sentinels.
+		upstream = append(upstream, zap.String("upstream_master_name", name))
+	}
+	log.Info("sessproxy listening", append(upstream, zap.String("addr", srv.Addr().String()),
+		zap.String("unix", cfg.Server.Unix), zap.String("version", version))...)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()

@@ -1,7 +1,8 @@
 // Package redistest starts real redis-server processes on free 127.0.0.1 ports for
-// integration tests: a standalone server or a 3-master Redis Cluster. Every process is
-// killed and its directory removed by Stop (or by the t.Cleanup that Standalone and
-// Cluster register), so a test never leaves a server behind.
+// integration tests: a standalone server, a 3-master Redis Cluster, or a master with
+// a replica watched by Redis Sentinel. Every process is killed and its directory
+// removed by Stop (or by the t.Cleanup that Standalone, Cluster and Sentinel
+// register), so a test never leaves a server behind.
 package redistest
 
 import (
@@ -37,6 +38,8 @@ type Server struct {
 	Addr string // "127.0.0.1:port"
 	Port int
 	Dir  string // working directory: redis.log, and nodes.conf for cluster nodes
+	// Password is the server's requirepass, which the helpers AUTH with; "" = none.
+	Password string
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed once the process has been reaped
@@ -129,13 +132,21 @@ func FreePort() (int, error) {
 // startServer starts redis-server with the common flags plus extra, retrying on a
 // fresh port when the chosen one was taken before redis-server could bind it.
 func startServer(extra ...string) (*Server, error) {
+	return startWithConfig("", "", extra...)
+}
+
+// startWithConfig is startServer with a config file holding conf, written to the
+// server's directory and passed first (redis-server wants the file before the
+// flags). A sentinel needs one: it records what it learns by rewriting its file.
+// password is the requirepass that conf or extra set, for the readiness probe.
+func startWithConfig(conf, password string, extra ...string) (*Server, error) {
 	if err := lookBinaries(); err != nil {
 		return nil, err
 	}
 	var err error
 	for range startAttempts {
 		var s *Server
-		s, err = startOnce(extra)
+		s, err = startOnce(conf, password, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -146,7 +157,7 @@ func startServer(extra ...string) (*Server, error) {
 	return nil, err
 }
 
-func startOnce(extra []string) (*Server, error) {
+func startOnce(conf, password string, extra []string) (*Server, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -161,11 +172,22 @@ func startOnce(extra []string) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("create redis-server log: %w", err)
 	}
-	args := append([]string{
+	var args []string
+	if conf != "" {
+		confPath := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			logFile.Close()
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("write redis-server config: %w", err)
+		}
+		args = append(args, confPath)
+	}
+	args = append(args,
 		"--save", "", "--appendonly", "no",
 		"--dir", dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--daemonize", "no",
-	}, extra...)
+	)
+	args = append(args, extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = dir
 	cmd.Stdout = logFile
@@ -177,11 +199,12 @@ func startOnce(extra []string) (*Server, error) {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	s := &Server{
-		Addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		Port:   port,
-		Dir:    dir,
-		cmd:    cmd,
-		exited: make(chan struct{}),
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Port:     port,
+		Dir:      dir,
+		Password: password,
+		cmd:      cmd,
+		exited:   make(chan struct{}),
 	}
 	go func() {
 		_ = cmd.Wait()
@@ -208,7 +231,7 @@ func (s *Server) waitReady() error {
 			return fmt.Errorf("exited during startup (%v)", s.cmd.ProcessState)
 		default:
 		}
-		reply, err := command(s.Addr, "PING")
+		reply, err := s.command("PING")
 		if err == nil && reply == "PONG" {
 			return nil
 		}
@@ -218,10 +241,21 @@ func (s *Server) waitReady() error {
 	return fmt.Errorf("no PONG within %v (last error: %v)", readyTimeout, lastErr)
 }
 
+// command sends one command to s, after AUTH when s has a password.
+func (s *Server) command(args ...string) (string, error) {
+	return commandAuth(s.Addr, s.Password, args...)
+}
+
 // command sends one command over a fresh connection and returns the reply as a
 // string. It understands only the reply types the helpers need (simple string,
 // error, integer, bulk string), which keeps the package free of a client dependency.
 func command(addr string, args ...string) (string, error) {
+	return commandAuth(addr, "", args...)
+}
+
+// commandAuth is command on a connection that first sends AUTH password, unless
+// password is "".
+func commandAuth(addr, password string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
@@ -230,15 +264,31 @@ func command(addr string, args ...string) (string, error) {
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 
 	var req strings.Builder
-	fmt.Fprintf(&req, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+	encode := func(args ...string) {
+		fmt.Fprintf(&req, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+		}
 	}
+	if password != "" {
+		encode("AUTH", password)
+	}
+	encode(args...)
 	if _, err := conn.Write([]byte(req.String())); err != nil {
 		return "", err
 	}
 
 	r := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := readReply(r); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	return readReply(r)
+}
+
+// readReply reads one reply of the kinds command understands.
+func readReply(r *bufio.Reader) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err

@@ -101,3 +101,55 @@ func assertClosed(t *testing.T, addr string) {
 		t.Errorf("%s still accepts connections after Stop", addr)
 	}
 }
+
+func TestSentinel(t *testing.T) {
+	si := Sentinel(t, SentinelOptions{Sentinels: 2})
+	if len(si.Addrs) != 2 || len(si.Sentinels) != 2 || len(si.Data) != 2 {
+		t.Fatalf("got %d addrs, %d sentinels, %d data nodes; want 2, 2, 2", len(si.Addrs), len(si.Sentinels), len(si.Data))
+	}
+	master, replica := si.Data[0], si.Data[1]
+	if got, err := si.MasterAddr(); err != nil || got != master.Addr {
+		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, master.Addr)
+	}
+	// The replica is in sync: a write to the master reaches it.
+	if _, err := command(master.Addr, "SET", "sess:abc", `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command(master.Addr, "WAIT", "1", "5000"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := command(replica.Addr, "GET", "sess:abc"); err != nil || got != `{"n":1}` {
+		t.Fatalf("GET on the replica = %q, %v; want the master's value", got, err)
+	}
+
+	promoted, err := si.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if promoted != replica.Addr {
+		t.Fatalf("Failover promoted %s, want the replica %s", promoted, replica.Addr)
+	}
+	if _, err := command(replica.Addr, "SET", "sess:def", `{"n":2}`); err != nil {
+		t.Fatalf("SET on the promoted replica: %v", err)
+	}
+
+	si.Stop()
+	for _, addr := range append(si.Addrs, master.Addr, replica.Addr) {
+		assertClosed(t, addr)
+	}
+}
+
+func TestSentinelAuth(t *testing.T) {
+	si := Sentinel(t, SentinelOptions{Password: "data-pass", SentinelPassword: "sentinel-pass"})
+	for _, s := range append(si.Data, si.Sentinels...) {
+		if _, err := command(s.Addr, "PING"); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+			t.Errorf("PING without AUTH on %s: %v, want NOAUTH", s.Addr, err)
+		}
+	}
+	if _, err := commandAuth(si.Addrs[0], "data-pass", "PING"); err == nil {
+		t.Errorf("the sentinel accepted the data nodes' password")
+	}
+	if got, err := si.MasterAddr(); err != nil || got != si.Data[0].Addr {
+		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, si.Data[0].Addr)
+	}
+}
