@@ -171,7 +171,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		// applied here from the creation time read (an expired session is
 		// deleted), and capped again by the script at the swap's own time.
 		d := e.opts.Policy.CapAt(e.decide(updated, 0), created)
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), e.opts.Policy.Absolute)
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, e.writeTTL(d), e.opts.Policy.Absolute)
 		if err := c.exec(); err != nil {
 			e.fail(c, ref.sid, err)
 			return

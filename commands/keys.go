@@ -89,7 +89,7 @@ func (e *Engine) expire(c *Call) {
 	} else {
 		decision = e.opts.Policy.Explicit(d)
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(decision), Cond: cond, Absolute: e.opts.Policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(decision), Cond: cond, Absolute: e.opts.Policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -108,7 +108,7 @@ func (e *Engine) persist(c *Call) {
 		c.Out.Error(msgPersistDenied)
 		return
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.opts.Policy.Max, Absolute: e.opts.Policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: e.opts.Policy.Max, Clamped: ttl.BoundMax}), Absolute: e.opts.Policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 

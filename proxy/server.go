@@ -184,6 +184,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Draining reports whether Shutdown has begun: the server no longer
+// accepts clients.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
