@@ -101,3 +101,21 @@ func assertClosed(t *testing.T, addr string) {
 		t.Errorf("%s still accepts connections after Stop", addr)
 	}
 }
+
+func TestRestart(t *testing.T) {
+	s := Standalone(t)
+	if _, err := command(s.Addr, "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.Restart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Stop()
+	if back.Addr != s.Addr {
+		t.Fatalf("restarted on %s, want the same address %s", back.Addr, s.Addr)
+	}
+	if _, err := command(back.Addr, "GET", "k"); err != errNil {
+		t.Fatalf("GET k after restart: err = %v, want errNil (a fresh, empty server)", err)
+	}
+}
