@@ -155,6 +155,9 @@ func (e *Engine) Disconnect(c *Client) {
 	e.metrics.ClientDisconnected()
 }
 
+// Ping checks that the upstream answers.
+func (e *Engine) Ping(ctx context.Context) error { return e.store.Ping(ctx) }
+
 // Rejected counts a connection refused before it was served (max_clients,
 // or the server draining).
 func (e *Engine) Rejected() {

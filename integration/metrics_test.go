@@ -277,3 +277,12 @@ func TestBinaryServesMetrics(t *testing.T) {
 		t.Errorf("the metrics server still answers after sessproxy exited")
 	}
 }
+
+func TestMetricsTombstoneIgnored(t *testing.T) {
+	p := startProxy(t, standaloneUp, func(o *commands.Options, _ *proxy.Options) { o.OnWrite = commands.OnWriteIgnore })
+	rc := p.raw(t)
+	wantRaw(t, rc, int64(0), "SESS.DESTROY", "gone")
+	wantRaw(t, rc, status("OK"), "SET", "sess:gone", `{}`) // refused, answered as a success
+	wantMetric(t, p.metricsURL, `sessproxy_tombstone_refusals_total`, 1)
+	wantMetric(t, p.metricsURL, cmdSeries("set", "ok"), 1)
+}

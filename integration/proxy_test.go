@@ -111,23 +111,15 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 			p.assertAllSessionKeysHaveTTL(t, copts.Prefix)
 		}
 	})
-	p.metricsURL = serveMetrics(t, reg, srv, st)
+	p.metricsURL = serveMetrics(t, reg, srv)
 	return p
 }
 
 // serveMetrics starts the proxy's /metrics, /healthz and /readyz on a free
 // port, as cmd/sessproxy does, and returns their base URL.
-func serveMetrics(t *testing.T, reg *metrics.Registry, srv *proxy.Server, st *store.Store) string {
+func serveMetrics(t *testing.T, reg *metrics.Registry, srv *proxy.Server) string {
 	t.Helper()
-	ms := metrics.NewServer(reg, metrics.ServerOptions{
-		Addr: "127.0.0.1:0",
-		Ready: func(ctx context.Context) error {
-			if srv.Draining() {
-				return errors.New("shutting down")
-			}
-			return st.Ping(ctx)
-		},
-	})
+	ms := metrics.NewServer(reg, metrics.ServerOptions{Addr: "127.0.0.1:0", Ready: srv.Ready})
 	if err := ms.Listen(); err != nil {
 		t.Fatalf("metrics listen: %v", err)
 	}

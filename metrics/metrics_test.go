@@ -105,7 +105,8 @@ func start(t *testing.T, r *Registry, ready func(context.Context) error) *Server
 
 func get(t *testing.T, s *Server, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + s.Addr().String() + path)
+	client := http.Client{Timeout: 5 * time.Second} // a hung handler fails the test, not the run
+	resp, err := client.Get("http://" + s.Addr().String() + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

@@ -151,7 +151,7 @@ func serve(cfg Config) error {
 	}
 	var metricsFailed <-chan error // nil, never ready, with metrics off
 	if reg != nil {
-		ms, err := listenMetrics(cfg.Metrics.Addr, reg, srv, st, log)
+		ms, err := listenMetrics(cfg.Metrics.Addr, reg, srv, log)
 		if err != nil {
 			_ = srv.Shutdown(context.Background()) // closes the listeners; no client yet
 			return err
@@ -200,24 +200,13 @@ func serve(cfg Config) error {
 // listenMetrics binds the server of /metrics, /healthz and /readyz.
 // /readyz is 503 while the proxy drains, or when the upstream does not
 // answer a PING.
-func listenMetrics(addr string, reg *metrics.Registry, srv *proxy.Server, st *store.Store, log *zap.Logger) (*metrics.Server, error) {
-	ms := metrics.NewServer(reg, metrics.ServerOptions{
-		Addr:   addr,
-		Logger: log,
-		Ready: func(ctx context.Context) error {
-			if srv.Draining() {
-				return errShuttingDown
-			}
-			return st.Ping(ctx)
-		},
-	})
+func listenMetrics(addr string, reg *metrics.Registry, srv *proxy.Server, log *zap.Logger) (*metrics.Server, error) {
+	ms := metrics.NewServer(reg, metrics.ServerOptions{Addr: addr, Logger: log, Ready: srv.Ready})
 	if err := ms.Listen(); err != nil {
 		return nil, fmt.Errorf("metrics.addr: %w", err)
 	}
 	return ms, nil
 }
-
-var errShuttingDown = errors.New("shutting down")
 
 // open connects to the upstream and builds the command engine on it; reg,
 // when not nil, receives their metrics.
