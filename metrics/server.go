@@ -94,7 +94,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // healthz answers 200 while the process serves.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	fmt.Fprintln(w, "ok")
+	fmt.Fprintln(w, msgHealthy)
 }
 
 // readyz answers 200 when the upstream answers a PING, 503 otherwise.
@@ -103,8 +103,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.opts.Ready(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "not ready:", err)
+		fmt.Fprintln(w, msgNotReady, err)
 		return
 	}
-	fmt.Fprintln(w, "ready")
+	fmt.Fprintln(w, msgReady)
 }
