@@ -14,14 +14,17 @@
 #
 #   go build -o /tmp/sp ./cmd/sessproxy
 #   bash bench/ab.sh 3 50000 \
-#     gogc100='GOGC=100 exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error' \
-#     default='exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error'
+#     gogc100='GOGC=100 exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error -metrics-addr ""' \
+#     default='exec /tmp/sp -listen $LISTEN -upstream $UP -mode standalone -log-level error -metrics-addr ""'
+#
+# The targets run side by side, so at most one may keep the default metrics.addr
+# (127.0.0.1:9380); -metrics-addr "" turns the metrics server off.
 #
 # Prints one line per workload and round: TARGET=rps/p99_ms for direct Redis and each
 # target. Ports: Redis on AB_PORT [27000], the targets on the ports after it.
 set -euo pipefail
 
-(($# >= 3)) || { sed -n '2,20p' "$0" >&2; exit 2; }
+(($# >= 3)) || { sed -n '2,21p' "$0" >&2; exit 2; }
 rounds=$1 requests=$2
 shift 2
 base=${AB_PORT:-27000}

@@ -83,6 +83,9 @@ type Options struct {
 	Version string
 	// Logger logs upstream failures and panics. default: no-op
 	Logger *zap.Logger
+	// Metrics counts commands, refusals, clamps and clients, and times the
+	// commands. default: none (and no clock read for them)
+	Metrics Metrics
 }
 
 // Engine runs commands against a store.
@@ -95,6 +98,9 @@ type Engine struct {
 	clients  clients
 	started  time.Time
 	stats    stats
+	metrics  Metrics
+	measured bool           // Options.Metrics was set: time the commands
+	unknown  CommandMetrics // the recorder of names outside the registry
 }
 
 type stats struct {
@@ -120,15 +126,20 @@ func New(st *store.Store, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	e := &Engine{store: st, started: time.Now()}
+	e := &Engine{store: st, started: time.Now(), metrics: opts.Metrics, measured: opts.Metrics != nil}
+	if e.metrics == nil {
+		e.metrics = nopMetrics{}
+	}
 	e.conf.Store(newReloadable(opts))
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	e.opts = opts
 	e.clients.byID = make(map[int64]*Client)
 	e.registry = make(map[string]*Command)
 	for _, cmd := range e.table() {
+		cmd.metrics = e.metrics.Command(cmd.Name)
 		e.registry[cmd.Name] = cmd
 	}
+	e.unknown = e.metrics.Command(UnknownCommand)
 	return e
 }
 
@@ -140,14 +151,25 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 	e.resetAuth(c, e.conf.Load())
 	e.clients.add(c)
 	e.stats.connections.Add(1)
+	e.metrics.ClientConnected()
 	return c
 }
 
 // Disconnect forgets a closed client connection.
-func (e *Engine) Disconnect(c *Client) { e.clients.remove(c) }
+func (e *Engine) Disconnect(c *Client) {
+	e.clients.remove(c)
+	e.metrics.ClientDisconnected()
+}
 
-// Rejected counts a connection refused before it was served (max_clients).
-func (e *Engine) Rejected() { e.stats.rejected.Add(1) }
+// Ping checks that the upstream answers.
+func (e *Engine) Ping(ctx context.Context) error { return e.store.Ping(ctx) }
+
+// Rejected counts a connection refused before it was served (max_clients,
+// or the server draining).
+func (e *Engine) Rejected() {
+	e.stats.rejected.Add(1)
+	e.metrics.ConnectionRefused()
+}
 
 // resetAuth puts a client in its state before AUTH: authenticated as the
 // default user when no password is configured.
@@ -206,6 +228,8 @@ type Call struct {
 	Batch  *store.Batch
 	conf   *reloadable // the TTL policy and users this command runs under
 	then   func()
+	cmd    *Command // the registry entry Dispatch found; nil for an unknown name
+	result Result   // how it ended, once its reply is written
 }
 
 // Then registers fn to write the reply once the batch has executed.
@@ -228,6 +252,7 @@ func (c *Call) exec() error { return c.Batch.Exec(c.Ctx) }
 // Then that will write it, is on c when it returns.
 func (e *Engine) Dispatch(c *Call) {
 	cmd := e.lookup(c.Client, c.Args[0])
+	c.cmd = cmd
 	switch {
 	case cmd == nil:
 		c.Out.Error(errUnknownCommand(string(c.Args[0])))
@@ -296,6 +321,7 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 	case errors.As(err, &decode):
 		c.Out.Error(decode.Error())
 	case errors.Is(err, store.ErrTombstoned):
+		e.metrics.TombstoneRefused()
 		c.Out.Error(errTombstoned(sid))
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
@@ -307,6 +333,11 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 
 // ignoredTombstone reports whether a refused write must be answered as a
 // success (tombstone.on_write = "ignore").
+// It counts the refusal when it is.
 func (e *Engine) ignoredTombstone(err error) bool {
-	return e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned)
+	if e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned) {
+		e.metrics.TombstoneRefused()
+		return true
+	}
+	return false
 }

@@ -89,7 +89,7 @@ func (e *Engine) expire(c *Call) {
 	} else {
 		decision = c.conf.policy.Explicit(d)
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(decision), Cond: cond, Absolute: c.conf.policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(decision), Cond: cond, Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -108,7 +108,7 @@ func (e *Engine) persist(c *Call) {
 		c.Out.Error(msgPersistDenied)
 		return
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: c.conf.policy.Max, Absolute: c.conf.policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax}), Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 

@@ -5,13 +5,23 @@ import (
 	"strings"
 )
 
+// Error codes the metrics classify replies by (replyResult), and the
+// prefix of an upstream failure's reply.
+const (
+	codeNoAuth     = "NOAUTH "
+	codeWrongPass  = "WRONGPASS "
+	codeNoPerm     = "NOPERM "
+	codeTombstone  = "TOMBSTONE "
+	prefixUpstream = "ERR upstream error: "
+)
+
 // Every message a client can see from this package. Redis's own wording is
 // kept where Redis has one, so client libraries that match on it keep
 // working.
 const (
-	msgNoAuth         = "NOAUTH Authentication required."
-	msgHelloNoAuth    = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
-	msgWrongPass      = "WRONGPASS invalid username-password pair or user is disabled."
+	msgNoAuth         = codeNoAuth + "Authentication required."
+	msgHelloNoAuth    = codeNoAuth + "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	msgWrongPass      = codeWrongPass + "invalid username-password pair or user is disabled."
 	msgNoPassword     = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
 	msgSyntax         = "ERR syntax error"
 	msgNotInteger     = "ERR value is not an integer or out of range"
@@ -62,15 +72,15 @@ func errInvalidExpire(cmd string) string {
 }
 
 func errNoPermission(cmd string) string {
-	return "NOPERM this user has no permissions to run the '" + strings.ToLower(cmd) + "' command"
+	return codeNoPerm + "this user has no permissions to run the '" + strings.ToLower(cmd) + "' command"
 }
 
 func errOutsidePrefix(key string) string {
-	return "NOPERM key '" + printable(key) + "' is outside the session namespace"
+	return codeNoPerm + "key '" + printable(key) + "' is outside the session namespace"
 }
 
 func errTombstoned(sid string) string {
-	return "TOMBSTONE session " + printable(sid) + " was destroyed"
+	return codeTombstone + "session " + printable(sid) + " was destroyed"
 }
 
 func errPayload(reason string) string {
@@ -99,7 +109,7 @@ func errBusy(sid string) string {
 }
 
 func errUpstream(err error) string {
-	return "ERR upstream error: " + err.Error()
+	return prefixUpstream + err.Error()
 }
 
 func errSelect(db int) string {

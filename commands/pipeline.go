@@ -29,8 +29,13 @@ func (e *Engine) NewPipeline(c *Client) *Pipeline {
 
 // Run executes cmds (each a command name and its arguments) and hands each
 // reply to write, in order. It stops early after QUIT.
+//
+// It reads the clock twice per batch, at its start and, with metrics, at
+// its end: every command of the batch is timed as the batch, which is how
+// long its client waits for it.
 func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte)) {
-	p.client.Touch(time.Now())
+	start := time.Now()
+	p.client.Touch(start)
 	if cap(p.calls) < len(cmds) {
 		p.calls = make([]Call, len(cmds))
 		p.outs = make([]resp.Writer, len(cmds))
@@ -58,10 +63,27 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)
-		calls[i] = Call{} // drop references to arguments and results
+		// Drop references to arguments and results; keep what the metrics
+		// need.
+		calls[i] = Call{cmd: calls[i].cmd, result: replyResult(outs[i].Buf)}
 	}
+	last := UnknownCommand
+	if cmd := calls[n-1].cmd; cmd != nil {
+		last = cmd.Name
+	}
+	if p.e.measured {
+		elapsed := time.Since(start)
+		for i := range calls[:n] {
+			m := p.e.unknown
+			if cmd := calls[i].cmd; cmd != nil {
+				m = cmd.metrics
+			}
+			m.Done(calls[i].result, elapsed)
+		}
+	}
+	clear(calls[:n])
 	p.client.mu.Lock()
-	p.client.lastCmd = p.e.CommandName(&Call{Client: p.client, Args: cmds[n-1]})
+	p.client.lastCmd = last
 	p.client.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ type Command struct {
 	// FirstKey, LastKey and Step locate key arguments, for COMMAND INFO.
 	FirstKey, LastKey, Step int
 	Handler                 func(*Call)
+	metrics                 CommandMetrics // resolved when the engine is built
 }
 
 type flag uint8

@@ -33,7 +33,7 @@ func (e *Engine) sessSet(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], explicit))})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], explicit))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -99,7 +99,7 @@ func (e *Engine) sessTouch(c *Call) {
 			}
 		}
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: ttlArg(e.decide(&c.conf.policy, payload, 0)), Absolute: c.conf.policy.Absolute})
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(e.decide(&c.conf.policy, payload, 0)), Absolute: c.conf.policy.Absolute})
 	c.Then(func() { e.replyExpire(c, ref.sid, res) })
 }
 
@@ -214,6 +214,13 @@ func (e *Engine) decide(p *ttl.Policy, payload []byte, explicit time.Duration) t
 		payload = nil
 	}
 	return p.Decide(payload, explicit)
+}
+
+// writeTTL is the TTL a write hands to the store for its decision, with
+// the decision's clamp counted.
+func (e *Engine) writeTTL(d ttl.Decision) time.Duration {
+	e.countClamp(d)
+	return ttlArg(d)
 }
 
 // ttlArg is the TTL to hand to the store: zero deletes an expired session.

@@ -218,7 +218,7 @@ func (e *Engine) set(c *Call) {
 	}
 	w := store.Write{
 		Value:   value,
-		TTL:     ttlArg(d),
+		TTL:     e.writeTTL(d),
 		Cond:    opts.cond,
 		KeepTTL: opts.keepTTL,
 		MaxTTL:  c.conf.policy.Max,
@@ -271,7 +271,7 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: ttlArg(c.conf.policy.Explicit(d))})
+	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: e.writeTTL(c.conf.policy.Explicit(d))})
 	c.Then(func() {
 		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
 			e.fail(c, ref.sid, err)
@@ -295,7 +295,7 @@ func (e *Engine) setnx(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], 0)), Cond: store.NX})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], 0)), Cond: store.NX})
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
@@ -325,7 +325,7 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
-	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: ttlArg(e.decide(&c.conf.policy, c.Args[2], 0))})
+	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], 0))})
 }
 
 // GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
@@ -369,7 +369,7 @@ func (e *Engine) getex(c *Call) {
 		c.Out.Error(msgPersistDenied)
 		return
 	case persist:
-		d = ttl.Decision{TTL: c.conf.policy.Max}
+		d = ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax} // PERSIST under clamp
 	case x.set:
 		d = x.decision(&c.conf.policy)
 	default:
@@ -377,7 +377,7 @@ func (e *Engine) getex(c *Call) {
 		c.Then(func() { e.replySession(c, ref, res) })
 		return
 	}
-	change := store.Expiry{TTL: ttlArg(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}
+	change := store.Expiry{TTL: e.writeTTL(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
 		change.Guard = g
 		res := c.Batch.Expire(ref.key, change)
@@ -435,7 +435,7 @@ func (e *Engine) mset(c *Call) {
 	for i, r := range refs {
 		if r.session {
 			d := e.decide(&c.conf.policy, c.Args[2+2*i], 0)
-			writes[i] = e.write(c, r, c.Args[2+2*i], store.Write{Value: values[i], TTL: ttlArg(d)})
+			writes[i] = e.write(c, r, c.Args[2+2*i], store.Write{Value: values[i], TTL: e.writeTTL(d)})
 		} else {
 			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
 		}

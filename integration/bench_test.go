@@ -8,6 +8,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/metrics"
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
 )
@@ -15,14 +16,16 @@ import (
 // BenchmarkPipeline measures the proxy's per-command path — dispatch,
 // policy, codec, the upstream round trip through the auto-pipeliner, the
 // reply — without the client's socket: one connection's Pipeline.Run
-// against the real standalone redis-server, configured as shipped. ns/op,
+// against the real standalone redis-server, configured as shipped (metrics
+// on). ns/op,
 // B/op and allocs/op are per batch of depth commands (allocations of
 // go-redis's goroutines included); ns/cmd and allocs/cmd divide by depth.
 //
 //	go test -run '^$' -bench Pipeline -benchmem ./integration/
 func BenchmarkPipeline(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Mode: standaloneUp.mode, Addrs: standaloneUp.addrs, AutoPipeline: true})
+	reg := metrics.NewRegistry()
+	st, err := store.Open(ctx, store.Options{Mode: standaloneUp.mode, Addrs: standaloneUp.addrs, AutoPipeline: true, Metrics: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func BenchmarkPipeline(b *testing.B) {
 		Prefix:     "sess:",
 		Policy:     ttl.Policy{Default: defaultTTL, Min: time.Second, Max: maxTTL, FromCookie: true, Touch: true},
 		Tombstones: true, Grace: grace, OnWrite: commands.OnWriteError,
-		Codec: cdc,
+		Codec: cdc, Metrics: reg,
 	})
 	small := `{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"n":1}`
 	session := bigSession("bench") // about 3.5 KB of express-session JSON

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/metrics"
 	"github.com/sessproxy/sessproxy/proxy"
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
@@ -39,6 +40,8 @@ type proxyHandle struct {
 	st   *store.Store
 	addr string
 	port int
+	// metricsURL is the base URL of its /metrics, /healthz and /readyz.
+	metricsURL string
 	// seeded are keys a test wrote directly without a TTL, exempt from the
 	// every-session-key-has-a-TTL check.
 	seeded map[string]bool
@@ -61,9 +64,10 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Auto-pipelining on, as the shipped config has it.
+	// Auto-pipelining and metrics on, as the shipped config has them.
+	reg := metrics.NewRegistry()
 	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs, MasterName: up.masterName,
-		Password: up.password, SentinelPassword: up.sentinelPassword, AutoPipeline: true})
+		Password: up.password, SentinelPassword: up.sentinelPassword, AutoPipeline: true, Metrics: reg})
 	if err != nil {
 		t.Fatalf("open %s store: %v", up.name, err)
 	}
@@ -84,6 +88,7 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	if tweak != nil {
 		tweak(&copts, &popts)
 	}
+	copts.Metrics = reg
 	srv := proxy.New(commands.New(st, copts), popts)
 	if err := srv.Listen(); err != nil {
 		t.Fatalf("proxy listen: %v", err)
@@ -107,7 +112,31 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 			p.assertAllSessionKeysHaveTTL(t, copts.Prefix)
 		}
 	})
+	p.metricsURL = serveMetrics(t, reg, srv)
 	return p
+}
+
+// serveMetrics starts the proxy's /metrics, /healthz and /readyz on a free
+// port, as cmd/sessproxy does, and returns their base URL.
+func serveMetrics(t *testing.T, reg *metrics.Registry, srv *proxy.Server) string {
+	t.Helper()
+	ms := metrics.NewServer(reg, metrics.ServerOptions{Addr: "127.0.0.1:0", Ready: srv.Ready})
+	if err := ms.Listen(); err != nil {
+		t.Fatalf("metrics listen: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ms.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ms.Shutdown(ctx); err != nil {
+			t.Errorf("metrics shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("metrics Serve: %v", err)
+		}
+	})
+	return "http://" + ms.Addr().String()
 }
 
 // newCodec builds a codec the proxy under test uses.

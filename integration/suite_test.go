@@ -117,6 +117,9 @@ func runSuite(t *testing.T, up *upstream) {
 		{"Clients", testClients}, // go-redis, node-redis, ioredis, express-session, redis-cli (clients_test.go)
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
+
+		// /metrics, /healthz, /readyz (metrics_test.go).
+		{"Metrics", testMetrics},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, up) })

@@ -184,6 +184,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Ready reports whether the server can take clients: nil when it is not
+// shutting down and the upstream answers a PING (/readyz).
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errDraining
+	}
+	return s.engine.Ping(ctx)
+}
+
 func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -575,10 +575,13 @@ func (b *Batch) sendWave(ctx context.Context, qs []queued) {
 			_ = f.Wait() // the error is the command's own, read from its handle
 		}
 		clear(b.futures)
-		return
+	} else {
+		for _, q := range qs {
+			_ = b.pipe.Process(ctx, q.cmd)
+		}
+		_, _ = b.pipe.Exec(ctx)
 	}
 	for _, q := range qs {
-		_ = b.pipe.Process(ctx, q.cmd)
+		b.s.observe(q.cmd.Err())
 	}
-	_, _ = b.pipe.Exec(ctx)
 }

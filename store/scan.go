@@ -57,6 +57,7 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count i
 	node := nodes[idx]
 	keys, next, err := node.Scan(ctx, nodeCursor, pattern, count).Result()
 	if err != nil {
+		s.observe(err)
 		return nil, 0, fmt.Errorf("scan %s: %w", s.nodeName(node), err)
 	}
 	live, err := s.nodeBatch(node).live(ctx, keys)
@@ -87,6 +88,7 @@ func (s *Store) ForEachPage(ctx context.Context, pattern string, count int64, fn
 		for {
 			keys, next, err := node.Scan(ctx, cursor, pattern, count).Result()
 			if err != nil {
+				s.observe(err)
 				return fmt.Errorf("scan %s: %w", s.nodeName(node), err)
 			}
 			if len(keys) > 0 {
@@ -166,6 +168,7 @@ func (s *Store) UpstreamKeys(ctx context.Context) (int64, error) {
 	err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		k, err := c.DBSize(ctx).Result()
 		n.Add(k)
+		s.observe(err)
 		return err
 	})
 	return n.Load(), err

@@ -67,6 +67,8 @@ type Options struct {
 	// Logger receives go-redis's own messages (a failed dial, say), at warn
 	// level. default: nil, go-redis's default (stderr)
 	Logger *zap.Logger
+	// Metrics counts the upstream commands that failed. default: none
+	Metrics Metrics
 }
 
 func (o *Options) init() {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ type Config struct {
 	Tombstone TombstoneConfig `toml:"tombstone"`
 	Codec     CodecConfig     `toml:"codec"`
 	Log       LogConfig       `toml:"log"`
+	Metrics   MetricsConfig   `toml:"metrics"`
 	Users     []UserConfig    `toml:"users"`
 }
 
@@ -111,6 +113,10 @@ type LogConfig struct {
 	Format string `toml:"format"`
 }
 
+type MetricsConfig struct {
+	Addr string `toml:"addr"`
+}
+
 type UserConfig struct {
 	Name     string `toml:"name"`
 	Password string `toml:"password"`
@@ -146,8 +152,9 @@ func defaultConfig() Config {
 		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
 		Codec: CodecConfig{Format: codec.FormatJSON, Compress: codec.CompressNone, CompressMinBytes: codec.DefaultCompressMinBytes,
 			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20},
-		Log:   LogConfig{Level: "info", Format: "console"},
-		Users: []UserConfig{},
+		Log:     LogConfig{Level: "info", Format: "console"},
+		Metrics: MetricsConfig{Addr: "127.0.0.1:9380"},
+		Users:   []UserConfig{},
 	}
 }
 
@@ -283,6 +290,13 @@ func (c *Config) validate() error {
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		bad("log.format", `must be "console" or "json"`)
 	}
+	if c.Metrics.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil || !validPort(port) {
+			bad("metrics.addr", `must be host:port (e.g. "127.0.0.1:9380"), or "" to turn the metrics server off`)
+		} else if c.Metrics.Addr == c.Server.Listen {
+			bad("metrics.addr", "must differ from server.listen")
+		}
+	}
 	for i, u := range c.Users {
 		key := fmt.Sprintf("users[%d]", i)
 		if u.Name == "" || u.Password == "" {
@@ -298,6 +312,11 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // masked returns the configuration with secrets replaced, for printing.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -58,6 +60,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad level", "[log]\nlevel = \"loud\"\n", "invalid log.level"},
 		{"bad role", "[[users]]\nname = \"a\"\npassword = \"b\"\nrole = \"root\"\n", "invalid users[0].role"},
 		{"rule without ttl", "[[ttl.rules]]\nfield = \"user.role\"\nequals = \"admin\"\n", "invalid ttl.rules[0].ttl"},
+		{"metrics addr without port", "[metrics]\naddr = \"localhost\"\n", "invalid metrics.addr: must be host:port"},
+		{"metrics port out of range", "[metrics]\naddr = \"127.0.0.1:99999\"\n", "invalid metrics.addr: must be host:port"},
+		{"metrics port not a number", "[metrics]\naddr = \"127.0.0.1:http\"\n", "invalid metrics.addr: must be host:port"},
+		{"metrics on the proxy's address", "[metrics]\naddr = \"127.0.0.1:6380\"\n", "invalid metrics.addr: must differ from server.listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,5 +208,36 @@ db = 2
 		if !strings.Contains(text, want) {
 			t.Errorf("check output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+func TestMetricsAddrEmptyTurnsMetricsOff(t *testing.T) {
+	cfg, err := configFromFlags("test", []string{"-config", writeConfig(t, "[metrics]\naddr = \"\"\n")}, nil)
+	if err != nil || cfg.Metrics.Addr != "" {
+		t.Fatalf("metrics.addr = \"\": %q, %v; want it accepted, off", cfg.Metrics.Addr, err)
+	}
+	cfg, err = configFromFlags("test", []string{"-metrics-addr", ""}, nil)
+	if err != nil || cfg.Metrics.Addr != "" {
+		t.Fatalf("-metrics-addr \"\": %q, %v; want it accepted, off", cfg.Metrics.Addr, err)
+	}
+	cfg, err = configFromFlags("test", []string{"-metrics-addr", "127.0.0.1:9999"}, nil)
+	if err != nil || cfg.Metrics.Addr != "127.0.0.1:9999" {
+		t.Fatalf("-metrics-addr 127.0.0.1:9999: %q, %v", cfg.Metrics.Addr, err)
+	}
+	cfg, err = configFromFlags("test", nil, nil)
+	if err != nil || cfg.Metrics.Addr != "127.0.0.1:9380" {
+		t.Fatalf("no flag: metrics.addr = %q, %v; want the default 127.0.0.1:9380", cfg.Metrics.Addr, err)
+	}
+}
+
+func TestMetricsBindFailureNamesTheKey(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	err = run([]string{"-listen", "127.0.0.1:0", "-metrics-addr", taken.Addr().String(), "-log-level", "error"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "metrics.addr") || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Fatalf("run with metrics.addr taken = %v; want a startup error naming metrics.addr and the address", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/metrics"
 	"github.com/sessproxy/sessproxy/proxy"
 	"github.com/sessproxy/sessproxy/store"
 	"go.uber.org/zap"
@@ -96,6 +97,7 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	mode := fs.String("mode", "", "embedded, standalone, cluster or sentinel (-upstream then lists the sentinels), overrides upstream.mode")
 	masterName := fs.String("master-name", "", "the master's name in sentinel mode, overrides upstream.master_name")
 	level := fs.String("log-level", "", "debug, info, warn or error, overrides log.level")
+	metricsAddr := fs.String("metrics-addr", "", `metrics and health address, overrides metrics.addr ("" turns the server off)`)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -124,6 +126,11 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	if *level != "" {
 		cfg.Log.Level = *level
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "metrics-addr" { // set, even to "": off
+			cfg.Metrics.Addr = *metricsAddr
+		}
+	})
 	return cfg, cfg.validate()
 }
 
@@ -136,7 +143,11 @@ func serve(cfg Config, load func() (Config, error)) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	st, engine, err := open(cfg, log)
+	var reg *metrics.Registry
+	if cfg.Metrics.Addr != "" {
+		reg = metrics.NewRegistry()
+	}
+	st, engine, err := open(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -159,23 +170,45 @@ func serve(cfg Config, load func() (Config, error)) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
+	var metricsFailed <-chan error // nil, never ready, with metrics off
+	if reg != nil {
+		ms, err := listenMetrics(cfg.Metrics.Addr, reg, srv, log)
+		if err != nil {
+			_ = srv.Shutdown(context.Background()) // closes the listeners; no client yet
+			return err
+		}
+		failed := make(chan error, 1)
+		go func() { failed <- ms.Serve() }()
+		metricsFailed = failed
+		// Stopped after the proxy has drained, so /readyz answers 503
+		// meanwhile; a probe takes at most its ready timeout.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = ms.Shutdown(ctx)
+		}()
+	}
 	upstream := []zap.Field{zap.String("upstream_mode", st.Mode()), zap.Strings("upstream_addrs", st.Addrs())}
 	if name := st.MasterName(); name != "" {
 		// upstream_addrs are then the sentinels.
 		upstream = append(upstream, zap.String("upstream_master_name", name))
 	}
 	log.Info("sessproxy listening", append(upstream, zap.String("addr", srv.Addr().String()),
-		zap.String("unix", cfg.Server.Unix), zap.String("version", version))...)
+		zap.String("unix", cfg.Server.Unix), zap.String("metrics_addr", cfg.Metrics.Addr), zap.String("version", version))...)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	r := &reloader{load: load, current: cfg, engine: engine, level: level, log: log}
+	var failed error
 	for running := true; running; {
 		select {
 		case err := <-served:
 			return err
 		case <-hup:
 			r.reload()
+		case failed = <-metricsFailed:
+			log.Error("metrics server failed; shutting down", zap.Error(failed))
+			running = false
 		case sig := <-stop:
 			log.Info("shutting down", zap.String("signal", sig.String()))
 			running = false
@@ -190,11 +223,23 @@ func serve(cfg Config, load func() (Config, error)) error {
 		return err
 	}
 	log.Info("stopped")
-	return nil
+	return failed
 }
 
-// open connects to the upstream and builds the command engine on it.
-func open(cfg Config, log *zap.Logger) (*store.Store, *commands.Engine, error) {
+// listenMetrics binds the server of /metrics, /healthz and /readyz.
+// /readyz is 503 while the proxy drains, or when the upstream does not
+// answer a PING.
+func listenMetrics(addr string, reg *metrics.Registry, srv *proxy.Server, log *zap.Logger) (*metrics.Server, error) {
+	ms := metrics.NewServer(reg, metrics.ServerOptions{Addr: addr, Logger: log, Ready: srv.Ready})
+	if err := ms.Listen(); err != nil {
+		return nil, fmt.Errorf("metrics.addr: %w", err)
+	}
+	return ms, nil
+}
+
+// open connects to the upstream and builds the command engine on it; reg,
+// when not nil, receives their metrics.
+func open(cfg Config, log *zap.Logger, reg *metrics.Registry) (*store.Store, *commands.Engine, error) {
 	storeOpts, err := cfg.storeOptions()
 	if err != nil {
 		return nil, nil, err
@@ -204,6 +249,9 @@ func open(cfg Config, log *zap.Logger) (*store.Store, *commands.Engine, error) {
 		return nil, nil, err
 	}
 	cmdOpts.Logger, storeOpts.Logger = log, log
+	if reg != nil {
+		cmdOpts.Metrics, storeOpts.Metrics = reg, reg
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpts.DialTimeout+storeOpts.ReadTimeout)
 	defer cancel()
 	st, err := store.Open(ctx, storeOpts)
@@ -217,7 +265,7 @@ func open(cfg Config, log *zap.Logger) (*store.Store, *commands.Engine, error) {
 // prefix that has none or one above ttl.max. Progress goes to a terminal
 // on stderr; the summary to stdout.
 func sweep(cfg Config, dryRun bool, stdout io.Writer, stderr *os.File) error {
-	st, engine, err := open(cfg, zap.NewNop())
+	st, engine, err := open(cfg, zap.NewNop(), nil)
 	if err != nil {
 		return err
 	}

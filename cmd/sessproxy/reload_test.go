@@ -41,7 +41,7 @@ func newReloadFixture(t *testing.T, body string, flags ...string) *reloadFixture
 	level := zap.NewAtomicLevelAt(parsed)
 	core, logs := observer.New(level)
 	log := zap.New(core)
-	st, engine, err := open(cfg, log)
+	st, engine, err := open(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

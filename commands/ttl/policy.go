@@ -54,9 +54,20 @@ type Decision struct {
 	// Expired: the session is already over (cookie.expires in the past,
 	// EXAT in the past); the write deletes it.
 	Expired bool
-	// Clamped: the TTL was moved into [Min, Max].
-	Clamped bool
+	// Clamped is the limit that moved the TTL, if one did.
+	Clamped Bound
 }
+
+// Bound is a limit of the policy that can move a TTL.
+type Bound uint8
+
+// Bounds.
+const (
+	Unbounded     Bound = iota // the TTL was not moved
+	BoundMin                   // raised to Min
+	BoundMax                   // lowered to Max
+	BoundAbsolute              // lowered to what is left of Absolute
+)
 
 // ReadsPayload reports whether the decision depends on the payload, so a
 // caller without one in hand knows whether to fetch the stored one.
@@ -115,9 +126,9 @@ func (p *Policy) clamp(d time.Duration) Decision {
 	}
 	switch {
 	case d < p.Min:
-		return Decision{TTL: p.Min, Clamped: true}
+		return Decision{TTL: p.Min, Clamped: BoundMin}
 	case d > p.Max:
-		return Decision{TTL: p.Max, Clamped: true}
+		return Decision{TTL: p.Max, Clamped: BoundMax}
 	}
 	return Decision{TTL: d}
 }
@@ -133,7 +144,7 @@ func (p *Policy) CapAt(d Decision, created time.Time) Decision {
 	case left <= 0:
 		return Decision{Expired: true}
 	case left < d.TTL:
-		return Decision{TTL: left, Clamped: true}
+		return Decision{TTL: left, Clamped: BoundAbsolute}
 	}
 	return d
 }

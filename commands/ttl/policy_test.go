@@ -26,8 +26,8 @@ func TestDecide(t *testing.T) {
 		{"default", `{"a":1}`, 0, Decision{TTL: 24 * time.Hour}},
 		{"no payload", ``, 0, Decision{TTL: 24 * time.Hour}},
 		{"explicit wins over everything", `{"user":{"role":"admin"}}`, 10 * time.Minute, Decision{TTL: 10 * time.Minute}},
-		{"explicit clamped to min", `{}`, time.Millisecond, Decision{TTL: time.Second, Clamped: true}},
-		{"explicit clamped to max", `{}`, 90 * 24 * time.Hour, Decision{TTL: 30 * 24 * time.Hour, Clamped: true}},
+		{"explicit clamped to min", `{}`, time.Millisecond, Decision{TTL: time.Second, Clamped: BoundMin}},
+		{"explicit clamped to max", `{}`, 90 * 24 * time.Hour, Decision{TTL: 30 * 24 * time.Hour, Clamped: BoundMax}},
 		{"first matching rule", `{"user":{"role":"admin"},"cookie":{"expires":"` + in(2*time.Hour) + `"}}`, 0, Decision{TTL: 30 * time.Minute}},
 		{"second rule", `{"user":{"role":"guest"}}`, 0, Decision{TTL: time.Hour}},
 		{"rule value must match", `{"user":{"role":"editor"}}`, 0, Decision{TTL: 24 * time.Hour}},
@@ -35,7 +35,7 @@ func TestDecide(t *testing.T) {
 		{"cookie epoch ms", `{"cookie":{"expires":` + strconv.FormatInt(now.Add(3*time.Hour).UnixMilli(), 10) + `}}`, 0, Decision{TTL: 3 * time.Hour}},
 		{"cookie null uses default", `{"cookie":{"expires":null}}`, 0, Decision{TTL: 24 * time.Hour}},
 		{"cookie past is expired", `{"cookie":{"expires":"` + in(-time.Minute) + `"}}`, 0, Decision{Expired: true}},
-		{"cookie beyond max clamped", `{"cookie":{"expires":"` + in(90*24*time.Hour) + `"}}`, 0, Decision{TTL: 30 * 24 * time.Hour, Clamped: true}},
+		{"cookie beyond max clamped", `{"cookie":{"expires":"` + in(90*24*time.Hour) + `"}}`, 0, Decision{TTL: 30 * 24 * time.Hour, Clamped: BoundMax}},
 		{"cookie unparseable uses default", `{"cookie":{"expires":"tomorrow"}}`, 0, Decision{TTL: 24 * time.Hour}},
 	}
 	for _, tt := range tests {

@@ -146,7 +146,11 @@ func startWithConfig(conf, password string, extra ...string) (*Server, error) {
 	var err error
 	for range startAttempts {
 		var s *Server
-		s, err = startOnce(conf, password, extra)
+		var port int
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		s, err = startOnce(port, conf, password, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -157,11 +161,15 @@ func startWithConfig(conf, password string, extra ...string) (*Server, error) {
 	return nil, err
 }
 
-func startOnce(conf, password string, extra []string) (*Server, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
+// Restart stops s and starts a fresh, empty standalone redis-server on the
+// same port: an upstream that went away and came back. The caller stops the
+// new server.
+func (s *Server) Restart() (*Server, error) {
+	s.Stop()
+	return startOnce(s.Port, "", "", nil)
+}
+
+func startOnce(port int, conf, password string, extra []string) (*Server, error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("redistest-%d-", port))
 	if err != nil {
 		return nil, fmt.Errorf("create dir for redis-server: %w", err)

@@ -153,3 +153,21 @@ func TestSentinelAuth(t *testing.T) {
 		t.Fatalf("MasterAddr = %q, %v; want %s", got, err, si.Data[0].Addr)
 	}
 }
+
+func TestRestart(t *testing.T) {
+	s := Standalone(t)
+	if _, err := command(s.Addr, "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.Restart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Stop()
+	if back.Addr != s.Addr {
+		t.Fatalf("restarted on %s, want the same address %s", back.Addr, s.Addr)
+	}
+	if _, err := command(back.Addr, "GET", "k"); err != errNil {
+		t.Fatalf("GET k after restart: err = %v, want errNil (a fresh, empty server)", err)
+	}
+}

@@ -1,0 +1,115 @@
+package commands
+
+import (
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+)
+
+// Metrics receives what the engine counts; the metrics package implements
+// it. Its methods run on the request path: they must not block or
+// allocate.
+type Metrics interface {
+	// Command returns the recorder of one command name: each registry
+	// entry's, and UnknownCommand's for every name outside the registry.
+	// It is called while the engine is built, never per command.
+	Command(name string) CommandMetrics
+	// TombstoneRefused counts a write refused because its session was
+	// destroyed (answered with an error, or ignored under on_write =
+	// "ignore").
+	TombstoneRefused()
+	// TTLClamped counts a TTL the policy raised to ttl.min or lowered to
+	// ttl.max.
+	TTLClamped(bound ttl.Bound)
+	// ClientConnected, ClientDisconnected and ConnectionRefused follow the
+	// client connections.
+	ClientConnected()
+	ClientDisconnected()
+	ConnectionRefused()
+}
+
+// CommandMetrics records the commands of one name.
+type CommandMetrics interface {
+	// Done records one command: how it ended and how long the batch it
+	// ran in took, from the proxy starting it to its reply being ready.
+	Done(result Result, elapsed time.Duration)
+}
+
+// UnknownCommand is the one name under which commands outside the
+// registry are counted, so a client sending random names cannot grow the
+// metrics.
+const UnknownCommand = "unknown"
+
+// Result is how a command ended, read from its reply, so that every path
+// that answers is counted alike.
+type Result uint8
+
+// Results.
+const (
+	ResultOK        Result = iota // any reply that is not an error
+	ResultError                   // another error: syntax, arity, unknown command, payload, Redis's own error replies
+	ResultTombstone               // -TOMBSTONE: a write to a destroyed session
+	ResultNoPerm                  // -NOPERM: the user's role, or a key outside the namespace
+	ResultNoAuth                  // -NOAUTH, -WRONGPASS
+	ResultUpstream                // the upstream failed: timeout, connection
+	NumResults                    // how many results there are, for arrays indexed by result
+)
+
+func (r Result) String() string {
+	switch r {
+	case ResultOK:
+		return "ok"
+	case ResultTombstone:
+		return "tombstone"
+	case ResultNoPerm:
+		return "noperm"
+	case ResultNoAuth:
+		return "noauth"
+	case ResultUpstream:
+		return "upstream_error"
+	}
+	return "error"
+}
+
+// replyResult classifies a command's reply by its error code.
+func replyResult(reply []byte) Result {
+	if len(reply) == 0 || reply[0] != '-' {
+		return ResultOK
+	}
+	msg := reply[1:]
+	switch {
+	case hasPrefix(msg, codeTombstone):
+		return ResultTombstone
+	case hasPrefix(msg, codeNoPerm):
+		return ResultNoPerm
+	case hasPrefix(msg, codeNoAuth), hasPrefix(msg, codeWrongPass):
+		return ResultNoAuth
+	case hasPrefix(msg, prefixUpstream):
+		return ResultUpstream
+	}
+	return ResultError
+}
+
+// hasPrefix is bytes.HasPrefix for a string prefix, without converting it.
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
+}
+
+// countClamp counts a decision's TTL moved to ttl.min or ttl.max (a cap
+// by ttl.absolute is the session's lifetime ending, not a clamp).
+func (e *Engine) countClamp(d ttl.Decision) {
+	if d.Clamped == ttl.BoundMin || d.Clamped == ttl.BoundMax {
+		e.metrics.TTLClamped(d.Clamped)
+	}
+}
+
+// nopMetrics is the engine's Metrics when none are configured.
+type nopMetrics struct{}
+
+func (nopMetrics) Command(string) CommandMetrics { return nopMetrics{} }
+func (nopMetrics) Done(Result, time.Duration)    {}
+func (nopMetrics) TombstoneRefused()             {}
+func (nopMetrics) TTLClamped(ttl.Bound)          {}
+func (nopMetrics) ClientConnected()              {}
+func (nopMetrics) ClientDisconnected()           {}
+func (nopMetrics) ConnectionRefused()            {}
