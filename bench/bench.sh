@@ -154,8 +154,10 @@ start_proxy() {
 			go build -o "$bin" ./cmd/sessproxy || die "go build ./cmd/sessproxy failed"
 		fi
 		PROXY_DESC="sessproxy ($bin)"
+		# Metrics on, as shipped, on a port of their own: another sessproxy
+		# (a developer's, a test's) may hold the default 127.0.0.1:9380.
 		start proxy "$bin" -listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
-			-mode standalone -log-level error
+			-mode standalone -log-level error -metrics-addr 127.0.0.1:0
 	fi
 	wait_ready proxy "$PROXY_PORT" "$LAST_PID"
 	PROXY_PID=$LAST_PID

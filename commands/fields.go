@@ -171,7 +171,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		// applied here from the creation time read (an expired session is
 		// deleted), and capped again by the script at the swap's own time.
 		d := c.conf.policy.CapAt(e.decide(&c.conf.policy, updated, 0), created)
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, e.writeTTL(d), c.conf.policy.Absolute)
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), c.conf.policy.Absolute)
 		if err := c.exec(); err != nil {
 			e.fail(c, ref.sid, err)
 			return
@@ -182,6 +182,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		if outcome != store.NotApplied {
+			e.countClamp(d) // once, for the attempt that applied
 			e.indexOwner(c, ref, updated)
 			c.Out.Int(n)
 			return

@@ -47,11 +47,11 @@ type Result uint8
 // Results.
 const (
 	ResultOK        Result = iota // any reply that is not an error
-	ResultError                   // another error: syntax, arity, unknown command, payload, Redis's own error replies
+	ResultError                   // another error: syntax, arity, unknown command, payload, Redis's other error replies
 	ResultTombstone               // -TOMBSTONE: a write to a destroyed session
 	ResultNoPerm                  // -NOPERM: the user's role, or a key outside the namespace
 	ResultNoAuth                  // -NOAUTH, -WRONGPASS
-	ResultUpstream                // the upstream failed: timeout, connection
+	ResultUpstream                // the upstream failed (timeout, connection) or answered with its state (upstreamStateCodes)
 	NumResults                    // how many results there are, for arrays indexed by result
 )
 
@@ -87,8 +87,21 @@ func replyResult(reply []byte) Result {
 	case hasPrefix(msg, prefixUpstream):
 		return ResultUpstream
 	}
+	for _, code := range upstreamStateCodes {
+		if hasPrefix(msg, code) {
+			return ResultUpstream
+		}
+	}
 	return ResultError
 }
+
+// upstreamStateCodes are Redis error replies, passed to the client as they
+// came, that say what state the upstream is in rather than what is wrong
+// with the command: a demoted master (READONLY, a failover under way), a
+// server loading its data, a cluster or master down, a slot migrating, a
+// script running long, a failed save. They count as upstream errors, so a
+// failover shows in the metrics as the upstream's trouble.
+var upstreamStateCodes = [...]string{"READONLY ", "LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "MISCONF ", "NOREPLICAS "}
 
 // hasPrefix is bytes.HasPrefix for a string prefix, without converting it.
 func hasPrefix(b []byte, prefix string) bool {

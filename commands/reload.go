@@ -55,8 +55,14 @@ func (e *Engine) Reload(opts Options) {
 // connection (-NOAUTH until they AUTH again, or the default user when no
 // password is required any more). Redis would disconnect them (ACL
 // DELUSER); the proxy keeps the connection so no client is dropped.
+//
+// A client let in because no password was required (it never gave one,
+// or gave AUTH default <anything>, which then checks nothing) must
+// authenticate once a reload requires a password: the operator turned
+// authentication on for every client. Redis's CONFIG SET requirepass
+// would leave such connections in, with the admin role here.
 func (e *Engine) reauthorise(c *Client, conf *reloadable) {
-	if !c.authed {
+	if !c.authed || !c.authConf.authRequired() && conf.authRequired() {
 		e.resetAuth(c, conf)
 		return
 	}

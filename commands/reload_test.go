@@ -87,6 +87,31 @@ func TestReloadRemovingTheDefaultUser(t *testing.T) {
 	f.expect("GET sess:a", "nil")
 }
 
+func TestReloadRequiringAPasswordLocksOutClientsThatGaveNone(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		before string // what the client sent before the reload; "" nothing
+		reload func(*Options)
+	}{
+		{"requirepass", "", func(o *Options) { o.RequirePass = "pw" }},
+		{"requirepass after AUTH default under nopass", "AUTH default anything", func(o *Options) { o.RequirePass = "pw" }},
+		{"users", "", func(o *Options) { o.Users = []User{{Name: "web", Password: "webpw", Role: RoleApp}} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if tt.before != "" {
+				f.expect(tt.before, "+OK")
+			}
+			f.expect("SESS.CLEAR", ":0") // admin, as the nopass default user
+			opts := defaultOptions()
+			tt.reload(&opts)
+			f.e.Reload(opts)
+			f.expect("SESS.CLEAR", "-NOAUTH Authentication required.")
+			f.expect("GET sess:a", "-NOAUTH Authentication required.")
+		})
+	}
+}
+
 func TestReloadDroppingPasswordsOpensWaitingClients(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.RequirePass = "pw" })
 	f.expect("GET sess:a", "-NOAUTH Authentication required.")

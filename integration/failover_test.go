@@ -159,6 +159,9 @@ func TestSentinelAuth(t *testing.T) {
 		st.Close()
 		t.Fatal("store.Open without the sentinels' password succeeded")
 	}
+	if !strings.Contains(err.Error(), "NOAUTH") && !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("store.Open without the sentinels' password: %v, want the sentinels' refusal (NOAUTH)", err)
+	}
 }
 
 func directClient(addr string) *redis.Client {

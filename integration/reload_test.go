@@ -170,6 +170,8 @@ max = %q
 [log]
 level = %q
 format = "json"
+[metrics]
+addr = "127.0.0.1:0"
 %s`, up.addrs[0], ttlDefault, ttlMax, level, users)
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)

@@ -60,7 +60,7 @@ func (s *Store) observe(err error) {
 func (s *Store) Ping(ctx context.Context) error {
 	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		if err := c.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("ping %s: %w", c.Options().Addr, err)
+			return fmt.Errorf("ping %s: %w", s.nodeName(c), err)
 		}
 		return nil
 	})

@@ -65,7 +65,8 @@ type Options struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	// Logger receives go-redis's own messages (a failed dial, say), at warn
-	// level. default: nil, go-redis's default (stderr)
+	// level, and the failover client's routine news of its sentinels at
+	// info. default: nil, go-redis's default (stderr)
 	Logger *zap.Logger
 	// Metrics counts the upstream commands that failed. default: none
 	Metrics Metrics

@@ -293,7 +293,7 @@ func (c *Config) validate() error {
 	if c.Metrics.Addr != "" {
 		if _, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil || !validPort(port) {
 			bad("metrics.addr", `must be host:port (e.g. "127.0.0.1:9380"), or "" to turn the metrics server off`)
-		} else if c.Metrics.Addr == c.Server.Listen {
+		} else if c.Metrics.Addr == c.Server.Listen && port != "0" {
 			bad("metrics.addr", "must differ from server.listen")
 		}
 	}

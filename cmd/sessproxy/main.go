@@ -143,6 +143,15 @@ func serve(cfg Config, load func() (Config, error)) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	// Signals are caught from the start, the upstream's dial included: a
+	// SIGHUP sent meanwhile must reload once the proxy runs, not kill it
+	// (SIGHUP's default).
+	stop, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(stop)
+	defer signal.Stop(hup)
+
 	var reg *metrics.Registry
 	if cfg.Metrics.Addr != "" {
 		reg = metrics.NewRegistry()
@@ -158,25 +167,19 @@ func serve(cfg Config, load func() (Config, error)) error {
 		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
 	}
 
-	// Signals are caught before the listener opens: a SIGHUP sent as soon
-	// as the proxy answers must reload, not kill it (SIGHUP's default).
-	stop, hup := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(stop)
-	defer signal.Stop(hup)
-
 	srv := proxy.New(engine, proxyOpts)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
 	var metricsFailed <-chan error // nil, never ready, with metrics off
+	metricsAddr := ""              // the bound address, for the log (metrics.addr may say port 0)
 	if reg != nil {
 		ms, err := listenMetrics(cfg.Metrics.Addr, reg, srv, log)
 		if err != nil {
 			_ = srv.Shutdown(context.Background()) // closes the listeners; no client yet
 			return err
 		}
+		metricsAddr = ms.Addr().String()
 		failed := make(chan error, 1)
 		go func() { failed <- ms.Serve() }()
 		metricsFailed = failed
@@ -194,7 +197,7 @@ func serve(cfg Config, load func() (Config, error)) error {
 		upstream = append(upstream, zap.String("upstream_master_name", name))
 	}
 	log.Info("sessproxy listening", append(upstream, zap.String("addr", srv.Addr().String()),
-		zap.String("unix", cfg.Server.Unix), zap.String("metrics_addr", cfg.Metrics.Addr), zap.String("version", version))...)
+		zap.String("unix", cfg.Server.Unix), zap.String("metrics_addr", metricsAddr), zap.String("version", version))...)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
@@ -207,7 +210,8 @@ func serve(cfg Config, load func() (Config, error)) error {
 		case <-hup:
 			r.reload()
 		case failed = <-metricsFailed:
-			log.Error("metrics server failed; shutting down", zap.Error(failed))
+			// Returned, and reported by main, once the clients are drained.
+			log.Info("shutting down", zap.String("reason", "metrics server failed"))
 			running = false
 		case sig := <-stop:
 			log.Info("shutting down", zap.String("signal", sig.String()))

@@ -30,6 +30,12 @@ func (r *reloader) reload() {
 		return
 	}
 	next, kept := keepRestartOnly(r.current, next)
+	// The kept values and the new ones must hold together (a kept
+	// ttl.absolute against a new ttl.min, say).
+	if err := next.validate(); err != nil {
+		r.log.Error("reload failed, keeping the running configuration", zap.Error(err), zap.Strings("kept_keys", kept))
+		return
+	}
 	if len(kept) > 0 {
 		r.log.Warn("reload: these keys need a restart, keeping their running values", zap.Strings("keys", kept))
 	}

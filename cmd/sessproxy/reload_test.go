@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessproxy/sessproxy/commands"
 	"go.uber.org/zap"
@@ -235,5 +236,23 @@ func TestKeepRestartOnlyLetsAbsoluteChangeWhileOn(t *testing.T) {
 	applied, kept := keepRestartOnly(running, next)
 	if len(kept) != 0 || applied.TTL.Absolute != next.TTL.Absolute {
 		t.Fatalf("kept %v, applied ttl.absolute %v; want it applied", kept, applied.TTL.Absolute)
+	}
+}
+
+// A file valid on its own can clash with a restart-only value kept from the
+// running configuration: ttl.absolute switched off stays on, below the new
+// ttl.min. The reload is refused as an invalid file is.
+func TestReloadRefusesAKeptValueThatNoLongerFits(t *testing.T) {
+	f := newReloadFixture(t, "[ttl]\nabsolute = \"1h\"\n")
+	f.rewrite("[ttl]\nmin = \"2h\"\ndefault = \"2h\"\nmax = \"3h\"\n")
+	failed := f.logs.FilterMessage("reload failed, keeping the running configuration").All()
+	if len(failed) != 1 || f.logs.FilterMessage("configuration reloaded").Len() != 0 {
+		t.Fatalf("logs %v, want one reload failure and no reload", f.logs.All())
+	}
+	if err := failed[0].ContextMap()["error"].(string); !strings.Contains(err, "invalid ttl.absolute: must be 0 (off) or >= ttl.min") {
+		t.Fatalf("reload error = %q, want the clash named", err)
+	}
+	if f.r.current.TTL.Min != Duration(time.Second) {
+		t.Fatalf("running ttl.min = %v, want the old 1s", f.r.current.TTL.Min)
 	}
 }
