@@ -63,9 +63,13 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)
-		// Drop references to arguments and results; keep what the metrics
-		// need.
-		calls[i] = Call{cmd: calls[i].cmd, result: replyResult(outs[i].Buf)}
+		// Drop references to arguments and results; keep the command (for
+		// lastCmd) and, with metrics, how it ended.
+		kept := Call{cmd: calls[i].cmd}
+		if p.e.measured {
+			kept.result = replyResult(outs[i].Buf)
+		}
+		calls[i] = kept
 	}
 	last := UnknownCommand
 	if cmd := calls[n-1].cmd; cmd != nil {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 
 	"github.com/sessproxy/sessproxy/commands"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // reloader applies SIGHUP: it reads the configuration again (the file with
@@ -24,30 +26,13 @@ type reloader struct {
 // it is invalid. Keys that need a restart keep their running values, with
 // a warning naming them.
 func (r *reloader) reload() {
-	next, err := r.load()
+	next, opts, level, kept, err := r.read()
 	if err != nil {
 		r.log.Error("reload failed, keeping the running configuration", zap.Error(err))
-		return
-	}
-	next, kept := keepRestartOnly(r.current, next)
-	// The kept values and the new ones must hold together (a kept
-	// ttl.absolute against a new ttl.min, say).
-	if err := next.validate(); err != nil {
-		r.log.Error("reload failed, keeping the running configuration", zap.Error(err), zap.Strings("kept_keys", kept))
 		return
 	}
 	if len(kept) > 0 {
 		r.log.Warn("reload: these keys need a restart, keeping their running values", zap.Strings("keys", kept))
-	}
-	opts, err := next.commandOptions()
-	if err != nil {
-		r.log.Error("reload failed, keeping the running configuration", zap.Error(err))
-		return
-	}
-	level, err := parseLevel(next.Log.Level)
-	if err != nil { // validate has checked it
-		r.log.Error("reload failed, keeping the running configuration", zap.Error(err))
-		return
 	}
 	r.engine.Reload(opts)
 	r.current = next
@@ -61,6 +46,28 @@ func (r *reloader) reload() {
 		zap.Duration("ttl_max", opts.Policy.Max), zap.Int("users", len(opts.Users)),
 		zap.Bool("requirepass", opts.RequirePass != ""), zap.String("log_level", level.String()))
 	r.level.SetLevel(level)
+}
+
+// read loads the configuration with the restart-only keys kept at their
+// running values (named in kept), and what reload applies of it.
+func (r *reloader) read() (next Config, opts commands.Options, level zapcore.Level, kept []string, err error) {
+	if next, err = r.load(); err != nil {
+		return
+	}
+	next, kept = keepRestartOnly(r.current, next)
+	// The kept values and the new ones must hold together (a kept
+	// ttl.absolute against a new ttl.min, say).
+	if err = next.validate(); err != nil {
+		if len(kept) > 0 {
+			err = fmt.Errorf("with the running values of %s (restart only): %w", strings.Join(kept, ", "), err)
+		}
+		return
+	}
+	if opts, err = next.commandOptions(); err != nil {
+		return
+	}
+	level, err = parseLevel(next.Log.Level) // validate has checked it
+	return
 }
 
 // keepRestartOnly returns next with every key that cannot change in a
