@@ -254,6 +254,9 @@ func (e *Engine) Dispatch(c *Call) {
 	cmd := e.lookup(c.Client, c.Args[0])
 	c.cmd = cmd
 	switch {
+	case c.Client.discarding && (cmd == nil || cmd.Flags&flagEndsMulti == 0):
+		c.Out.Error(msgMultiDiscarded)
+		return
 	case cmd == nil:
 		c.Out.Error(errUnknownCommand(string(c.Args[0])))
 		return
