@@ -617,3 +617,29 @@ func TestRefusedMultiRunsNothing(t *testing.T) {
 	f.expect("RESET", "+RESET")
 	f.expect(`SET sess:mx {"a":1}`, "+OK")
 }
+
+// AUTH takes as long for a user that does not exist as for one that does:
+// with a 4 MiB password, hashing it only when the name matched (as a name
+// compared with == before the password check did) costs milliseconds that
+// tell which users exist.
+func TestAuthTimingDoesNotTellWhichUsersExist(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.RequirePass = "pw"
+		o.Users = []User{{Name: "alice", Password: strings.Repeat("p", 4<<20), Role: RoleApp}}
+	})
+	fastest := func(cmd string) time.Duration {
+		best := time.Hour
+		for i := 0; i < 20; i++ {
+			start := time.Now()
+			f.expect(cmd, "-"+msgWrongPass)
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	missing, existing := fastest("AUTH nobody wrong"), fastest("AUTH alice wrong")
+	if existing > 4*missing+200*time.Microsecond {
+		t.Fatalf("AUTH of an existing user took %v, of a missing one %v", existing, missing)
+	}
+	f.expect("AUTH alice "+strings.Repeat("p", 4<<20), "+OK")
+	f.expect("AUTH pw", "+OK")
+}
