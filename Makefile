@@ -1,16 +1,32 @@
 # make test: everything CI runs. It installs what it needs on a fresh
 # Debian machine (as root), then vets and runs every test with the race
 # detector, integration tests against real redis-server processes included,
-# and the memory-bound tests without it.
+# and the memory-bound tests without it, then each fuzz target briefly.
 GO ?= go
+# How long make fuzz runs each fuzz target.
+FUZZTIME ?= 1m
 
-.PHONY: test deps vet build run
+# Every fuzz target, as package:name (go test -fuzz takes one at a time).
+FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch
+
+.PHONY: test deps vet build run fuzz
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 9m ./...
 	# Memory bounds (10,000 idle clients, unread replies) are measured
 	# without the race detector, whose shadow memory inflates RSS.
 	$(GO) test -count=1 -run '^TestMemory' -v ./proxy/
+	# The request path under new inputs for a moment each (the seeds
+	# already ran above); a crasher lands in testdata/fuzz/ to commit.
+	$(MAKE) fuzz FUZZTIME=10s
+
+# Each fuzz target for FUZZTIME: the request scanner against redcon's
+# reader, a real server over TCP, and the engine's dispatch.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 vet:
 	$(GO) vet ./...

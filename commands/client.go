@@ -25,6 +25,7 @@ type Client struct {
 	// when a reload swaps it, the next batch decides them again.
 	authConf   *reloadable
 	closeAfter bool   // QUIT: close once the replies before it are sent
+	discarding bool   // after a refused MULTI, until EXEC, DISCARD or RESET (multi.go)
 	scratch    []byte // lower-cased command name for the registry lookup
 
 	lastActive atomic.Int64 // unix nanoseconds

@@ -586,3 +586,60 @@ func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
 	f.expect(`GETSET sess:p {"v":2}`, `${"v":1}`)
 	f.expect(`GETDEL sess:p`, `${"v":2}`)
 }
+
+// A refused MULTI never half-runs: whether the transaction arrives in one
+// pipelined batch or command by command, nothing between MULTI and its
+// EXEC or DISCARD runs.
+func TestRefusedMultiRunsNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	refused := "-" + errMultiRefused("MULTI")
+	discarded := "-" + msgMultiDiscarded
+	abort := "-" + msgExecAbort
+
+	got := f.do("MULTI", `SET sess:mx {"a":1}`, "SESS.SET my {}", "FOO", "EXEC", "SESS.GET my")
+	want := []string{refused, discarded, discarded, discarded, abort, "nil"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("one batch: %q, want %q", got, want)
+	}
+
+	f.expect("MULTI", refused)
+	f.expect(`SET sess:mx {"a":1}`, discarded)
+	f.expect("AUTH default x", discarded)
+	f.expect("MULTI", discarded)
+	f.expect("DISCARD", "+OK")
+	if f.m.Exists("sess:mx") || f.m.Exists("sess:my") {
+		t.Fatal("a command inside a refused MULTI ran")
+	}
+
+	f.expect("EXEC", "-"+msgExecNoMulti)
+	f.expect("DISCARD", "-"+msgDiscardNoMulti)
+	f.expect("MULTI", refused)
+	f.expect("RESET", "+RESET")
+	f.expect(`SET sess:mx {"a":1}`, "+OK")
+}
+
+// AUTH takes as long for a user that does not exist as for one that does:
+// with a 4 MiB password, hashing it only when the name matched (as a name
+// compared with == before the password check did) costs milliseconds that
+// tell which users exist.
+func TestAuthTimingDoesNotTellWhichUsersExist(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.RequirePass = "pw"
+		o.Users = []User{{Name: "alice", Password: strings.Repeat("p", 4<<20), Role: RoleApp}}
+	})
+	fastest := func(cmd string) time.Duration {
+		best := time.Hour
+		for i := 0; i < 20; i++ {
+			start := time.Now()
+			f.expect(cmd, "-"+msgWrongPass)
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	missing, existing := fastest("AUTH nobody wrong"), fastest("AUTH alice wrong")
+	if existing > 4*missing+200*time.Microsecond {
+		t.Fatalf("AUTH of an existing user took %v, of a missing one %v", existing, missing)
+	}
+	f.expect("AUTH alice "+strings.Repeat("p", 4<<20), "+OK")
+	f.expect("AUTH pw", "+OK")
+}

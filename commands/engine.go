@@ -181,8 +181,10 @@ func (e *Engine) resetAuth(c *Client, conf *reloadable) {
 var errAuth = errors.New("authentication failed")
 
 // authenticate checks a user name and password; the default user's
-// password is requirepass. Passwords are compared through their SHA-256 so
-// neither content nor length leaks through timing.
+// password is requirepass. Names and passwords are compared through their
+// SHA-256, hashed in advance, against every user without stopping at a
+// match: how long AUTH takes says neither which users exist nor anything
+// of a password.
 func (e *Engine) authenticate(c *Call, user, pass string) error {
 	conf := c.conf
 	if !conf.authRequired() {
@@ -195,25 +197,19 @@ func (e *Engine) authenticate(c *Call, user, pass string) error {
 		c.Client.login(user, RoleAdmin, conf)
 		return nil
 	}
-	role, ok := Role(""), false
-	if user == "default" && conf.requirePass != "" {
-		ok, role = equalSecret(pass, conf.requirePass), RoleAdmin
+	name, secret := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+	found, at := 0, 0
+	for i := range conf.credentials {
+		cr := &conf.credentials[i]
+		match := subtle.ConstantTimeCompare(name[:], cr.name[:]) & subtle.ConstantTimeCompare(secret[:], cr.pass[:])
+		at = subtle.ConstantTimeSelect(match, i, at) // the last match wins, as [[users]] order always did
+		found |= match
 	}
-	for _, u := range conf.users {
-		if u.Name == user && equalSecret(pass, u.Password) {
-			ok, role = true, u.Role
-		}
-	}
-	if !ok {
+	if found == 0 {
 		return errAuth
 	}
-	c.Client.login(user, role, conf)
+	c.Client.login(user, conf.credentials[at].role, conf)
 	return nil
-}
-
-func equalSecret(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
 // Call is one command of a client's pipelined batch. The proxy dispatches
@@ -254,6 +250,9 @@ func (e *Engine) Dispatch(c *Call) {
 	cmd := e.lookup(c.Client, c.Args[0])
 	c.cmd = cmd
 	switch {
+	case c.Client.discarding && (cmd == nil || cmd.Flags&flagEndsMulti == 0):
+		c.Out.Error(msgMultiDiscarded)
+		return
 	case cmd == nil:
 		c.Out.Error(errUnknownCommand(string(c.Args[0])))
 		return

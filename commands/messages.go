@@ -37,6 +37,10 @@ const (
 	msgFieldsNeedJSON = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
 	msgExpireNX       = "ERR NX and XX, GT or LT options at the same time are not compatible"
 	msgExpireGTLT     = "ERR GT and LT options at the same time are not compatible"
+	msgMultiDiscarded = "ERR MULTI is not supported, command discarded"
+	msgExecAbort      = "EXECABORT Transaction discarded because of previous errors."
+	msgExecNoMulti    = "ERR EXEC without MULTI"
+	msgDiscardNoMulti = "ERR DISCARD without MULTI"
 )
 
 func errArity(name string) string {
@@ -45,6 +49,12 @@ func errArity(name string) string {
 
 func errUnknownCommand(name string) string {
 	return "ERR unknown or unsupported command '" + printable(name) + "': sessproxy serves session keys only (see docs/commands.md)"
+}
+
+// errMultiRefused keeps errUnknownCommand's words, which clients and the
+// docs already know, and says what becomes of the commands that follow.
+func errMultiRefused(name string) string {
+	return errUnknownCommand(name) + "; the commands up to EXEC or DISCARD are discarded"
 }
 
 func errUnknownSubcommand(cmd, sub string) string {

@@ -16,11 +16,12 @@ type Command struct {
 type flag uint8
 
 const (
-	flagRead   flag = 1 << iota // reads session data
-	flagWrite                   // changes session data; refused to the readonly role
-	flagAdmin                   // admin role only
-	flagNoAuth                  // allowed before AUTH
-	flagConn                    // answered by the proxy itself, never forwarded
+	flagRead      flag = 1 << iota // reads session data
+	flagWrite                      // changes session data; refused to the readonly role
+	flagAdmin                      // admin role only
+	flagNoAuth                     // allowed before AUTH
+	flagConn                       // answered by the proxy itself, never forwarded
+	flagEndsMulti                  // runs inside a refused MULTI, which the others may not (multi.go)
 )
 
 // table is every command sessproxy answers. A name that is not here gets
@@ -30,8 +31,8 @@ func (e *Engine) table() []*Command {
 		// Connection (connection.go).
 		{Name: "ping", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.ping},
 		{Name: "echo", Arity: 2, Flags: flagConn, Handler: e.echo},
-		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.quit},
-		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth, Handler: e.reset},
+		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth | flagEndsMulti, Handler: e.quit},
+		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth | flagEndsMulti, Handler: e.reset},
 		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth, Handler: e.auth},
 		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.hello},
 		{Name: "select", Arity: 2, Flags: flagConn, Handler: e.selectDB},
@@ -42,6 +43,11 @@ func (e *Engine) table() []*Command {
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
 		{Name: "dbsize", Arity: 1, Flags: flagRead, Handler: e.sessLength}, // bulk.go
+
+		// Transactions, refused without half-running (multi.go).
+		{Name: "multi", Arity: 1, Flags: flagConn, Handler: e.multi},
+		{Name: "exec", Arity: 1, Flags: flagConn | flagEndsMulti, Handler: e.exec},
+		{Name: "discard", Arity: 1, Flags: flagConn | flagEndsMulti, Handler: e.discard},
 
 		// Sessions (session.go).
 		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},

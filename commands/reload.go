@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"crypto/sha256"
 	"slices"
 
 	"github.com/sessproxy/sessproxy/commands/ttl"
@@ -13,12 +14,32 @@ type reloadable struct {
 	policy      ttl.Policy
 	requirePass string
 	users       []User
+	// credentials are the SHA-256 of every user's name and password (the
+	// default user's first, when it has requirepass), hashed once here so
+	// that AUTH takes the same time whoever it names (authenticate).
+	credentials []credential
+}
+
+type credential struct {
+	name, pass [sha256.Size]byte
+	role       Role
 }
 
 func newReloadable(opts Options) *reloadable {
 	p := opts.Policy
 	p.Rules = slices.Clone(p.Rules)
-	return &reloadable{policy: p, requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
+	r := &reloadable{policy: p, requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
+	if r.requirePass != "" {
+		r.credentials = append(r.credentials, newCredential("default", r.requirePass, RoleAdmin))
+	}
+	for _, u := range r.users {
+		r.credentials = append(r.credentials, newCredential(u.Name, u.Password, u.Role))
+	}
+	return r
+}
+
+func newCredential(name, pass string, role Role) credential {
+	return credential{name: sha256.Sum256([]byte(name)), pass: sha256.Sum256([]byte(pass)), role: role}
 }
 
 func (r *reloadable) authRequired() bool {

@@ -48,8 +48,6 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 		{"CONFIG", "SET", "maxmemory", "1"},
 		{"EVAL", "return redis.call('FLUSHALL')", "0"},
 		{"EVALSHA", "0000000000000000000000000000000000000000", "0"},
-		{"MULTI"},
-		{"EXEC"},
 		{"WATCH", "sess:keep"},
 		{"SUBSCRIBE", "ch"},
 		{"PSUBSCRIBE", "*"},
@@ -67,9 +65,14 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 	wantRawErrPrefix(t, rc, "ERR unknown subcommand 'KILL'. Try CLIENT HELP.", "CLIENT", "KILL", "ID", "1")
 	wantRawErrPrefix(t, rc, "ERR unknown subcommand 'FOO'. Try COMMAND HELP.", "COMMAND", "FOO")
 
-	// Pipelined with good commands, replies stay in order.
-	rc.write(append(append(append(encode("FOO"), encode("SESS.GET", "keep")...), encode("MULTI")...), encode("ECHO", "after")...))
-	for i, want := range []interface{}{respError(""), "{}", respError(""), "after"} {
+	// Pipelined with good commands, replies stay in order; a refused MULTI
+	// runs nothing up to its EXEC (SPEC §5: never half-run).
+	var pipeline []byte
+	for _, cmd := range [][]string{{"FOO"}, {"SESS.GET", "keep"}, {"MULTI"}, {"SET", "sess:keep", `{"a":1}`}, {"EXEC"}, {"ECHO", "after"}} {
+		pipeline = append(pipeline, encode(cmd...)...)
+	}
+	rc.write(pipeline)
+	for i, want := range []interface{}{respError(""), "{}", respError(""), respError(""), respError(""), "after"} {
 		got, err := rc.read()
 		if err != nil {
 			t.Fatalf("pipelined reply %d: %v", i, err)
@@ -82,7 +85,15 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 			t.Errorf("pipelined reply %d = %#v, want %#v", i, got, want)
 		}
 	}
-	p.wantStored(t, "sess:keep", `{}`) // FLUSHALL and EVAL never reached Redis
+	p.wantStored(t, "sess:keep", `{}`) // FLUSHALL, EVAL and the SET inside MULTI never reached Redis
+
+	// The same transaction command by command.
+	wantRawErrPrefix(t, rc, "ERR unknown or unsupported command 'MULTI'", "MULTI")
+	wantRawErrPrefix(t, rc, "ERR MULTI is not supported, command discarded", "SET", "sess:keep", `{"a":1}`)
+	wantRawErrPrefix(t, rc, "EXECABORT Transaction discarded because of previous errors.", "EXEC")
+	wantRawErrPrefix(t, rc, "ERR EXEC without MULTI", "EXEC")
+	wantRaw(t, rc, status("PONG"), "PING")
+	p.wantStored(t, "sess:keep", `{}`)
 }
 
 func testPingEcho(t *testing.T, up *upstream) {

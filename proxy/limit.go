@@ -9,18 +9,34 @@ import (
 )
 
 // requestScanner follows the RESP request stream as bytes arrive and fails
-// as soon as one request is larger than the limit, however it is declared.
-// redcon buffers a request until it is complete and grows its buffer to fit,
-// so the limit has to be enforced here, before those bytes are read into
-// memory: a header like $999999999999 is refused on sight.
+// as soon as one request breaks a limit or the protocol.
+//
+// redcon buffers a request until it is complete and grows its buffer to
+// fit, so the limits have to be enforced here, before those bytes are read
+// into memory: a header like $999999999999 is refused on sight. And redcon
+// trusts what it parses: `i+size+2` overflows for a size near 2^63 (an
+// index panic that kills the process) and it loops once per announced
+// argument on every read, data or not (*9223372036854775807 spins a
+// goroutine for ever). So the scanner accepts exactly the requests redcon
+// parses correctly and nothing else: every byte redcon sees has passed it,
+// every count and length in them is positive and bounded, and anything
+// redcon would refuse is refused here first, with redcon's (and Redis's)
+// words, so the two never disagree about where a request ends.
+//
+// Every check is written so it cannot overflow: an announced number is
+// compared against what is left of the limit, never added or multiplied
+// first.
 type requestScanner struct {
-	max int64
+	max int64 // max_request_bytes, > 0
 
 	state    scanState
 	size     int64 // bytes of the current request so far
 	args     int64 // bulk strings still expected in the current request
-	bulkLeft int64 // bytes (payload + CRLF) still to skip in the current bulk
+	bulkLeft int64 // payload bytes still to skip in the current bulk
 	line     []byte
+	// begun counts the requests begun so far; guardedConn compares it
+	// across a read to date the request in progress (request_timeout).
+	begun uint64
 }
 
 type scanState uint8
@@ -30,22 +46,44 @@ const (
 	scanCount                     // *<count>\r\n
 	scanBulkHead                  // $<len>\r\n
 	scanBulkBody                  // payload bytes
+	scanBulkCR                    // the \r after a payload
+	scanBulkLF                    // the \n after a payload
 	scanInline                    // an inline command, up to \n
 )
 
-// maxHeaderLine bounds a *count or $len line; real ones are a few digits.
-const maxHeaderLine = 32
+const (
+	// maxHeaderLine bounds a *count or $len line; real ones are a few
+	// digits.
+	maxHeaderLine = 32
+	// maxRequestArgs is Redis's own bound on a request's argument count
+	// (beyond it Redis answers "invalid multibulk length"). It holds for
+	// clients before AUTH too: the scanner reads ahead of dispatch, so a
+	// pipelined AUTH and the command after it are scanned before AUTH has
+	// run, and a tighter pre-AUTH bound would refuse that command.
+	maxRequestArgs = 1024 * 1024
+	// maxInlineBytes bounds an inline (telnet) request. redcon's inline
+	// parser gives every argument a buffer the size of the rest of the
+	// line, so its memory grows with the square of the line: 4 KiB keeps
+	// the worst case (about 4 MiB) below what one RESP request may hold.
+	// Redis allows 64 KiB; no client library sends inline requests.
+	maxInlineBytes = 4 << 10
+	// hardMaxRequestBytes caps max_request_bytes itself (Redis's largest
+	// bulk string is 512 MB).
+	hardMaxRequestBytes = 1 << 30
+)
 
 type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
 
-// scan consumes b and returns an error for the client when a limit is hit.
+// scan consumes b and returns an error for the client when a limit or the
+// protocol is broken.
 func (s *requestScanner) scan(b []byte) error {
 	for i := 0; i < len(b); {
 		switch s.state {
 		case scanStart:
 			s.size, s.line = 0, s.line[:0]
+			s.begun++
 			if b[i] == '*' {
 				s.state = scanCount
 				i++
@@ -64,8 +102,17 @@ func (s *requestScanner) scan(b []byte) error {
 				if s.size > s.max {
 					return s.tooLarge()
 				}
+				if s.size > maxInlineBytes {
+					return &limitError{msgInlineTooBig}
+				}
 			}
-		case scanCount, scanBulkHead:
+		case scanBulkHead:
+			// redcon refuses anything but '$' on sight; so does Redis.
+			if len(s.line) == 0 && b[i] != '$' {
+				return &limitError{errExpectedDollar(b[i])}
+			}
+			fallthrough
+		case scanCount:
 			for ; i < len(b) && b[i] != '\n'; i++ {
 				s.line = append(s.line, b[i])
 				if len(s.line) > maxHeaderLine {
@@ -85,6 +132,20 @@ func (s *requestScanner) scan(b []byte) error {
 			i += int(n)
 			s.bulkLeft -= n
 			if s.bulkLeft == 0 {
+				s.state = scanBulkCR
+			}
+		case scanBulkCR, scanBulkLF:
+			want := byte('\r')
+			if s.state == scanBulkLF {
+				want = '\n'
+			}
+			if b[i] != want {
+				return &limitError{msgInvalidBulkLength}
+			}
+			i++
+			if s.state == scanBulkCR {
+				s.state = scanBulkLF
+			} else {
 				s.nextArg()
 			}
 		}
@@ -92,45 +153,46 @@ func (s *requestScanner) scan(b []byte) error {
 	return nil
 }
 
-// header interprets a completed *count or $len line.
+// header interprets a completed *count or $len line: digits after the
+// '*' (already consumed) or the '$', then \r. strconv.ParseInt accepts
+// the same numbers as redcon's strconv.Atoi ("+5" and "007" included), and
+// a number is only ever compared with what is left of a limit.
 func (s *requestScanner) header() error {
 	line := s.line
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
 	s.line = s.line[:0]
 	if s.state == scanCount {
-		n, err := strconv.ParseInt(string(line), 10, 64)
-		if err != nil {
-			// Let redcon answer the protocol error itself.
-			s.state = scanStart
-			return nil
+		if len(line) == 0 || line[len(line)-1] != '\r' {
+			return &limitError{msgInvalidMultibulkLength}
+		}
+		n, err := strconv.ParseInt(string(line[:len(line)-1]), 10, 64)
+		// redcon refuses *0 and *-1 (Redis ignores them); refusing them
+		// here keeps the two in step.
+		if err != nil || n <= 0 || n > maxRequestArgs {
+			return &limitError{msgInvalidMultibulkLength}
 		}
 		// Every argument costs at least "$0\r\n\r\n".
-		if n*6 > s.max {
+		if n > (s.max-s.size)/6 {
 			return s.tooLarge()
 		}
 		s.args = n
 		s.nextArg()
 		return nil
 	}
-	if len(line) == 0 || line[0] != '$' {
-		s.state = scanStart
-		return nil
+	if len(line) < 2 || line[len(line)-1] != '\r' {
+		return &limitError{msgInvalidBulkLength}
 	}
-	n, err := strconv.ParseInt(string(line[1:]), 10, 64)
+	n, err := strconv.ParseInt(string(line[1:len(line)-1]), 10, 64)
 	if err != nil || n < 0 {
-		s.state = scanStart
-		return nil
+		return &limitError{msgInvalidBulkLength}
 	}
-	if s.size+n+2 > s.max {
+	if n > s.max-s.size-2 {
 		return s.tooLarge()
 	}
 	s.size += n + 2
-	s.bulkLeft = n + 2
+	s.bulkLeft = n
 	s.state = scanBulkBody
-	if s.bulkLeft == 0 {
-		s.nextArg()
+	if n == 0 {
+		s.state = scanBulkCR
 	}
 	return nil
 }
@@ -149,25 +211,32 @@ func (s *requestScanner) tooLarge() error {
 }
 
 // guardedConn is a client connection as the proxy sees it: reads pass the
-// request scanner and the idle timeout, and shutdown can wake a blocked
-// read.
+// request scanner, the idle timeout and the request timeout, and shutdown
+// can wake a blocked read.
 type guardedConn struct {
 	net.Conn
-	scanner  requestScanner
-	idle     time.Duration
-	draining *atomic.Bool
+	scanner        requestScanner
+	idle           time.Duration // between requests; 0 never
+	requestTimeout time.Duration // from a request's first byte to its last; 0 never
+	draining       *atomic.Bool
 	// partial: the bytes read so far end part-way through a request. Atomic
 	// only so that a test can watch it from another goroutine.
 	partial atomic.Bool
+	// requestStart is when the read that brought the first byte of the
+	// request in progress returned.
+	requestStart time.Time
 }
 
 // drainFinishRequest is how long a draining server waits for a client to
 // finish sending a command it has begun.
 const drainFinishRequest = time.Second
 
+// errRequestTimeout closes a client that began a request and did not finish
+// it within request_timeout.
+var errRequestTimeout = errors.New("request not completed within request_timeout")
+
 // midRequest says whether the bytes read so far end part-way through a
-// request: the client has begun sending another command. Always false
-// without a request-size limit, which turns the scanner off.
+// request: the client has begun sending another command.
 func (c *guardedConn) midRequest() bool { return c.partial.Load() }
 
 // Write skips empty writes: redcon flushes after every batch, and Go makes
@@ -183,32 +252,55 @@ func (c *guardedConn) Write(b []byte) (int, error) {
 // itself (redcon would not) and fails, which makes redcon close the
 // connection.
 func (c *guardedConn) Read(b []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	mid := c.midRequest()
+	if c.idle > 0 || c.requestTimeout > 0 {
+		// idle_timeout alone would let a client that sends one byte a
+		// little more often than that hold its connection for ever; a
+		// request it has begun is due by requestStart+request_timeout.
+		var deadline time.Time
+		if c.idle > 0 {
+			deadline = time.Now().Add(c.idle)
+		}
+		if mid && c.requestTimeout > 0 {
+			if due := c.requestStart.Add(c.requestTimeout); deadline.IsZero() || due.Before(deadline) {
+				deadline = due
+			}
+		}
+		_ = c.Conn.SetReadDeadline(deadline)
 	}
-	// Checked after setting the idle deadline, so a Shutdown that set its
+	// Checked after setting the deadline, so a Shutdown that set its
 	// wake-up deadline in between is never overwritten unnoticed. A client
 	// part-way through a command gets a moment to finish it: the commands
 	// before it are held back for it (connState.held) and then answered.
 	if c.draining.Load() {
-		if !c.midRequest() {
+		if !mid {
 			return 0, errDraining
 		}
 		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
 	}
 	n, err := c.Conn.Read(b)
 	var timeout net.Error
-	if n == 0 && errors.As(err, &timeout) && timeout.Timeout() && c.draining.Load() && c.midRequest() {
-		// Shutdown's wake-up met a read waiting for the rest of a command.
-		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
-		n, err = c.Conn.Read(b)
+	if n == 0 && errors.As(err, &timeout) && timeout.Timeout() {
+		if mid && c.requestTimeout > 0 && time.Since(c.requestStart) >= c.requestTimeout {
+			return 0, errRequestTimeout
+		}
+		if c.draining.Load() && mid {
+			// Shutdown's wake-up met a read waiting for the rest of a command.
+			_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
+			n, err = c.Conn.Read(b)
+		}
 	}
-	if n > 0 && c.scanner.max > 0 {
+	if n > 0 {
+		begun := c.scanner.begun
 		if lerr := c.scanner.scan(b[:n]); lerr != nil {
 			_, _ = c.Conn.Write([]byte("-" + lerr.Error() + "\r\n"))
 			return 0, lerr
 		}
-		c.partial.Store(c.scanner.state != scanStart)
+		mid = c.scanner.state != scanStart
+		if mid && c.scanner.begun != begun {
+			c.requestStart = time.Now()
+		}
+		c.partial.Store(mid)
 	}
 	return n, err
 }

@@ -6,21 +6,55 @@ import (
 )
 
 func TestRequestScanner(t *testing.T) {
+	const (
+		tooLarge  = "max_request_bytes"
+		badHeader = "invalid request header"
+		multibulk = "invalid multibulk length"
+		bulk      = "invalid bulk length"
+	)
 	tests := []struct {
-		name    string
-		stream  string
-		tooBig  bool
-		badHead bool
+		name   string
+		stream string
+		want   string // in the error; "" for none
 	}{
-		{"small command", "*2\r\n$3\r\nGET\r\n$5\r\nsess:\r\n", false, false},
-		{"pipeline of small commands", strings.Repeat("*1\r\n$4\r\nPING\r\n", 100), false, false},
-		{"huge declared bulk", "*2\r\n$3\r\nGET\r\n$999999999999\r\n", true, false},
-		{"huge declared count", "*999999999\r\n", true, false},
-		{"bulk just over", "*2\r\n$3\r\nSET\r\n$1000\r\n", true, false},
-		{"bulk that fits", "*2\r\n$3\r\nSET\r\n$900\r\n" + strings.Repeat("x", 900) + "\r\n", false, false},
-		{"long inline", strings.Repeat("x", 2000) + "\r\n", true, false},
-		{"inline", "PING\r\nPING\r\n", false, false},
-		{"header line too long", "*" + strings.Repeat("1", 40) + "\r\n", false, true},
+		{"small command", "*2\r\n$3\r\nGET\r\n$5\r\nsess:\r\n", ""},
+		{"pipeline of small commands", strings.Repeat("*1\r\n$4\r\nPING\r\n", 100), ""},
+		{"huge declared bulk", "*2\r\n$3\r\nGET\r\n$999999999999\r\n", tooLarge},
+		{"count over the limit's room", "*999\r\n", tooLarge},
+		{"count over Redis's bound", "*1048577\r\n", multibulk},
+		{"bulk just over", "*2\r\n$3\r\nSET\r\n$1000\r\n", tooLarge},
+		{"bulk that fits", "*2\r\n$3\r\nSET\r\n$900\r\n" + strings.Repeat("x", 900) + "\r\n", ""},
+		{"long inline", strings.Repeat("x", 2000) + "\r\n", tooLarge},
+		{"inline", "PING\r\nPING\r\n", ""},
+		{"header line too long", "*" + strings.Repeat("1", 40) + "\r\n", badHeader},
+
+		// Frames that crashed or hung redcon: the sum and the product
+		// overflowed.
+		{"bulk length near 2^63", "*1\r\n$9223372036854775807\r\n", tooLarge},
+		{"bulk length 2^63-2", "*1\r\n$9223372036854775806\r\n", tooLarge},
+		{"bulk length 2^63-18", "*1\r\n$9223372036854775790\r\n", tooLarge},
+		{"second bulk near 2^63", "*2\r\n$3\r\nGET\r\n$9223372036854775807\r\n", tooLarge},
+		{"count 2^63-1", "*9223372036854775807\r\n", multibulk},
+		{"count whose 6-fold wraps", "*3074457345618258603\r\n$4\r\nPING\r\n", multibulk},
+		{"count one past int64", "*9223372036854775808\r\n", multibulk},
+
+		// What redcon refuses, refused first and alike.
+		{"zero count", "*0\r\n", multibulk},
+		{"null count", "*-1\r\n", multibulk},
+		{"empty count", "*\r\n", multibulk},
+		{"count without CR", "*1\n$4\r\nPING\r\n", multibulk},
+		{"count with a sign", "*+1\r\n$4\r\nPING\r\n", ""},
+		{"count with leading zeros", "*001\r\n$4\r\nPING\r\n", ""},
+		{"null bulk", "*1\r\n$-1\r\n", bulk},
+		{"negative bulk", "*1\r\n$-5\r\nhello\r\n", bulk},
+		{"bulk without CR", "*1\r\n$4\nPING\r\n", bulk},
+		{"bulk with a sign", "*1\r\n$+4\r\nPING\r\n", ""},
+		{"bulk not a number", "*1\r\n$4x\r\nPING\r\n", bulk},
+		{"no dollar", "*1\r\n:4\r\nPING\r\n", "expected '$', got ':'"},
+		{"newline for a dollar", "*1\r\n\n", "expected '$', got '?'"},
+		{"payload longer than announced", "*1\r\n$3\r\nPING\r\n", bulk},
+		{"payload without CRLF", "*1\r\n$4\r\nPINGxx", bulk},
+		{"empty bulk", "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,15 +67,21 @@ func TestRequestScanner(t *testing.T) {
 					err = s.scan([]byte(tt.stream[i:min(i+split, len(tt.stream))]))
 				}
 				switch {
-				case tt.tooBig && (err == nil || !strings.Contains(err.Error(), "max_request_bytes")):
-					t.Fatalf("split %d: err = %v, want request too large", split, err)
-				case tt.badHead && (err == nil || !strings.Contains(err.Error(), "invalid request header")):
-					t.Fatalf("split %d: err = %v, want invalid header", split, err)
-				case !tt.tooBig && !tt.badHead && err != nil:
+				case tt.want == "" && err != nil:
 					t.Fatalf("split %d: unexpected error %v", split, err)
+				case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+					t.Fatalf("split %d: err = %v, want %q", split, err, tt.want)
 				}
 			}
 		})
+	}
+}
+
+func TestRequestScannerBoundsInline(t *testing.T) {
+	s := requestScanner{max: 1 << 20}
+	err := s.scan([]byte(strings.Repeat("a ", 3000)))
+	if err == nil || !strings.Contains(err.Error(), "too big inline request") {
+		t.Fatalf("err = %v, want too big inline request", err)
 	}
 }
 

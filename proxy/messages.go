@@ -8,7 +8,21 @@ const (
 	msgMaxClients = "-ERR max number of clients reached\r\n"
 	msgInternal   = "ERR internal error"
 	msgBadHeader  = "ERR Protocol error: invalid request header"
+	// redcon's and Redis's words for the same mistakes, so a request is
+	// refused alike whichever of the two sees it first.
+	msgInvalidMultibulkLength = "ERR Protocol error: invalid multibulk length"
+	msgInvalidBulkLength      = "ERR Protocol error: invalid bulk length"
+	msgInlineTooBig           = "ERR Protocol error: too big inline request"
 )
+
+// errExpectedDollar quotes the offending byte only when it is printable: a
+// raw \r or \n would break the reply line.
+func errExpectedDollar(got byte) string {
+	if got < ' ' || got > '~' {
+		got = '?'
+	}
+	return "ERR Protocol error: expected '$', got '" + string(rune(got)) + "'"
+}
 
 func errTooLarge(max int64) string {
 	return "ERR Protocol error: request larger than max_request_bytes (" + strconv.FormatInt(max, 10) + ")"

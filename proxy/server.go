@@ -31,9 +31,14 @@ type Options struct {
 	TLSCert, TLSKey string
 	// MaxClients refuses connections beyond this many. default: 10000
 	MaxClients int
-	// IdleTimeout closes clients idle this long; 0 never. default: 0
+	// IdleTimeout closes clients idle this long between requests; 0
+	// never. default: 0
 	IdleTimeout time.Duration
-	// MaxRequestBytes closes a client whose request is larger. default: 8 MiB
+	// RequestTimeout closes a client whose request is not complete this
+	// long after its first byte was read; negative never. default: 10s
+	RequestTimeout time.Duration
+	// MaxRequestBytes closes a client whose request is larger; at most
+	// 1 GiB. default: 8 MiB
 	MaxRequestBytes int64
 	// Logger. default: no-op
 	Logger *zap.Logger
@@ -46,9 +51,15 @@ func (o *Options) init() {
 	if o.MaxClients == 0 {
 		o.MaxClients = 10000
 	}
-	if o.MaxRequestBytes == 0 {
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	// The request scanner is what keeps redcon safe from hostile headers,
+	// so there is always a limit, and one far from overflowing an int.
+	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = 8 << 20
 	}
+	o.MaxRequestBytes = min(o.MaxRequestBytes, hardMaxRequestBytes)
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -238,22 +249,44 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 	if !ok {
 		return // refused in accept
 	}
-	if len(st.held) > 0 {
-		// The client left (or the server drained) part-way through a
-		// command, after commands it had sent whole: Redis would have run
-		// those, so they run, with no one left to answer. (redcon calls
-		// this holding its server's lock, so an accept waits for it: a
-		// rare case, bounded by the upstream timeouts.)
-		st.pipeline.Run(s.ctx, st.held, func([]byte) {})
-		st.held = nil
-	}
-	s.engine.Disconnect(st.client)
 	var lerr *limitError
-	if errors.As(err, &lerr) {
-		s.log.Warn("client closed: request too large", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
+	switch {
+	case errors.As(err, &lerr):
+		// The client's own words are not logged: this is our reply to them.
+		s.log.Warn("client closed: request refused", zap.String("addr", rc.RemoteAddr()), zap.String("reason", lerr.msg), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
+	case errors.Is(err, errRequestTimeout):
+		s.log.Warn("client closed: request not completed in time", zap.String("addr", rc.RemoteAddr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
 	}
+	held := st.held
+	st.held, st.heldBytes = nil, 0
+	if len(held) == 0 {
+		s.forget(st)
+		return
+	}
+	// The client left (or the server drained) part-way through a command,
+	// after commands it had sent whole: Redis would have run those, so they
+	// run, with no one left to answer. redcon calls closed holding its
+	// server's lock, which its accept loop takes for every new connection,
+	// so this upstream I/O runs on its own goroutine. The connection stays
+	// in s.conns until it is done: Shutdown waits for it, and cancels
+	// s.ctx (which ends it) when it gives up.
+	go func() {
+		defer s.forget(st)
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic running a departed client's commands", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			}
+		}()
+		st.pipeline.Run(s.ctx, held, func([]byte) {})
+	}()
+}
+
+// forget drops a closed client; the last one out of a draining server lets
+// Shutdown return.
+func (s *Server) forget(st *connState) {
+	s.engine.Disconnect(st.client)
 	s.mu.Lock()
-	delete(s.conns, rc.NetConn().(*guardedConn))
+	delete(s.conns, st.conn)
 	if s.draining.Load() && len(s.conns) == 0 {
 		s.closeAllGone()
 	}
@@ -340,9 +373,10 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return &guardedConn{
-		Conn:     c,
-		scanner:  requestScanner{max: l.s.opts.MaxRequestBytes},
-		idle:     l.s.opts.IdleTimeout,
-		draining: &l.s.draining,
+		Conn:           c,
+		scanner:        requestScanner{max: l.s.opts.MaxRequestBytes},
+		idle:           l.s.opts.IdleTimeout,
+		requestTimeout: max(l.s.opts.RequestTimeout, 0),
+		draining:       &l.s.draining,
 	}, nil
 }

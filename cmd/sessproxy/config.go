@@ -41,6 +41,7 @@ type ServerConfig struct {
 	RequirePass     string   `toml:"requirepass"`
 	MaxClients      int      `toml:"max_clients"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
+	RequestTimeout  Duration `toml:"request_timeout"`
 	MaxRequestBytes int64    `toml:"max_request_bytes"`
 	HashIDs         bool     `toml:"hash_ids"`
 }
@@ -129,6 +130,7 @@ func defaultConfig() Config {
 		Server: ServerConfig{
 			Listen:          "127.0.0.1:6380",
 			MaxClients:      10000,
+			RequestTimeout:  Duration(10 * time.Second),
 			MaxRequestBytes: 8 << 20,
 		},
 		Upstream: UpstreamConfig{
@@ -195,8 +197,11 @@ func (c *Config) validate() error {
 	if c.Server.IdleTimeout < 0 {
 		bad("server.idle_timeout", "must be >= 0")
 	}
-	if c.Server.MaxRequestBytes < 1024 {
-		bad("server.max_request_bytes", "must be >= 1024")
+	if c.Server.RequestTimeout < 0 {
+		bad("server.request_timeout", "must be >= 0")
+	}
+	if c.Server.MaxRequestBytes < 1024 || c.Server.MaxRequestBytes > 1<<30 {
+		bad("server.max_request_bytes", "must be between 1024 and 1073741824")
 	}
 	switch c.Upstream.Mode {
 	case store.ModeEmbedded:
@@ -475,8 +480,18 @@ func (c *Config) proxyOptions() proxy.Options {
 		TLSKey:          c.Server.TLSKey,
 		MaxClients:      c.Server.MaxClients,
 		IdleTimeout:     time.Duration(c.Server.IdleTimeout),
+		RequestTimeout:  requestTimeout(c.Server.RequestTimeout),
 		MaxRequestBytes: c.Server.MaxRequestBytes,
 	}
+}
+
+// requestTimeout maps the file's 0 (off) to proxy.Options' negative: its
+// zero means the default.
+func requestTimeout(d Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // Duration is a time.Duration written as a string ("24h", "5m"), with "d"

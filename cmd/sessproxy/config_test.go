@@ -42,6 +42,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown key", "[ttl]\ndefualt = \"1h\"\n", "unknown key ttl.defualt"},
 		{"bad duration", "[ttl]\ndefault = \"soon\"\n", "ttl.default"},
 		{"bad mode", "[upstream]\nmode = \"sentinal\"\n", "invalid upstream.mode"},
+		{"negative request timeout", "[server]\nrequest_timeout = \"-1s\"\n", "invalid server.request_timeout: must be >= 0"},
+		{"request limit past 1 GiB", "[server]\nmax_request_bytes = 2147483648\n", "invalid server.max_request_bytes"},
 		{"standalone needs addr", "[upstream]\nmode = \"standalone\"\n", "invalid upstream.addrs"},
 		{"sentinel needs master_name", "[upstream]\nmode = \"sentinel\"\naddrs = [\"127.0.0.1:26379\"]\n",
 			"invalid upstream.master_name: required in sentinel mode"},
@@ -239,5 +241,18 @@ func TestMetricsBindFailureNamesTheKey(t *testing.T) {
 	err = run([]string{"-listen", "127.0.0.1:0", "-metrics-addr", taken.Addr().String(), "-log-level", "error"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "metrics.addr") || !strings.Contains(err.Error(), taken.Addr().String()) {
 		t.Fatalf("run with metrics.addr taken = %v; want a startup error naming metrics.addr and the address", err)
+	}
+}
+
+// request_timeout = "0s" turns the timeout off; proxy.Options reads its own
+// zero as the default (10s), so off travels as a negative.
+func TestRequestTimeoutZeroIsOff(t *testing.T) {
+	c := defaultConfig()
+	if got := c.proxyOptions().RequestTimeout; got != 10*time.Second {
+		t.Fatalf("default request timeout = %v", got)
+	}
+	c.Server.RequestTimeout = 0
+	if got := c.proxyOptions().RequestTimeout; got >= 0 {
+		t.Fatalf("request_timeout 0 gives proxy.Options.RequestTimeout %v, want negative (off)", got)
 	}
 }

@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Frames an attacker sent before AUTH: the first four panicked in redcon's
+// reader (its i+size+2 overflowed) and killed the process; the next two
+// made it loop ~2^63 times on a goroutine nothing could stop.
+var evilFrames = []string{
+	"*1\r\n$9223372036854775807\r\n",
+	"*1\r\n$9223372036854775806\r\n",
+	"*1\r\n$9223372036854775790\r\n",
+	"*2\r\n$3\r\nGET\r\n$9223372036854775807\r\n",
+	"*9223372036854775807\r\n",
+	"*3074457345618258603\r\n$4\r\nPING\r\n",
+	"*1048577\r\n",
+	"*2147483648\r\n$4\r\nPING\r\n",
+	"*-9223372036854775808\r\n",
+	"*1\r\n$-9223372036854775808\r\n",
+	"*1\r\n$+9223372036854775807\r\n",
+	"*01\r\n$0009223372036854775807\r\n",
+	strings.Repeat("a ", 4096) + "\r\n",
+}
+
+// Each evil frame gets an error and a close, and leaves behind a proxy that
+// answers another client at once and no goroutine of its own.
+func TestHostileFramesLeaveTheProxyServing(t *testing.T) {
+	cert, key := selfSigned(t)
+	srv := startServer(t, Options{TLSCert: cert, TLSKey: key})
+	addr := srv.Addr().String()
+	good := dialTLS(t, addr)
+	goodR := bufio.NewReader(good)
+	ping := func() {
+		t.Helper()
+		start := time.Now()
+		if _, err := io.WriteString(good, "PING\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := goodR.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			t.Fatalf("other client's PING: %q, %v", line, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("other client's PING took %v", took)
+		}
+	}
+	ping()
+	baseline := runtime.NumGoroutine()
+	for _, frame := range evilFrames {
+		name := frame
+		if len(name) > 40 {
+			name = name[:40] + "…"
+		}
+		evil := dialTLS(t, addr)
+		if _, err := io.WriteString(evil, frame); err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		line, err := bufio.NewReader(evil).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "-ERR Protocol error: ") {
+			t.Fatalf("%q answered %q, %v; want a protocol error", name, line, err)
+		}
+		if _, err := evil.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("%q: client not closed: %v", name, err)
+		}
+		evil.Close()
+		ping()
+		waitGoroutines(t, baseline, name)
+	}
+}
+
+// waitGoroutines polls until the goroutine count is back to baseline: a
+// connection whose goroutine is still running (spinning in redcon's reader)
+// never gets there.
+func waitGoroutines(t *testing.T, baseline int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%q: %d goroutines, %d before:\n%s", what, runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Without a configured limit the scanner still runs, with the default.
+func TestScannerIsAlwaysOn(t *testing.T) {
+	srv := startServer(t, Options{MaxRequestBytes: -1})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	line := roundTrip(t, c, r, "*1\r\n$9223372036854775807\r\n")
+	if !strings.HasPrefix(line, "-ERR Protocol error: request larger than max_request_bytes (8388608)") {
+		t.Fatalf("answered %q", line)
+	}
+	if _, err := net.Dial("tcp", srv.Addr().String()); err != nil {
+		t.Fatalf("proxy gone: %v", err)
+	}
+}
