@@ -223,6 +223,7 @@ type Call struct {
 	Out    *resp.Writer
 	Batch  *store.Batch
 	conf   *reloadable // the TTL policy and users this command runs under
+	meter  Meter       // the proxy's account of the replies held; nil: none
 	then   func()
 	cmd    *Command // the registry entry Dispatch found; nil for an unknown name
 	result Result   // how it ended, once its reply is written

@@ -11,6 +11,10 @@ import (
 // DEL key [key …], UNLINK key [key …]: deleting a session key destroys the
 // session (tombstone).
 func (e *Engine) del(c *Call) {
+	if len(c.Args)-1 > maxChunkKeys {
+		e.sumChunked(c, e.queueDestroy)
+		return
+	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)
 	if !ok {
 		return
@@ -20,6 +24,10 @@ func (e *Engine) del(c *Call) {
 
 // EXISTS key [key …]
 func (e *Engine) exists(c *Call) {
+	if len(c.Args)-1 > maxChunkKeys {
+		e.sumChunked(c, e.queueCountExisting)
+		return
+	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)
 	if !ok {
 		return

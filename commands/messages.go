@@ -26,6 +26,7 @@ const (
 	msgSyntax         = "ERR syntax error"
 	msgNotInteger     = "ERR value is not an integer or out of range"
 	msgInternal       = "ERR internal error"
+	msgReplyLimit     = "ERR reply larger than server.max_client_reply_bytes: closing the connection"
 	msgPersistDenied  = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
 	msgNoProto        = "NOPROTO unsupported protocol version"
 	msgProtoNotInt    = "ERR Protocol version is not an integer or out of range"

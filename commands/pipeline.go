@@ -20,7 +20,25 @@ type Pipeline struct {
 	batch  *store.Batch
 	calls  []Call
 	outs   []resp.Writer
+	meter  Meter
 }
+
+// Meter is how the proxy accounts the replies a client's commands hold
+// (server.max_inflight_bytes, server.max_client_reply_bytes).
+type Meter interface {
+	// Replies counts n more bytes of replies received from Redis for the
+	// client and not yet written to it. false: the client has passed its
+	// limit of unsent replies and is being closed; stop producing more.
+	Replies(n int64) bool
+}
+
+// SetMeter makes the pipeline report the replies it holds to m.
+func (p *Pipeline) SetMeter(m Meter) { p.meter = m }
+
+// replyWriterCap is the largest reply buffer a pipeline keeps for its next
+// batch: a larger one (an MGET of big values) is dropped once written, or
+// every connection would keep its largest batch's replies for its life.
+const replyWriterCap = 16 << 10
 
 // NewPipeline returns the pipeline of a connected client.
 func (e *Engine) NewPipeline(c *Client) *Pipeline {
@@ -50,7 +68,7 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	n := len(cmds)
 	for i, args := range cmds {
 		outs[i].Reset(p.client.Proto())
-		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf}
+		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf, meter: p.meter}
 		p.guard(&calls[i], p.e.Dispatch)
 		if p.client.closeAfter {
 			n = i + 1
@@ -60,9 +78,13 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	// A failure reaches every command's own result, where fail logs and
 	// answers it.
 	_ = p.batch.Exec(ctx)
+	p.holdReplies()
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)
+		if cap(outs[i].Buf) > replyWriterCap {
+			outs[i].Buf = nil
+		}
 		// Drop references to arguments and results; keep the command (for
 		// lastCmd) and, with metrics, how it ended.
 		kept := Call{cmd: calls[i].cmd}
@@ -89,6 +111,15 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	p.client.mu.Lock()
 	p.client.lastCmd = last
 	p.client.mu.Unlock()
+}
+
+// holdReplies reports the replies received since the last report.
+func (p *Pipeline) holdReplies() bool {
+	n := p.batch.TakeReplyBytes()
+	if p.meter == nil {
+		return true
+	}
+	return p.meter.Replies(n)
 }
 
 // guard runs one step of a command, turning a panic into -ERR internal

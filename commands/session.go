@@ -234,6 +234,17 @@ func ttlArg(d ttl.Decision) time.Duration {
 // destroy tombstones each session (or forwards DEL for passthrough keys)
 // and answers how many existed.
 func (e *Engine) destroy(c *Call, refs []keyRef) {
+	count := e.queueDestroy(c, refs)
+	c.Then(func() {
+		if n, ok := count(); ok {
+			c.Out.Int(n)
+		}
+	})
+}
+
+// queueDestroy queues destroy's writes and returns what counts the keys
+// that existed once the batch has run: false when it answered an error.
+func (e *Engine) queueDestroy(c *Call, refs []keyRef) func() (int64, bool) {
 	type destroyed struct {
 		sid string
 		res store.DestroyResult
@@ -247,13 +258,13 @@ func (e *Engine) destroy(c *Call, refs []keyRef) {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}
 	}
-	c.Then(func() {
+	return func() (int64, bool) {
 		var n int64
 		for _, d := range sessions {
 			live, _, err := d.res.Result()
 			if err != nil {
 				e.fail(c, d.sid, err)
-				return
+				return 0, false
 			}
 			if live {
 				n++
@@ -263,17 +274,28 @@ func (e *Engine) destroy(c *Call, refs []keyRef) {
 			v, err := res.Result()
 			if err != nil {
 				e.fail(c, "", err)
-				return
+				return 0, false
 			}
 			n += asInt(v)
 		}
-		c.Out.Int(n)
-	})
+		return n, true
+	}
 }
 
 // countExisting answers how many of refs are live sessions (or existing
 // passthrough keys); a key named twice counts twice, as in Redis.
 func (e *Engine) countExisting(c *Call, refs []keyRef) {
+	count := e.queueCountExisting(c, refs)
+	c.Then(func() {
+		if n, ok := count(); ok {
+			c.Out.Int(n)
+		}
+	})
+}
+
+// queueCountExisting queues countExisting's reads and returns what counts
+// once the batch has run: false when it answered an error.
+func (e *Engine) queueCountExisting(c *Call, refs []keyRef) func() (int64, bool) {
 	results := make([]store.IntResult, 0, len(refs))
 	var plain []store.ForwardResult
 	for _, r := range refs {
@@ -283,13 +305,13 @@ func (e *Engine) countExisting(c *Call, refs []keyRef) {
 			plain = append(plain, c.Batch.Forward(true, "exists", r.key))
 		}
 	}
-	c.Then(func() {
+	return func() (int64, bool) {
 		var n int64
 		for _, res := range results {
 			v, err := res.Result()
 			if err != nil {
 				e.fail(c, "", err)
-				return
+				return 0, false
 			}
 			n += v
 		}
@@ -297,12 +319,12 @@ func (e *Engine) countExisting(c *Call, refs []keyRef) {
 			v, err := res.Result()
 			if err != nil {
 				e.fail(c, "", err)
-				return
+				return 0, false
 			}
 			n += asInt(v)
 		}
-		c.Out.Int(n)
-	})
+		return n, true
+	}
 }
 
 // replySession answers a session read: the payload, or null.

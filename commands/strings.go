@@ -25,22 +25,36 @@ func (e *Engine) get(c *Call) {
 
 // MGET key [key …]
 func (e *Engine) mget(c *Call) {
+	if len(c.Args)-1 > maxChunkKeys {
+		e.mgetChunked(c)
+		return
+	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)
 	if !ok {
 		return
 	}
+	values := e.queueMGet(c, refs)
+	c.Then(func() {
+		if vals, ok := values(); ok {
+			replyValues(c, vals)
+		}
+	})
+}
+
+// queueMGet queues reading refs and returns what collects their values
+// once the batch has run. It checks every value before anything is
+// answered, so an error is the whole reply rather than half of one; it
+// answers the error itself and returns false.
+func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 	if c.conf.policy.Idle > 0 || c.conf.policy.Absolute > 0 {
-		e.mgetSliding(c, refs)
-		return
+		return e.queueMGetSliding(c, refs)
 	}
 	keys := make([]string, len(refs))
 	for i, r := range refs {
 		keys[i] = r.key
 	}
 	res := c.Batch.MGet(keys)
-	c.Then(func() {
-		// Check every value before the array header goes out, so an error
-		// is the whole reply rather than half of one.
+	return func() ([][]byte, bool) {
 		vals := make([][]byte, len(refs))
 		for i, r := range refs {
 			var v []byte
@@ -51,7 +65,7 @@ func (e *Engine) mget(c *Call) {
 					v, _, err = e.opts.Codec.Decode(v)
 					if err != nil {
 						c.Out.Error(errDecode(r.sid, err))
-						return
+						return nil, false
 					}
 				}
 			} else {
@@ -59,17 +73,22 @@ func (e *Engine) mget(c *Call) {
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				e.fail(c, r.sid, err)
-				return
+				return nil, false
 			}
 			vals[i] = v
 		}
-		replyValues(c, vals)
-	})
+		return vals, true
+	}
 }
 
 // replyValues answers an array of values, nil ones as nulls.
 func replyValues(c *Call, vals [][]byte) {
 	c.Out.Array(len(vals))
+	appendValues(c, vals)
+}
+
+// appendValues writes values as array elements, nil ones as nulls.
+func appendValues(c *Call, vals [][]byte) {
 	for _, v := range vals {
 		if v == nil {
 			c.Out.Null()
@@ -79,9 +98,9 @@ func replyValues(c *Call, vals [][]byte) {
 	}
 }
 
-// mgetSliding is MGET with ttl.idle: every session read slides its own
-// expiry, so the keys are read one script each instead of per slot.
-func (e *Engine) mgetSliding(c *Call, refs []keyRef) {
+// queueMGetSliding is MGET with ttl.idle: every session read slides its
+// own expiry, so the keys are read one script each instead of per slot.
+func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool) {
 	sessions := make([]store.GetResult, len(refs))
 	plain := make([]store.ForwardResult, len(refs))
 	for i, r := range refs {
@@ -91,14 +110,14 @@ func (e *Engine) mgetSliding(c *Call, refs []keyRef) {
 			plain[i] = c.Batch.Forward(true, "get", r.key)
 		}
 	}
-	c.Then(func() {
+	return func() ([][]byte, bool) {
 		vals := make([][]byte, len(refs))
 		for i, r := range refs {
 			if !r.session {
 				v, err := plain[i].Result()
 				if err != nil {
 					e.fail(c, "", err)
-					return
+					return nil, false
 				}
 				if s, ok := v.(string); ok {
 					vals[i] = []byte(s)
@@ -107,12 +126,12 @@ func (e *Engine) mgetSliding(c *Call, refs []keyRef) {
 			}
 			v, ok := e.readSession(c, r, sessions[i])
 			if !ok {
-				return
+				return nil, false
 			}
 			vals[i] = v
 		}
-		replyValues(c, vals)
-	})
+		return vals, true
+	}
 }
 
 // expiry is a parsed EX/PX/EXAT/PXAT option.
@@ -415,32 +434,60 @@ func (e *Engine) mset(c *Call) {
 		c.Out.Error(errArity("mset"))
 		return
 	}
+	if (len(c.Args)-1)/2 > maxChunkKeys {
+		e.msetChunked(c)
+		return
+	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 2)
 	if !ok {
 		return
 	}
+	values, ok := e.encodeAll(c, refs, c.Args[2:])
+	if !ok {
+		return
+	}
+	check := e.queueMSet(c, refs, c.Args[2:], values)
+	c.Then(func() {
+		if check() {
+			c.Out.OK()
+		}
+	})
+}
+
+// encodeAll encodes the payload of every session among refs (payloads[2i]
+// is refs[i]'s), before anything is queued, so a refused payload leaves
+// the whole command undone.
+func (e *Engine) encodeAll(c *Call, refs []keyRef, payloads [][]byte) ([][]byte, bool) {
 	values := make([][]byte, len(refs))
 	for i, r := range refs {
-		payload := c.Args[2+2*i]
+		payload := payloads[2*i]
 		if !r.session {
 			values[i] = payload
 			continue
 		}
+		var ok bool
 		if values[i], ok = e.encode(c, payload); !ok {
-			return
+			return nil, false
 		}
 	}
+	return values, true
+}
+
+// queueMSet queues writing values (encoded) to refs, and returns what
+// checks the writes once the batch has run: false when it answered an
+// error.
+func (e *Engine) queueMSet(c *Call, refs []keyRef, payloads, values [][]byte) func() bool {
 	writes := make([]store.WriteResult, len(refs))
 	plain := make([]store.ForwardResult, len(refs))
 	for i, r := range refs {
 		if r.session {
-			d := e.decide(&c.conf.policy, c.Args[2+2*i], 0)
-			writes[i] = e.write(c, r, c.Args[2+2*i], store.Write{Value: values[i], TTL: e.writeTTL(d)})
+			d := e.decide(&c.conf.policy, payloads[2*i], 0)
+			writes[i] = e.write(c, r, payloads[2*i], store.Write{Value: values[i], TTL: e.writeTTL(d)})
 		} else {
 			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
 		}
 	}
-	c.Then(func() {
+	return func() bool {
 		for i, r := range refs {
 			var err error
 			if r.session {
@@ -450,11 +497,11 @@ func (e *Engine) mset(c *Call) {
 			}
 			if err != nil && !e.ignoredTombstone(err) {
 				e.fail(c, r.sid, err)
-				return
+				return false
 			}
 		}
-		c.Out.OK()
-	})
+		return true
+	}
 }
 
 // STRLEN key: the length of the value the client wrote. Under a codec that

@@ -27,3 +27,7 @@ func errExpectedDollar(got byte) string {
 func errTooLarge(max int64) string {
 	return "ERR Protocol error: request larger than max_request_bytes (" + strconv.FormatInt(max, 10) + ")"
 }
+
+func errReplyLimit(max int64) string {
+	return "-ERR reply larger than server.max_client_reply_bytes (" + strconv.FormatInt(max, 10) + "): closing the connection\r\n"
+}

@@ -40,6 +40,13 @@ type Options struct {
 	// MaxRequestBytes closes a client whose request is larger; at most
 	// 1 GiB. default: 8 MiB
 	MaxRequestBytes int64
+	// MaxInflightBytes bounds the bytes held, over all clients, for requests
+	// being run and replies not yet written; past it the proxy stops
+	// reading new requests until bytes are released. default: 256 MiB
+	MaxInflightBytes int64
+	// MaxClientReplyBytes closes a client whose unsent replies grow past
+	// it, as Redis's client-output-buffer-limit does. default: 64 MiB
+	MaxClientReplyBytes int64
 	// Logger. default: no-op
 	Logger *zap.Logger
 }
@@ -60,6 +67,12 @@ func (o *Options) init() {
 		o.MaxRequestBytes = 8 << 20
 	}
 	o.MaxRequestBytes = min(o.MaxRequestBytes, hardMaxRequestBytes)
+	if o.MaxInflightBytes == 0 {
+		o.MaxInflightBytes = 256 << 20
+	}
+	if o.MaxClientReplyBytes == 0 {
+		o.MaxClientReplyBytes = 64 << 20
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -72,6 +85,7 @@ type Server struct {
 	opts   Options
 	engine *commands.Engine
 	log    *zap.Logger
+	budget *budget // server.max_inflight_bytes
 
 	listeners []*drainListener
 	ctx       context.Context // upstream calls; cancelled when shutdown gives up
@@ -94,6 +108,14 @@ type connState struct {
 	// read buffer; heldBytes is their size.
 	held      [][][]byte
 	heldBytes int
+	// The replies of the batch being run (see reply.go).
+	s           *Server
+	out         []byte // written to the client in pieces of flushBytes
+	replies     int64  // bytes taken from the budget for this batch's replies
+	lastCost    int64  // the previous batch's request cost
+	lastReplies int64  // and what its replies held
+	overLimit   bool   // past max_client_reply_bytes: being closed
+	writeErr    error
 }
 
 // Bounds on what handle holds back for one client: past them the commands
@@ -102,6 +124,9 @@ type connState struct {
 const (
 	maxHeldCommands = 256
 	maxHeldBytes    = 256 << 10
+	// maxHeldReplyBytes bounds the replies a held batch is expected to
+	// bring, at the reply-to-request ratio of the client's last batch.
+	maxHeldReplyBytes = 4 << 20
 )
 
 // New returns a server for engine; Listen and Serve start it.
@@ -112,6 +137,7 @@ func New(engine *commands.Engine, opts Options) *Server {
 		opts:    opts,
 		engine:  engine,
 		log:     opts.Logger,
+		budget:  newBudget(opts.MaxInflightBytes),
 		ctx:     ctx,
 		cancel:  cancel,
 		conns:   make(map[*guardedConn]struct{}),
@@ -240,7 +266,9 @@ func (s *Server) accept(rc redcon.Conn) bool {
 	s.conns[gc] = struct{}{}
 	s.mu.Unlock()
 	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
-	rc.SetContext(&connState{client: client, pipeline: s.engine.NewPipeline(client), conn: gc})
+	st := &connState{client: client, pipeline: s.engine.NewPipeline(client), conn: gc, s: s}
+	st.pipeline.SetMeter(st)
+	rc.SetContext(st)
 	return true
 }
 
@@ -277,6 +305,8 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 				s.log.Error("panic running a departed client's commands", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			}
 		}()
+		// The replies no one will read still passed through the budget.
+		defer func() { s.budget.release(st.replies); st.replies = 0 }()
 		st.pipeline.Run(s.ctx, held, func([]byte) {})
 	}()
 }
@@ -314,8 +344,10 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	// 1 KB sessions arrives as several batches, each of which would be its
 	// own upstream round trip and script call. When the client is part-way
 	// through its next command, the rest of the pipeline is on its way:
-	// hold these commands and run them with it.
-	if st.conn.midRequest() && len(st.held)+len(args) <= maxHeldCommands && st.heldBytes <= maxHeldBytes {
+	// hold these commands and run them with it. Not after a batch whose
+	// replies were large for its request (MGETs of big sessions): a batch
+	// holds all its replies at once, so those run in smaller batches.
+	if st.conn.midRequest() && len(st.held)+len(args) <= maxHeldCommands && st.heldBytes <= maxHeldBytes && st.heldBytes*st.replyRatio() <= maxHeldReplyBytes {
 		st.hold(args)
 		clear(args)
 		st.args = args[:0]
@@ -325,10 +357,15 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 		args = append(st.held, args...)
 		st.held, st.heldBytes = nil, 0
 	}
-	st.pipeline.Run(s.ctx, args, rc.WriteRaw)
+	s.runBatches(st, args)
 	clear(args)
 	st.args = args[:0]
-	if st.client.Closing() {
+	switch {
+	case st.overLimit:
+		s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_client_reply_bytes", s.opts.MaxClientReplyBytes))
+		_, _ = st.conn.Write([]byte(errReplyLimit(s.opts.MaxClientReplyBytes)))
+		rc.Close()
+	case st.writeErr != nil || st.client.Closing():
 		rc.Close()
 	}
 }

@@ -29,6 +29,9 @@ type Batch struct {
 	run     *writeRun // the open run of fast-path writes, if any
 	reads   *readRun  // the open run of plain reads, if any
 	after   []queued  // unordered commands waiting for the run to close
+	// received is the size of the replies the batch's Execs got since
+	// TakeReplyBytes last read it.
+	received int64
 	// grouped marks the batch a combiner sends a group with, which must
 	// not be handed to a combiner again.
 	grouped bool
@@ -311,6 +314,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 			r := b.reads // the whole batch is one read
 			b.reads = nil
 			b.s.reads.do(ctx, r.slot, r)
+			b.received += 32 + int64(len(r.val))
 			return ctx.Err()
 		}
 	}
@@ -583,5 +587,43 @@ func (b *Batch) sendWave(ctx context.Context, qs []queued) {
 	}
 	for _, q := range qs {
 		b.s.observe(q.cmd.Err())
+		b.received += replySize(q.cmd)
 	}
+}
+
+// TakeReplyBytes is the size in memory of the replies received by the
+// Execs since it was last called: what the proxy holds for its client
+// until the replies are written (server.max_inflight_bytes).
+func (b *Batch) TakeReplyBytes() int64 {
+	n := b.received
+	b.received = 0
+	return n
+}
+
+// replySize estimates the memory a command's reply holds: its strings,
+// and a few words for each element around them.
+func replySize(cmd redis.Cmder) int64 {
+	switch c := cmd.(type) {
+	case *redis.Cmd:
+		return valueSize(c.Val())
+	case *redis.SliceCmd:
+		return valueSize(c.Val())
+	case *redis.StringCmd:
+		return valueSize(c.Val())
+	}
+	return 16
+}
+
+func valueSize(v interface{}) int64 {
+	switch v := v.(type) {
+	case string:
+		return 32 + int64(len(v))
+	case []interface{}:
+		n := int64(24)
+		for _, e := range v {
+			n += valueSize(e)
+		}
+		return n
+	}
+	return 16
 }

@@ -34,16 +34,18 @@ type Config struct {
 }
 
 type ServerConfig struct {
-	Listen          string   `toml:"listen"`
-	Unix            string   `toml:"unix"`
-	TLSCert         string   `toml:"tls_cert"`
-	TLSKey          string   `toml:"tls_key"`
-	RequirePass     string   `toml:"requirepass"`
-	MaxClients      int      `toml:"max_clients"`
-	IdleTimeout     Duration `toml:"idle_timeout"`
-	RequestTimeout  Duration `toml:"request_timeout"`
-	MaxRequestBytes int64    `toml:"max_request_bytes"`
-	HashIDs         bool     `toml:"hash_ids"`
+	Listen              string   `toml:"listen"`
+	Unix                string   `toml:"unix"`
+	TLSCert             string   `toml:"tls_cert"`
+	TLSKey              string   `toml:"tls_key"`
+	RequirePass         string   `toml:"requirepass"`
+	MaxClients          int      `toml:"max_clients"`
+	IdleTimeout         Duration `toml:"idle_timeout"`
+	RequestTimeout      Duration `toml:"request_timeout"`
+	MaxRequestBytes     int64    `toml:"max_request_bytes"`
+	MaxInflightBytes    int64    `toml:"max_inflight_bytes"`
+	MaxClientReplyBytes int64    `toml:"max_client_reply_bytes"`
+	HashIDs             bool     `toml:"hash_ids"`
 }
 
 type UpstreamConfig struct {
@@ -128,10 +130,12 @@ type UserConfig struct {
 func defaultConfig() Config {
 	return Config{
 		Server: ServerConfig{
-			Listen:          "127.0.0.1:6380",
-			MaxClients:      10000,
-			RequestTimeout:  Duration(10 * time.Second),
-			MaxRequestBytes: 8 << 20,
+			Listen:              "127.0.0.1:6380",
+			MaxClients:          10000,
+			RequestTimeout:      Duration(10 * time.Second),
+			MaxRequestBytes:     8 << 20,
+			MaxInflightBytes:    256 << 20,
+			MaxClientReplyBytes: 64 << 20,
 		},
 		Upstream: UpstreamConfig{
 			Mode:         store.ModeEmbedded,
@@ -202,6 +206,12 @@ func (c *Config) validate() error {
 	}
 	if c.Server.MaxRequestBytes < 1024 || c.Server.MaxRequestBytes > 1<<30 {
 		bad("server.max_request_bytes", "must be between 1024 and 1073741824")
+	}
+	if c.Server.MaxInflightBytes < 1<<20 {
+		bad("server.max_inflight_bytes", "must be >= 1048576")
+	}
+	if c.Server.MaxClientReplyBytes < 1<<20 {
+		bad("server.max_client_reply_bytes", "must be >= 1048576")
 	}
 	switch c.Upstream.Mode {
 	case store.ModeEmbedded:
@@ -474,14 +484,16 @@ func (o codecOptions) build() (codec.Codec, error) {
 
 func (c *Config) proxyOptions() proxy.Options {
 	return proxy.Options{
-		Listen:          c.Server.Listen,
-		Unix:            c.Server.Unix,
-		TLSCert:         c.Server.TLSCert,
-		TLSKey:          c.Server.TLSKey,
-		MaxClients:      c.Server.MaxClients,
-		IdleTimeout:     time.Duration(c.Server.IdleTimeout),
-		RequestTimeout:  requestTimeout(c.Server.RequestTimeout),
-		MaxRequestBytes: c.Server.MaxRequestBytes,
+		Listen:              c.Server.Listen,
+		Unix:                c.Server.Unix,
+		TLSCert:             c.Server.TLSCert,
+		TLSKey:              c.Server.TLSKey,
+		MaxClients:          c.Server.MaxClients,
+		IdleTimeout:         time.Duration(c.Server.IdleTimeout),
+		RequestTimeout:      requestTimeout(c.Server.RequestTimeout),
+		MaxRequestBytes:     c.Server.MaxRequestBytes,
+		MaxInflightBytes:    c.Server.MaxInflightBytes,
+		MaxClientReplyBytes: c.Server.MaxClientReplyBytes,
 	}
 }
 

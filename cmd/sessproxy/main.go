@@ -163,6 +163,10 @@ func serve(cfg Config, load func() (Config, error)) error {
 	defer st.Close()
 	proxyOpts := cfg.proxyOptions()
 	proxyOpts.Logger = log
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Set once at start: a reload keeps server.* restart-only values.
+		debug.SetMemoryLimit(proxy.MemoryLimit(proxyOpts))
+	}
 	if st.Mode() == store.ModeEmbedded {
 		log.Warn("upstream is the embedded in-memory Redis (miniredis): data is not persistent and is lost on exit; set upstream.mode for a real Redis")
 	}

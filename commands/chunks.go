@@ -1,0 +1,116 @@
+package commands
+
+// maxChunkKeys bounds the keys of one upstream command that a multi-key
+// command (MGET, MSET, DEL, UNLINK, EXISTS) becomes. A command with more
+// keys (an MGET of 550,000 keys fits in 8 MB) runs at its place in the
+// pipeline as a series of such chunks, one round trip each, so what the
+// proxy and Redis hold for it at once is one chunk's commands and replies,
+// plus the reply built so far, which the proxy accounts as it grows
+// (server.max_inflight_bytes, server.max_client_reply_bytes). 1024 keys
+// keep a chunk's round trip short for Redis (other clients wait behind
+// it) while the cost per key stays that of a pipelined batch.
+const maxChunkKeys = 1024
+
+// chunks runs a multi-key command whose key arguments are args[0],
+// args[step], … chunk by chunk. Every key is checked first, so a refused
+// key leaves the whole command undone, and the commands queued before it
+// run first, so it sees their writes. queue queues a chunk (its first
+// key's index and its keys) and returns what collects the chunk's results
+// once it has run, writing to c.Out; false: it answered an error, which
+// then becomes the whole reply. chunks returns whether every chunk ran.
+func (e *Engine) chunks(c *Call, args [][]byte, step int, queue func(first int, refs []keyRef) func() bool) bool {
+	for i := 0; i < len(args); i += step {
+		if _, ok := e.resolve(c, args[i]); !ok {
+			return false
+		}
+	}
+	if !e.flushBefore(c) {
+		return false
+	}
+	for lo := 0; lo < len(args); lo += maxChunkKeys * step {
+		hi := min(lo+maxChunkKeys*step, len(args))
+		refs, _ := e.resolveAll(c, args[lo:hi], step)
+		mark := len(c.Out.Buf)
+		collect := queue(lo/step, refs)
+		_ = c.exec() // a failure reaches each result, where collect answers it
+		if !c.holdReplies() {
+			// The proxy is closing the client; stop fetching for it.
+			c.Out.Reset(c.Out.Proto)
+			c.Out.Error(msgReplyLimit)
+			return false
+		}
+		if !collect() {
+			c.Out.Buf = append(c.Out.Buf[:0], c.Out.Buf[mark:]...)
+			return false
+		}
+	}
+	return true
+}
+
+// holdReplies reports the replies received since the last report to the
+// proxy; false: the client is over its limit of unsent replies.
+func (c *Call) holdReplies() bool {
+	n := c.Batch.TakeReplyBytes()
+	return c.meter == nil || c.meter.Replies(n)
+}
+
+// mgetChunked is MGET with more than maxChunkKeys keys.
+func (e *Engine) mgetChunked(c *Call) {
+	keys := c.Args[1:]
+	e.chunks(c, keys, 1, func(first int, refs []keyRef) func() bool {
+		if first == 0 {
+			c.Out.Array(len(keys))
+		}
+		values := e.queueMGet(c, refs)
+		return func() bool {
+			vals, ok := values()
+			if ok {
+				appendValues(c, vals)
+			}
+			return ok
+		}
+	})
+}
+
+// msetChunked is MSET with more than maxChunkKeys keys. Every payload is
+// encoded before the first chunk is written, so a refused payload leaves
+// the whole command undone.
+func (e *Engine) msetChunked(c *Call) {
+	pairs := c.Args[1:]
+	values := make([][]byte, len(pairs)/2)
+	for i := range values {
+		r, ok := e.resolve(c, pairs[2*i])
+		if !ok {
+			return
+		}
+		values[i] = pairs[2*i+1]
+		if r.session {
+			if values[i], ok = e.encode(c, pairs[2*i+1]); !ok {
+				return
+			}
+		}
+	}
+	ok := e.chunks(c, pairs, 2, func(first int, refs []keyRef) func() bool {
+		return e.queueMSet(c, refs, pairs[2*first+1:], values[first:first+len(refs)])
+	})
+	if ok {
+		c.Out.OK()
+	}
+}
+
+// sumChunked is DEL, UNLINK or EXISTS with more than maxChunkKeys keys:
+// queue queues a chunk and returns its count.
+func (e *Engine) sumChunked(c *Call, queue func(*Call, []keyRef) func() (int64, bool)) {
+	var total int64
+	ok := e.chunks(c, c.Args[1:], 1, func(_ int, refs []keyRef) func() bool {
+		count := queue(c, refs)
+		return func() bool {
+			n, ok := count()
+			total += n
+			return ok
+		}
+	})
+	if ok {
+		c.Out.Int(total)
+	}
+}

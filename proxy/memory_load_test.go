@@ -1,0 +1,353 @@
+//go:build !race
+
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// The memory budget's scenarios, each against a real redis-server so the
+// data volume is real: huge multi-key commands and a pipeline whose
+// replies are not read. Each must stay within server.max_inflight_bytes
+// plus 50 MB of RSS, keep answering another client meanwhile, and give the
+// heap back once its clients have left.
+
+const (
+	testBudget = 64 << 20
+	rssSlack   = 50 << 20
+	hugeKeys   = 550_000
+)
+
+// loadProxy is a proxy on a real redis-server with a small budget.
+type loadProxy struct {
+	srv  *Server
+	addr string
+	up   *redis.Client
+}
+
+func startLoadProxy(t *testing.T) *loadProxy {
+	t.Helper()
+	rs := redistest.Standalone(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := commands.New(st, commands.Options{
+		Policy:     ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour},
+		Tombstones: true, Grace: time.Minute,
+	})
+	opts := Options{MaxRequestBytes: 16 << 20, MaxInflightBytes: testBudget, MaxClients: 100}
+	// As cmd/sessproxy runs it.
+	old := debug.SetMemoryLimit(MemoryLimit(opts))
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	srv := startServerOn(t, eng, opts)
+	up := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	t.Cleanup(func() { up.Close() })
+	return &loadProxy{srv: srv, addr: srv.Addr().String(), up: up}
+}
+
+// startServerOn serves eng on a free port until the test ends.
+func startServerOn(t *testing.T, eng *commands.Engine, opts Options) *Server {
+	t.Helper()
+	opts.Listen = "127.0.0.1:0"
+	srv := New(eng, opts)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		<-served
+	})
+	return srv
+}
+
+// hugeKey is the i-th key of a huge command: short, so 550,000 of them fit
+// in one request of about 8 MB, as in the report.
+func hugeKey(i int) string { return "sess:" + strconv.FormatInt(int64(i)+36*36*36, 36) }
+
+// writeCommand streams one command of name and n keys (key(i)), without
+// building it in memory: the clients share this process's RSS.
+func writeCommand(w *bufio.Writer, name string, n int, key func(int) string) {
+	fmt.Fprintf(w, "*%d\r\n$%d\r\n%s\r\n", n+1, len(name), name)
+	for i := 0; i < n; i++ {
+		k := key(i)
+		fmt.Fprintf(w, "$%d\r\n%s\r\n", len(k), k)
+	}
+}
+
+// skipReply reads one RESP reply and returns its first line.
+func skipReply(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	switch line[0] {
+	case '*':
+		n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+		for i := 0; i < n; i++ {
+			if _, err := skipReply(r); err != nil {
+				return "", err
+			}
+		}
+	case '$':
+		n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+		if n >= 0 {
+			if _, err := r.Discard(n + 2); err != nil {
+				return "", err
+			}
+		}
+	}
+	return line, nil
+}
+
+// load measures a scenario: the peak RSS above the start, the slowest
+// PING and GET of another client meanwhile, and how long the heap takes to
+// come back once the scenario's clients have left.
+type load struct {
+	t        *testing.T
+	p        *loadProxy
+	before   int64
+	heap     int64
+	peak     atomic.Int64
+	slowest  atomic.Int64 // ns
+	probes   atomic.Int64
+	stop     chan struct{}
+	done     sync.WaitGroup
+	started  time.Time
+	probeErr atomic.Value
+}
+
+func (p *loadProxy) measure(t *testing.T) *load {
+	debug.FreeOSMemory()
+	l := &load{t: t, p: p, before: rssBytes(t), heap: heapInUse(), stop: make(chan struct{}), started: time.Now()}
+	l.peak.Store(l.before)
+	l.done.Add(2)
+	go func() { // RSS sampler
+		defer l.done.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+				if rss := rssBytes(t); rss > l.peak.Load() {
+					l.peak.Store(rss)
+				}
+			}
+		}
+	}()
+	go func() { // another client, answered meanwhile
+		defer l.done.Done()
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			l.probeErr.Store(err)
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			start := time.Now()
+			_ = c.SetDeadline(start.Add(30 * time.Second))
+			if _, err := io.WriteString(c, "PING\r\nGET sess:probe\r\n"); err != nil {
+				l.probeErr.Store(err)
+				return
+			}
+			for i := 0; i < 2; i++ {
+				if _, err := skipReply(r); err != nil {
+					l.probeErr.Store(err)
+					return
+				}
+			}
+			if d := int64(time.Since(start)); d > l.slowest.Load() {
+				l.slowest.Store(d)
+			}
+			l.probes.Add(1)
+		}
+	}()
+	return l
+}
+
+// finish stops measuring, checks the bounds, and waits for the heap to
+// come back down.
+func (l *load) finish(name string) {
+	t := l.t
+	elapsed := time.Since(l.started)
+	close(l.stop)
+	l.done.Wait()
+	if err, _ := l.probeErr.Load().(error); err != nil {
+		t.Errorf("%s: the other client was not answered: %v", name, err)
+	}
+	grown := l.peak.Load() - l.before
+	slowest := time.Duration(l.slowest.Load())
+	start := time.Now()
+	var heap int64
+	for {
+		debug.FreeOSMemory()
+		if heap = heapInUse(); heap <= l.heap+16<<20 || time.Since(start) > time.Minute {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	back := time.Since(start)
+	t.Logf("%s: %.1f s; peak RSS +%.1f MB (budget %d MiB + %d MB); other client: %d probes, slowest PING+GET %v; heap in use %.1f MB after, back within %v",
+		name, elapsed.Seconds(), float64(grown)/(1<<20), testBudget>>20, rssSlack>>20, l.probes.Load(), slowest.Round(time.Millisecond), float64(heap)/(1<<20), back.Round(10*time.Millisecond))
+	if grown > testBudget+rssSlack {
+		t.Errorf("%s: RSS grew by %d MB, over the budget plus %d MB", name, grown>>20, rssSlack>>20)
+	}
+	if heap > l.heap+16<<20 {
+		t.Errorf("%s: heap in use %d MB a minute after the clients left (%d MB before)", name, heap>>20, l.heap>>20)
+	}
+	if l.probes.Load() == 0 {
+		t.Errorf("%s: the other client got no answer during the load", name)
+	}
+}
+
+// hugeCommands runs n clients at once, each sending one command of
+// hugeKeys keys and reading its reply; it returns the first lines.
+func (p *loadProxy) hugeCommands(t *testing.T, name string, n int) []string {
+	lines := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			go func() {
+				w := bufio.NewWriterSize(c, 64<<10)
+				writeCommand(w, name, hugeKeys, hugeKey)
+				_ = w.Flush()
+			}()
+			line, err := skipReply(bufio.NewReaderSize(c, 64<<10))
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			lines[i] = line
+		}()
+	}
+	wg.Wait()
+	return lines
+}
+
+// One MGET of 550,000 keys, then three at once.
+func TestMemoryHugeMGet(t *testing.T) {
+	p := startLoadProxy(t)
+	for _, n := range []int{1, 3} {
+		l := p.measure(t)
+		for _, line := range p.hugeCommands(t, "MGET", n) {
+			if line != "*"+strconv.Itoa(hugeKeys)+"\r\n" {
+				t.Errorf("MGET reply %q", line)
+			}
+		}
+		l.finish(fmt.Sprintf("%d× MGET of %d keys", n, hugeKeys))
+	}
+}
+
+// Two DELs of 550,000 keys at once.
+func TestMemoryHugeDel(t *testing.T) {
+	p := startLoadProxy(t)
+	l := p.measure(t)
+	for _, line := range p.hugeCommands(t, "DEL", 2) {
+		if !strings.HasPrefix(line, ":") {
+			t.Errorf("DEL reply %q", line)
+		}
+	}
+	l.finish(fmt.Sprintf("2× DEL of %d keys", hugeKeys))
+}
+
+// A client pipelines 3,000 MGETs of 100 keys of 3 KB each and reads
+// nothing until it has sent them all (or the proxy stops reading).
+func TestMemoryPipelinedMGetsUnread(t *testing.T) {
+	const (
+		gets  = 3000
+		keys  = 100
+		value = 3 << 10
+	)
+	p := startLoadProxy(t)
+	ctx := context.Background()
+	pipe := p.up.Pipeline()
+	key := func(i int) string { return "sess:big" + strconv.Itoa(i) }
+	for i := 0; i < keys; i++ {
+		pipe.Set(ctx, key(i), strings.Repeat("v", value), time.Hour)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := p.measure(t)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sent := make(chan int, 1)
+	go func() {
+		// Sent one at a time: a command the proxy stopped reading part-way
+		// through gets no reply, and is not counted.
+		var cmd strings.Builder
+		bw := bufio.NewWriter(&cmd)
+		writeCommand(bw, "MGET", keys, key)
+		_ = bw.Flush()
+		n := 0
+		for ; n < gets; n++ {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.WriteString(c, cmd.String()); err != nil {
+				t.Logf("the proxy stopped reading after %d MGETs (%v)", n, err)
+				break
+			}
+		}
+		sent <- n
+	}()
+	n := <-sent
+	// Now read what was answered.
+	r := bufio.NewReaderSize(c, 64<<10)
+	got := 0
+	for ; got < n; got++ {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := skipReply(r)
+		if err != nil {
+			break
+		}
+		if line != "*100\r\n" {
+			t.Fatalf("reply %d: %q", got, line)
+		}
+	}
+	t.Logf("sent %d MGETs, read %d replies", n, got)
+	c.Close()
+	l.finish(fmt.Sprintf("%d pipelined MGETs of %d × %d KB unread", gets, keys, value>>10))
+}
