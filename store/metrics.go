@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,33 +37,120 @@ func (k FailureKind) String() string {
 	return "connection"
 }
 
-// observe counts err when it is a failure of the upstream command itself.
-// A cancelled context is the proxy giving up (a shutdown past its
-// deadline), not the upstream failing.
+// observe counts err when it is a failure of the upstream command itself,
+// and in a cluster has a failure that may mean a changed topology reload
+// the slot map. A cancelled context is the proxy giving up (a shutdown past
+// its deadline), not the upstream failing.
 func (s *Store) observe(err error) {
-	if err == nil || err == redis.Nil || s.opts.Metrics == nil {
+	if err == nil || err == redis.Nil {
 		return
 	}
 	var reply redis.Error
 	var netErr net.Error
 	switch {
-	case errors.As(err, &reply), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
+	case errors.As(err, &reply):
+		if s.cluster != nil && isTopologyReply(reply.Error()) {
+			s.cluster.ReloadState(context.Background())
+		}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrPoolTimeout),
 		errors.As(err, &netErr) && netErr.Timeout():
-		s.opts.Metrics.UpstreamError(FailureTimeout)
+		s.failed(FailureTimeout)
 	default:
-		s.opts.Metrics.UpstreamError(FailureConnection)
+		s.failed(FailureConnection)
 	}
 }
 
-// Ping checks that the upstream answers: the server, or every master of a
-// cluster. Its failures are not counted as upstream errors: it is a
-// readiness probe, not a client's command.
+// failed counts a failure of kind and, in a cluster, reloads the slot map:
+// go-redis's auto-pipeliner routes each command to the master its cached
+// slot map names and reloads that map on MOVED or ASK only, so after a
+// failover every command to the dead master's slots would fail until the
+// next periodic reload. ReloadState returns at once; go-redis runs one
+// reload at a time and at most one more 200ms after, however many commands
+// fail meanwhile.
+func (s *Store) failed(kind FailureKind) {
+	if s.cluster != nil {
+		s.cluster.ReloadState(context.Background())
+	}
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.UpstreamError(kind)
+	}
+}
+
+// isTopologyReply reports whether a Redis error reply says the node no
+// longer serves the slot as this store believes: a master demoted to a
+// replica (READONLY), a cluster without coverage (CLUSTERDOWN), a slot
+// moved (MOVED, which go-redis follows itself but a node-bound pipeline
+// does not).
+func isTopologyReply(msg string) bool {
+	for _, code := range []string{"READONLY ", "CLUSTERDOWN ", "MOVED ", "MASTERDOWN "} {
+		if strings.HasPrefix(msg, code) {
+			return true
+		}
+	}
+	return false
+}
+
+// Ping checks that the upstream answers: the server, or in a cluster that
+// every slot has a master and every master answers. Its failures are not
+// counted as upstream errors: it is a readiness probe, not a client's
+// command.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.cluster != nil {
+		return s.pingCluster(ctx)
+	}
 	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		if err := c.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("ping %s: %w", s.nodeName(c), err)
 		}
 		return nil
 	})
+}
+
+// numSlots is how many hash slots a Redis Cluster has.
+const numSlots = 16384
+
+// pingCluster is Ping in a cluster. ForEachMaster reloads the slot map
+// first, so the masters pinged are the current ones (and the store routes
+// by that map from then on); a master that is down until its replica is
+// promoted fails the PING. Each master's own CLUSTER SLOTS must then give
+// every slot to one of the masters that answered: a slot with no master
+// (no replica to promote) is as unserved as one whose master is down.
+func (s *Store) pingCluster(ctx context.Context) error {
+	var (
+		mu       sync.Mutex
+		answered = map[string]bool{}
+		views    [][]redis.ClusterSlot
+	)
+	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		addr := c.Options().Addr
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("ping %s: %w", addr, err)
+		}
+		slots, err := c.ClusterSlots(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("cluster slots on %s: %w", addr, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		answered[addr] = true
+		views = append(views, slots)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, view := range views {
+		served := 0
+		for _, r := range view {
+			if len(r.Nodes) == 0 || !answered[r.Nodes[0].Addr] {
+				continue
+			}
+			served += r.End - r.Start + 1
+		}
+		if served != numSlots {
+			return fmt.Errorf("cluster: %d of %d slots have a master that answers", served, numSlots)
+		}
+	}
+	return nil
 }

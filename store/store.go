@@ -140,6 +140,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			WriteTimeout:    opts.WriteTimeout,
 			Protocol:        2,
 			DisableIdentity: true,
+			// A backstop only: a failing command reloads the slot map at
+			// once (reloadOnFailure). go-redis's 60s default left the
+			// slots of a failed-over master on the dead node that long.
+			ClusterStateReloadInterval: clusterStateReloadInterval,
 		})
 		s.client = s.cluster
 	case ModeSentinel:
@@ -303,6 +307,10 @@ func isNoScript(err error) bool {
 func isTryAgain(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
 }
+
+// clusterStateReloadInterval is how old go-redis lets its cluster slot map
+// get before it reloads it unasked.
+const clusterStateReloadInterval = 5 * time.Second
 
 // migrationHold is how long after a TRYAGAIN a slot's runs go one key per
 // command. Each TRYAGAIN costs a run go-redis's retries, so one per slot per
