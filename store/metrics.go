@@ -110,47 +110,45 @@ func (s *Store) Ping(ctx context.Context) error {
 // numSlots is how many hash slots a Redis Cluster has.
 const numSlots = 16384
 
-// pingCluster is Ping in a cluster. ForEachMaster reloads the slot map
-// first, so the masters pinged are the current ones (and the store routes
-// by that map from then on); a master that is down until its replica is
-// promoted fails the PING. Each master's own CLUSTER SLOTS must then give
-// every slot to one of the masters that answered: a slot with no master
-// (no replica to promote) is as unserved as one whose master is down.
+// pingCluster is Ping in a cluster: the slot map one node answers must
+// give every slot to a master, and each of those masters must answer a
+// PING. A master that is down until its replica is promoted fails it; so
+// does a slot with no master (no replica to promote). The masters are
+// pinged on connections of their own, outside the cluster client: its
+// ForEachMaster reloads the slot map, and go-redis's reloads race with one
+// another (the race detector flags its node list), while a failing command
+// already has one under way.
 func (s *Store) pingCluster(ctx context.Context) error {
-	var (
-		mu       sync.Mutex
-		answered = map[string]bool{}
-		views    [][]redis.ClusterSlot
-	)
-	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		addr := c.Options().Addr
-		if err := c.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("ping %s: %w", addr, err)
-		}
-		slots, err := c.ClusterSlots(ctx).Result()
-		if err != nil {
-			return fmt.Errorf("cluster slots on %s: %w", addr, err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		answered[addr] = true
-		views = append(views, slots)
-		return nil
-	})
+	slots, err := s.cluster.ClusterSlots(ctx).Result()
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster slots: %w", err)
 	}
-	for _, view := range views {
-		served := 0
-		for _, r := range view {
-			if len(r.Nodes) == 0 || !answered[r.Nodes[0].Addr] {
-				continue
+	owned := map[string]int{} // master → how many slots
+	for _, r := range slots {
+		if len(r.Nodes) == 0 {
+			continue
+		}
+		owned[r.Nodes[0].Addr] += r.End - r.Start + 1
+	}
+	served := 0
+	for _, n := range owned {
+		served += n
+	}
+	if served != numSlots {
+		return fmt.Errorf("cluster: %d of %d slots have a master", served, numSlots)
+	}
+	errs := make(chan error, len(owned))
+	var wg sync.WaitGroup
+	for addr := range owned {
+		wg.Go(func() {
+			c := redis.NewClient(s.clientOptions(addr))
+			defer c.Close()
+			if err := c.Ping(ctx).Err(); err != nil {
+				errs <- fmt.Errorf("ping %s (master of %d slots): %w", addr, owned[addr], err)
 			}
-			served += r.End - r.Start + 1
-		}
-		if served != numSlots {
-			return fmt.Errorf("cluster: %d of %d slots have a master that answers", served, numSlots)
-		}
+		})
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when closed empty
 }

@@ -144,6 +144,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			// once (reloadOnFailure). go-redis's 60s default left the
 			// slots of a failed-over master on the dead node that long.
 			ClusterStateReloadInterval: clusterStateReloadInterval,
+			// One dial attempt: a refused dial means the node is down, and
+			// a failed command reloads the slot map. go-redis's five
+			// attempts, each of a command's replays, held every command
+			// to a dead master for about a second and a half before it
+			// failed, and so delayed finding the promoted replica.
+			DialerRetries: 1,
 		})
 		s.client = s.cluster
 	case ModeSentinel:

@@ -3,6 +3,7 @@ package redistest
 import (
 	"fmt"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,63 +115,107 @@ func (c *ClusterInfo) Stop() {
 	}
 }
 
-// WaitInSync polls every running node until it reports cluster_state:ok
-// with every slot served, knows every node, none of them failed, each
-// master with its replicas, and every replica's link to
-// its master is up and its sync done: redis-cli --cluster create returns
-// once the nodes have met, but gossip may not yet have told every node
-// about every slot (a client that hits such a node gets CLUSTERDOWN), and
-// a killed node started again rejoins as a replica that must sync first.
+// WaitInSync polls every running node until all of them report
+// cluster_state:ok with every slot served, know every node, agree on who
+// is master of what, see no failed node and every master with its
+// replicas, and every replica's link to its master is up and its sync
+// done. redis-cli --cluster create returns once the nodes have met, but
+// gossip may not yet have told every node about every slot (a client that
+// hits such a node gets CLUSTERDOWN); a killed master started again still
+// believes it owns its slots until the others tell it otherwise, and then
+// syncs as a replica.
 func (c *ClusterInfo) WaitInSync() error {
+	timeout := clusterTimeout + 4*c.opts.NodeTimeout
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.inSync()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not in sync within %v: %w", timeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// inSync is one round of WaitInSync's checks: nil when they all pass.
+func (c *ClusterInfo) inSync() error {
 	want := []string{
 		"cluster_state:ok",
 		fmt.Sprintf("cluster_slots_assigned:%d", clusterSlots),
 		fmt.Sprintf("cluster_slots_ok:%d", clusterSlots),
 		fmt.Sprintf("cluster_known_nodes:%d", len(c.Nodes)),
 	}
-	timeout := clusterTimeout + 4*c.opts.NodeTimeout
-	deadline := time.Now().Add(timeout)
+	var agreed string // the first node's view of the roles
 	for _, s := range c.Nodes {
 		if !s.Running() {
 			continue
 		}
-		for {
-			info, err := command(s.Addr, "CLUSTER", "INFO")
-			ok := err == nil && containsAll(info, want)
-			if ok {
-				info, err = command(s.Addr, "CLUSTER", "NODES")
-				ok = err == nil && c.complete(info)
-			}
-			if ok {
-				info, err = command(s.Addr, "INFO", "replication")
-				ok = err == nil && (hasInfoLine(info, "role:master") ||
-					hasInfoLine(info, "master_link_status:up") && hasInfoLine(info, "master_sync_in_progress:0"))
-			}
-			if ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("cluster node %s not in sync within %v: want %v and a replica's link up, last INFO: %q (err %v)",
-					s.Addr, timeout, want, info, err)
-			}
-			time.Sleep(pollInterval)
+		info, err := command(s.Addr, "CLUSTER", "INFO")
+		if err != nil || !containsAll(info, want) {
+			return fmt.Errorf("%s: CLUSTER INFO %q (%v), want %v", s.Addr, info, err, want)
+		}
+		out, err := command(s.Addr, "CLUSTER", "NODES")
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER NODES: %w", s.Addr, err)
+		}
+		nodes, err := parseClusterNodes(out)
+		if err != nil {
+			return err
+		}
+		if err := c.complete(nodes); err != nil {
+			return fmt.Errorf("%s sees %w", s.Addr, err)
+		}
+		roles := rolesOf(nodes)
+		if agreed == "" {
+			agreed = roles
+		} else if roles != agreed {
+			return fmt.Errorf("%s sees roles %q, another node %q", s.Addr, roles, agreed)
+		}
+		info, err = command(s.Addr, "INFO", "replication")
+		if err != nil {
+			return fmt.Errorf("%s: INFO replication: %w", s.Addr, err)
+		}
+		self := myself(nodes, s.Addr)
+		switch {
+		case self == nil:
+			return fmt.Errorf("%s is not in its own CLUSTER NODES", s.Addr)
+		case self.Master != hasInfoLine(info, "role:master"):
+			return fmt.Errorf("%s: INFO replication disagrees with CLUSTER NODES on its role", s.Addr)
+		case !self.Master && !(hasInfoLine(info, "master_link_status:up") && hasInfoLine(info, "master_sync_in_progress:0")):
+			return fmt.Errorf("%s: replica not in sync: %q", s.Addr, info)
 		}
 	}
 	return nil
 }
 
-// complete reports whether the CLUSTER NODES reply out shows no failed
-// node and every master that owns slots with its ClusterOptions.Replicas
-// replicas.
-func (c *ClusterInfo) complete(out string) bool {
-	nodes, err := parseClusterNodes(out)
-	if err != nil {
-		return false
+// rolesOf sums up a CLUSTER NODES view: each node's id and its master's.
+func rolesOf(nodes []ClusterNode) string {
+	lines := make([]string, len(nodes))
+	for i, n := range nodes {
+		lines[i] = n.ID + ">" + n.MasterID
 	}
+	sort.Strings(lines)
+	return strings.Join(lines, " ")
+}
+
+func myself(nodes []ClusterNode, addr string) *ClusterNode {
+	for i := range nodes {
+		if nodes[i].Addr == addr {
+			return &nodes[i]
+		}
+	}
+	return nil
+}
+
+// complete checks that a CLUSTER NODES view has no failed node and every
+// master that owns slots with its ClusterOptions.Replicas replicas.
+func (c *ClusterInfo) complete(nodes []ClusterNode) error {
 	replicas := map[string]int{}
 	for _, n := range nodes {
 		if n.Failed {
-			return false
+			return fmt.Errorf("node %s failed", n.Addr)
 		}
 		if !n.Master {
 			replicas[n.MasterID]++
@@ -178,10 +223,10 @@ func (c *ClusterInfo) complete(out string) bool {
 	}
 	for _, n := range nodes {
 		if n.Master && len(n.Slots) > 0 && replicas[n.ID] != c.opts.Replicas {
-			return false
+			return fmt.Errorf("master %s with %d replicas, want %d", n.Addr, replicas[n.ID], c.opts.Replicas)
 		}
 	}
-	return true
+	return nil
 }
 
 // Node is the node at addr, nil if the cluster has none there.
