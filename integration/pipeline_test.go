@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/store"
 )
 
 func testPipeline(t *testing.T, up *upstream) {
@@ -150,29 +151,56 @@ func testNoScriptRecovery(t *testing.T, up *upstream) {
 	p.wantTombstone(t, "sess:ns")
 }
 
-// raceDestroy runs workers×iters writes to one session while destroy runs
-// once in the middle of them, and checks that the destroy wins: every write
-// sent after the destroy was acknowledged is refused, and the upstream is
-// left holding the tombstone, never a live session.
-func raceDestroy(t *testing.T, up *upstream, write func(c *redis.Client, i int) error, destroy func(c *redis.Client) error) {
+// raceShape is how a tombstone race runs: each of rounds destroys its own
+// session once while workers write it iters times each; every worker waits
+// for the destroy before its write waitAt, and the destroy fires after
+// destroyAt writes of the round, while the others are in flight.
+type raceShape struct {
+	rounds, workers, iters, waitAt, destroyAt int
+}
+
+// raceResult is what a tombstone race counted.
+type raceResult struct {
+	writes, refused int64
+	// resurrections are rounds that ended with a live session instead of
+	// the tombstone, plus writes acknowledged after the destroy was.
+	resurrections int64
+}
+
+// raceDestroy runs one round of 20 workers writing one session 50 times
+// each while destroy runs once in the middle of them, and checks that the
+// destroy wins: every write sent after the destroy was acknowledged is
+// refused, and the upstream is left holding the tombstone, never a live
+// session.
+func raceDestroy(t *testing.T, up *upstream, write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error) {
+	raceRounds(t, up, raceShape{rounds: 1, workers: 20, iters: 50, waitAt: 40, destroyAt: 300}, write, destroy)
+}
+
+// raceRounds is raceDestroy's race, shape.rounds times, each round on its
+// own session, on one proxy.
+func raceRounds(t *testing.T, up *upstream, shape raceShape, write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error) raceResult {
 	p := startProxy(t, up, nil)
-	const (
-		workers = 20
-		iters   = 50
-		// Each worker waits for the destroy before its last iterations, so
-		// some writes surely come after it; the destroy fires after
-		// destroyAt writes, while the others are in flight.
-		waitAt    = 40
-		destroyAt = 300
-	)
-	c := p.client(t, func(o *redis.Options) { o.PoolSize = workers + 1 })
-	if err := write(c, -1); err != nil { // the session exists before the race
+	c := p.client(t, func(o *redis.Options) { o.PoolSize = shape.workers + 1 })
+	var res raceResult
+	for round := range shape.rounds {
+		sid := "race"
+		if shape.rounds > 1 {
+			sid = fmt.Sprintf("race-%d", round)
+		}
+		raceRound(t, p, c, shape, sid, write, destroy, &res)
+	}
+	return res
+}
+
+func raceRound(t *testing.T, p *proxyHandle, c *redis.Client, shape raceShape, sid string,
+	write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error, res *raceResult) {
+	if err := write(c, sid, -1); err != nil { // the session exists before the race
 		t.Fatal(err)
 	}
-
 	var (
 		writes    atomic.Int64
 		refused   atomic.Int64
+		late      atomic.Int64 // writes acknowledged after the destroy was
 		reached   = make(chan struct{})
 		destroyed = make(chan struct{})
 		wg        sync.WaitGroup
@@ -187,74 +215,89 @@ func raceDestroy(t *testing.T, up *upstream, write func(c *redis.Client, i int) 
 	}
 	wg.Go(func() {
 		<-reached
-		if err := destroy(c); err != nil {
+		if err := destroy(c, sid); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 		close(destroyed)
 	})
-	for w := 0; w < workers; w++ {
+	for w := 0; w < shape.workers; w++ {
 		wg.Go(func() {
-			for i := 0; i < iters; i++ {
-				if i == waitAt {
+			for i := 0; i < shape.iters; i++ {
+				if i == shape.waitAt {
 					<-destroyed
 				}
 				after := isClosed(destroyed)
-				err := write(c, w*iters+i)
+				err := write(c, sid, w*shape.iters+i)
 				switch {
 				case err == nil && after:
-					t.Errorf("a write sent after the destroy was acknowledged succeeded")
-				case err != nil && !strings.HasPrefix(err.Error(), "TOMBSTONE session race was destroyed"):
+					late.Add(1)
+					t.Errorf("a write of %s sent after the destroy was acknowledged succeeded", sid)
+				case err != nil && !strings.HasPrefix(err.Error(), destroyedError(sid)):
 					t.Errorf("write: %v", err)
 				case err != nil:
 					refused.Add(1)
 				}
-				if writes.Add(1) == destroyAt {
+				if writes.Add(1) == int64(shape.destroyAt) {
 					close(reached)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if n := refused.Load(); n < workers*(iters-waitAt) {
-		t.Errorf("%d writes refused, want at least %d", n, workers*(iters-waitAt))
+	if n, want := refused.Load(), int64(shape.workers*(shape.iters-shape.waitAt)); n < want {
+		t.Errorf("%s: %d writes refused, want at least %d", sid, n, want)
 	}
-	p.wantTombstone(t, "sess:race")
-	wantReply(t, c, nil, "SESS.GET", "race")
+	res.writes += writes.Load()
+	res.refused += refused.Load()
+	res.resurrections += late.Load()
+	if v, ok := p.stored(t, "sess:"+sid); !ok || v != store.Tombstone {
+		res.resurrections++
+	}
+	p.wantTombstone(t, "sess:"+sid)
+	wantReply(t, c, nil, "SESS.GET", sid)
 }
 
 func testRaceSetDestroy(t *testing.T, up *upstream) {
-	raceDestroy(t, up,
-		func(c *redis.Client, i int) error {
-			return c.Do(bg, "SESS.SET", "race", fmt.Sprintf(`{"i":%d}`, i)).Err()
-		},
-		func(c *redis.Client) error {
-			n, err := c.Do(bg, "SESS.DESTROY", "race").Int64()
-			if err == nil && n != 1 {
-				err = fmt.Errorf("SESS.DESTROY = %d, want 1 (the session was live)", n)
-			}
-			return err
-		})
+	raceDestroy(t, up, raceSessSet, raceSessDestroy)
+}
+
+// raceSessSet and raceSessDestroy are a tombstone race with SESS.* commands.
+func raceSessSet(c *redis.Client, sid string, i int) error {
+	return c.Do(bg, "SESS.SET", sid, fmt.Sprintf(`{"i":%d}`, i)).Err()
+}
+
+func raceSessDestroy(c *redis.Client, sid string) error {
+	n, err := c.Do(bg, "SESS.DESTROY", sid).Int64()
+	if err == nil && n != 1 {
+		err = fmt.Errorf("SESS.DESTROY %s = %d, want 1 (the session was live)", sid, n)
+	}
+	return err
 }
 
 func testRacePlainSetDel(t *testing.T, up *upstream) {
-	raceDestroy(t, up,
-		func(c *redis.Client, i int) error {
-			switch i % 3 {
-			case 0:
-				return c.Do(bg, "SET", "sess:race", fmt.Sprintf(`{"i":%d}`, i)).Err()
-			case 1:
-				return c.Do(bg, "SETEX", "sess:race", "600", fmt.Sprintf(`{"i":%d}`, i)).Err()
-			default:
-				return c.Do(bg, "SET", "sess:race", fmt.Sprintf(`{"i":%d}`, i), "EX", "600").Err()
-			}
-		},
-		func(c *redis.Client) error {
-			n, err := c.Do(bg, "DEL", "sess:race").Int64()
-			if err == nil && n != 1 {
-				err = fmt.Errorf("DEL = %d, want 1 (the session was live)", n)
-			}
-			return err
-		})
+	raceDestroy(t, up, racePlainSet, racePlainDel)
+}
+
+// racePlainSet and racePlainDel are a tombstone race with plain commands,
+// as connect-redis sends them.
+func racePlainSet(c *redis.Client, sid string, i int) error {
+	key := "sess:" + sid
+	switch i % 3 {
+	case 0:
+		return c.Do(bg, "SET", key, fmt.Sprintf(`{"i":%d}`, i)).Err()
+	case 1:
+		return c.Do(bg, "SETEX", key, "600", fmt.Sprintf(`{"i":%d}`, i)).Err()
+	default:
+		return c.Do(bg, "SET", key, fmt.Sprintf(`{"i":%d}`, i), "EX", "600").Err()
+	}
+}
+
+func racePlainDel(c *redis.Client, sid string) error {
+	n, err := c.Do(bg, "DEL", "sess:"+sid).Int64()
+	if err == nil && n != 1 {
+		err = fmt.Errorf("DEL sess:%s = %d, want 1 (the session was live)", sid, n)
+	}
+	return err
 }
 
 // testPipelinedReads: a client's pipelined GETs of one slot go upstream as

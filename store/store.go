@@ -140,6 +140,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			WriteTimeout:    opts.WriteTimeout,
 			Protocol:        2,
 			DisableIdentity: true,
+			// A backstop only: a failing command reloads the slot map at
+			// once (reloadOnFailure). go-redis's 60s default left the
+			// slots of a failed-over master on the dead node that long.
+			ClusterStateReloadInterval: clusterStateReloadInterval,
+			// One dial attempt: a refused dial means the node is down, and
+			// a failed command reloads the slot map. go-redis's five
+			// attempts, each of a command's replays, held every command
+			// to a dead master for about a second and a half before it
+			// failed, and so delayed finding the promoted replica.
+			DialerRetries: 1,
 		})
 		s.client = s.cluster
 	case ModeSentinel:
@@ -303,6 +313,10 @@ func isNoScript(err error) bool {
 func isTryAgain(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
 }
+
+// clusterStateReloadInterval is how old go-redis lets its cluster slot map
+// get before it reloads it unasked.
+const clusterStateReloadInterval = 5 * time.Second
 
 // migrationHold is how long after a TRYAGAIN a slot's runs go one key per
 // command. Each TRYAGAIN costs a run go-redis's retries, so one per slot per

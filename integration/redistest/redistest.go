@@ -41,8 +41,9 @@ type Server struct {
 	// Password is the server's requirepass, which the helpers AUTH with; "" = none.
 	Password string
 
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed once the process has been reaped
+	args     []string      // redis-server's arguments, for Start
+	cmd      *exec.Cmd     // the running (or last) process
+	exited   chan struct{} // closed once that process has been reaped
 	stopOnce sync.Once
 }
 
@@ -51,6 +52,20 @@ func Standalone(t testing.TB) *Server {
 	t.Helper()
 	RequireBinaries(t)
 	s, err := StartStandalone()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StandaloneWith is Standalone with extra redis-server flags, such as
+// "--appendonly", "yes" for a server that keeps what it acknowledged
+// across a Kill and Start.
+func StandaloneWith(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	RequireBinaries(t)
+	s, err := startServer(extra...)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -68,12 +83,45 @@ func StartStandalone() (*Server, error) {
 // returns) and removes its directory. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
-		// No graceful shutdown: nothing is persisted (--save "", no AOF), so SIGKILL
-		// loses nothing and cannot hang.
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+		// No graceful shutdown: SIGKILL cannot hang, and what a server
+		// persisted goes with its directory.
+		s.Kill()
 		_ = os.RemoveAll(s.Dir)
 	})
+}
+
+// Kill sends the server SIGKILL (kill -9: no shutdown, no final save) and
+// waits for it to exit, keeping its directory, so Start can bring it back
+// with what it had persisted: its AOF, a cluster node's nodes.conf.
+func (s *Server) Kill() {
+	_ = s.cmd.Process.Kill() // an error only when it has exited already
+	<-s.exited
+}
+
+// Running reports whether the server's process is up.
+func (s *Server) Running() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Command sends one command to s (after AUTH when s has a password) over a
+// fresh connection and returns its reply: a simple or bulk string, an
+// integer, or a Redis error reply as the error.
+func (s *Server) Command(args ...string) (string, error) {
+	return s.command(args...)
+}
+
+// HasInfoLine reports whether INFO's reply info has the line want.
+func HasInfoLine(info, want string) bool { return hasInfoLine(info, want) }
+
+// Start starts a killed server again, on its port, in its directory, with
+// its flags, and returns once it answers PING.
+func (s *Server) Start() error {
+	return s.launch()
 }
 
 // RequireBinaries fails the test when redis-server or redis-cli is missing. It never
@@ -174,17 +222,10 @@ func startOnce(port int, conf, password string, extra []string) (*Server, error)
 	if err != nil {
 		return nil, fmt.Errorf("create dir for redis-server: %w", err)
 	}
-	logPath := filepath.Join(dir, "redis.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("create redis-server log: %w", err)
-	}
 	var args []string
 	if conf != "" {
 		confPath := filepath.Join(dir, "redis.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-			logFile.Close()
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("write redis-server config: %w", err)
 		}
@@ -195,37 +236,52 @@ func startOnce(port int, conf, password string, extra []string) (*Server, error)
 		"--dir", dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--daemonize", "no",
 	)
-	args = append(args, extra...)
-	cmd := exec.Command("redis-server", args...)
-	cmd.Dir = dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start redis-server: %w", err)
-	}
 	s := &Server{
 		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Port:     port,
 		Dir:      dir,
 		Password: password,
-		cmd:      cmd,
-		exited:   make(chan struct{}),
+		args:     append(args, extra...),
 	}
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts redis-server with s's flags in s's directory, appending to
+// its redis.log, and waits for it to answer PING. On failure the process
+// is gone and the directory kept.
+func (s *Server) launch() error {
+	logPath := filepath.Join(s.Dir, "redis.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open redis-server log: %w", err)
+	}
+	cmd := exec.Command("redis-server", s.args...)
+	cmd.Dir = s.Dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	exited := make(chan struct{})
+	s.cmd, s.exited = cmd, exited
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
-		close(s.exited)
+		close(exited)
 	}()
 	if err := s.waitReady(); err != nil {
-		// Read the log before Stop removes it: it holds the reason (bad flag, port in use).
+		// Read the log before the caller removes it: it holds the reason (bad flag, port in use).
 		log, _ := os.ReadFile(logPath)
-		s.Stop()
-		return nil, fmt.Errorf("redis-server on port %d: %w\n--- redis.log ---\n%s", port, err, log)
+		s.Kill()
+		return fmt.Errorf("redis-server on port %d: %w\n--- redis.log ---\n%s", s.Port, err, log)
 	}
-	return s, nil
+	return nil
 }
 
 // waitReady polls PING until the server answers PONG, it exits, or readyTimeout

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +170,70 @@ func TestRestart(t *testing.T) {
 	}
 	if _, err := command(back.Addr, "GET", "k"); err != errNil {
 		t.Fatalf("GET k after restart: err = %v, want errNil (a fresh, empty server)", err)
+	}
+}
+
+// TestKillStart: a server killed with SIGKILL comes back on its port, in its
+// directory, with what its AOF had acknowledged.
+func TestKillStart(t *testing.T) {
+	s := StandaloneWith(t, "--appendonly", "yes", "--appendfsync", "always")
+	if got, err := s.Command("SET", "sess:kept", "v"); err != nil || got != "OK" {
+		t.Fatalf("SET = %q, %v; want OK", got, err)
+	}
+	s.Kill()
+	if s.Running() {
+		t.Fatal("Running after Kill")
+	}
+	assertClosed(t, s.Addr)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Command("GET", "sess:kept"); err != nil || got != "v" {
+		t.Fatalf("GET after Kill and Start = %q, %v; want v (from the AOF)", got, err)
+	}
+}
+
+// TestClusterWithReplicas: three masters owning every slot between them,
+// each with one replica in sync.
+func TestClusterWithReplicas(t *testing.T) {
+	c := ClusterWith(t, ClusterOptions{Replicas: 1, NodeTimeout: 2 * time.Second})
+	if len(c.Addrs) != 3 || len(c.Nodes) != 6 {
+		t.Fatalf("got %d addrs and %d nodes, want 3 and 6", len(c.Addrs), len(c.Nodes))
+	}
+	nodes, err := c.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, replicas := 0, map[string]int{}
+	for _, n := range nodes {
+		for _, r := range n.Slots {
+			slots += r[1] - r[0] + 1
+		}
+		if !n.Master {
+			replicas[n.MasterID]++
+		}
+	}
+	if slots != clusterSlots {
+		t.Errorf("masters own %d slots, want %d", slots, clusterSlots)
+	}
+	for _, slot := range []int{0, 8000, 16383} {
+		m, id, err := c.MasterOf(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(c.Addrs, " "), m.Addr) {
+			t.Errorf("slot %d: master %s is not one of the seeds %v", slot, m.Addr, c.Addrs)
+		}
+		if replicas[id] != 1 {
+			t.Errorf("master %s has %d replicas, want 1", m.Addr, replicas[id])
+		}
+		r, err := c.ReplicaOf(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := r.Command("INFO", "replication")
+		if err != nil || !HasInfoLine(info, "master_link_status:up") || !HasInfoLine(info, "master_port:"+strconv.Itoa(m.Port)) {
+			t.Errorf("replica %s of %s: INFO replication %q (%v), want its link to the master up", r.Addr, m.Addr, info, err)
+		}
 	}
 }

@@ -37,6 +37,9 @@ type SentinelOptions struct {
 	Password string
 	// SentinelPassword is the sentinels' own requirepass. default: none
 	SentinelPassword string
+	// DataFlags are extra redis-server flags for the master and the
+	// replica. default: none
+	DataFlags []string
 }
 
 // Sentinel starts a master, a replica and sentinels and registers a t.Cleanup
@@ -66,6 +69,7 @@ func StartSentinel(opts SentinelOptions) (*SentinelInfo, error) {
 	if opts.Password != "" {
 		data = append(data, "--requirepass", opts.Password, "--masterauth", opts.Password)
 	}
+	data = append(data, opts.DataFlags...)
 	master, err := startWithConfig("", opts.Password, data...)
 	if err != nil {
 		return nil, fmt.Errorf("start sentinel's master: %w", err)
