@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -129,6 +130,17 @@ func (s *Store) pingCluster(ctx context.Context) error {
 			continue
 		}
 		owned[r.Nodes[0].Addr] += r.End - r.Start + 1
+		// The proxy's own slot map must agree: a map left stale by a
+		// failover sends the range's commands to a node that no longer
+		// serves it, however healthy the cluster is.
+		node, err := s.cluster.MasterForKey(ctx, keyForSlot(r.Start))
+		if err != nil {
+			return fmt.Errorf("route slot %d: %w", r.Start, err)
+		}
+		if addr := node.Options().Addr; addr != r.Nodes[0].Addr {
+			s.cluster.ReloadState(context.Background())
+			return fmt.Errorf("slots %d-%d: the proxy routes them to %s, the cluster serves them on %s", r.Start, r.End, addr, r.Nodes[0].Addr)
+		}
 	}
 	served := 0
 	for _, n := range owned {
@@ -152,3 +164,20 @@ func (s *Store) pingCluster(ctx context.Context) error {
 	close(errs)
 	return <-errs // nil when closed empty
 }
+
+// slotKeys holds, for each hash slot, a key that hashes to it, so that the
+// readiness check can ask the cluster client where it routes a slot.
+var slotKeys = sync.OnceValue(func() []string {
+	keys := make([]string, numSlots)
+	for i, left := 0, numSlots; left > 0; i++ {
+		k := strconv.Itoa(i)
+		if slot := Slot(k); keys[slot] == "" {
+			keys[slot] = k
+			left--
+		}
+	}
+	return keys
+})
+
+// keyForSlot is a key in slot.
+func keyForSlot(slot int) string { return slotKeys()[slot] }
