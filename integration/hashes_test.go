@@ -174,11 +174,13 @@ func testHashMaxPayload(t *testing.T, up *upstream) {
 	c := p.client(t)
 	const key = "sess:big"
 	wantReply(t, c, 1, "HSET", key, "a", strings.Repeat("x", 40))
-	refused := "ERR hash session big would exceed codec.max_payload_bytes (64 bytes of fields and values): nothing written"
-	wantErr(t, c, refused, "HSET", key, "b", strings.Repeat("y", 30))
-	wantErr(t, c, refused, "HMSET", key, "a", strings.Repeat("z", 70))
+	refused := func(sid string) string {
+		return "ERR hash session " + sid + " would exceed codec.max_payload_bytes (64 bytes of fields and values): nothing written"
+	}
+	wantErr(t, c, refused("big"), "HSET", key, "b", strings.Repeat("y", 30))
+	wantErr(t, c, refused("big"), "HMSET", key, "a", strings.Repeat("z", 70))
 	p.wantHash(t, key, map[string]string{"a": strings.Repeat("x", 40)})
-	wantErr(t, c, refused, "HSET", "sess:new", "a", strings.Repeat("x", 70))
+	wantErr(t, c, refused("new"), "HSET", "sess:new", "a", strings.Repeat("x", 70))
 	wantReply(t, c, 0, "EXISTS", "sess:new")
 	p.wantMissing(t, "sess:new")
 }
