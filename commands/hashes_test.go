@@ -191,3 +191,19 @@ func TestHashIdleSlidesOnReadsAndWrites(t *testing.T) {
 	f.expect("GET sess:h", "-"+msgWrongType)
 	f.expect("MGET sess:h", "[nil]")
 }
+
+func TestStringCommandsOnAHashSession(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("HSET sess:h a 1", ":1")
+	runSteps(t, f, []step{
+		{"GETEX sess:h", "-" + msgWrongType},
+		{"GETEX sess:h EX 60", "-" + msgWrongType},
+		{"SESS.FGET h a", "-" + msgWrongType},
+		{"SESS.FMGET h a", "-" + msgWrongType},
+		{"SET sess:h {}", "-WRONGTYPE*"},
+		{"GETSET sess:h {}", "-WRONGTYPE*"},
+		{"HGETALL sess:h", "[$a $1]"},
+		{"SESS.GET nope", "nil"},
+		{"GET sess:nope", "nil"},
+	})
+}

@@ -20,12 +20,17 @@ func (e *Engine) get(c *Call) {
 		return
 	}
 	res := e.read(c, ref)
-	c.Then(func() {
-		if _, err := res.Result(); errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
-			return
-		}
-		e.replySession(c, ref, res)
-	})
+	c.Then(func() { e.replyStringRead(c, ref, res) })
+}
+
+// replyStringRead answers GET (and GETEX without options): the session, or
+// WRONGTYPE for a hash session, which a read sharing an MGET sees as
+// missing.
+func (e *Engine) replyStringRead(c *Call, ref keyRef, res store.GetResult) {
+	if _, err := res.Result(); errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
+		return
+	}
+	e.replySession(c, ref, res)
 }
 
 // MGET key [key …]
@@ -401,7 +406,7 @@ func (e *Engine) getex(c *Call) {
 		d = x.decision(&c.conf.policy)
 	default:
 		res := e.read(c, ref)
-		c.Then(func() { e.replySession(c, ref, res) })
+		c.Then(func() { e.replyStringRead(c, ref, res) })
 		return
 	}
 	change := store.Expiry{TTL: e.writeTTL(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}

@@ -49,14 +49,16 @@ local k = KEYS[1]
 local old = false
 local exists
 if ARGV[5] == '1' then
-  old = redis.call('GET', k)
+  old = redis.pcall('GET', k)
+  if type(old) == 'table' then return old end -- WRONGTYPE (a hash session), without the script's name
   if old == 'TOMBSTONE' then return {-1} end
   if unchecked(old, ARGV[7]) then return {3, old} end
   exists = old ~= false
 else
   -- One call for the common case: the first ten bytes tell a tombstone
   -- (exactly "TOMBSTONE") from a session without copying the value.
-  local head = redis.call('GETRANGE', k, '0', '9')
+  local head = redis.pcall('GETRANGE', k, '0', '9')
+  if type(head) == 'table' then return head end -- WRONGTYPE, as above
   if head == 'TOMBSTONE' then return {-1} end
   exists = head ~= '' or ((ARGV[3] ~= '' or ARGV[4] ~= '') and redis.call('EXISTS', k) == 1)
 end
