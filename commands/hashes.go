@@ -253,7 +253,8 @@ func hashJSON(v interface{}) []byte {
 // string read found empty holds a hash session: a read that shared an MGET
 // sees a hash as missing, where GET itself answers WRONGTYPE.
 func (e *Engine) wrongTypeIfHash(c *Call, ref keyRef) bool {
-	res := c.Batch.Type(ref.key)
+	// Redis's own TYPE: a tombstone is a string, and only a hash matters.
+	res := c.Batch.Forward(true, "type", ref.key)
 	if err := c.exec(); err != nil {
 		e.fail(c, ref.sid, err)
 		return true
