@@ -15,6 +15,11 @@ import (
 // a missing key; with ttl.idle both slide the TTL. Each command is one
 // script (store/hash.go) on the key's own node.
 
+// maxHashArgs bounds the arguments after the key of one hash command:
+// the scripts pass them to Redis with Lua's unpack, which stops at 8000
+// values.
+const maxHashArgs = 7900
+
 // hashWriteReply answers a hash write that was carried out (v: Redis's
 // reply), or refused by a tombstone under tombstone.on_write = "ignore".
 type hashWriteReply func(c *Call, v interface{}, ignored bool)
@@ -88,6 +93,10 @@ func replyHashInt(c *Call, v interface{}, ignored bool) {
 func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply hashWriteReply) {
 	ref, ok := e.resolve(c, c.Args[1])
 	if !ok {
+		return
+	}
+	if ref.session && len(c.Args)-2 > maxHashArgs {
+		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
 		return
 	}
 	if !ref.session {
@@ -195,6 +204,10 @@ func replyEmpty(c *Call) { c.Out.Array(0) }
 func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 	ref, ok := e.resolve(c, c.Args[1])
 	if !ok {
+		return
+	}
+	if ref.session && len(c.Args)-2 > maxHashArgs {
+		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
 		return
 	}
 	if !ref.session {

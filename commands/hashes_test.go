@@ -126,6 +126,8 @@ func TestHashCommands(t *testing.T) {
 			{"HMSET sess:h a 1 b", "-" + errArity("hmset")},
 			{"HSCAN sess:h x", "-" + msgInvalidCursor},
 			{"HGET sess:h", "-" + errArity("hget")},
+			{"HMGET sess:h" + strings.Repeat(" f", maxHashArgs+1), "-" + errHashArgs("hmget", maxHashArgs)},
+			{"HSET sess:h" + strings.Repeat(" f v", maxHashArgs/2+1), "-" + errHashArgs("hset", maxHashArgs)},
 		}},
 		{"SESS.* commands see hash sessions", nil, []step{
 			{"HSET sess:h1 a 1", ":1"},

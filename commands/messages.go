@@ -127,6 +127,10 @@ func errHashTooLarge(sid string, max int) string {
 	return "ERR hash session " + printable(sid) + " would exceed codec.max_payload_bytes (" + strconv.Itoa(max) + " bytes of fields and values): nothing written"
 }
 
+func errHashArgs(cmd string, max int) string {
+	return "ERR too many arguments for '" + cmd + "' on a session key: at most " + strconv.Itoa(max) + " after the key"
+}
+
 func errUpstream(err error) string {
 	return prefixUpstream + err.Error()
 }
