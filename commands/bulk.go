@@ -66,11 +66,32 @@ func (e *Engine) sessAll(c *Call) {
 			return err
 		}
 		page := make([]entry, 0, len(keys))
+		// A hash session reads as missing in the page's MGET (or as
+		// WRONGTYPE alone): its fields are read in a second step, as a
+		// JSON object.
+		hashes := make(map[int]store.HashResult)
 		for i, g := range gets {
-			stored, err := g.Result()
-			if err == store.ErrNotFound {
-				continue // destroyed since the page was read
+			if _, err := g.Result(); err == store.ErrNotFound || store.IsWrongType(err) {
+				hashes[i] = b.HashRead(keys[i], 0, "HGETALL")
 			}
+		}
+		if len(hashes) > 0 {
+			if err := b.Exec(ctx); err != nil {
+				return err
+			}
+		}
+		for i, g := range gets {
+			if h, ok := hashes[i]; ok {
+				fields, found, err := h.Result()
+				if err != nil {
+					return err
+				}
+				if found { // else destroyed since the page was read
+					page = append(page, entry{keys[i][len(e.opts.Prefix):], hashJSON(fields)})
+				}
+				continue
+			}
+			stored, err := g.Result()
 			if err != nil {
 				return err
 			}

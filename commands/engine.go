@@ -70,6 +70,9 @@ type Options struct {
 	OnWrite string
 	// Codec validates and encodes payloads. default: json
 	Codec codec.Codec
+	// MaxHashBytes bounds a hash session: the lengths of its fields and
+	// values together (codec.max_payload_bytes). default: 0 (no bound)
+	MaxHashBytes int
 	// RequirePass is the password of the default user. default: none
 	RequirePass string
 	// Users are named users with roles. default: none

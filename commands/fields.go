@@ -23,7 +23,7 @@ func (e *Engine) sessFGet(c *Call) {
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
-		if !ok {
+		if !ok || (payload == nil && e.wrongTypeIfHash(c, ref)) {
 			return
 		}
 		if v := gjson.GetBytes(payload, field); v.Exists() {
@@ -47,7 +47,7 @@ func (e *Engine) sessFMGet(c *Call) {
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
-		if !ok {
+		if !ok || (payload == nil && e.wrongTypeIfHash(c, ref)) {
 			return
 		}
 		c.Out.Array(len(fields))

@@ -42,6 +42,8 @@ const (
 	msgExecAbort      = "EXECABORT Transaction discarded because of previous errors."
 	msgExecNoMulti    = "ERR EXEC without MULTI"
 	msgDiscardNoMulti = "ERR DISCARD without MULTI"
+	msgNotFloat       = "ERR value is not a valid float"
+	msgWrongType      = "WRONGTYPE Operation against a key holding the wrong kind of value"
 )
 
 func errArity(name string) string {
@@ -117,6 +119,16 @@ func (d *decodeError) Error() string { return errDecode(d.sid, d.err) }
 
 func errBusy(sid string) string {
 	return "ERR session " + printable(sid) + " is being changed by other writers; try again"
+}
+
+// errHashTooLarge refuses a hash write that would take the hash past
+// codec.max_payload_bytes (its fields and values together).
+func errHashTooLarge(sid string, max int) string {
+	return "ERR hash session " + printable(sid) + " would exceed codec.max_payload_bytes (" + strconv.Itoa(max) + " bytes of fields and values): nothing written"
+}
+
+func errHashArgs(cmd string, max int) string {
+	return "ERR too many arguments for '" + cmd + "' on a session key: at most " + strconv.Itoa(max) + " after the key"
 }
 
 func errUpstream(err error) string {

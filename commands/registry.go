@@ -90,6 +90,23 @@ func (e *Engine) table() []*Command {
 		{Name: "mset", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 2, Handler: e.mset},
 		{Name: "strlen", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.strlen},
 
+		// Hash sessions (hashes.go).
+		{Name: "hset", Arity: -4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hset},
+		{Name: "hsetnx", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hsetnx},
+		{Name: "hmset", Arity: -4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hmset},
+		{Name: "hdel", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hdel},
+		{Name: "hincrby", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hincrby},
+		{Name: "hincrbyfloat", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hincrbyfloat},
+		{Name: "hget", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hget},
+		{Name: "hmget", Arity: -3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hmget},
+		{Name: "hgetall", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hgetall},
+		{Name: "hexists", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hexists},
+		{Name: "hlen", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hlen},
+		{Name: "hkeys", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hkeys},
+		{Name: "hvals", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hvals},
+		{Name: "hstrlen", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hstrlen},
+		{Name: "hscan", Arity: -3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hscan},
+
 		// Keys (keys.go).
 		{Name: "del", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
 		{Name: "unlink", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},

@@ -50,7 +50,24 @@ func (e *Engine) sessGet(c *Call) {
 		return
 	}
 	res := e.read(c, ref)
-	c.Then(func() { e.replySession(c, ref, res) })
+	c.Then(func() {
+		// A hash session reads as missing in a shared MGET, or as
+		// WRONGTYPE: its fields are answered as a JSON object.
+		_, err := res.Result()
+		if !errors.Is(err, store.ErrNotFound) && !store.IsWrongType(err) {
+			e.replySession(c, ref, res)
+			return
+		}
+		payload, found, herr := e.hashSession(c, ref, true)
+		switch {
+		case herr != nil:
+			e.fail(c, ref.sid, herr)
+		case found:
+			c.Out.Bulk(payload)
+		default:
+			c.Out.Null()
+		}
+	})
 }
 
 // SESS.TOUCH sid [payload]
@@ -87,9 +104,11 @@ func (e *Engine) sessTouch(c *Call) {
 		}
 		v, err := stored.Result()
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound), store.IsWrongType(err):
 			// Missing or tombstoned: the expire below answers :0 or
-			// TOMBSTONE, atomically.
+			// TOMBSTONE, atomically. A hash session (WRONGTYPE, or
+			// missing in a shared MGET) has no payload to read a TTL
+			// from: the default applies.
 		case err != nil:
 			e.fail(c, ref.sid, err)
 			return

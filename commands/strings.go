@@ -20,7 +20,17 @@ func (e *Engine) get(c *Call) {
 		return
 	}
 	res := e.read(c, ref)
-	c.Then(func() { e.replySession(c, ref, res) })
+	c.Then(func() { e.replyStringRead(c, ref, res) })
+}
+
+// replyStringRead answers GET (and GETEX without options): the session, or
+// WRONGTYPE for a hash session, which a read sharing an MGET sees as
+// missing.
+func (e *Engine) replyStringRead(c *Call, ref keyRef, res store.GetResult) {
+	if _, err := res.Result(); errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
+		return
+	}
+	e.replySession(c, ref, res)
 }
 
 // MGET key [key …]
@@ -123,6 +133,9 @@ func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool
 					vals[i] = []byte(s)
 				}
 				continue
+			}
+			if _, err := sessions[i].Result(); store.IsWrongType(err) {
+				continue // a hash session: nil, as MGET answers
 			}
 			v, ok := e.readSession(c, r, sessions[i])
 			if !ok {
@@ -393,7 +406,7 @@ func (e *Engine) getex(c *Call) {
 		d = x.decision(&c.conf.policy)
 	default:
 		res := e.read(c, ref)
-		c.Then(func() { e.replySession(c, ref, res) })
+		c.Then(func() { e.replyStringRead(c, ref, res) })
 		return
 	}
 	change := store.Expiry{TTL: e.writeTTL(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}
@@ -519,6 +532,9 @@ func (e *Engine) strlen(c *Call) {
 	res := c.Batch.Get(ref.key)
 	c.Then(func() {
 		if v, ok := e.readSession(c, ref, res); ok {
+			if v == nil && e.wrongTypeIfHash(c, ref) {
+				return
+			}
 			c.Out.Int(int64(len(v))) // 0 when there is no session
 		}
 	})

@@ -54,7 +54,7 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 		{"MONITOR"},
 		{"SHUTDOWN"},
 		{"DEBUG", "SLEEP", "10"},
-		{"HSET", "sess:keep", "f", "v"},
+		{"LPUSH", "sess:keep", "v"},
 		{"FOO", "bar"},
 	}
 	for _, args := range unsupported {

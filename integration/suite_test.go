@@ -90,6 +90,12 @@ func runSuite(t *testing.T, up *upstream) {
 		{"Fields", testFields},
 		{"FieldsConcurrent", testFieldsConcurrent},
 
+		// Hash sessions (hashes_test.go).
+		{"HashSessions", testHashSessions},
+		{"HashMaxPayload", testHashMaxPayload},
+		{"HashOutsidePrefix", testHashOutsidePrefix},
+		{"HashAltSessionStore", testHashAltSessionStore},
+
 		// Owners: "log out everywhere" (owner_test.go).
 		{"OwnerIndex", testOwnerIndex},
 		{"OwnerIndexOff", testOwnerIndexOff},

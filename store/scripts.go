@@ -49,14 +49,16 @@ local k = KEYS[1]
 local old = false
 local exists
 if ARGV[5] == '1' then
-  old = redis.call('GET', k)
+  old = redis.pcall('GET', k)
+  if type(old) == 'table' then return old end -- WRONGTYPE (a hash session), without the script's name
   if old == 'TOMBSTONE' then return {-1} end
   if unchecked(old, ARGV[7]) then return {3, old} end
   exists = old ~= false
 else
   -- One call for the common case: the first ten bytes tell a tombstone
   -- (exactly "TOMBSTONE") from a session without copying the value.
-  local head = redis.call('GETRANGE', k, '0', '9')
+  local head = redis.pcall('GETRANGE', k, '0', '9')
+  if type(head) == 'table' then return head end -- WRONGTYPE, as above
   if head == 'TOMBSTONE' then return {-1} end
   exists = head ~= '' or ((ARGV[3] ~= '' or ARGV[4] ~= '') and redis.call('EXISTS', k) == 1)
 end
@@ -167,10 +169,14 @@ var expireScript = redis.NewScript(luaLifetime + luaGuard + `
 local k = KEYS[1]
 local v = false
 if ARGV[3] == '1' then
-  v = redis.call('GET', k)
+  v = redis.pcall('GET', k)
+  if type(v) == 'table' then return v end -- WRONGTYPE: GETEX of a hash session
   if v == false then return {0} end
 else
-  local n = redis.call('STRLEN', k)
+  -- A hash session has no length and no tombstone inside: pcall keeps its
+  -- WRONGTYPE from failing the script.
+  local n = redis.pcall('STRLEN', k)
+  if type(n) == 'table' then n = -1 end
   if n == 0 and redis.call('EXISTS', k) == 0 then return {0} end
   if n == 9 then v = redis.call('GET', k) end
 end
@@ -192,7 +198,8 @@ if cond ~= '' then
 end
 local absolute = tonumber(ARGV[4])
 if ttl > 0 and absolute > 0 then
-  local created = created_digits(redis.call('GETRANGE', k, '0', '17'))
+  local head = redis.pcall('GETRANGE', k, '0', '17')
+  local created = type(head) == 'string' and created_digits(head)
   if created then
     local left = tonumber(created) + absolute - now_ms()
     if left < ttl then ttl, px = left, left end
@@ -216,7 +223,8 @@ return {status}
 // Returns the value, or nil when missing, tombstoned or just expired.
 var readScript = redis.NewScript(luaLifetime + `
 local k = KEYS[1]
-local v = redis.call('GET', k)
+local v = redis.pcall('GET', k)
+if type(v) == 'table' then return v end -- WRONGTYPE (a hash session), without the script's name
 if v == false or v == 'TOMBSTONE' then return false end
 local ttl = tonumber(ARGV[1])
 local px = ARGV[1] -- ttl as given, until the absolute lifetime caps it
@@ -269,4 +277,4 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return 1
 `)
 
-var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript}
+var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript, hashWriteScript, hashReadScript}

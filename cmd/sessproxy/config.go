@@ -430,15 +430,18 @@ func (c *Config) commandOptions() (commands.Options, error) {
 			Idle:       time.Duration(c.TTL.Idle),
 			Absolute:   time.Duration(c.TTL.Absolute),
 		},
-		Tombstones:  c.Tombstone.Enabled,
-		Grace:       time.Duration(c.Tombstone.Grace),
-		OnWrite:     c.Tombstone.OnWrite,
-		Codec:       cd,
-		RequirePass: c.Server.RequirePass,
-		Users:       users,
-		HashIDs:     c.Server.HashIDs,
-		DB:          c.Upstream.DB,
-		Version:     version,
+		Tombstones: c.Tombstone.Enabled,
+		Grace:      time.Duration(c.Tombstone.Grace),
+		OnWrite:    c.Tombstone.OnWrite,
+		Codec:      cd,
+		// A hash session's fields are stored as the application sent
+		// them; the same bound applies to their total.
+		MaxHashBytes: c.Codec.MaxPayloadBytes,
+		RequirePass:  c.Server.RequirePass,
+		Users:        users,
+		HashIDs:      c.Server.HashIDs,
+		DB:           c.Upstream.DB,
+		Version:      version,
 	}, nil
 }
 
