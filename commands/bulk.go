@@ -26,19 +26,20 @@ func (e *Engine) sessIDs(c *Call) {
 		e.fail(c, "", err)
 		return
 	}
+	keys = e.sessionKeys(keys)
 	c.Out.Array(len(keys))
 	for _, k := range keys {
 		c.Out.BulkString(k[len(e.opts.Prefix):])
 	}
 }
 
-// SESS.LENGTH, and DBSIZE: the live sessions (tombstones and keys outside
-// the prefix excluded), counted by scanning every master.
+// SESS.LENGTH, and DBSIZE: the live sessions (tombstones, locks and keys
+// outside the prefix excluded), counted by scanning every master.
 func (e *Engine) sessLength(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix)
+	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix, e.isLockKey)
 	if err != nil {
 		e.fail(c, "", err)
 		return
@@ -58,6 +59,9 @@ func (e *Engine) sessAll(c *Call) {
 	var mu sync.Mutex
 	var all []entry
 	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
+		if keys = e.sessionKeys(keys); len(keys) == 0 {
+			return nil
+		}
 		gets := make([]store.GetResult, len(keys))
 		for i, k := range keys {
 			gets[i] = b.Get(k)
@@ -118,7 +122,9 @@ func (e *Engine) sessAll(c *Call) {
 	}
 }
 
-// SESS.CLEAR: destroys every session (tombstones), admin only.
+// SESS.CLEAR: destroys every session (tombstones), admin only. Locks are
+// deleted too (they belong to the namespace, and their sessions are gone)
+// but, not being sessions, not counted.
 func (e *Engine) sessClear(c *Call) {
 	if !e.flushBefore(c) {
 		return
@@ -126,12 +132,22 @@ func (e *Engine) sessClear(c *Call) {
 	var mu sync.Mutex
 	var n int64
 	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
-		results := make([]store.DestroyResult, len(keys))
-		for i, k := range keys {
-			results[i] = b.Destroy(k, e.grace())
+		results := make([]store.DestroyResult, 0, len(keys))
+		var locks []store.ForwardResult
+		for _, k := range keys {
+			if e.isLockKey(k) {
+				locks = append(locks, b.Forward(false, "del", k))
+			} else {
+				results = append(results, b.Destroy(k, e.grace()))
+			}
 		}
 		if err := b.Exec(ctx); err != nil {
 			return err
+		}
+		for _, r := range locks {
+			if _, err := r.Result(); err != nil {
+				return err
+			}
 		}
 		var destroyed int64
 		for _, r := range results {
@@ -217,6 +233,9 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 		return
 	}
 	page = filterKeys(page, filter)
+	if !keys {
+		page = e.sessionKeys(page) // SCAN is a listing of keys, locks included
+	}
 	c.Out.Array(2)
 	c.Out.BulkString(strconv.FormatUint(next, 10))
 	c.Out.Array(len(page))

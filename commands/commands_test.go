@@ -31,9 +31,10 @@ type fixture struct {
 
 func defaultOptions() Options {
 	return Options{
-		Prefix: "sess:",
+		Prefix:       "sess:",
+		LockSuffixes: []string{"_LOCK"},
 		Policy: ttl.Policy{Default: 24 * time.Hour, Min: time.Second, Max: 30 * 24 * time.Hour,
-			FromCookie: true, Touch: true, Persist: ttl.PersistDeny},
+			FromCookie: true, Touch: true, Persist: ttl.PersistDeny, LockMax: 5 * time.Minute},
 		Tombstones: true, Grace: 5 * time.Minute, OnWrite: OnWriteError,
 		Codec: mustCodec(codec.Options{MaxPayloadBytes: 1 << 20}),
 	}

@@ -58,6 +58,13 @@ type Options struct {
 	// OutsidePrefix is "deny" or "passthrough" for keys outside Prefix.
 	// default: deny
 	OutsidePrefix string
+	// LockSuffixes make a key under Prefix that ends in one of them a lock
+	// (phpredis's session locking writes <prefix><sid>_LOCK), not a
+	// session: any value, a TTL within Policy.LockMax, no tombstone, never
+	// listed or counted as a session (docs/commands.md, "Locks"). Empty:
+	// no locks, every such key is a session. default: ["_LOCK"]
+	// (session.lock_suffixes)
+	LockSuffixes []string
 	// Policy is the TTL policy. It, RequirePass and Users are what Reload
 	// can change in a running engine.
 	Policy ttl.Policy

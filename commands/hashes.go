@@ -95,12 +95,16 @@ func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply ha
 	if !ok {
 		return
 	}
+	if ref.lock {
+		c.Out.Error(msgLockHash)
+		return
+	}
 	if ref.session && len(c.Args)-2 > maxHashArgs {
 		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwarded)
+		e.forward(c, ref, forwarded)
 		return
 	}
 	p := &c.conf.policy
@@ -147,8 +151,12 @@ func (e *Engine) hgetall(c *Call) {
 	if !ok {
 		return
 	}
+	if ref.lock {
+		c.Out.Error(msgLockHash)
+		return
+	}
 	if !ref.session {
-		e.forward(c, forwardRead)
+		e.forward(c, ref, forwardRead)
 		return
 	}
 	res := c.Batch.HashRead(ref.key, c.conf.policy.Idle, "HGETALL")
@@ -206,12 +214,16 @@ func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 	if !ok {
 		return
 	}
+	if ref.lock {
+		c.Out.Error(msgLockHash)
+		return
+	}
 	if ref.session && len(c.Args)-2 > maxHashArgs {
 		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwardRead)
+		e.forward(c, ref, forwardRead)
 		return
 	}
 	res := c.Batch.HashRead(ref.key, c.conf.policy.Idle, cmd, c.Args[2:]...)

@@ -87,8 +87,12 @@ func (e *Engine) expire(c *Call) {
 	case xx:
 		cond = store.XX
 	}
+	if ref.lock {
+		e.lockExpire(c, ref, d, name == "expireat" || name == "pexpireat")
+		return
+	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	var decision ttl.Decision
@@ -108,8 +112,12 @@ func (e *Engine) persist(c *Call) {
 	if !ok {
 		return
 	}
+	if ref.lock {
+		e.lockPersist(c, ref)
+		return
+	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	if c.conf.policy.Persist != ttl.PersistClamp {
@@ -132,7 +140,7 @@ func (e *Engine) ttl(c *Call, unit time.Duration) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwardRead)
+		e.forward(c, ref, forwardRead)
 		return
 	}
 	inSeconds := unit == time.Second
@@ -157,7 +165,7 @@ func (e *Engine) typeOf(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwardRead|forwardStatus)
+		e.forward(c, ref, forwardRead|forwardStatus)
 		return
 	}
 	res := c.Batch.Type(ref.key)

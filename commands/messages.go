@@ -28,6 +28,8 @@ const (
 	msgInternal       = "ERR internal error"
 	msgReplyLimit     = "ERR reply larger than server.max_client_reply_bytes: closing the connection"
 	msgPersistDenied  = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
+	msgLockPersist    = "ERR PERSIST is not allowed on lock keys (ttl.persist = \"deny\"): a lock always expires within ttl.lock_max"
+	msgLockHash       = "ERR hash commands are not served on lock keys: a lock is a string (see docs/commands.md, Locks)"
 	msgNoProto        = "NOPROTO unsupported protocol version"
 	msgProtoNotInt    = "ERR Protocol version is not an integer or out of range"
 	msgClientName     = "ERR Client names cannot contain spaces, newlines or special characters."
@@ -45,6 +47,11 @@ const (
 	msgNotFloat       = "ERR value is not a valid float"
 	msgWrongType      = "WRONGTYPE Operation against a key holding the wrong kind of value"
 )
+
+// errLockID answers a SESS.* command given a lock's id.
+func errLockID(suffix string) string {
+	return errSessionID("ends in the lock suffix \"" + printable(suffix) + "\" (session.lock_suffixes): a lock takes plain commands (SET, GET, DEL…), not SESS.*")
+}
 
 func errArity(name string) string {
 	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"

@@ -5,14 +5,17 @@ import (
 	"encoding/hex"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// keyRef is a key argument resolved against the session namespace.
+// keyRef is a key argument resolved against the session namespace: a
+// session, a lock, or a passthrough key (neither).
 type keyRef struct {
 	key     string // the full upstream key
-	sid     string // session id; empty for a passthrough key
+	sid     string // session id (a lock's: before its suffix); empty for a passthrough key
 	session bool
+	lock    bool // a lock key (Options.LockSuffixes): plain Redis with a bounded TTL
 }
 
 // resolve maps a key argument to a session or, with outside_prefix =
@@ -21,6 +24,9 @@ type keyRef struct {
 func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
 	p := e.opts.Prefix
 	if len(arg) >= len(p) && string(arg[:len(p)]) == p {
+		if suffix := e.lockSuffix(arg[len(p):]); suffix != "" {
+			return e.lockRef(c, string(arg), suffix)
+		}
 		return e.sessionRef(c, string(arg))
 	}
 	if e.opts.OutsidePrefix == OutsidePassthrough {
@@ -44,9 +50,67 @@ func (e *Engine) resolveAll(c *Call, args [][]byte, step int) ([]keyRef, bool) {
 	return refs, true
 }
 
-// sessionKey maps a SESS.* id argument to its upstream key.
+// sessionKey maps a SESS.* id argument to its upstream key. An id ending
+// in a lock suffix names a lock, which SESS.* do not serve.
 func (e *Engine) sessionKey(c *Call, arg []byte) (keyRef, bool) {
+	if suffix := e.lockSuffix(arg); suffix != "" {
+		c.Out.Error(errLockID(suffix))
+		return keyRef{}, false
+	}
 	return e.sessionRef(c, e.opts.Prefix+string(arg))
+}
+
+// lockSuffix is the first of Options.LockSuffixes that id (a key without
+// the prefix) ends in, or "".
+func (e *Engine) lockSuffix(id []byte) string {
+	for _, s := range e.opts.LockSuffixes {
+		if len(id) >= len(s) && string(id[len(id)-len(s):]) == s {
+			return s
+		}
+	}
+	return ""
+}
+
+// isLockKey reports whether an upstream key under the prefix is a lock,
+// for the listings that skip locks. With hash_ids a lock is stored as the
+// hashed id plus its suffix, so the suffix still tells.
+func (e *Engine) isLockKey(key string) bool {
+	for _, s := range e.opts.LockSuffixes {
+		if len(key) >= len(e.opts.Prefix)+len(s) && strings.HasSuffix(key, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionKeys drops the lock keys from a page of keys under the prefix, in
+// place.
+func (e *Engine) sessionKeys(keys []string) []string {
+	if len(e.opts.LockSuffixes) == 0 {
+		return keys
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if !e.isLockKey(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// lockRef checks a lock key, <prefix><sid><suffix>: the part before the
+// suffix is a session id under SPEC §2. With hash_ids the id is hashed as
+// a session's is, and the suffix kept.
+func (e *Engine) lockRef(c *Call, key, suffix string) (keyRef, bool) {
+	sid := key[len(e.opts.Prefix) : len(key)-len(suffix)]
+	if reason := checkSessionID(sid); reason != "" {
+		c.Out.Error(errSessionID(reason))
+		return keyRef{}, false
+	}
+	if e.opts.HashIDs {
+		key = e.storageKey(sid) + suffix
+	}
+	return keyRef{key: key, sid: sid, lock: true}, true
 }
 
 // sessionRef checks the id in key, <prefix><sid>, and maps it to its

@@ -3,6 +3,7 @@ package commands
 import (
 	"crypto/sha256"
 	"slices"
+	"time"
 
 	"github.com/sessproxy/sessproxy/commands/ttl"
 )
@@ -28,6 +29,9 @@ type credential struct {
 func newReloadable(opts Options) *reloadable {
 	p := opts.Policy
 	p.Rules = slices.Clone(p.Rules)
+	if p.LockMax <= 0 {
+		p.LockMax = DefaultLockMax
+	}
 	r := &reloadable{policy: p, requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
 	if r.requirePass != "" {
 		r.credentials = append(r.credentials, newCredential("default", r.requirePass, RoleAdmin))
@@ -37,6 +41,9 @@ func newReloadable(opts Options) *reloadable {
 	}
 	return r
 }
+
+// DefaultLockMax is ttl.lock_max when the policy gives none.
+const DefaultLockMax = 5 * time.Minute
 
 func newCredential(name, pass string, role Role) credential {
 	return credential{name: sha256.Sum256([]byte(name)), pass: sha256.Sum256([]byte(pass)), role: role}

@@ -16,7 +16,7 @@ func (e *Engine) get(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwardRead)
+		e.forward(c, ref, forwardRead)
 		return
 	}
 	res := e.read(c, ref)
@@ -232,11 +232,15 @@ func (e *Engine) set(c *Call) {
 		c.Out.Error(msg)
 		return
 	}
+	if ref.lock {
+		e.lockSet(c, ref, opts)
+		return
+	}
 	if !ref.session {
 		if opts.get {
-			e.forward(c, 0)
+			e.forward(c, ref, 0)
 		} else {
-			e.forward(c, forwardStatus)
+			e.forward(c, ref, forwardStatus)
 		}
 		return
 	}
@@ -295,8 +299,12 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 		c.Out.Error(errInvalidExpire(string(c.Args[0])))
 		return
 	}
+	if ref.lock {
+		e.forwardArgs(c, forwardStatus, "set", ref.key, c.Args[3], "px", e.lockPX(&c.conf.policy, expiry{set: true, ttl: d}))
+		return
+	}
 	if !ref.session {
-		e.forward(c, forwardStatus)
+		e.forward(c, ref, forwardStatus)
 		return
 	}
 	value, ok := e.encode(c, c.Args[3])
@@ -319,8 +327,12 @@ func (e *Engine) setnx(c *Call) {
 	if !ok {
 		return
 	}
+	if ref.lock {
+		e.lockSetNX(c, ref)
+		return
+	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	value, ok := e.encode(c, c.Args[2])
@@ -349,8 +361,13 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
+	if ref.lock {
+		// GETSET drops the TTL in Redis; a lock gets lock_max instead.
+		e.forwardArgs(c, 0, "set", ref.key, c.Args[2], "get", "px", e.lockPX(&c.conf.policy, expiry{}))
+		return
+	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	value, ok := e.encode(c, c.Args[2])
@@ -391,8 +408,12 @@ func (e *Engine) getex(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
+	if ref.lock {
+		e.lockGetEx(c, ref, x, persist)
+		return
+	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	var d ttl.Decision
@@ -427,7 +448,7 @@ func (e *Engine) getdel(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, 0)
+		e.forward(c, ref, 0)
 		return
 	}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
@@ -497,7 +518,7 @@ func (e *Engine) queueMSet(c *Call, refs []keyRef, payloads, values [][]byte) fu
 			d := e.decide(&c.conf.policy, payloads[2*i], 0)
 			writes[i] = e.write(c, r, payloads[2*i], store.Write{Value: values[i], TTL: e.writeTTL(d)})
 		} else {
-			plain[i] = c.Batch.Forward(false, "set", r.key, values[i])
+			plain[i] = e.queuePlainSet(c, r, values[i])
 		}
 	}
 	return func() bool {
@@ -526,7 +547,7 @@ func (e *Engine) strlen(c *Call) {
 		return
 	}
 	if !ref.session {
-		e.forward(c, forwardRead)
+		e.forward(c, ref, forwardRead)
 		return
 	}
 	res := c.Batch.Get(ref.key)
@@ -619,13 +640,20 @@ const (
 	forwardStatus
 )
 
-// forward sends the command unchanged (a key outside the prefix, with
-// outside_prefix = passthrough) and relays the reply.
-func (e *Engine) forward(c *Call, flags forwardFlags) {
+// forward sends the command unchanged but for its key, ref's upstream key
+// (a key outside the prefix, with outside_prefix = passthrough; a lock, for
+// the commands a lock takes as they are), and relays the reply.
+func (e *Engine) forward(c *Call, ref keyRef, flags forwardFlags) {
 	args := make([]interface{}, len(c.Args))
 	for i, a := range c.Args {
 		args[i] = a
 	}
+	args[1] = ref.key // the key as sent, but for a lock under hash_ids
+	e.forwardArgs(c, flags, args...)
+}
+
+// forwardArgs sends the command args and relays the reply.
+func (e *Engine) forwardArgs(c *Call, flags forwardFlags, args ...interface{}) {
 	res := c.Batch.Forward(flags&forwardRead != 0, args...)
 	c.Then(func() {
 		v, err := res.Result()

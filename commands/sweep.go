@@ -28,7 +28,8 @@ type SweepOptions struct {
 
 // Sweep walks the prefix on every master and gives each key without a TTL,
 // or with one above ttl.max, the policy TTL (from its own payload when it
-// can be decoded, ttl.default otherwise). It is how a legacy deployment
+// can be decoded, ttl.default otherwise); a lock key without a TTL or with
+// one above ttl.lock_max gets ttl.lock_max. It is how a legacy deployment
 // gets its existing keys under policy; keys outside the prefix are never
 // touched.
 func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, error) {
@@ -36,7 +37,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 	var progress sync.Mutex
 	// One policy for the whole walk, even if a reload swaps it meanwhile.
 	policy := &e.conf.Load().policy
-	maxTTL := policy.Max
+	maxTTL, lockMax := policy.Max, policy.LockMax
 	err := e.store.ForEachPage(ctx, store.PrefixPattern(e.opts.Prefix), opts.Count, func(ctx context.Context, b *store.Batch, keys []string) error {
 		ttls := make([]store.IntResult, len(keys))
 		for i, k := range keys {
@@ -46,10 +47,23 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 			return err
 		}
 		var unbounded []string
+		var applied []store.IntResult
+		var toFix int64
 		for i, r := range ttls {
 			ms, err := r.Result()
 			if err != nil {
 				return err
+			}
+			if e.isLockKey(keys[i]) {
+				// A lock (written before locks were told apart, say)
+				// gets ttl.lock_max; its value is not ours to judge.
+				if ms == -1 || ms > lockMax.Milliseconds() {
+					toFix++
+					if !opts.DryRun {
+						applied = append(applied, b.BoundTTL(keys[i], lockMax, lockMax))
+					}
+				}
+				continue
 			}
 			if ms == -1 || ms > maxTTL.Milliseconds() {
 				unbounded = append(unbounded, keys[i])
@@ -62,8 +76,6 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 		if err := b.Exec(ctx); err != nil {
 			return err
 		}
-		var applied []store.IntResult
-		var toFix int64
 		for i, k := range unbounded {
 			stored, err := values[i].Result()
 			if err == nil && stored == nil {

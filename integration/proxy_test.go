@@ -73,10 +73,11 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	}
 	t.Cleanup(func() { st.Close() }) // registered first, so it runs after the shutdown below
 	copts := commands.Options{
-		Prefix: "sess:",
+		Prefix:       "sess:",
+		LockSuffixes: []string{"_LOCK"},
 		Policy: ttl.Policy{
 			Default: defaultTTL, Min: time.Second, Max: maxTTL,
-			FromCookie: true, Touch: true, Persist: ttl.PersistDeny,
+			FromCookie: true, Touch: true, Persist: ttl.PersistDeny, LockMax: lockMax,
 		},
 		Tombstones: true,
 		Grace:      grace,

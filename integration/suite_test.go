@@ -96,6 +96,9 @@ func runSuite(t *testing.T, up *upstream) {
 		{"HashOutsidePrefix", testHashOutsidePrefix},
 		{"HashAltSessionStore", testHashAltSessionStore},
 
+		// Locks: phpredis's <sid>_LOCK (locks_test.go).
+		{"Locks", testLocks},
+
 		// Owners: "log out everywhere" (owner_test.go).
 		{"OwnerIndex", testOwnerIndex},
 		{"OwnerIndexOff", testOwnerIndexOff},

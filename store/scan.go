@@ -138,11 +138,18 @@ func (b *Batch) live(ctx context.Context, keys []string) ([]string, error) {
 	return live, nil
 }
 
-// CountLive counts the live sessions under prefix, tombstones excluded.
-func (s *Store) CountLive(ctx context.Context, prefix string) (int64, error) {
+// CountLive counts the live keys under prefix, tombstones excluded, and
+// those skip says are not sessions (locks).
+func (s *Store) CountLive(ctx context.Context, prefix string, skip func(key string) bool) (int64, error) {
 	var n atomic.Int64
 	err := s.ForEachLive(ctx, PrefixPattern(prefix), func(_ context.Context, _ *Batch, keys []string) error {
-		n.Add(int64(len(keys)))
+		var skipped int
+		for _, k := range keys {
+			if skip(k) {
+				skipped++
+			}
+		}
+		n.Add(int64(len(keys) - skipped))
 		return nil
 	})
 	return n.Load(), err

@@ -277,4 +277,4 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return 1
 `)
 
-var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript, hashWriteScript, hashReadScript}
+var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript, hashWriteScript, hashReadScript, lockKeepTTLScript}

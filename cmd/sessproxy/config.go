@@ -74,9 +74,10 @@ type UpstreamTLSConfig struct {
 }
 
 type SessionConfig struct {
-	Prefix        string `toml:"prefix"`
-	OwnerField    string `toml:"owner_field"`
-	OutsidePrefix string `toml:"outside_prefix"`
+	Prefix        string   `toml:"prefix"`
+	OwnerField    string   `toml:"owner_field"`
+	OutsidePrefix string   `toml:"outside_prefix"`
+	LockSuffixes  []string `toml:"lock_suffixes"`
 }
 
 type TTLConfig struct {
@@ -88,6 +89,7 @@ type TTLConfig struct {
 	Persist    string       `toml:"persist"`
 	Idle       Duration     `toml:"idle"`
 	Absolute   Duration     `toml:"absolute"`
+	LockMax    Duration     `toml:"lock_max"`
 	Rules      []RuleConfig `toml:"rules"`
 }
 
@@ -145,7 +147,7 @@ func defaultConfig() Config {
 			ReadTimeout:  Duration(3 * time.Second),
 			WriteTimeout: Duration(3 * time.Second),
 		},
-		Session: SessionConfig{Prefix: "sess:", OutsidePrefix: commands.OutsideDeny},
+		Session: SessionConfig{Prefix: "sess:", OutsidePrefix: commands.OutsideDeny, LockSuffixes: []string{"_LOCK"}},
 		TTL: TTLConfig{
 			Default:    Duration(24 * time.Hour),
 			Min:        Duration(time.Second),
@@ -153,6 +155,7 @@ func defaultConfig() Config {
 			FromCookie: true,
 			Touch:      true,
 			Persist:    ttl.PersistDeny,
+			LockMax:    Duration(commands.DefaultLockMax),
 			Rules:      []RuleConfig{},
 		},
 		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
@@ -258,6 +261,11 @@ func (c *Config) validate() error {
 	if c.Session.OutsidePrefix != commands.OutsideDeny && c.Session.OutsidePrefix != commands.OutsidePassthrough {
 		bad("session.outside_prefix", `must be "deny" or "passthrough"`)
 	}
+	for i, s := range c.Session.LockSuffixes {
+		if s == "" {
+			bad(fmt.Sprintf("session.lock_suffixes[%d]", i), "must not be empty (lock_suffixes = [] turns locks off)")
+		}
+	}
 	if c.TTL.Min <= 0 {
 		bad("ttl.min", "must be > 0")
 	}
@@ -272,6 +280,9 @@ func (c *Config) validate() error {
 	}
 	if c.TTL.Absolute < 0 || (c.TTL.Absolute > 0 && c.TTL.Absolute < c.TTL.Min) {
 		bad("ttl.absolute", "must be 0 (off) or >= ttl.min")
+	}
+	if c.TTL.LockMax < Duration(time.Millisecond) {
+		bad("ttl.lock_max", "must be >= 1ms")
 	}
 	if c.TTL.Persist != ttl.PersistDeny && c.TTL.Persist != ttl.PersistClamp {
 		bad("ttl.persist", `must be "deny" or "clamp"`)
@@ -419,6 +430,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		Prefix:        c.Session.Prefix,
 		OwnerField:    c.Session.OwnerField,
 		OutsidePrefix: c.Session.OutsidePrefix,
+		LockSuffixes:  c.Session.LockSuffixes,
 		Policy: ttl.Policy{
 			Default:    time.Duration(c.TTL.Default),
 			Min:        time.Duration(c.TTL.Min),
@@ -429,6 +441,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 			Persist:    c.TTL.Persist,
 			Idle:       time.Duration(c.TTL.Idle),
 			Absolute:   time.Duration(c.TTL.Absolute),
+			LockMax:    time.Duration(c.TTL.LockMax),
 		},
 		Tombstones: c.Tombstone.Enabled,
 		Grace:      time.Duration(c.Tombstone.Grace),

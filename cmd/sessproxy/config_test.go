@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
 )
 
 func TestExampleConfigIsTheDefaults(t *testing.T) {
@@ -56,6 +58,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad outside", "[session]\noutside_prefix = \"allow\"\n", "invalid session.outside_prefix"},
 		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
 		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
+		{"lock_max zero", "[ttl]\nlock_max = \"0s\"\n", "invalid ttl.lock_max: must be >= 1ms"},
+		{"empty lock suffix", "[session]\nlock_suffixes = [\"_LOCK\", \"\"]\n", "invalid session.lock_suffixes[1]: must not be empty"},
 		{"bad codec", "[codec]\nformat = \"xml\"\n", "invalid codec.format"},
 		{"bad compress", "[codec]\ncompress = \"lz4\"\n", "invalid codec.compress"},
 		{"short key", "[codec]\nencrypt_keys = [\"k1:MDEy\"]\n", "invalid codec.encrypt_keys[0]"},
@@ -74,6 +78,20 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLockSuffixesEmptyTurnsLocksOff(t *testing.T) {
+	cfg, err := configFromFlags("test", []string{"-config", writeConfig(t, "[session]\nlock_suffixes = []\n")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := cfg.commandOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.LockSuffixes) != 0 || opts.Policy.LockMax != commands.DefaultLockMax {
+		t.Fatalf("lock_suffixes = [] gives suffixes %q, lock_max %v", opts.LockSuffixes, opts.Policy.LockMax)
 	}
 }
 

@@ -43,7 +43,7 @@ func (r *reloader) reload() {
 	}
 	r.log.Info("configuration reloaded",
 		zap.Duration("ttl_default", opts.Policy.Default), zap.Duration("ttl_min", opts.Policy.Min),
-		zap.Duration("ttl_max", opts.Policy.Max), zap.Int("users", len(opts.Users)),
+		zap.Duration("ttl_max", opts.Policy.Max), zap.Duration("ttl_lock_max", opts.Policy.LockMax), zap.Int("users", len(opts.Users)),
 		zap.Bool("requirepass", opts.RequirePass != ""), zap.String("log_level", level.String()))
 	r.level.SetLevel(level)
 }

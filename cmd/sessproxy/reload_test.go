@@ -162,12 +162,14 @@ func TestReloadWarnsAboutKeysThatNeedARestart(t *testing.T) {
 listen = "127.0.0.1:7777"
 [session]
 prefix = "other:"
+lock_suffixes = [".lock"]
 [codec]
 format = "msgpack"
 [ttl]
 default = "30m"
 max = "2h"
 absolute = "1h"
+lock_max = "1m"
 [log]
 level = "info"
 format = "json"
@@ -176,14 +178,15 @@ format = "json"
 	if len(warn) != 1 {
 		t.Fatalf("logs %v, want one restart warning", f.logs.All())
 	}
-	want := []string{"server.listen", "session.prefix", "ttl.absolute", "codec.format", "log.format"}
+	want := []string{"server.listen", "session.prefix", "session.lock_suffixes", "ttl.absolute", "codec.format", "log.format"}
 	if got := warn[0].ContextMap()["keys"]; !reflect.DeepEqual(got, toInterfaces(want)) {
 		t.Fatalf("restart-only keys = %v, want %v", got, want)
 	}
 	// The rest is applied; the restart-only keys keep their values.
 	f.wantInfo("ttl_default_seconds:1800")
 	f.wantInfo("session_prefix:sess:")
-	if c := f.r.current; c.Server.Listen != "127.0.0.1:6380" || c.TTL.Absolute != 0 || c.Codec.Format != "json" || c.TTL.Default != Duration(30*60e9) {
+	if c := f.r.current; c.Server.Listen != "127.0.0.1:6380" || c.TTL.Absolute != 0 || c.Codec.Format != "json" || c.TTL.Default != Duration(30*60e9) ||
+		c.TTL.LockMax != Duration(time.Minute) || !reflect.DeepEqual(c.Session.LockSuffixes, []string{"_LOCK"}) {
 		t.Fatalf("running config after reload: %+v", c)
 	}
 }

@@ -44,6 +44,10 @@ type Policy struct {
 	// often it is touched or rewritten. The store enforces it, since only
 	// the stored value knows its creation time. 0: off. default: 0
 	Absolute time.Duration
+	// LockMax bounds the TTL of a lock key (session.lock_suffixes): a lock
+	// written without one gets LockMax, a longer one is lowered to it.
+	// default: 5m
+	LockMax time.Duration
 	// Now is the clock; default: time.Now
 	Now func() time.Time
 }
@@ -129,6 +133,21 @@ func (p *Policy) clamp(d time.Duration) Decision {
 		return Decision{TTL: p.Min, Clamped: BoundMin}
 	case d > p.Max:
 		return Decision{TTL: p.Max, Clamped: BoundMax}
+	}
+	return Decision{TTL: d}
+}
+
+// Lock is the TTL of a lock key (session.lock_suffixes) asked to live d,
+// 0 when the client gave none: d when it is within LockMax, else LockMax.
+// There is no floor but Redis's own (1 ms): the holder chose how long the
+// others wait, and raising it would make them wait longer. Min, Idle and
+// Absolute are session rules; none concerns a lock.
+func (p *Policy) Lock(d time.Duration) Decision {
+	switch {
+	case d == 0:
+		return Decision{TTL: p.LockMax}
+	case d > p.LockMax:
+		return Decision{TTL: p.LockMax, Clamped: BoundMax}
 	}
 	return Decision{TTL: d}
 }
