@@ -181,6 +181,9 @@ func (e *Engine) Rejected() {
 	e.metrics.ConnectionRefused()
 }
 
+// Closed counts a client the proxy closed for reason.
+func (e *Engine) Closed(reason CloseReason) { e.metrics.ClientClosed(reason) }
+
 // resetAuth puts a client in its state before AUTH: authenticated as the
 // default user when no password is configured.
 func (e *Engine) resetAuth(c *Client, conf *reloadable) {

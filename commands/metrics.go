@@ -26,6 +26,8 @@ type Metrics interface {
 	ClientConnected()
 	ClientDisconnected()
 	ConnectionRefused()
+	// ClientClosed counts a client the proxy closed itself, and why.
+	ClientClosed(reason CloseReason)
 }
 
 // CommandMetrics records the commands of one name.
@@ -69,6 +71,36 @@ func (r Result) String() string {
 		return "upstream_error"
 	}
 	return "error"
+}
+
+// CloseReason is why the proxy closed a client connection.
+type CloseReason uint8
+
+// Close reasons.
+const (
+	CloseRequestTooLarge CloseReason = iota // a request over server.max_request_bytes
+	CloseProtocolError                      // a malformed request
+	CloseRequestTimeout                     // a request not completed within server.request_timeout
+	CloseReplyLimit                         // unsent replies over server.max_client_reply_bytes
+	CloseWriteTimeout                       // replies not taken within server.request_timeout
+	CloseIdleTimeout                        // idle between requests for server.idle_timeout
+	NumCloseReasons                         // how many reasons there are, for arrays indexed by reason
+)
+
+func (r CloseReason) String() string {
+	switch r {
+	case CloseRequestTooLarge:
+		return "request_too_large"
+	case CloseProtocolError:
+		return "protocol_error"
+	case CloseRequestTimeout:
+		return "request_timeout"
+	case CloseReplyLimit:
+		return "reply_limit"
+	case CloseIdleTimeout:
+		return "idle_timeout"
+	}
+	return "write_timeout"
 }
 
 // replyResult classifies a command's reply by its error code.
@@ -126,3 +158,4 @@ func (nopMetrics) TTLClamped(ttl.Bound)          {}
 func (nopMetrics) ClientConnected()              {}
 func (nopMetrics) ClientDisconnected()           {}
 func (nopMetrics) ConnectionRefused()            {}
+func (nopMetrics) ClientClosed(CloseReason)      {}

@@ -179,6 +179,20 @@ func TestMetricsRefusedConnections(t *testing.T) {
 	wantMetric(t, p.metricsURL, `sessproxy_connected_clients`, 1)
 }
 
+// A client the proxy closes is counted by reason; the others stay at 0.
+func TestMetricsClosedClients(t *testing.T) {
+	p := startProxy(t, standaloneUp, func(_ *commands.Options, o *proxy.Options) { o.MaxRequestBytes = 4096 })
+	rc := p.raw(t)
+	if _, err := io.WriteString(rc.nc, "*2\r\n$3\r\nGET\r\n$999999999\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := rc.read(); err != nil || !strings.Contains(fmt.Sprint(reply), "max_request_bytes") {
+		t.Fatalf("an oversized request got %v, %v; want the max_request_bytes error", reply, err)
+	}
+	wantMetric(t, p.metricsURL, `sessproxy_clients_closed_total{reason="request_too_large"}`, 1)
+	wantMetric(t, p.metricsURL, `sessproxy_clients_closed_total{reason="reply_limit"}`, 0)
+}
+
 // TestReadyzFollowsTheUpstream stops the upstream under a proxy and brings
 // it back: /readyz goes 503 and 200 again, /healthz stays 200, and a
 // command sent meanwhile counts as an upstream error.

@@ -54,6 +54,8 @@ func runSuite(t *testing.T, up *upstream) {
 		{"TTLTypeStrlen", testTTLTypeStrlen},
 		{"OutsidePrefixDeny", testOutsidePrefixDeny},
 		{"OutsidePrefixPassthrough", testOutsidePrefixPassthrough},
+		{"ChunkedCommands", testChunkedCommands}, // over 1024 keys (chunks_test.go)
+		{"ChunkedRefusals", testChunkedRefusals},
 
 		// Connection and unsupported commands (connection_test.go).
 		{"UnknownCommands", testUnknownCommands},

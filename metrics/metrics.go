@@ -33,6 +33,7 @@ type Registry struct {
 	clients           prometheus.Gauge
 	accepted          prometheus.Counter
 	refused           prometheus.Counter
+	closed            [commands.NumCloseReasons]prometheus.Counter
 }
 
 var (
@@ -87,9 +88,16 @@ func NewRegistry() *Registry {
 	for k := range store.NumFailureKinds {
 		r.upstreamErrors[k] = upstreamErrors.WithLabelValues(k.String())
 	}
+	closed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessproxy_clients_closed_total",
+		Help: "Client connections the proxy closed itself, by reason (request_too_large, protocol_error, request_timeout, reply_limit, write_timeout, idle_timeout). Clients that leave on their own, QUIT included, are not counted.",
+	}, []string{"reason"})
+	for reason := range commands.NumCloseReasons {
+		r.closed[reason] = closed.WithLabelValues(reason.String())
+	}
 	r.registry.MustRegister(
 		r.commands, r.duration, upstreamErrors, r.tombstoneRefusals, clamps,
-		r.clients, r.accepted, r.refused,
+		r.clients, r.accepted, r.refused, closed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -145,6 +153,9 @@ func (r *Registry) ClientDisconnected() { r.clients.Dec() }
 
 // ConnectionRefused implements commands.Metrics.
 func (r *Registry) ConnectionRefused() { r.refused.Inc() }
+
+// ClientClosed implements commands.Metrics.
+func (r *Registry) ClientClosed(reason commands.CloseReason) { r.closed[reason].Inc() }
 
 // UpstreamError implements store.Metrics.
 func (r *Registry) UpstreamError(kind store.FailureKind) { r.upstreamErrors[kind].Inc() }

@@ -31,6 +31,9 @@ func TestRegistryCounts(t *testing.T) {
 	r.ClientConnected()
 	r.ClientDisconnected()
 	r.ConnectionRefused()
+	r.ClientClosed(commands.CloseWriteTimeout)
+	r.ClientClosed(commands.CloseWriteTimeout)
+	r.ClientClosed(commands.CloseReplyLimit)
 
 	tests := []struct {
 		name string
@@ -48,6 +51,9 @@ func TestRegistryCounts(t *testing.T) {
 		{"clients", testutil.ToFloat64(r.clients), 1},
 		{"accepted", testutil.ToFloat64(r.accepted), 2},
 		{"refused", testutil.ToFloat64(r.refused), 1},
+		{"closed for write_timeout", testutil.ToFloat64(r.closed[commands.CloseWriteTimeout]), 2},
+		{"closed for reply_limit", testutil.ToFloat64(r.closed[commands.CloseReplyLimit]), 1},
+		{"closed for request_too_large", testutil.ToFloat64(r.closed[commands.CloseRequestTooLarge]), 0},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -60,8 +66,8 @@ func TestRegistryCounts(t *testing.T) {
 }
 
 // TestExposition: each sessproxy_ family is described, and every
-// result of a command exists from the start (a rate over a series that
-// appears late misses its first increment).
+// result of a command and every close reason exists from the start (a
+// rate over a series that appears late misses its first increment).
 func TestExposition(t *testing.T) {
 	r := NewRegistry()
 	r.Command("sess.set")
@@ -72,13 +78,18 @@ func TestExposition(t *testing.T) {
 	}
 	for _, family := range []string{"sessproxy_commands_total", "sessproxy_command_duration_seconds", "sessproxy_upstream_errors_total",
 		"sessproxy_tombstone_refusals_total", "sessproxy_ttl_clamps_total", "sessproxy_connected_clients",
-		"sessproxy_connections_accepted_total", "sessproxy_connections_refused_total"} {
+		"sessproxy_connections_accepted_total", "sessproxy_connections_refused_total", "sessproxy_clients_closed_total"} {
 		if !strings.Contains(body, "# HELP "+family+" ") {
 			t.Errorf("/metrics has no HELP for %s", family)
 		}
 	}
 	for res := range commands.NumResults {
 		if series := `sessproxy_commands_total{command="sess.set",result="` + res.String() + `"} 0`; !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	for _, reason := range []string{"request_too_large", "protocol_error", "request_timeout", "reply_limit", "write_timeout", "idle_timeout"} {
+		if series := `sessproxy_clients_closed_total{reason="` + reason + `"} 0`; !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}

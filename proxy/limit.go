@@ -72,7 +72,12 @@ const (
 	hardMaxRequestBytes = 1 << 30
 )
 
-type limitError struct{ msg string }
+// limitError is a request refused by the scanner; tooLarge: for its size
+// (max_request_bytes), else for breaking the protocol.
+type limitError struct {
+	msg      string
+	tooLarge bool
+}
 
 func (e *limitError) Error() string { return e.msg }
 
@@ -103,20 +108,20 @@ func (s *requestScanner) scan(b []byte) error {
 					return s.tooLarge()
 				}
 				if s.size > maxInlineBytes {
-					return &limitError{msgInlineTooBig}
+					return &limitError{msg: msgInlineTooBig}
 				}
 			}
 		case scanBulkHead:
 			// redcon refuses anything but '$' on sight; so does Redis.
 			if len(s.line) == 0 && b[i] != '$' {
-				return &limitError{errExpectedDollar(b[i])}
+				return &limitError{msg: errExpectedDollar(b[i])}
 			}
 			fallthrough
 		case scanCount:
 			for ; i < len(b) && b[i] != '\n'; i++ {
 				s.line = append(s.line, b[i])
 				if len(s.line) > maxHeaderLine {
-					return &limitError{msgBadHeader}
+					return &limitError{msg: msgBadHeader}
 				}
 			}
 			if i == len(b) {
@@ -140,7 +145,7 @@ func (s *requestScanner) scan(b []byte) error {
 				want = '\n'
 			}
 			if b[i] != want {
-				return &limitError{msgInvalidBulkLength}
+				return &limitError{msg: msgInvalidBulkLength}
 			}
 			i++
 			if s.state == scanBulkCR {
@@ -162,13 +167,13 @@ func (s *requestScanner) header() error {
 	s.line = s.line[:0]
 	if s.state == scanCount {
 		if len(line) == 0 || line[len(line)-1] != '\r' {
-			return &limitError{msgInvalidMultibulkLength}
+			return &limitError{msg: msgInvalidMultibulkLength}
 		}
 		n, err := strconv.ParseInt(string(line[:len(line)-1]), 10, 64)
 		// redcon refuses *0 and *-1 (Redis ignores them); refusing them
 		// here keeps the two in step.
 		if err != nil || n <= 0 || n > maxRequestArgs {
-			return &limitError{msgInvalidMultibulkLength}
+			return &limitError{msg: msgInvalidMultibulkLength}
 		}
 		// Every argument costs at least "$0\r\n\r\n".
 		if n > (s.max-s.size)/6 {
@@ -179,11 +184,11 @@ func (s *requestScanner) header() error {
 		return nil
 	}
 	if len(line) < 2 || line[len(line)-1] != '\r' {
-		return &limitError{msgInvalidBulkLength}
+		return &limitError{msg: msgInvalidBulkLength}
 	}
 	n, err := strconv.ParseInt(string(line[1:len(line)-1]), 10, 64)
 	if err != nil || n < 0 {
-		return &limitError{msgInvalidBulkLength}
+		return &limitError{msg: msgInvalidBulkLength}
 	}
 	if n > s.max-s.size-2 {
 		return s.tooLarge()
@@ -207,7 +212,7 @@ func (s *requestScanner) nextArg() {
 }
 
 func (s *requestScanner) tooLarge() error {
-	return &limitError{errTooLarge(s.max)}
+	return &limitError{msg: errTooLarge(s.max), tooLarge: true}
 }
 
 // guardedConn is a client connection as the proxy sees it: reads pass the
@@ -218,7 +223,11 @@ type guardedConn struct {
 	scanner        requestScanner
 	idle           time.Duration // between requests; 0 never
 	requestTimeout time.Duration // from a request's first byte to its last; 0 never
-	draining       *atomic.Bool
+	// writeTimeout bounds each write to the client (request_timeout; 0
+	// never): a client that stops reading its replies would otherwise hold
+	// its batch's share of the budget, and its connection, for ever.
+	writeTimeout time.Duration
+	draining     *atomic.Bool
 	// partial: the bytes read so far end part-way through a request. Atomic
 	// only so that a test can watch it from another goroutine.
 	partial atomic.Bool
@@ -239,13 +248,27 @@ var errRequestTimeout = errors.New("request not completed within request_timeout
 // request: the client has begun sending another command.
 func (c *guardedConn) midRequest() bool { return c.partial.Load() }
 
-// Write skips empty writes: redcon flushes after every batch, and Go makes
-// a system call even for nothing (a batch that handle held back).
+// errWriteTimeout closes a client that did not take a piece of its replies
+// within request_timeout.
+var errWriteTimeout = errors.New("replies not taken within request_timeout")
+
+// Write writes to the client within writeTimeout; a client that does not
+// take the bytes in time fails the write with errWriteTimeout. It skips
+// empty writes: redcon flushes after every batch, and Go makes a system
+// call even for nothing (a batch that handle held back).
 func (c *guardedConn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	return c.Conn.Write(b)
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	n, err := c.Conn.Write(b)
+	var timeout net.Error
+	if errors.As(err, &timeout) && timeout.Timeout() {
+		err = errWriteTimeout
+	}
+	return n, err
 }
 
 // Read reads from the client. On a limit violation it answers the client
@@ -293,7 +316,7 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		begun := c.scanner.begun
 		if lerr := c.scanner.scan(b[:n]); lerr != nil {
-			_, _ = c.Conn.Write([]byte("-" + lerr.Error() + "\r\n"))
+			_, _ = c.Write([]byte("-" + lerr.Error() + "\r\n"))
 			return 0, lerr
 		}
 		mid = c.scanner.state != scanStart

@@ -35,7 +35,8 @@ type Options struct {
 	// never. default: 0
 	IdleTimeout time.Duration
 	// RequestTimeout closes a client whose request is not complete this
-	// long after its first byte was read; negative never. default: 10s
+	// long after its first byte was read, or that does not take a piece of
+	// its replies within it; negative never. default: 10s
 	RequestTimeout time.Duration
 	// MaxRequestBytes closes a client whose request is larger; at most
 	// 1 GiB. default: 8 MiB
@@ -278,12 +279,22 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 		return // refused in accept
 	}
 	var lerr *limitError
+	var timeout net.Error
 	switch {
 	case errors.As(err, &lerr):
 		// The client's own words are not logged: this is our reply to them.
 		s.log.Warn("client closed: request refused", zap.String("addr", rc.RemoteAddr()), zap.String("reason", lerr.msg), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
+		if lerr.tooLarge {
+			s.engine.Closed(commands.CloseRequestTooLarge)
+		} else {
+			s.engine.Closed(commands.CloseProtocolError)
+		}
 	case errors.Is(err, errRequestTimeout):
 		s.log.Warn("client closed: request not completed in time", zap.String("addr", rc.RemoteAddr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
+		s.engine.Closed(commands.CloseRequestTimeout)
+	case errors.As(err, &timeout) && timeout.Timeout() && !s.draining.Load():
+		// A read's only deadline outside a drain is idle_timeout's.
+		s.engine.Closed(commands.CloseIdleTimeout)
 	}
 	held := st.held
 	st.held, st.heldBytes = nil, 0
@@ -363,7 +374,12 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	switch {
 	case st.overLimit:
 		s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_client_reply_bytes", s.opts.MaxClientReplyBytes))
+		s.engine.Closed(commands.CloseReplyLimit)
 		_, _ = st.conn.Write([]byte(errReplyLimit(s.opts.MaxClientReplyBytes)))
+		rc.Close()
+	case errors.Is(st.writeErr, errWriteTimeout):
+		s.log.Warn("client closed: replies not taken in time", zap.String("addr", rc.RemoteAddr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
+		s.engine.Closed(commands.CloseWriteTimeout)
 		rc.Close()
 	case st.writeErr != nil || st.client.Closing():
 		rc.Close()
@@ -414,6 +430,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		scanner:        requestScanner{max: l.s.opts.MaxRequestBytes},
 		idle:           l.s.opts.IdleTimeout,
 		requestTimeout: max(l.s.opts.RequestTimeout, 0),
+		writeTimeout:   max(l.s.opts.RequestTimeout, 0),
 		draining:       &l.s.draining,
 	}, nil
 }

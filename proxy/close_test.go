@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// closeCounts is a commands.Metrics that counts only the clients the proxy
+// closes, by reason.
+type closeCounts struct {
+	closed [commands.NumCloseReasons]atomic.Int64
+}
+
+func (m *closeCounts) Command(string) commands.CommandMetrics { return m }
+func (m *closeCounts) Done(commands.Result, time.Duration)    {}
+func (m *closeCounts) TombstoneRefused()                      {}
+func (m *closeCounts) TTLClamped(ttl.Bound)                   {}
+func (m *closeCounts) ClientConnected()                       {}
+func (m *closeCounts) ClientDisconnected()                    {}
+func (m *closeCounts) ConnectionRefused()                     {}
+func (m *closeCounts) ClientClosed(r commands.CloseReason)    { m.closed[r].Add(1) }
+
+// waitCount polls until reason has been counted want times.
+func (m *closeCounts) waitCount(t *testing.T, reason commands.CloseReason, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); m.closed[reason].Load() != want; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s closes counted %d, want %d", reason, m.closed[reason].Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startCountingServer is startServer on an embedded upstream whose engine
+// counts closes.
+func startCountingServer(t *testing.T, opts Options) (*Server, *closeCounts) {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	counts := &closeCounts{}
+	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}, Metrics: counts})
+	opts.Listen = "127.0.0.1:0"
+	srv := New(eng, opts)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return srv, counts
+}
+
+// dialSmallWindow connects with a 16 KiB receive buffer, fixed before the
+// handshake: loopback autotuning would otherwise let the kernel take tens
+// of MB of replies on behalf of a client that reads none.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// bigSession stores a session of about 64 KiB at sess:big through c and
+// returns its payload.
+func bigSession(t *testing.T, c net.Conn, r *bufio.Reader) string {
+	t.Helper()
+	payload := `{"v":"` + strings.Repeat("x", 64<<10) + `"}`
+	if got := roundTrip(t, c, r, encodeRESP("SET", "sess:big", payload)); got != "+OK" {
+		t.Fatalf("SET sess:big: %q", got)
+	}
+	return payload
+}
+
+// mgetRepeated is MGET of key n times.
+func mgetRepeated(key string, n int) string {
+	args := []string{"MGET"}
+	for range n {
+		args = append(args, key)
+	}
+	return encodeRESP(args...)
+}
+
+// A client that sends a big MGET and never reads its replies is closed
+// about request_timeout after its replies stop moving, its batch's budget
+// is given back, the WARN names its address and not its data, and another
+// client is answered throughout.
+func TestWriteTimeoutClosesAClientThatDoesNotRead(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	core, logs := observer.New(zap.WarnLevel)
+	srv, counts := startCountingServer(t, Options{RequestTimeout: timeout, MaxClientReplyBytes: 1 << 30, Logger: zap.New(core)})
+	addr := srv.Addr().String()
+	other, otherR := dial(t, "tcp", addr)
+	bigSession(t, other, otherR)
+
+	// 256 × 64 KiB: 16 MiB of replies, far more than the kernel buffers
+	// between the proxy and a client with a 16 KiB window.
+	stuck := dialSmallWindow(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(stuck, mgetRepeated("sess:big", 256)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); srv.budget.held() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the MGET never took budget")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// While the proxy waits on the stuck client, the other is answered.
+	if got := roundTrip(t, other, otherR, "PING\r\n"); got != "+PONG" {
+		t.Fatalf("other client's PING while one is stuck: %q", got)
+	}
+	for deadline := time.Now().Add(10 * time.Second); srv.budget.held() != 0 || srv.connCount() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: budget held %d, %d clients; want 0 and 1", srv.budget.held(), srv.connCount())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
+		t.Fatalf("closed after %v; want about request_timeout (%v)", took, timeout)
+	}
+	counts.waitCount(t, commands.CloseWriteTimeout, 1)
+
+	warns := logs.FilterMessage("client closed: replies not taken in time").All()
+	if len(warns) != 1 {
+		t.Fatalf("%d write-timeout WARNs, want 1; logs: %v", len(warns), logs.All())
+	}
+	fields := warns[0].ContextMap()
+	if fields["addr"] != stuck.LocalAddr().String() {
+		t.Errorf("WARN addr = %v, want the stuck client's %s", fields["addr"], stuck.LocalAddr())
+	}
+	for k, v := range fields {
+		if s, ok := v.(string); ok && strings.Contains(s, "xxxx") {
+			t.Errorf("WARN field %s carries the payload", k)
+		}
+	}
+	// The stuck client finds its connection closed once it reads.
+	_ = stuck.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the stuck client's connection is still open")
+		}
+	}
+	if got := roundTrip(t, other, otherR, "PING\r\n"); got != "+PONG" {
+		t.Fatalf("other client's PING after: %q", got)
+	}
+}
+
+// A batch whose replies pass max_client_reply_bytes is not answered: the
+// client gets the one error line and is closed, a WARN says why, and
+// another client is unaffected.
+func TestReplyLimitClosesTheClient(t *testing.T) {
+	const limit = 1 << 20
+	core, logs := observer.New(zap.WarnLevel)
+	srv, counts := startCountingServer(t, Options{MaxClientReplyBytes: limit, Logger: zap.New(core)})
+	addr := srv.Addr().String()
+	other, otherR := dial(t, "tcp", addr)
+	payload := bigSession(t, other, otherR)
+
+	greedy, greedyR := dial(t, "tcp", addr)
+	// 32 × 64 KiB = 2 MiB of replies in one batch.
+	if _, err := io.WriteString(greedy, mgetRepeated("sess:big", 32)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(greedyR)
+	if err != nil {
+		t.Fatalf("reading until closed: %v", err)
+	}
+	want := "-ERR reply larger than server.max_client_reply_bytes (" + strconv.Itoa(limit) + "): closing the connection\r\n"
+	if string(got) != want {
+		t.Fatalf("the client over its limit got %q (%d bytes), want exactly %q", trim(got), len(got), want)
+	}
+	counts.waitCount(t, commands.CloseReplyLimit, 1)
+	warns := logs.FilterMessage("client closed: unsent replies over the limit").All()
+	if len(warns) != 1 {
+		t.Fatalf("%d reply-limit WARNs, want 1; logs: %v", len(warns), logs.All())
+	}
+	if fields := warns[0].ContextMap(); fields["addr"] != greedy.LocalAddr().String() || fields["max_client_reply_bytes"] != int64(limit) {
+		t.Errorf("WARN fields %v, want the client's addr %s and the limit", fields, greedy.LocalAddr())
+	}
+	for deadline := time.Now().Add(5 * time.Second); srv.budget.held() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget held %d after the client was closed", srv.budget.held())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// The other client still gets replies under the limit, whole.
+	if _, err := io.WriteString(other, encodeRESP("GET", "sess:big")); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := otherR.ReadString('\n')
+	if want := "$" + strconv.Itoa(len(payload)) + "\r\n"; line != want {
+		t.Fatalf("other client's GET header %q, want %q", line, want)
+	}
+	body := make([]byte, len(payload)+2)
+	if _, err := io.ReadFull(otherR, body); err != nil || string(body[:len(payload)]) != payload {
+		t.Fatalf("other client's GET body: %v", err)
+	}
+}
+
+// Every client the proxy closes itself is counted under its reason.
+func TestClosesAreCountedByReason(t *testing.T) {
+	srv, counts := startCountingServer(t, Options{MaxRequestBytes: 4096, RequestTimeout: 300 * time.Millisecond, IdleTimeout: 2 * time.Second})
+	addr := srv.Addr().String()
+	tests := []struct {
+		name   string
+		send   string
+		reason commands.CloseReason
+	}{
+		{"a request over max_request_bytes", "*2\r\n$3\r\nGET\r\n$999999999\r\n", commands.CloseRequestTooLarge},
+		{"a malformed request", "*2\r\n+GET\r\n", commands.CloseProtocolError},
+		{"a request not completed in time", "*2\r\n$3\r\nGET\r\n$10\r\nabc", commands.CloseRequestTimeout},
+		{"a client idle too long", "PING\r\n", commands.CloseIdleTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before [commands.NumCloseReasons]int64
+			for reason := range before {
+				before[reason] = counts.closed[reason].Load()
+			}
+			c, r := dial(t, "tcp", addr)
+			if _, err := io.WriteString(c, tt.send); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				t.Fatalf("not closed: %v", err)
+			}
+			counts.waitCount(t, tt.reason, before[tt.reason]+1)
+			for reason := range commands.NumCloseReasons {
+				if got := counts.closed[reason].Load(); reason != tt.reason && got != before[reason] {
+					t.Errorf("%s counted %d more", reason, got-before[reason])
+				}
+			}
+		})
+	}
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 200 {
+		return b[:200]
+	}
+	return b
+}
