@@ -77,3 +77,36 @@ func (b *budget) held() int64 {
 	defer b.mu.Unlock()
 	return b.used
 }
+
+// largeReads bounds how many clients may be part-way through reading a
+// large request at once. The budget is taken when a batch runs, but redcon
+// buffers a request until it is whole, and for a request of many small
+// arguments its buffers and bookkeeping cost several times the request's
+// bytes (three MGETs of 550,000 keys, 7.6 MB each, held about 110 MB
+// before any of them could run). A client whose request passes
+// largeRequestBytes waits for a slot before reading more of it, and gives
+// the slot back once the batch holding that request has run (or the client
+// has gone): what large requests hold while they are read is bounded by
+// the slots, and the rest wait unread in the kernel, as the budget's
+// backpressure does.
+//
+// Waiting cannot deadlock: a slot's holder needs nothing but its own
+// client's bytes and then the budget, and a client waiting for a slot
+// holds no budget (its previous batch released everything when it ended).
+type largeReads chan struct{}
+
+// largeRequestBytes is the size from which a request being read needs a
+// slot: above session payloads (codec.max_payload_bytes defaults to 1 MiB)
+// so ordinary traffic never waits for one.
+const largeRequestBytes = 1 << 20
+
+// largeReadCost is how many times its size a request of small arguments
+// holds while redcon reads it (its doubling read buffer, a copy of the
+// request, and a slice header and two offsets per argument).
+const largeReadCost = 6
+
+// newLargeReads gives as many slots as requests of max_request_bytes fit
+// in the budget at largeReadCost, and at least one.
+func newLargeReads(opts Options) largeReads {
+	return make(largeReads, max(1, opts.MaxInflightBytes/(largeReadCost*opts.MaxRequestBytes)))
+}

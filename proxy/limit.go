@@ -234,6 +234,31 @@ type guardedConn struct {
 	// requestStart is when the read that brought the first byte of the
 	// request in progress returned.
 	requestStart time.Time
+	// large are the server's slots for reading large requests; holdsLarge:
+	// this client holds one (see largeReads).
+	large      largeReads
+	holdsLarge bool
+}
+
+// waitLarge takes a slot for reading a large request, if the request in
+// progress has become one. The wait is the proxy's, not the client's, so
+// it does not count against request_timeout.
+func (c *guardedConn) waitLarge(mid bool) {
+	if !mid || c.holdsLarge || c.large == nil || c.scanner.size < largeRequestBytes {
+		return
+	}
+	start := time.Now()
+	c.large <- struct{}{}
+	c.holdsLarge = true
+	c.requestStart = c.requestStart.Add(time.Since(start))
+}
+
+// releaseLarge gives back this client's slot for reading a large request.
+func (c *guardedConn) releaseLarge() {
+	if c.holdsLarge {
+		c.holdsLarge = false
+		<-c.large
+	}
 }
 
 // drainFinishRequest is how long a draining server waits for a client to
@@ -276,6 +301,7 @@ func (c *guardedConn) Write(b []byte) (int, error) {
 // connection.
 func (c *guardedConn) Read(b []byte) (int, error) {
 	mid := c.midRequest()
+	c.waitLarge(mid)
 	if c.idle > 0 || c.requestTimeout > 0 {
 		// idle_timeout alone would let a client that sends one byte a
 		// little more often than that hold its connection for ever; a

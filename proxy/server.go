@@ -86,7 +86,8 @@ type Server struct {
 	opts   Options
 	engine *commands.Engine
 	log    *zap.Logger
-	budget *budget // server.max_inflight_bytes
+	budget *budget    // server.max_inflight_bytes
+	large  largeReads // clients reading a large request (budget.go)
 
 	listeners []*drainListener
 	ctx       context.Context // upstream calls; cancelled when shutdown gives up
@@ -139,6 +140,7 @@ func New(engine *commands.Engine, opts Options) *Server {
 		engine:  engine,
 		log:     opts.Logger,
 		budget:  newBudget(opts.MaxInflightBytes),
+		large:   newLargeReads(opts),
 		ctx:     ctx,
 		cancel:  cancel,
 		conns:   make(map[*guardedConn]struct{}),
@@ -278,6 +280,7 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 	if !ok {
 		return // refused in accept
 	}
+	st.conn.releaseLarge()
 	var lerr *limitError
 	var timeout net.Error
 	switch {
@@ -371,6 +374,9 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	s.runBatches(st, args)
 	clear(args)
 	st.args = args[:0]
+	if !st.conn.midRequest() {
+		st.conn.releaseLarge() // its large request, if any, has run
+	}
 	switch {
 	case st.overLimit:
 		s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_client_reply_bytes", s.opts.MaxClientReplyBytes))
@@ -432,5 +438,6 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		requestTimeout: max(l.s.opts.RequestTimeout, 0),
 		writeTimeout:   max(l.s.opts.RequestTimeout, 0),
 		draining:       &l.s.draining,
+		large:          l.s.large,
 	}, nil
 }
