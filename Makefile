@@ -1,7 +1,8 @@
 # make test: everything CI runs. It installs what it needs on a fresh
 # Debian machine (as root), then vets and runs every test with the race
 # detector, integration tests against real redis-server processes included,
-# and the memory-bound tests without it, then each fuzz target briefly.
+# the fault tests on their own (printing their figures), the memory-bound
+# tests without it, then each fuzz target briefly.
 GO ?= go
 # How long make fuzz runs each fuzz target.
 FUZZTIME ?= 1m
@@ -9,16 +10,27 @@ FUZZTIME ?= 1m
 # Every fuzz target, as package:name (go test -fuzz takes one at a time).
 FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch
 
-.PHONY: test deps vet build run fuzz
+.PHONY: test deps vet build run fuzz chaos
 
 test: deps vet
-	$(GO) test -race -count=1 -timeout 9m ./...
+	$(GO) test -race -count=1 -timeout 9m -skip '^TestChaos' ./...
+	$(MAKE) chaos
 	# Memory bounds (10,000 idle clients, unread replies) are measured
 	# without the race detector, whose shadow memory inflates RSS.
 	$(GO) test -count=1 -run '^TestMemory' -v ./proxy/
 	# The request path under new inputs for a moment each (the seeds
 	# already ran above); a crasher lands in testdata/fuzz/ to commit.
 	$(MAKE) fuzz FUZZTIME=10s
+
+# The fault tests (kill -9 of upstream nodes under load, failovers, a slot
+# migration, the tombstone race), run on their own so that their figures
+# are printed (go test shows a passing package's log only with -v); the
+# whole log when one fails.
+chaos:
+	@log=$$(mktemp); \
+	if $(GO) test -race -count=1 -timeout 6m -run '^TestChaos' -v ./integration/ >$$log 2>&1; then \
+		grep -E '^\s+chaos_test.go:[0-9]+: chaos |^(ok|FAIL)' $$log | sed -E 's/^\s+chaos_test.go:[0-9]+: //'; rm -f $$log; \
+	else cat $$log; rm -f $$log; exit 1; fi
 
 # Each fuzz target for FUZZTIME: the request scanner against redcon's
 # reader, a real server over TCP, and the engine's dispatch.
