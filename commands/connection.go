@@ -393,6 +393,9 @@ func (e *Engine) commandInfo(c *Call, cmd *Command) {
 	if cmd.Flags&flagAdmin != 0 {
 		flags = append(flags, "admin")
 	}
+	if cmd.Flags&flagNoTx != 0 {
+		flags = append(flags, "no_multi")
+	}
 	c.Out.Array(10)
 	c.Out.BulkString(cmd.Name)
 	c.Out.Int(int64(cmd.Arity))

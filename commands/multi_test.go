@@ -104,6 +104,22 @@ func TestTransactions(t *testing.T) {
 			},
 		},
 		{
+			name:  "a hash session read inside a transaction answers as outside one",
+			setup: []string{"HSET sess:h f v"},
+			cmds:  []string{"MULTI", "GET sess:h", "SESS.GET h", "GET sess:none", "EXEC"},
+			want:  []string{"+OK", "+QUEUED", "+QUEUED", "+QUEUED", `[-` + msgWrongType + ` ${"f":"v"} nil]`},
+		},
+		{
+			name: "MGET of more than 1024 keys is refused at queue time",
+			cmds: []string{"MULTI", "MGET " + strings.TrimSpace(strings.Repeat("sess:k ", 1025)), "EXEC"},
+			want: []string{"+OK", "-" + errNeedsResult("mget"), abort},
+		},
+		{
+			name: "GETEX with an expiry and SESS.TOUCH reading the stored TTL are refused at queue time",
+			cmds: []string{"MULTI", "GETEX sess:a EX 10", "SESS.TOUCH a", "SESS.TOUCH a {}", "DISCARD"},
+			want: []string{"+OK", "-" + errNeedsResult("getex"), "-" + errNeedsResult("sess.touch"), "+QUEUED", "+OK"},
+		},
+		{
 			name: "an empty transaction answers an empty array",
 			cmds: []string{"MULTI", "EXEC"},
 			want: []string{"+OK", "[]"},

@@ -49,7 +49,7 @@ func (e *Engine) table() []*Command {
 		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.multi},
 		{Name: "exec", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.exec},
 		{Name: "discard", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.discard},
-		{Name: "watch", Arity: -2, Flags: flagRead | flagTxControl, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
+		{Name: "watch", Arity: -2, Flags: flagTxControl, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
 		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
 		// Sessions (session.go).
