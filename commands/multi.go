@@ -28,12 +28,12 @@ import (
 type txState struct {
 	multi     bool   // between MULTI and EXEC/DISCARD
 	aborted   bool   // a queue-time error: EXEC answers EXECABORT
-	refused   string // MULTI was refused for this reason: every command until EXEC/DISCARD is
+	refused   string // why MULTI was refused: each command up to EXEC/DISCARD answers it, unrun
 	executing bool   // EXEC is dispatching the queue
 	held      bool   // counts against Options.MaxTransactions
 	queued    [][][]byte
 	slotKey   string // cluster: an upstream key of the transaction's slot; "" none yet
-	slot      int    // cluster: that key's slot
+	slot      int    // cluster: that key's slot; -1 none yet
 	pin       *store.Pinned
 }
 
@@ -43,7 +43,7 @@ const (
 	defaultMaxTxCommands   = 10000
 )
 
-// acquire makes cl's transaction count against Options.MaxTransactions;
+// acquire makes t count against Options.MaxTransactions;
 // false: the limit is reached.
 func (e *Engine) acquire(t *txState) bool {
 	if t.held {
@@ -135,7 +135,17 @@ func (e *Engine) queue(c *Call, cmd *Command) {
 	var out resp.Writer
 	out.Reset(c.Out.Proto)
 	dry := Call{Ctx: c.Ctx, Client: c.Client, Args: c.Args, Out: &out, Batch: e.store.DryBatch(), conf: c.conf, cmd: cmd}
-	cmd.Handler(&dry)
+	func() {
+		// A panic (answered by the pipeline's guard) must not leave the
+		// rest of the transaction to run without this command.
+		defer func() {
+			if r := recover(); r != nil {
+				t.aborted = true
+				panic(r)
+			}
+		}()
+		cmd.Handler(&dry)
+	}()
 	if len(out.Buf) > 0 && out.Buf[0] == '-' {
 		t.aborted = true
 		c.Out.Buf = append(c.Out.Buf, out.Buf...)

@@ -137,7 +137,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if len(opts.Addrs) == 0 {
 			return nil, errors.New("cluster upstream needs at least one seed address")
 		}
-		s.cluster = s.newCluster(opts.PoolSize)
+		s.cluster = s.newCluster(opts.PoolSize, 0)
 		s.client = s.cluster
 	case ModeSentinel:
 		if len(opts.Addrs) == 0 {
@@ -150,7 +150,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// sentinels for the master: pipelines, the auto-pipeliner,
 		// forEachMaster and the scripts work unchanged. go-redis follows
 		// +switch-master and drops its connections to the old master.
-		s.client = s.newFailover(opts.PoolSize)
+		s.client = s.newFailover(opts.PoolSize, 0)
 	default:
 		return nil, fmt.Errorf("unknown upstream mode %q", opts.Mode)
 	}
@@ -179,14 +179,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// newCluster returns a cluster client of poolSize connections per node.
-func (s *Store) newCluster(poolSize int) *redis.ClusterClient {
+// newCluster returns a cluster client of poolSize connections per node;
+// maxRetries as go-redis's (0: its default, -1: none).
+func (s *Store) newCluster(poolSize, maxRetries int) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:           s.opts.Addrs,
 		Username:        s.opts.Username,
 		Password:        s.opts.Password,
 		TLSConfig:       s.opts.TLS,
 		PoolSize:        poolSize,
+		MaxRetries:      maxRetries,
 		DialTimeout:     s.opts.DialTimeout,
 		ReadTimeout:     s.opts.ReadTimeout,
 		WriteTimeout:    s.opts.WriteTimeout,
@@ -206,8 +208,9 @@ func (s *Store) newCluster(poolSize int) *redis.ClusterClient {
 }
 
 // newFailover returns a client of the master the sentinels watch, with
-// poolSize connections.
-func (s *Store) newFailover(poolSize int) *redis.Client {
+// poolSize connections; maxRetries as go-redis's (0: its default, -1:
+// none).
+func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
 	return redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName:       s.opts.MasterName,
 		SentinelAddrs:    s.opts.Addrs,
@@ -218,6 +221,7 @@ func (s *Store) newFailover(poolSize int) *redis.Client {
 		DB:               s.opts.DB,
 		TLSConfig:        s.opts.TLS,
 		PoolSize:         poolSize,
+		MaxRetries:       maxRetries,
 		DialTimeout:      s.opts.DialTimeout,
 		ReadTimeout:      s.opts.ReadTimeout,
 		WriteTimeout:     s.opts.WriteTimeout,

@@ -47,7 +47,8 @@ type Pinned struct {
 }
 
 // txClient is the pool the pinned connections come from, created on the
-// first transaction.
+// first transaction. It never retries a command: a transaction sent again
+// after a timeout could run twice.
 type txClient struct {
 	once    sync.Once
 	client  *redis.Client        // standalone, sentinel, embedded
@@ -58,15 +59,15 @@ func (s *Store) pinPool() *txClient {
 	s.tx.once.Do(func() {
 		size := s.opts.MaxPinned
 		if s.cluster != nil {
-			s.tx.cluster = s.newCluster(size)
+			s.tx.cluster = s.newCluster(size, -1)
 			return
 		}
 		switch s.opts.Mode {
 		case ModeSentinel:
-			s.tx.client = s.newFailover(size)
+			s.tx.client = s.newFailover(size, -1)
 		default:
 			opts := s.clientOptions(s.Addrs()[0])
-			opts.PoolSize = size
+			opts.PoolSize, opts.MaxRetries = size, -1
 			s.tx.client = redis.NewClient(opts)
 		}
 	})
