@@ -224,3 +224,28 @@ func TestTransactionLimits(t *testing.T) {
 		t.Fatal("the refusal does not name its setting")
 	}
 }
+
+// The owner index of a write inside a transaction is kept (sent after the
+// EXEC), and RESP3 clients get EXEC's array in RESP3.
+func TestTransactionOwnerIndexAndRESP3(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.OwnerField = "passport.user" })
+	got := f.do("MULTI", `SET sess:o1 {"passport":{"user":"u1"}}`, `SESS.SET o2 {"passport":{"user":"u1"}}`, "EXEC")
+	want := []string{"+OK", "+QUEUED", "+QUEUED", "[+OK +OK]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	f.expect("SESS.BYOWNER u1", "[$o1 $o2]")
+
+	f.do("HELLO 3")
+	got = f.do("MULTI", "GET sess:none", "EXEC")
+	want = []string{"+OK", "+QUEUED", "[null]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("RESP3: got %q, want %q", got, want)
+	}
+	f.expect("WATCH sess:o1", "+OK")
+	f.m.Set("sess:o1", "{}")
+	got = f.do("MULTI", "EXEC")
+	if fmt.Sprint(got) != fmt.Sprint([]string{"+OK", "null"}) {
+		t.Fatalf("RESP3 aborted EXEC: %q, want a null", got)
+	}
+}

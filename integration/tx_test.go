@@ -25,10 +25,16 @@ func testTxPolicy(t *testing.T, up *upstream) {
 		pipe.Set(bg, b, `{"v":2}`, 0)
 		pipe.Expire(bg, b, 100*time.Second)
 		pipe.Set(bg, cl, `{"v":3}`, 365*24*time.Hour)
+		pipe.Get(bg, "sess:{tx}missing")
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("TxPipelined: %v", err)
+	if !errors.Is(err, redis.Nil) { // the last GET's null
+		t.Fatalf("TxPipelined: %v, want the null of its last GET", err)
+	}
+	for _, cmd := range cmds[:5] {
+		if cmd.Err() != nil {
+			t.Errorf("%v: %v", cmd.Args(), cmd.Err())
+		}
 	}
 	if got := cmds[1].(*redis.StringCmd).Val(); got != `{"v":1}` {
 		t.Errorf("GET inside the transaction = %q, want the SET before it", got)

@@ -192,7 +192,7 @@ func (b *Batch) Commit(ctx context.Context) error {
 		b.received += replySize(cmd)
 	}
 	switch {
-	case err == nil:
+	case err == nil, err == redis.Nil: // Nil: a command's null reply
 	case errors.Is(err, redis.TxFailedErr):
 		return ErrWatchAborted
 	case !UpstreamReply(err) || strings.HasPrefix(err.Error(), "EXECABORT"):
