@@ -588,37 +588,6 @@ func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
 	f.expect(`GETDEL sess:p`, `${"v":2}`)
 }
 
-// A refused MULTI never half-runs: whether the transaction arrives in one
-// pipelined batch or command by command, nothing between MULTI and its
-// EXEC or DISCARD runs.
-func TestRefusedMultiRunsNothing(t *testing.T) {
-	f := newFixture(t, nil)
-	refused := "-" + errMultiRefused("MULTI")
-	discarded := "-" + msgMultiDiscarded
-	abort := "-" + msgExecAbort
-
-	got := f.do("MULTI", `SET sess:mx {"a":1}`, "SESS.SET my {}", "FOO", "EXEC", "SESS.GET my")
-	want := []string{refused, discarded, discarded, discarded, abort, "nil"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("one batch: %q, want %q", got, want)
-	}
-
-	f.expect("MULTI", refused)
-	f.expect(`SET sess:mx {"a":1}`, discarded)
-	f.expect("AUTH default x", discarded)
-	f.expect("MULTI", discarded)
-	f.expect("DISCARD", "+OK")
-	if f.m.Exists("sess:mx") || f.m.Exists("sess:my") {
-		t.Fatal("a command inside a refused MULTI ran")
-	}
-
-	f.expect("EXEC", "-"+msgExecNoMulti)
-	f.expect("DISCARD", "-"+msgDiscardNoMulti)
-	f.expect("MULTI", refused)
-	f.expect("RESET", "+RESET")
-	f.expect(`SET sess:mx {"a":1}`, "+OK")
-}
-
 // AUTH takes as long for a user that does not exist as for one that does:
 // with a 4 MiB password, hashing it only when the name matched (as a name
 // compared with == before the password check did) costs milliseconds that

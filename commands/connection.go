@@ -42,7 +42,7 @@ func (e *Engine) okReply(c *Call) { c.Out.OK() }
 // RESET: back to the state of a new connection.
 func (e *Engine) reset(c *Call) {
 	e.resetAuth(c.Client, c.conf)
-	c.Client.discarding = false
+	e.endTx(c.Client)
 	c.Client.mu.Lock()
 	c.Client.name, c.Client.proto = "", 2
 	c.Client.mu.Unlock()
@@ -392,6 +392,9 @@ func (e *Engine) commandInfo(c *Call, cmd *Command) {
 	}
 	if cmd.Flags&flagAdmin != 0 {
 		flags = append(flags, "admin")
+	}
+	if cmd.Flags&flagNoTx != 0 {
+		flags = append(flags, "no_multi")
 	}
 	c.Out.Array(10)
 	c.Out.BulkString(cmd.Name)

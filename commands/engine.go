@@ -93,6 +93,12 @@ type Options struct {
 	Version string
 	// Logger logs upstream failures and panics. default: no-op
 	Logger *zap.Logger
+	// MaxTransactions bounds the clients in WATCH or MULTI, each holding
+	// an upstream connection (server.max_transactions). default: 1000
+	MaxTransactions int
+	// MaxTxCommands bounds the commands one transaction queues
+	// (server.max_transaction_commands). default: 10000
+	MaxTxCommands int
 	// Metrics counts commands, refusals, clamps and clients, and times the
 	// commands. default: none (and no clock read for them)
 	Metrics Metrics
@@ -109,8 +115,11 @@ type Engine struct {
 	started  time.Time
 	stats    stats
 	metrics  Metrics
-	measured bool           // Options.Metrics was set: time the commands
-	unknown  CommandMetrics // the recorder of names outside the registry
+	measured bool // Options.Metrics was set: time the commands
+	// transactions counts the clients in WATCH or MULTI
+	// (Options.MaxTransactions).
+	transactions atomic.Int64
+	unknown      CommandMetrics // the recorder of names outside the registry
 }
 
 type stats struct {
@@ -135,6 +144,12 @@ func New(st *store.Store, opts Options) *Engine {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.MaxTransactions <= 0 {
+		opts.MaxTransactions = defaultMaxTransactions
+	}
+	if opts.MaxTxCommands <= 0 {
+		opts.MaxTxCommands = defaultMaxTxCommands
 	}
 	e := &Engine{store: st, started: time.Now(), metrics: opts.Metrics, measured: opts.Metrics != nil}
 	if e.metrics == nil {
@@ -167,6 +182,7 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 
 // Disconnect forgets a closed client connection.
 func (e *Engine) Disconnect(c *Client) {
+	e.endTx(c)
 	e.clients.remove(c)
 	e.metrics.ClientDisconnected()
 }
@@ -263,10 +279,11 @@ func (c *Call) exec() error { return c.Batch.Exec(c.Ctx) }
 func (e *Engine) Dispatch(c *Call) {
 	cmd := e.lookup(c.Client, c.Args[0])
 	c.cmd = cmd
-	switch {
-	case c.Client.discarding && (cmd == nil || cmd.Flags&flagEndsMulti == 0):
-		c.Out.Error(msgMultiDiscarded)
+	if t := c.Client.tx; t != nil && t.multi && (cmd == nil || cmd.Flags&flagTxControl == 0) {
+		e.queue(c, cmd)
 		return
+	}
+	switch {
 	case cmd == nil:
 		c.Out.Error(errUnknownCommand(string(c.Args[0])))
 		return
@@ -333,6 +350,8 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 	switch {
 	case errors.As(err, &decode):
 		c.Out.Error(decode.Error())
+	case errors.Is(err, store.ErrDryRun):
+		c.Out.Error(errNeedsResult(e.CommandName(c)))
 	case errors.Is(err, store.ErrTombstoned):
 		e.metrics.TombstoneRefused()
 		c.Out.Error(errTombstoned(sid))

@@ -40,7 +40,9 @@ const (
 	msgFieldsNeedJSON = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
 	msgExpireNX       = "ERR NX and XX, GT or LT options at the same time are not compatible"
 	msgExpireGTLT     = "ERR GT and LT options at the same time are not compatible"
-	msgMultiDiscarded = "ERR MULTI is not supported, command discarded"
+	msgMultiNested    = "ERR MULTI calls can not be nested"
+	msgWatchInMulti   = "ERR WATCH inside MULTI is not allowed"
+	msgCrossSlot      = "CROSSSLOT Keys in request don't hash to the same slot"
 	msgExecAbort      = "EXECABORT Transaction discarded because of previous errors."
 	msgExecNoMulti    = "ERR EXEC without MULTI"
 	msgDiscardNoMulti = "ERR DISCARD without MULTI"
@@ -61,10 +63,33 @@ func errUnknownCommand(name string) string {
 	return "ERR unknown or unsupported command '" + printable(name) + "': sessproxy serves session keys only (see docs/commands.md)"
 }
 
-// errMultiRefused keeps errUnknownCommand's words, which clients and the
-// docs already know, and says what becomes of the commands that follow.
-func errMultiRefused(name string) string {
-	return errUnknownCommand(name) + "; the commands up to EXEC or DISCARD are discarded"
+// errTooManyTransactions refuses a MULTI or WATCH past
+// server.max_transactions.
+func errTooManyTransactions(max int) string {
+	return "ERR too many transactions open: server.max_transactions (" + strconv.Itoa(max) + ") clients are in WATCH or MULTI; try again"
+}
+
+// errTxCommandDiscarded answers each command after a refused MULTI, up to
+// its EXEC or DISCARD.
+func errTxCommandDiscarded(reason string) string {
+	return reason + "; command discarded, EXEC will abort"
+}
+
+// errNotInTransaction refuses at queue time a command that cannot run
+// inside MULTI … EXEC (registry flag flagNoTx).
+func errNotInTransaction(name string) string {
+	return "ERR '" + strings.ToLower(name) + "' is not allowed in a transaction (see docs/commands.md, Transactions)"
+}
+
+// errNeedsResult refuses at queue time a command that, with these
+// arguments, needs a result from Redis before it can finish queueing
+// (SET … GET, GETSET, more than 1024 keys…).
+func errNeedsResult(name string) string {
+	return "ERR '" + strings.ToLower(name) + "' with these arguments is not allowed in a transaction: it needs a reply from Redis before it can finish (see docs/commands.md, Transactions)"
+}
+
+func errTransactionTooLong(max int) string {
+	return "ERR too many commands in the transaction: at most " + strconv.Itoa(max) + " (server.max_transaction_commands)"
 }
 
 func errUnknownSubcommand(cmd, sub string) string {

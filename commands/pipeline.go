@@ -124,11 +124,13 @@ func (p *Pipeline) holdReplies() bool {
 
 // guard runs one step of a command, turning a panic into -ERR internal
 // error for that command only: the connection and the process go on.
-func (p *Pipeline) guard(c *Call, step func(*Call)) {
+func (p *Pipeline) guard(c *Call, step func(*Call)) { p.e.guard(c, step) }
+
+func (e *Engine) guard(c *Call, step func(*Call)) {
 	defer func() {
 		if r := recover(); r != nil {
-			p.e.opts.Logger.Error("panic in command",
-				zap.String("command", p.e.CommandName(c)),
+			e.opts.Logger.Error("panic in command",
+				zap.String("command", e.CommandName(c)),
 				zap.Any("panic", r),
 				zap.ByteString("stack", debug.Stack()))
 			c.then = nil

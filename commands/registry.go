@@ -21,7 +21,8 @@ const (
 	flagAdmin                      // admin role only
 	flagNoAuth                     // allowed before AUTH
 	flagConn                       // answered by the proxy itself, never forwarded
-	flagEndsMulti                  // runs inside a refused MULTI, which the others may not (multi.go)
+	flagTxControl                  // runs at once between MULTI and EXEC, never queued (multi.go)
+	flagNoTx                       // refused inside MULTI: it must run the batch mid-way, reads the store directly, or changes the connection (multi.go)
 )
 
 // table is every command sessproxy answers. A name that is not here gets
@@ -31,23 +32,25 @@ func (e *Engine) table() []*Command {
 		// Connection (connection.go).
 		{Name: "ping", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.ping},
 		{Name: "echo", Arity: 2, Flags: flagConn, Handler: e.echo},
-		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth | flagEndsMulti, Handler: e.quit},
-		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth | flagEndsMulti, Handler: e.reset},
-		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth, Handler: e.auth},
-		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.hello},
+		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.quit},
+		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.reset},
+		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.auth},
+		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.hello},
 		{Name: "select", Arity: 2, Flags: flagConn, Handler: e.selectDB},
-		{Name: "client", Arity: -2, Flags: flagConn, Handler: e.client},
+		{Name: "client", Arity: -2, Flags: flagConn | flagNoTx, Handler: e.client},
 		{Name: "readonly", Arity: 1, Flags: flagConn, Handler: e.okReply},
 		{Name: "readwrite", Arity: 1, Flags: flagConn, Handler: e.okReply},
-		{Name: "info", Arity: -1, Flags: flagConn, Handler: e.info},
+		{Name: "info", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.info},
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
-		{Name: "dbsize", Arity: 1, Flags: flagRead, Handler: e.sessLength}, // bulk.go
+		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength}, // bulk.go
 
-		// Transactions, refused without half-running (multi.go).
-		{Name: "multi", Arity: 1, Flags: flagConn, Handler: e.multi},
-		{Name: "exec", Arity: 1, Flags: flagConn | flagEndsMulti, Handler: e.exec},
-		{Name: "discard", Arity: 1, Flags: flagConn | flagEndsMulti, Handler: e.discard},
+		// Transactions (multi.go).
+		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.multi},
+		{Name: "exec", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.exec},
+		{Name: "discard", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.discard},
+		{Name: "watch", Arity: -2, Flags: flagTxControl, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
+		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
 		// Sessions (session.go).
 		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},
@@ -60,22 +63,22 @@ func (e *Engine) table() []*Command {
 		// Fields (fields.go).
 		{Name: "sess.fget", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFGet},
 		{Name: "sess.fmget", Arity: -3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFMGet},
-		{Name: "sess.fset", Arity: -4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFSet},
-		{Name: "sess.fdel", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFDel},
+		{Name: "sess.fset", Arity: -4, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFSet},
+		{Name: "sess.fdel", Arity: -3, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFDel},
 
 		// Owners (owner.go).
-		{Name: "sess.byowner", Arity: 2, Flags: flagRead, Handler: e.sessByOwner},
-		{Name: "sess.destroyowner", Arity: 2, Flags: flagWrite, Handler: e.sessDestroyOwner},
+		{Name: "sess.byowner", Arity: 2, Flags: flagRead | flagNoTx, Handler: e.sessByOwner},
+		{Name: "sess.destroyowner", Arity: 2, Flags: flagWrite | flagNoTx, Handler: e.sessDestroyOwner},
 
 		// Bulk (bulk.go).
-		{Name: "sess.ids", Arity: 1, Flags: flagRead, Handler: e.sessIDs},
-		{Name: "sess.all", Arity: 1, Flags: flagRead, Handler: e.sessAll},
-		{Name: "sess.length", Arity: 1, Flags: flagRead, Handler: e.sessLength},
-		{Name: "sess.scan", Arity: -2, Flags: flagRead, Handler: e.sessScan},
-		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin, Handler: e.sessClear},
-		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin, Handler: e.sessSweep},
-		{Name: "scan", Arity: -2, Flags: flagRead, Handler: e.scan},
-		{Name: "keys", Arity: 2, Flags: flagRead, Handler: e.keys},
+		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessIDs},
+		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessAll},
+		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength},
+		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.sessScan},
+		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx, Handler: e.sessClear},
+		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx, Handler: e.sessSweep},
+		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.scan},
+		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx, Handler: e.keys},
 
 		// Strings on session keys (strings.go).
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},
@@ -84,9 +87,9 @@ func (e *Engine) table() []*Command {
 		{Name: "setex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Second)},
 		{Name: "psetex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Millisecond)},
 		{Name: "setnx", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setnx},
-		{Name: "getset", Arity: 3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getset},
+		{Name: "getset", Arity: 3, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getset},
 		{Name: "getex", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getex},
-		{Name: "getdel", Arity: 2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getdel},
+		{Name: "getdel", Arity: 2, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getdel},
 		{Name: "mset", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 2, Handler: e.mset},
 		{Name: "strlen", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.strlen},
 

@@ -84,6 +84,14 @@ func runSuite(t *testing.T, up *upstream) {
 		{"RaceSetDestroy", testRaceSetDestroy},
 		{"RacePlainSetDel", testRacePlainSetDel},
 
+		// Transactions (tx_test.go).
+		{"TxPolicy", testTxPolicy},
+		{"TxTombstone", testTxTombstone},
+		{"TxExecAbort", testTxExecAbort},
+		{"TxCrossSlot", testTxCrossSlot},
+		{"TxWatch", testTxWatch},
+		{"TxOptimisticCounter", testTxOptimisticCounter},
+
 		// Bulk commands (bulk_test.go).
 		{"BulkReads", testBulkReads},
 		{"BulkClear", testBulkClear},

@@ -32,6 +32,12 @@ type Batch struct {
 	// received is the size of the replies the batch's Execs got since
 	// TakeReplyBytes last read it.
 	received int64
+	// tx: the batch runs as MULTI … EXEC on this pinned connection
+	// (tx.go); side holds its owner-index updates, sent after the EXEC.
+	tx   *Pinned
+	side []redis.Cmder
+	// dry: a batch that is never sent (DryBatch).
+	dry bool
 	// grouped marks the batch a combiner sends a group with, which must
 	// not be handed to a combiner again.
 	grouped bool
@@ -258,6 +264,10 @@ func (b *Batch) addRun(r *writeRun) {
 // addUnordered queues a command whose place among the batch's others does
 // not matter (the owner index), without closing the open run of writes.
 func (b *Batch) addUnordered(cmd redis.Cmder) {
+	if b.tx != nil || b.dry {
+		b.side = append(b.side, cmd)
+		return
+	}
 	if b.run == nil {
 		b.queued = append(b.queued, queued{cmd: cmd})
 		return
@@ -303,6 +313,9 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // context does. The batch is empty and reusable afterwards. Commands that
 // did not run are sent again (recover).
 func (b *Batch) Exec(ctx context.Context) error {
+	if b.dry || b.tx != nil {
+		return ErrDryRun // a transaction's batch goes with Commit
+	}
 	if b.ap != nil && !b.grouped && len(b.queued) == 0 && len(b.after) == 0 {
 		switch {
 		case b.run != nil && b.reads == nil && len(b.run.keys) == 1:

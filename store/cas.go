@@ -20,7 +20,7 @@ import (
 // would overshoot by the time the swap takes to reach Redis and by any
 // skew between the proxy's clock and Redis's.
 // Returns 1 written, 0 changed since read, -1 tombstoned, 2 deleted.
-var casScript = redis.NewScript(luaLifetime + `
+var casScript = newScript(luaLifetime + `
 local k = KEYS[1]
 local cur = redis.call('GET', k)
 if cur == 'TOMBSTONE' then return -1 end

@@ -46,7 +46,7 @@ end
 // once Redis has computed it.
 // Returns {1, reply} done, {-1} tombstoned, {-2} too large, nothing
 // written; or the command's own error reply (WRONGTYPE, not an integer…).
-var hashWriteScript = redis.NewScript(luaHashType + `
+var hashWriteScript = newScript(luaHashType + `
 local k = KEYS[1]
 local cmd = ARGV[1]
 local t = kind(k)
@@ -92,7 +92,7 @@ return {1, reply}
 // the key.
 // Returns {1, reply} for a hash, {0} for a missing key or a tombstone; or
 // the command's own error reply (WRONGTYPE, a bad HSCAN option…).
-var hashReadScript = redis.NewScript(luaHashType + `
+var hashReadScript = newScript(luaHashType + `
 local k = KEYS[1]
 local t = kind(k)
 if t == nil then return redis.error_reply(wrongtype) end

@@ -1,10 +1,6 @@
 package store
 
-import (
-	"time"
-
-	"github.com/redis/go-redis/v9"
-)
+import "time"
 
 // A lock key (phpredis's <prefix><sid>_LOCK) is written with plain Redis
 // commands: SET … NX PX is already atomic and a lock has no tombstone to
@@ -16,7 +12,7 @@ import (
 // step, so no lock is ever left without a TTL.
 // ARGV: value, max ms, then SET's other options (NX or XX, GET). Returns
 // SET's own reply.
-var lockKeepTTLScript = redis.NewScript(`
+var lockKeepTTLScript = newScript(`
 local r = redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL', unpack(ARGV, 3))
 local p = redis.call('PTTL', KEYS[1])
 if p == -1 or p > tonumber(ARGV[2]) then

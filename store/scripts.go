@@ -44,7 +44,7 @@ end
 // Returns {status[, previous]}: 1 written, 0 condition not met, -1
 // tombstoned, 2 deleted as expired, 3 nothing done: the guard wants the
 // previous value checked.
-var writeScript = redis.NewScript(luaLifetime + luaGuard + `
+var writeScript = newScript(luaLifetime + luaGuard + `
 local k = KEYS[1]
 local old = false
 local exists
@@ -107,7 +107,7 @@ return {status}
 // already done, keep their own outcome.
 // KEYS: the keys; ARGV: value, ttl ms (<= 0: delete) per key.
 // Returns per key: 1 written, -1 tombstoned, 2 deleted, or the error.
-var setManyScript = redis.NewScript(`
+var setManyScript = newScript(`
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
@@ -133,7 +133,7 @@ return out
 // the Guard on the previous value.
 // Returns {live[, previous]}: live is 1 when a live session was there; 3
 // when nothing was done because the guard wants the previous value checked.
-var destroyScript = redis.NewScript(luaGuard + `
+var destroyScript = newScript(luaGuard + `
 local k = KEYS[1]
 local live = 0
 local old = false
@@ -165,7 +165,7 @@ return {live}
 // the Guard on the value.
 // Returns {status[, value]}: 1 applied, 0 missing or condition not met, -1
 // tombstoned, 2 deleted, 3 nothing done: the guard wants the value checked.
-var expireScript = redis.NewScript(luaLifetime + luaGuard + `
+var expireScript = newScript(luaLifetime + luaGuard + `
 local k = KEYS[1]
 local v = false
 if ARGV[3] == '1' then
@@ -221,7 +221,7 @@ return {status}
 // (stored before ttl.absolute was lowered, say) is deleted, not returned.
 // ARGV: idle ms ("0": no sliding), absolute lifetime ms ("0": off).
 // Returns the value, or nil when missing, tombstoned or just expired.
-var readScript = redis.NewScript(luaLifetime + `
+var readScript = newScript(luaLifetime + `
 local k = KEYS[1]
 local v = redis.pcall('GET', k)
 if type(v) == 'table' then return v end -- WRONGTYPE (a hash session), without the script's name
@@ -247,7 +247,7 @@ return v
 // inspectScript answers a read about a key, treating a tombstone as absent.
 // ARGV: "pttl" (ms, -2 absent, -1 no TTL), "exists" (0/1), "type" (type
 // name).
-var inspectScript = redis.NewScript(`
+var inspectScript = newScript(`
 local k = KEYS[1]
 local op = ARGV[1]
 local t = redis.call('TYPE', k)['ok']
@@ -270,7 +270,7 @@ return 1 -- exists
 // PEXPIRE GT leaves a longer TTL alone but does not set one on a set
 // without; NX covers the set just created.
 // KEYS: the index; ARGV: member, ttl ms.
-var indexAddScript = redis.NewScript(`
+var indexAddScript = newScript(`
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
 redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')

@@ -58,6 +58,10 @@ type Options struct {
 	// trip per client batch. default: false (the config file's default is
 	// true)
 	AutoPipeline bool
+	// MaxPinned bounds the upstream connections held for clients'
+	// transactions (WATCH, MULTI), per node, in a pool apart from PoolSize.
+	// default: 1000
+	MaxPinned int
 	// DialTimeout, ReadTimeout and WriteTimeout bound each upstream call so a
 	// dead upstream turns into an error reply, not a hung client.
 	// default: 5s, 3s, 3s
@@ -75,6 +79,9 @@ type Options struct {
 func (o *Options) init() {
 	if o.Mode == "" {
 		o.Mode = ModeEmbedded
+	}
+	if o.MaxPinned == 0 {
+		o.MaxPinned = 1000
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
@@ -100,6 +107,7 @@ type Store struct {
 	// (a slot migration in progress), each until when its runs go one key
 	// per command.
 	migrating sync.Map // int → time.Time
+	tx        txClient // the pinned connections of transactions (tx.go)
 	stop      chan struct{}
 	stopped   sync.WaitGroup
 }
@@ -129,28 +137,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if len(opts.Addrs) == 0 {
 			return nil, errors.New("cluster upstream needs at least one seed address")
 		}
-		s.cluster = redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:           opts.Addrs,
-			Username:        opts.Username,
-			Password:        opts.Password,
-			TLSConfig:       opts.TLS,
-			PoolSize:        opts.PoolSize,
-			DialTimeout:     opts.DialTimeout,
-			ReadTimeout:     opts.ReadTimeout,
-			WriteTimeout:    opts.WriteTimeout,
-			Protocol:        2,
-			DisableIdentity: true,
-			// A backstop only: a failing command reloads the slot map at
-			// once (reloadOnFailure). go-redis's 60s default left the
-			// slots of a failed-over master on the dead node that long.
-			ClusterStateReloadInterval: clusterStateReloadInterval,
-			// One dial attempt: a refused dial means the node is down, and
-			// a failed command reloads the slot map. go-redis's five
-			// attempts, each of a command's replays, held every command
-			// to a dead master for about a second and a half before it
-			// failed, and so delayed finding the promoted replica.
-			DialerRetries: 1,
-		})
+		s.cluster = s.newCluster(opts.PoolSize, 0)
 		s.client = s.cluster
 	case ModeSentinel:
 		if len(opts.Addrs) == 0 {
@@ -163,22 +150,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// sentinels for the master: pipelines, the auto-pipeliner,
 		// forEachMaster and the scripts work unchanged. go-redis follows
 		// +switch-master and drops its connections to the old master.
-		s.client = redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName:       opts.MasterName,
-			SentinelAddrs:    opts.Addrs,
-			SentinelUsername: opts.SentinelUsername,
-			SentinelPassword: opts.SentinelPassword,
-			Username:         opts.Username,
-			Password:         opts.Password,
-			DB:               opts.DB,
-			TLSConfig:        opts.TLS,
-			PoolSize:         opts.PoolSize,
-			DialTimeout:      opts.DialTimeout,
-			ReadTimeout:      opts.ReadTimeout,
-			WriteTimeout:     opts.WriteTimeout,
-			Protocol:         2,
-			DisableIdentity:  true,
-		})
+		s.client = s.newFailover(opts.PoolSize, 0)
 	default:
 		return nil, fmt.Errorf("unknown upstream mode %q", opts.Mode)
 	}
@@ -205,6 +177,57 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.reads = newReadCombiner(s)
 	}
 	return s, nil
+}
+
+// newCluster returns a cluster client of poolSize connections per node;
+// maxRetries as go-redis's (0: its default, -1: none).
+func (s *Store) newCluster(poolSize, maxRetries int) *redis.ClusterClient {
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:           s.opts.Addrs,
+		Username:        s.opts.Username,
+		Password:        s.opts.Password,
+		TLSConfig:       s.opts.TLS,
+		PoolSize:        poolSize,
+		MaxRetries:      maxRetries,
+		DialTimeout:     s.opts.DialTimeout,
+		ReadTimeout:     s.opts.ReadTimeout,
+		WriteTimeout:    s.opts.WriteTimeout,
+		Protocol:        2,
+		DisableIdentity: true,
+		// A backstop only: a failing command reloads the slot map at
+		// once (reloadOnFailure). go-redis's 60s default left the
+		// slots of a failed-over master on the dead node that long.
+		ClusterStateReloadInterval: clusterStateReloadInterval,
+		// One dial attempt: a refused dial means the node is down, and
+		// a failed command reloads the slot map. go-redis's five
+		// attempts, each of a command's replays, held every command
+		// to a dead master for about a second and a half before it
+		// failed, and so delayed finding the promoted replica.
+		DialerRetries: 1,
+	})
+}
+
+// newFailover returns a client of the master the sentinels watch, with
+// poolSize connections; maxRetries as go-redis's (0: its default, -1:
+// none).
+func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
+	return redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:       s.opts.MasterName,
+		SentinelAddrs:    s.opts.Addrs,
+		SentinelUsername: s.opts.SentinelUsername,
+		SentinelPassword: s.opts.SentinelPassword,
+		Username:         s.opts.Username,
+		Password:         s.opts.Password,
+		DB:               s.opts.DB,
+		TLSConfig:        s.opts.TLS,
+		PoolSize:         poolSize,
+		MaxRetries:       maxRetries,
+		DialTimeout:      s.opts.DialTimeout,
+		ReadTimeout:      s.opts.ReadTimeout,
+		WriteTimeout:     s.opts.WriteTimeout,
+		Protocol:         2,
+		DisableIdentity:  true,
+	})
 }
 
 func (s *Store) clientOptions(addr string) *redis.Options {
@@ -267,6 +290,13 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.stopped.Wait()
 	err := s.client.Close()
+	s.tx.once.Do(func() {}) // no pool created from here on
+	switch {
+	case s.tx.client != nil:
+		_ = s.tx.client.Close()
+	case s.tx.cluster != nil:
+		_ = s.tx.cluster.Close()
+	}
 	if s.embedded != nil {
 		s.embedded.Close()
 	}

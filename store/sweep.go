@@ -10,7 +10,7 @@ import (
 // boundScript gives a key a TTL if it has none or one above max; checked
 // and set in one step, so a write racing the sweep keeps its own TTL.
 // ARGV: ttl ms, max ms. Returns 1 when the TTL was set.
-var boundScript = redis.NewScript(`
+var boundScript = newScript(`
 local p = redis.call('PTTL', KEYS[1])
 if p == -1 or p > tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])

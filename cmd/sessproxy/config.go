@@ -46,6 +46,11 @@ type ServerConfig struct {
 	MaxInflightBytes    int64    `toml:"max_inflight_bytes"`
 	MaxClientReplyBytes int64    `toml:"max_client_reply_bytes"`
 	HashIDs             bool     `toml:"hash_ids"`
+	// MaxTransactions bounds the clients in WATCH or MULTI, each holding
+	// an upstream connection; MaxTransactionCommands the commands one
+	// transaction queues.
+	MaxTransactions        int `toml:"max_transactions"`
+	MaxTransactionCommands int `toml:"max_transaction_commands"`
 }
 
 type UpstreamConfig struct {
@@ -132,12 +137,14 @@ type UserConfig struct {
 func defaultConfig() Config {
 	return Config{
 		Server: ServerConfig{
-			Listen:              "127.0.0.1:6380",
-			MaxClients:          10000,
-			RequestTimeout:      Duration(10 * time.Second),
-			MaxRequestBytes:     8 << 20,
-			MaxInflightBytes:    256 << 20,
-			MaxClientReplyBytes: 64 << 20,
+			Listen:                 "127.0.0.1:6380",
+			MaxClients:             10000,
+			RequestTimeout:         Duration(10 * time.Second),
+			MaxRequestBytes:        8 << 20,
+			MaxInflightBytes:       256 << 20,
+			MaxClientReplyBytes:    64 << 20,
+			MaxTransactions:        1000,
+			MaxTransactionCommands: 10000,
 		},
 		Upstream: UpstreamConfig{
 			Mode:         store.ModeEmbedded,
@@ -215,6 +222,12 @@ func (c *Config) validate() error {
 	}
 	if c.Server.MaxClientReplyBytes < 1<<20 {
 		bad("server.max_client_reply_bytes", "must be >= 1048576")
+	}
+	if c.Server.MaxTransactions <= 0 {
+		bad("server.max_transactions", "must be > 0")
+	}
+	if c.Server.MaxTransactionCommands <= 0 {
+		bad("server.max_transaction_commands", "must be > 0")
 	}
 	switch c.Upstream.Mode {
 	case store.ModeEmbedded:
@@ -382,6 +395,7 @@ func (c *Config) storeOptions() (store.Options, error) {
 		SentinelPassword: c.Upstream.SentinelPassword,
 		DB:               c.Upstream.DB,
 		PoolSize:         c.Upstream.PoolSize,
+		MaxPinned:        c.Server.MaxTransactions,
 		AutoPipeline:     c.Upstream.AutoPipeline,
 		DialTimeout:      time.Duration(c.Upstream.DialTimeout),
 		ReadTimeout:      time.Duration(c.Upstream.ReadTimeout),
@@ -449,12 +463,14 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		Codec:      cd,
 		// A hash session's fields are stored as the application sent
 		// them; the same bound applies to their total.
-		MaxHashBytes: c.Codec.MaxPayloadBytes,
-		RequirePass:  c.Server.RequirePass,
-		Users:        users,
-		HashIDs:      c.Server.HashIDs,
-		DB:           c.Upstream.DB,
-		Version:      version,
+		MaxHashBytes:    c.Codec.MaxPayloadBytes,
+		RequirePass:     c.Server.RequirePass,
+		Users:           users,
+		MaxTransactions: c.Server.MaxTransactions,
+		MaxTxCommands:   c.Server.MaxTransactionCommands,
+		HashIDs:         c.Server.HashIDs,
+		DB:              c.Upstream.DB,
+		Version:         version,
 	}, nil
 }
 
