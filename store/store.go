@@ -306,10 +306,59 @@ func (s *Store) Close() error {
 // forEachMaster runs fn on every master: the one server outside a cluster,
 // each master concurrently in one.
 func (s *Store) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
-	if s.cluster != nil {
-		return s.cluster.ForEachMaster(ctx, fn)
+	if s.cluster == nil {
+		return fn(ctx, s.client.(*redis.Client))
 	}
-	return fn(ctx, s.client.(*redis.Client))
+	masters, err := s.clusterMasters(ctx)
+	if err != nil {
+		return err
+	}
+	errs := make(chan error, len(masters))
+	var wg sync.WaitGroup
+	for _, m := range masters {
+		wg.Go(func() { errs <- fn(ctx, m) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clusterMasters are the masters the cluster serves its slots on, as the
+// proxy's own slot map names them (so their pooled connections serve).
+// Not go-redis's ForEachMaster: it reloads the slot map there and then,
+// and a reload racing the one a failed command asked for (see failed)
+// races on go-redis's node list. When the proxy's map disagrees with the
+// cluster's, it asks for a reload and fails: the map is being replaced.
+func (s *Store) clusterMasters(ctx context.Context) ([]*redis.Client, error) {
+	slots, err := s.cluster.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("cluster slots: %w", err)
+	}
+	var masters []*redis.Client
+	seen := make(map[*redis.Client]bool)
+	for _, r := range slots {
+		if len(r.Nodes) == 0 {
+			continue
+		}
+		node, err := s.cluster.MasterForKey(ctx, keyForSlot(r.Start))
+		if err != nil {
+			return nil, fmt.Errorf("route slot %d: %w", r.Start, err)
+		}
+		if addr := node.Options().Addr; addr != r.Nodes[0].Addr {
+			s.cluster.ReloadState(context.Background())
+			return nil, fmt.Errorf("slots %d-%d: the proxy routes them to %s, the cluster serves them on %s (slot map reloading)", r.Start, r.End, addr, r.Nodes[0].Addr)
+		}
+		if !seen[node] {
+			seen[node] = true
+			masters = append(masters, node)
+		}
+	}
+	return masters, nil
 }
 
 // loadScripts puts every script in every master's script cache, so EVALSHA
