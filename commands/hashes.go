@@ -88,23 +88,32 @@ func replyHashInt(c *Call, v interface{}, ignored bool) {
 	c.Out.Value(v)
 }
 
+// hashKey resolves a hash command's key: false when it answered already
+// (a refused key, a lock, too many arguments) or forwarded a passthrough
+// key with forwarded.
+func (e *Engine) hashKey(c *Call, forwarded forwardFlags) (keyRef, bool) {
+	ref, ok := e.resolve(c, c.Args[1])
+	switch {
+	case !ok:
+		return keyRef{}, false
+	case ref.lock:
+		c.Out.Error(msgLockHash)
+		return keyRef{}, false
+	case ref.session && len(c.Args)-2 > maxHashArgs:
+		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
+		return keyRef{}, false
+	case !ref.session:
+		e.forward(c, ref, forwarded)
+		return keyRef{}, false
+	}
+	return ref, true
+}
+
 // hashWrite runs the write cmd (the client's arguments after the key) on
 // a hash session, or forwards it for a passthrough key.
 func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply hashWriteReply) {
-	ref, ok := e.resolve(c, c.Args[1])
+	ref, ok := e.hashKey(c, forwarded)
 	if !ok {
-		return
-	}
-	if ref.lock {
-		c.Out.Error(msgLockHash)
-		return
-	}
-	if ref.session && len(c.Args)-2 > maxHashArgs {
-		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
-		return
-	}
-	if !ref.session {
-		e.forward(c, ref, forwarded)
 		return
 	}
 	p := &c.conf.policy
@@ -210,20 +219,8 @@ func replyEmpty(c *Call) { c.Out.Array(0) }
 // hash session, answering missing for a missing or tombstoned key, or
 // forwards it for a passthrough key.
 func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
-	ref, ok := e.resolve(c, c.Args[1])
+	ref, ok := e.hashKey(c, forwardRead)
 	if !ok {
-		return
-	}
-	if ref.lock {
-		c.Out.Error(msgLockHash)
-		return
-	}
-	if ref.session && len(c.Args)-2 > maxHashArgs {
-		c.Out.Error(errHashArgs(c.cmd.Name, maxHashArgs))
-		return
-	}
-	if !ref.session {
-		e.forward(c, ref, forwardRead)
 		return
 	}
 	res := c.Batch.HashRead(ref.key, c.conf.policy.Idle, cmd, c.Args[2:]...)
