@@ -57,6 +57,21 @@ func (e *Engine) acquire(t *txState) bool {
 	return true
 }
 
+// pin gives t its pinned upstream connection, if it has none yet; false:
+// it answered the failure.
+func (e *Engine) pin(c *Call, t *txState) bool {
+	if t.pin != nil {
+		return true
+	}
+	pin, err := e.store.Pin(c.Ctx, t.slotKey)
+	if err != nil {
+		e.fail(c, "", err)
+		return false
+	}
+	t.pin = pin
+	return true
+}
+
 // endTx discards cl's transaction and unwatches: the pinned connection goes
 // back, the slot is freed. RESET, QUIT's disconnect, EXEC and DISCARD end
 // here.
@@ -203,13 +218,8 @@ func (e *Engine) exec(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	if t.pin == nil {
-		pin, err := e.store.Pin(c.Ctx, t.slotKey)
-		if err != nil {
-			e.fail(c, "", err)
-			return
-		}
-		t.pin = pin
+	if !e.pin(c, t) {
+		return
 	}
 	t.multi, t.executing = false, true
 	batch := t.pin.Batch()
@@ -282,13 +292,8 @@ func (e *Engine) watch(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	if t.pin == nil {
-		pin, err := e.store.Pin(c.Ctx, t.slotKey)
-		if err != nil {
-			e.fail(c, "", err)
-			return
-		}
-		t.pin = pin
+	if !e.pin(c, t) {
+		return
 	}
 	if err := t.pin.Watch(c.Ctx, keys); err != nil {
 		e.fail(c, "", err)
