@@ -91,6 +91,10 @@ type Options struct {
 	DB int
 	// Version is sessproxy's version, for INFO.
 	Version string
+	// ScriptsMode is "policy" (EVAL and friends run the client's script
+	// wrapped in the session policy) or "deny" (every script command is
+	// refused). default: policy ([scripts] mode)
+	ScriptsMode string
 	// Logger logs upstream failures and panics. default: no-op
 	Logger *zap.Logger
 	// MaxTransactions bounds the clients in WATCH or MULTI, each holding
@@ -120,6 +124,7 @@ type Engine struct {
 	// (Options.MaxTransactions).
 	transactions atomic.Int64
 	unknown      CommandMetrics // the recorder of names outside the registry
+	scripts      scriptCache    // client SHA-1 → wrapped script (scripts.go)
 }
 
 type stats struct {
@@ -138,6 +143,9 @@ func New(st *store.Store, opts Options) *Engine {
 	}
 	if opts.OnWrite == "" {
 		opts.OnWrite = OnWriteError
+	}
+	if opts.ScriptsMode == "" {
+		opts.ScriptsMode = ScriptsPolicy
 	}
 	if opts.Codec == nil {
 		opts.Codec = codec.Plain()

@@ -19,35 +19,63 @@ const (
 // kept where Redis has one, so client libraries that match on it keep
 // working.
 const (
-	msgNoAuth         = codeNoAuth + "Authentication required."
-	msgHelloNoAuth    = codeNoAuth + "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
-	msgWrongPass      = codeWrongPass + "invalid username-password pair or user is disabled."
-	msgNoPassword     = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	msgSyntax         = "ERR syntax error"
-	msgNotInteger     = "ERR value is not an integer or out of range"
-	msgInternal       = "ERR internal error"
-	msgReplyLimit     = "ERR reply larger than server.max_client_reply_bytes: closing the connection"
-	msgPersistDenied  = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
-	msgLockPersist    = "ERR PERSIST is not allowed on lock keys (ttl.persist = \"deny\"): a lock always expires within ttl.lock_max"
-	msgLockHash       = "ERR hash commands are not served on lock keys: a lock is a string (see docs/commands.md, Locks)"
-	msgNoProto        = "NOPROTO unsupported protocol version"
-	msgProtoNotInt    = "ERR Protocol version is not an integer or out of range"
-	msgClientName     = "ERR Client names cannot contain spaces, newlines or special characters."
-	msgTTLArg         = "ERR invalid TTL: must be a positive number of seconds"
-	msgInvalidCursor  = "ERR invalid cursor"
-	msgNoOwnerField   = "ERR no owner index: set session.owner_field (a JSON path such as \"passport.user\")"
-	msgNoCommandDocs  = "ERR COMMAND DOCS is not served by sessproxy (see docs/commands.md)"
-	msgFieldsNeedJSON = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
-	msgExpireNX       = "ERR NX and XX, GT or LT options at the same time are not compatible"
-	msgExpireGTLT     = "ERR GT and LT options at the same time are not compatible"
-	msgMultiNested    = "ERR MULTI calls can not be nested"
-	msgWatchInMulti   = "ERR WATCH inside MULTI is not allowed"
-	msgCrossSlot      = "CROSSSLOT Keys in request don't hash to the same slot"
-	msgExecAbort      = "EXECABORT Transaction discarded because of previous errors."
-	msgExecNoMulti    = "ERR EXEC without MULTI"
-	msgDiscardNoMulti = "ERR DISCARD without MULTI"
-	msgNotFloat       = "ERR value is not a valid float"
-	msgWrongType      = "WRONGTYPE Operation against a key holding the wrong kind of value"
+	msgNoAuth          = codeNoAuth + "Authentication required."
+	msgHelloNoAuth     = codeNoAuth + "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	msgWrongPass       = codeWrongPass + "invalid username-password pair or user is disabled."
+	msgNoPassword      = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	msgSyntax          = "ERR syntax error"
+	msgNotInteger      = "ERR value is not an integer or out of range"
+	msgInternal        = "ERR internal error"
+	msgReplyLimit      = "ERR reply larger than server.max_client_reply_bytes: closing the connection"
+	msgPersistDenied   = "ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"
+	msgLockPersist     = "ERR PERSIST is not allowed on lock keys (ttl.persist = \"deny\"): a lock always expires within ttl.lock_max"
+	msgLockHash        = "ERR hash commands are not served on lock keys: a lock is a string (see docs/commands.md, Locks)"
+	msgNoProto         = "NOPROTO unsupported protocol version"
+	msgProtoNotInt     = "ERR Protocol version is not an integer or out of range"
+	msgClientName      = "ERR Client names cannot contain spaces, newlines or special characters."
+	msgTTLArg          = "ERR invalid TTL: must be a positive number of seconds"
+	msgInvalidCursor   = "ERR invalid cursor"
+	msgNoOwnerField    = "ERR no owner index: set session.owner_field (a JSON path such as \"passport.user\")"
+	msgNoCommandDocs   = "ERR COMMAND DOCS is not served by sessproxy (see docs/commands.md)"
+	msgFieldsNeedJSON  = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
+	msgExpireNX        = "ERR NX and XX, GT or LT options at the same time are not compatible"
+	msgExpireGTLT      = "ERR GT and LT options at the same time are not compatible"
+	msgMultiNested     = "ERR MULTI calls can not be nested"
+	msgWatchInMulti    = "ERR WATCH inside MULTI is not allowed"
+	msgExecAbort       = "EXECABORT Transaction discarded because of previous errors."
+	msgExecNoMulti     = "ERR EXEC without MULTI"
+	msgDiscardNoMulti  = "ERR DISCARD without MULTI"
+	msgNotFloat        = "ERR value is not a valid float"
+	msgWrongType       = "WRONGTYPE Operation against a key holding the wrong kind of value"
+	msgNoScript        = "NOSCRIPT No matching script. Please use EVAL."
+	msgNegativeKeys    = "ERR Number of keys can't be negative"
+	msgTooManyKeys     = "ERR Number of keys can't be greater than number of args"
+	msgCrossSlot       = "CROSSSLOT Keys in request don't hash to the same slot"
+	msgScriptFlushMode = "ERR SCRIPT FLUSH only supports SYNC|ASYNC option"
+)
+
+// errScriptsDenied refuses a script command under [scripts] mode = "deny".
+func errScriptsDenied(cmd string) string {
+	return "ERR " + strings.ToUpper(printable(cmd)) + " is refused: scripts are off (scripts.mode = \"deny\")"
+}
+
+// errFunctionsRefused refuses FCALL, FCALL_RO and FUNCTION.
+func errFunctionsRefused(cmd string) string {
+	return "ERR " + strings.ToUpper(printable(cmd)) + " is not served by sessproxy: Redis functions run without the session policy; use EVAL or EVALSHA, which run the script inside it (see docs/commands.md, Scripts)"
+}
+
+// errScriptCompile answers a script that does not parse, in Redis's words.
+func errScriptCompile(err error) string {
+	return "ERR Error compiling script (new function): " + strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// Messages of the script wrapper's policy refusals (scriptWriteRefusal,
+// scriptReadRefusal).
+const (
+	msgScriptCodecValues  = "ERR scripts cannot read or write session values under this codec (msgpack, compression, encryption or an envelope store what a script could not produce or read; see docs/commands.md, Scripts)"
+	msgScriptOwnerWrites  = "ERR scripts cannot write session values with session.owner_field set: the owner index would miss them (see docs/commands.md, Scripts)"
+	msgScriptAbsolute     = "ERR scripts cannot write session values or TTLs with ttl.absolute set (see docs/commands.md, Scripts)"
+	msgScriptAbsoluteIdle = "ERR scripts cannot read session values with both ttl.idle and ttl.absolute set (see docs/commands.md, Scripts)"
 )
 
 // errLockID answers a SESS.* command given a lock's id.

@@ -52,6 +52,16 @@ func (e *Engine) table() []*Command {
 		{Name: "watch", Arity: -2, Flags: flagTxControl, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
 		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
+		// Scripts, run wrapped in the policy (scripts.go, scriptwrap.go).
+		{Name: "eval", Arity: -3, Flags: flagWrite, Handler: e.eval},
+		{Name: "evalsha", Arity: -3, Flags: flagWrite, Handler: e.evalsha},
+		{Name: "eval_ro", Arity: -3, Flags: flagRead, Handler: e.evalRO},
+		{Name: "evalsha_ro", Arity: -3, Flags: flagRead, Handler: e.evalshaRO},
+		{Name: "script", Arity: -2, Flags: flagRead, Handler: e.script},
+		{Name: "fcall", Arity: -3, Flags: flagWrite, Handler: e.functions},
+		{Name: "fcall_ro", Arity: -3, Flags: flagRead, Handler: e.functions},
+		{Name: "function", Arity: -2, Flags: flagWrite, Handler: e.functions},
+
 		// Sessions (session.go).
 		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},
 		{Name: "sess.get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessGet},

@@ -109,6 +109,11 @@ func runSuite(t *testing.T, up *upstream) {
 		// Locks: phpredis's <sid>_LOCK (locks_test.go).
 		{"Locks", testLocks},
 
+		// Scripts with the policy inside (scripts_test.go).
+		{"ScriptPolicy", testScriptPolicy},
+		{"ScriptCache", testScriptCache},
+		{"ScriptPhpredisUnlock", testScriptPhpredisUnlock},
+
 		// Owners: "log out everywhere" (owner_test.go).
 		{"OwnerIndex", testOwnerIndex},
 		{"OwnerIndexOff", testOwnerIndexOff},

@@ -279,8 +279,9 @@ type queued struct {
 	cmd redis.Cmder
 	// read marks commands without side effects, which may be sent again.
 	read   bool
-	reads  *readRun  // the read run an MGET serves
-	writes *writeRun // the write run a multi-key script call serves
+	reads  *readRun    // the read run an MGET serves
+	writes *writeRun   // the write run a multi-key script call serves
+	user   *UserScript // the client's script an EVALSHA runs, loaded on NOSCRIPT
 }
 
 // NewBatch returns an empty batch on the store.
@@ -381,7 +382,11 @@ func (b *Batch) recover(ctx context.Context, qs []queued) {
 			return
 		}
 		if noScript {
-			if err := b.s.loadScripts(ctx); err != nil {
+			err := b.s.loadScripts(ctx)
+			if err == nil {
+				err = b.s.loadUserScripts(ctx, qs[first:])
+			}
+			if err != nil {
 				for _, q := range qs[first:] {
 					if isNoScript(q.cmd.Err()) {
 						q.cmd.SetErr(err) // the client sees why, not NOSCRIPT
@@ -501,7 +506,7 @@ func keysOf(cmd redis.Cmder) []string {
 	}
 	var keys []interface{}
 	switch strings.ToLower(argString(args[0])) {
-	case "evalsha":
+	case "evalsha", "evalsha_ro":
 		n, err := strconv.Atoi(argString(args[2]))
 		if err != nil || n < 1 || len(args) < 3+n {
 			return nil

@@ -27,6 +27,7 @@ type Config struct {
 	Session   SessionConfig   `toml:"session"`
 	TTL       TTLConfig       `toml:"ttl"`
 	Tombstone TombstoneConfig `toml:"tombstone"`
+	Scripts   ScriptsConfig   `toml:"scripts"`
 	Codec     CodecConfig     `toml:"codec"`
 	Log       LogConfig       `toml:"log"`
 	Metrics   MetricsConfig   `toml:"metrics"`
@@ -110,6 +111,13 @@ type TombstoneConfig struct {
 	OnWrite string   `toml:"on_write"`
 }
 
+// ScriptsConfig is [scripts]: EVAL, EVALSHA and friends.
+type ScriptsConfig struct {
+	// Mode is "policy" (scripts run wrapped in the session policy) or
+	// "deny" (every script command is refused).
+	Mode string `toml:"mode"`
+}
+
 type CodecConfig struct {
 	Format           string   `toml:"format"`
 	Compress         string   `toml:"compress"`
@@ -166,6 +174,7 @@ func defaultConfig() Config {
 			Rules:      []RuleConfig{},
 		},
 		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
+		Scripts:   ScriptsConfig{Mode: commands.ScriptsPolicy},
 		Codec: CodecConfig{Format: codec.FormatJSON, Compress: codec.CompressNone, CompressMinBytes: codec.DefaultCompressMinBytes,
 			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20},
 		Log:     LogConfig{Level: "info", Format: "console"},
@@ -314,6 +323,9 @@ func (c *Config) validate() error {
 	if c.Tombstone.OnWrite != commands.OnWriteError && c.Tombstone.OnWrite != commands.OnWriteIgnore {
 		bad("tombstone.on_write", `must be "error" or "ignore"`)
 	}
+	if c.Scripts.Mode != commands.ScriptsPolicy && c.Scripts.Mode != commands.ScriptsDeny {
+		bad("scripts.mode", `must be "policy" or "deny"`)
+	}
 	if _, err := c.codecOptions().build(); err != nil {
 		errs = append(errs, err)
 	}
@@ -457,10 +469,11 @@ func (c *Config) commandOptions() (commands.Options, error) {
 			Absolute:   time.Duration(c.TTL.Absolute),
 			LockMax:    time.Duration(c.TTL.LockMax),
 		},
-		Tombstones: c.Tombstone.Enabled,
-		Grace:      time.Duration(c.Tombstone.Grace),
-		OnWrite:    c.Tombstone.OnWrite,
-		Codec:      cd,
+		Tombstones:  c.Tombstone.Enabled,
+		Grace:       time.Duration(c.Tombstone.Grace),
+		OnWrite:     c.Tombstone.OnWrite,
+		ScriptsMode: c.Scripts.Mode,
+		Codec:       cd,
 		// A hash session's fields are stored as the application sent
 		// them; the same bound applies to their total.
 		MaxHashBytes:    c.Codec.MaxPayloadBytes,

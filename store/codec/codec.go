@@ -92,6 +92,11 @@ type Codec interface {
 	// Envelope reports whether Encode always writes a header, so every
 	// value records its creation time.
 	Envelope() bool
+	// AsGiven reports whether Encode stores payloads as given: no
+	// MessagePack, compression, encryption or envelope. Only a raw payload
+	// that starts with the header magic is still wrapped, which a writer
+	// bypassing Encode (a script) must refuse.
+	AsGiven() bool
 }
 
 var (
@@ -178,6 +183,10 @@ type codec struct {
 var _ Codec = (*codec)(nil)
 
 func (c *codec) JSON() bool { return c.format != formatRaw }
+
+func (c *codec) AsGiven() bool {
+	return c.format != formatMsgpack && !c.envelope && len(c.keys) == 0 && c.comp.kind == compressNone
+}
 
 func (c *codec) Envelope() bool {
 	return c.envelope || c.format == formatMsgpack || len(c.keys) > 0

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// phpredisUnlock is, byte for byte, the script phpredis releases its
+// session lock with (EVALSHA of its SHA-1, EVAL on NOSCRIPT).
+const phpredisUnlock = `if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end`
+
+func sha1Of(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// wantErrContains runs a command and checks its error reply holds part.
+func wantErrContains(t *testing.T, c doer, part string, args ...interface{}) {
+	t.Helper()
+	v, err := c.Do(bg, args...).Result()
+	if err == nil || errors.Is(err, redis.Nil) || !strings.Contains(err.Error(), part) {
+		t.Errorf("%s = %v, %v; want an error containing %q", show(args), v, err, part)
+	}
+}
+
+// testScriptPolicy runs scripts through the proxy and checks in Redis
+// directly that each redis.call on a session key obeyed the policy.
+func testScriptPolicy(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	const key, sid = "sess:scripted", "scripted"
+
+	// A SET without a TTL gets ttl.default; one beyond ttl.max is lowered.
+	wantReply(t, c, "OK", "EVAL", "return redis.call('set', KEYS[1], ARGV[1])", 1, key, `{"n":1}`)
+	p.wantStored(t, key, `{"n":1}`)
+	p.wantTTL(t, key, defaultTTL)
+	wantReply(t, c, 1, "EVAL", "return redis.call('expire', KEYS[1], ARGV[1])", 1, key, "99999999")
+	p.wantTTL(t, key, maxTTL)
+	wantReply(t, c, 1, "EVAL", "return redis.call('hset', KEYS[1], 'f', 'v')", 1, "sess:scripted-hash")
+	p.wantTTL(t, "sess:scripted-hash", defaultTTL)
+
+	// PERSIST is refused; the key keeps its TTL.
+	wantErrContains(t, c, `ERR PERSIST is not allowed on session keys`, "EVAL", "return redis.call('persist', KEYS[1])", 1, key)
+	wantReply(t, c, []interface{}{"ERR PERSIST is not allowed on session keys (ttl.persist = \"deny\")"},
+		"EVAL", "local r = redis.pcall('persist', KEYS[1]) return {r['err']}", 1, key)
+	p.wantTTL(t, key, maxTTL)
+
+	// A payload the json codec refuses, an undeclared session key, a key
+	// outside the prefix, a command the wrapper cannot police: errors, and
+	// nothing written.
+	wantErrContains(t, c, "ERR invalid session payload: not a JSON object", "EVAL", "return redis.call('set', KEYS[1], 'x')", 1, key)
+	wantErrContains(t, c, "is not declared in KEYS", "EVAL", "return redis.call('set', ARGV[1], '{}')", 0, "sess:undeclared")
+	wantErrContains(t, c, "NOPERM key 'outside' is outside the session namespace", "EVAL", "return redis.call('set', 'outside', '1')", 0)
+	wantErr(t, c, "NOPERM key 'outside' is outside the session namespace", "EVAL", "return 1", 1, "outside")
+	wantErrContains(t, c, "'append' is not allowed on session keys", "EVAL", "return redis.call('append', KEYS[1], 'x')", 1, key)
+	p.wantStored(t, key, `{"n":1}`)
+	p.wantMissing(t, "sess:undeclared")
+	p.wantMissing(t, "outside")
+
+	// DEL of a session leaves a tombstone; a script write to it errors and
+	// writes nothing; a script read sees no session.
+	wantReply(t, c, 1, "EVAL", "return redis.call('del', KEYS[1])", 1, key)
+	p.wantTombstone(t, key)
+	wantErrContains(t, c, destroyedError(sid), "EVAL", "return redis.call('set', KEYS[1], ARGV[1])", 1, key, `{"n":2}`)
+	wantErrContains(t, c, destroyedError(sid), "EVAL", "return redis.call('expire', KEYS[1], 60)", 1, key)
+	wantReply(t, c, []interface{}{destroyedError(sid)}, "EVAL", "local r = redis.pcall('set', KEYS[1], '{}') return {r['err']}", 1, key)
+	wantReply(t, c, nil, "EVAL", "return redis.call('get', KEYS[1])", 1, key)
+	wantReply(t, c, 0, "EVAL", "return redis.call('exists', KEYS[1])", 1, key)
+	p.wantTombstone(t, key)
+	wantReply(t, c, nil, "GET", key)
+
+	// A read-only script reads; its writes are refused by Redis.
+	wantReply(t, c, "OK", "SET", "sess:ro", `{"r":1}`)
+	wantReply(t, c, `{"r":1}`, "EVAL_RO", "return redis.call('get', KEYS[1])", 1, "sess:ro")
+	wantErrContains(t, c, "Write commands are not allowed from read-only scripts", "EVAL_RO", "return redis.call('set', KEYS[1], '{}')", 1, "sess:ro")
+
+	// Cluster: the keys of one script share a slot.
+	if up.cluster() {
+		keys := up.spreadKeys(t, "sess:x-", 2)
+		wantErr(t, c, "CROSSSLOT Keys in request don't hash to the same slot", "EVAL", "return 1", 2, keys[0], keys[1])
+	}
+	// FCALL names the alternative.
+	wantErrContains(t, c, "use EVAL or EVALSHA", "FCALL", "f", 0)
+}
+
+// testScriptCache: the SHA-1 a client sees is its own script's; EVALSHA
+// survives the upstream losing its script cache (a restart, a failover).
+func testScriptCache(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	const script, cachedKey = "return redis.call('set', KEYS[1], ARGV[1])", "sess:cached"
+	sha := sha1Of(script)
+	wantErr(t, c, "NOSCRIPT No matching script. Please use EVAL.", "EVALSHA", sha, 1, "sess:cached", "{}")
+	wantReply(t, c, sha, "SCRIPT", "LOAD", script)
+	wantReply(t, c, []interface{}{int64(1), int64(0)}, "SCRIPT", "EXISTS", sha, sha1Of("other"))
+	wantReply(t, c, "OK", "EVALSHA", sha, 1, "sess:cached", `{"v":1}`)
+	p.wantStored(t, cachedKey, `{"v":1}`)
+	p.wantTTL(t, cachedKey, defaultTTL)
+
+	// SCRIPT FLUSH straight to Redis: the proxy loads the wrapped script
+	// again and the client never sees NOSCRIPT.
+	err := up.forEachMaster(bg, func(ctx context.Context, m *redis.Client) error { return m.ScriptFlush(ctx).Err() })
+	if err != nil {
+		t.Fatalf("direct SCRIPT FLUSH: %v", err)
+	}
+	wantReply(t, c, "OK", "EVALSHA", sha, 1, "sess:cached", `{"v":2}`)
+	p.wantStored(t, cachedKey, `{"v":2}`)
+	p.wantTTL(t, cachedKey, defaultTTL)
+
+	// SCRIPT FLUSH through the proxy forgets the client's scripts.
+	wantReply(t, c, "OK", "SCRIPT", "FLUSH")
+	wantReply(t, c, []interface{}{int64(0)}, "SCRIPT", "EXISTS", sha)
+	wantErr(t, c, "NOSCRIPT No matching script. Please use EVAL.", "EVALSHA", sha, 1, "sess:cached", "{}")
+
+	// go-redis's Script (redigo's does the same): EVALSHA, then EVAL on
+	// NOSCRIPT, then EVALSHA.
+	s := redis.NewScript(`return redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])`)
+	for i, payload := range []string{`{"s":1}`, `{"s":2}`} {
+		if err := s.Run(bg, c, []string{"sess:goredis"}, payload, 120).Err(); err != nil {
+			t.Fatalf("Script.Run #%d: %v", i, err)
+		}
+		p.wantStored(t, "sess:goredis", payload)
+		p.wantTTL(t, "sess:goredis", 120*time.Second)
+	}
+}
+
+// testScriptPhpredisUnlock runs phpredis's lock release exactly as
+// phpredis sends it: EVALSHA of the script's SHA-1, EVAL on NOSCRIPT.
+func testScriptPhpredisUnlock(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	const lock = "sess:php-unlock_LOCK"
+	sha := sha1Of(phpredisUnlock)
+	unlock := func(token string) interface{} {
+		t.Helper()
+		v, err := c.Do(bg, "EVALSHA", sha, 1, lock, token).Result()
+		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			v, err = c.Do(bg, "EVAL", phpredisUnlock, 1, lock, token).Result()
+		}
+		if err != nil {
+			t.Fatalf("unlock: %v", err)
+		}
+		return v
+	}
+	wantReply(t, c, "OK", "SESS.SET", "php-unlock", `{"a":1}`)
+	wantReply(t, c, "OK", "SET", lock, "token-1", "NX", "PX", "30000")
+	wantErr(t, c, "NOSCRIPT No matching script. Please use EVAL.", "EVALSHA", sha, 1, lock, "token-1")
+	// Another request's token leaves the lock alone.
+	if v := unlock("token-2"); v != int64(0) {
+		t.Errorf("unlock with another token = %v, want 0", v)
+	}
+	p.wantStored(t, lock, "token-1")
+	// The holder's token releases it: a plain DEL, no tombstone.
+	if v := unlock("token-1"); v != int64(1) {
+		t.Errorf("unlock = %v, want 1", v)
+	}
+	p.wantMissing(t, lock)
+	p.wantStored(t, "sess:php-unlock", `{"a":1}`)
+	// The next request's lock and unlock, now by EVALSHA alone.
+	wantReply(t, c, "OK", "SET", lock, "token-3", "NX", "EX", "86400")
+	p.wantTTL(t, lock, lockMax)
+	wantReply(t, c, int64(1), "EVALSHA", sha, 1, lock, "token-3")
+	p.wantMissing(t, lock)
+}

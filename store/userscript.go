@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// UserScript is a client's script as the proxy runs it upstream (wrapped in
+// the session policy by the commands package). It is cached on every
+// master like the proxy's own scripts, but loaded on demand: the first
+// EVALSHA of it that meets NOSCRIPT (a new script, or a node that restarted
+// or was failed over) loads it everywhere and goes again (Batch.recover).
+type UserScript struct {
+	sc     *redis.Script
+	source string
+}
+
+// NewUserScript returns the upstream script of source.
+func NewUserScript(source string) *UserScript {
+	return &UserScript{sc: redis.NewScript(source), source: source}
+}
+
+// Hash is the SHA-1 Redis knows the script by.
+func (u *UserScript) Hash() string { return u.sc.Hash() }
+
+// Source is the script text sent upstream.
+func (u *UserScript) Source() string { return u.source }
+
+// Eval queues EVALSHA (EVALSHA_RO when readOnly) of u with keys and args,
+// relayed as Forward's result is. A script that is not cached upstream is
+// loaded and sent again.
+func (b *Batch) Eval(u *UserScript, readOnly bool, keys []string, args [][]byte) ForwardResult {
+	name := "evalsha"
+	if readOnly {
+		name = "evalsha_ro"
+	}
+	call := make([]interface{}, 0, 3+len(keys)+len(args))
+	call = append(call, name, u.Hash(), len(keys))
+	for _, k := range keys {
+		call = append(call, k)
+	}
+	for _, a := range args {
+		call = append(call, a)
+	}
+	cmd := redis.NewCmd(context.Background(), call...)
+	b.closeRun()
+	b.closeReads()
+	b.queued = append(b.queued, queued{cmd: cmd, read: readOnly, user: u})
+	return ForwardResult{cmd}
+}
+
+// loadUserScripts loads the user scripts among qs that got NOSCRIPT on
+// every master.
+func (s *Store) loadUserScripts(ctx context.Context, qs []queued) error {
+	seen := make(map[*UserScript]bool)
+	for _, q := range qs {
+		if q.user == nil || seen[q.user] || !isNoScript(q.cmd.Err()) {
+			continue
+		}
+		seen[q.user] = true
+		err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if err := q.user.sc.Load(ctx, c).Err(); err != nil {
+				return fmt.Errorf("load script on %s: %w", s.nodeName(c), err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
