@@ -38,6 +38,7 @@ type cachedScript struct {
 	upstream *store.UserScript
 	lines    int // lines of the client's text
 	size     int
+	noWrites bool // its shebang line declares flags=no-writes: run as read-only
 }
 
 // scriptCache maps client SHA-1s to wrapped scripts, least recently used
@@ -81,7 +82,8 @@ func (sc *scriptCache) load(source string) (*cachedScript, string) {
 	if msg != "" {
 		return nil, msg
 	}
-	s := &cachedScript{hash: hash, upstream: store.NewUserScript(wrapped), lines: userLines(source), size: len(source) + len(wrapped)}
+	s := &cachedScript{hash: hash, upstream: store.NewUserScript(wrapped), lines: userLines(source), size: len(source) + len(wrapped),
+		noWrites: declaresNoWrites(source)}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if el, ok := sc.byHash[hash]; ok { // loaded meanwhile by another client
@@ -101,6 +103,25 @@ func (sc *scriptCache) load(source string) (*cachedScript, string) {
 		sc.bytes -= gone.size
 	}
 	return s, ""
+}
+
+// declaresNoWrites reports whether a script's shebang line (Redis 7:
+// "#!lua flags=no-writes,allow-stale") has the no-writes flag.
+func declaresNoWrites(source string) bool {
+	if !strings.HasPrefix(source, "#!") {
+		return false
+	}
+	line, _, _ := strings.Cut(source, "\n")
+	for _, field := range strings.Fields(line) {
+		if flags, ok := strings.CutPrefix(field, "flags="); ok {
+			for _, f := range strings.Split(flags, ",") {
+				if f == "no-writes" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // flush forgets every script.
@@ -174,7 +195,9 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 			clear[i] = string(k)
 		}
 	}
-	args := append(e.scriptPolicyArgs(c.conf, readOnly, clear), userArgs...)
+	// A script that declares no-writes is read-only to Redis whichever
+	// command runs it: the wrapper must not write either.
+	args := append(e.scriptPolicyArgs(c.conf, readOnly || s.noWrites, clear), userArgs...)
 	res := c.Batch.Eval(s.upstream, readOnly, keys, args)
 	c.Then(func() {
 		v, err := res.Result()

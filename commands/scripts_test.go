@@ -194,3 +194,18 @@ func TestScriptErrorsNameTheClientsScript(t *testing.T) {
 		}
 	}
 }
+
+func TestNoWritesShebangMakesTheWrapperReadOnly(t *testing.T) {
+	for _, tt := range []struct {
+		source string
+		want   bool
+	}{
+		{"#!lua flags=no-writes,allow-stale\nreturn 1", true},
+		{"#!lua name=x flags=allow-stale\nreturn 1", false},
+		{"return 1 -- flags=no-writes", false},
+	} {
+		if got := declaresNoWrites(tt.source); got != tt.want {
+			t.Errorf("declaresNoWrites(%q) = %v, want %v", tt.source, got, tt.want)
+		}
+	}
+}
