@@ -209,3 +209,30 @@ func TestNoWritesShebangMakesTheWrapperReadOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestScriptTombstoneSettings(t *testing.T) {
+	t.Run("on_write ignore answers success and writes nothing", func(t *testing.T) {
+		f := newFixture(t, func(o *Options) { o.OnWrite = OnWriteIgnore })
+		f.wantCall(":0", "EVAL", "return redis.call('del', KEYS[1])", "1", "sess:a")
+		f.wantCall("$OK", "EVAL", "return redis.call('set', KEYS[1], '{}')", "1", "sess:a")
+		f.wantCall(":0", "EVAL", "return redis.call('expire', KEYS[1], 60)", "1", "sess:a")
+		f.wantRaw("sess:a", "TOMBSTONE")
+	})
+	t.Run("tombstones off: DEL deletes", func(t *testing.T) {
+		f := newFixture(t, func(o *Options) { o.Tombstones = false })
+		f.expect("SESS.SET a {}", "+OK")
+		f.wantCall(":1", "EVAL", "return redis.call('del', KEYS[1])", "1", "sess:a")
+		if f.m.Exists("sess:a") {
+			t.Error("DEL left a key with tombstones off")
+		}
+		f.wantCall("$OK", "EVAL", "return redis.call('set', KEYS[1], '{}')", "1", "sess:a")
+	})
+	t.Run("ttl.idle: writes get idle, reads slide", func(t *testing.T) {
+		f := newFixture(t, func(o *Options) { o.Policy.Idle = 30 * time.Minute })
+		f.wantCall("$OK", "EVAL", "return redis.call('set', KEYS[1], '{}', 'EX', 86400)", "1", "sess:a")
+		f.wantTTL("sess:a", 30*time.Minute)
+		f.m.FastForward(10 * time.Minute)
+		f.wantCall("${}", "EVAL", "return redis.call('get', KEYS[1])", "1", "sess:a")
+		f.wantTTL("sess:a", 30*time.Minute)
+	})
+}

@@ -46,8 +46,6 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 		{"FLUSHALL"},
 		{"flushdb"},
 		{"CONFIG", "SET", "maxmemory", "1"},
-		{"EVAL", "return redis.call('FLUSHALL')", "0"},
-		{"EVALSHA", "0000000000000000000000000000000000000000", "0"},
 		{"SUBSCRIBE", "ch"},
 		{"PSUBSCRIBE", "*"},
 		{"MONITOR"},
@@ -61,6 +59,12 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 		wantRawErrPrefix(t, rc, "ERR unknown or unsupported command '"+args[0]+"'", args...)
 		wantRaw(t, rc, status("PONG"), "PING")
 	}
+	// Scripts are served (scripts_test.go), but not what a script cannot be
+	// policed in; the connection stays.
+	wantRawErrPrefix(t, rc, "ERR command 'flushall' is not allowed in scripts", "EVAL", "return redis.call('FLUSHALL')", "0")
+	wantRawErrPrefix(t, rc, "NOSCRIPT No matching script. Please use EVAL.", "EVALSHA", "0000000000000000000000000000000000000000", "0")
+	wantRawErrPrefix(t, rc, "ERR FCALL is not served by sessproxy", "FCALL", "f", "0")
+	wantRaw(t, rc, status("PONG"), "PING")
 	wantRawErrPrefix(t, rc, "ERR unknown subcommand 'KILL'. Try CLIENT HELP.", "CLIENT", "KILL", "ID", "1")
 	wantRawErrPrefix(t, rc, "ERR unknown subcommand 'FOO'. Try COMMAND HELP.", "COMMAND", "FOO")
 
