@@ -57,7 +57,7 @@ func (e *Engine) table() []*Command {
 		{Name: "evalsha", Arity: -3, Flags: flagWrite, Handler: e.evalsha},
 		{Name: "eval_ro", Arity: -3, Flags: flagRead, Handler: e.evalRO},
 		{Name: "evalsha_ro", Arity: -3, Flags: flagRead, Handler: e.evalshaRO},
-		{Name: "script", Arity: -2, Flags: flagRead, Handler: e.script},
+		{Name: "script", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.script},
 		{Name: "fcall", Arity: -3, Flags: flagWrite, Handler: e.functions},
 		{Name: "fcall_ro", Arity: -3, Flags: flagRead, Handler: e.functions},
 		{Name: "function", Arity: -2, Flags: flagWrite, Handler: e.functions},

@@ -169,3 +169,49 @@ func testScriptPhpredisUnlock(t *testing.T, up *upstream) {
 	wantReply(t, c, int64(1), "EVALSHA", sha, 1, lock, "token-3")
 	p.wantMissing(t, lock)
 }
+
+// testScriptInTx: EVALSHA and EVAL inside MULTI run in EXEC with the
+// policy, even after the upstream lost its script cache (the proxy sends
+// the wrapped source, since a NOSCRIPT inside EXEC could not be retried);
+// a script's write to a destroyed session fails in its place in the array
+// while the others apply.
+func testScriptInTx(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	c := p.client(t)
+	const script = "return redis.call('set', KEYS[1], ARGV[1])"
+	sha := sha1Of(script)
+	wantReply(t, c, sha, "SCRIPT", "LOAD", script)
+	err := up.forEachMaster(bg, func(ctx context.Context, m *redis.Client) error { return m.ScriptFlush(ctx).Err() })
+	if err != nil {
+		t.Fatalf("direct SCRIPT FLUSH: %v", err)
+	}
+	wantReply(t, c, 0, "DEL", "sess:{stx}gone")
+	cmds, err := c.TxPipelined(bg, func(pipe redis.Pipeliner) error {
+		pipe.EvalSha(bg, sha, []string{"sess:{stx}a"}, `{"a":1}`)
+		pipe.Eval(bg, script, []string{"sess:{stx}gone"}, `{"b":1}`)
+		pipe.Do(bg, "EVAL_RO", "return redis.call('get', KEYS[1])", 1, "sess:{stx}a")
+		return nil
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "TOMBSTONE ") {
+		t.Fatalf("TxPipelined = %v, want the TOMBSTONE of its second command", err)
+	}
+	if cmds[0].Err() != nil {
+		t.Errorf("EVALSHA inside MULTI: %v", cmds[0].Err())
+	}
+	if got, err := cmds[2].(*redis.Cmd).Text(); err != nil || got != `{"a":1}` {
+		t.Errorf("EVAL_RO inside MULTI = %q, %v; want the write before it", got, err)
+	}
+	p.wantStored(t, "sess:{stx}a", `{"a":1}`)
+	p.wantTTL(t, "sess:{stx}a", defaultTTL)
+	p.wantTombstone(t, "sess:{stx}gone")
+	// An unknown SHA-1 aborts the transaction at queue time.
+	rc := p.raw(t)
+	wantRaw(t, rc, status("OK"), "MULTI")
+	wantRawErrPrefix(t, rc, "NOSCRIPT", "EVALSHA", sha1Of("unknown"), "1", "sess:{stx}a", "{}")
+	wantRawErrPrefix(t, rc, "EXECABORT", "EXEC")
+	// SCRIPT acts on the proxy's map, outside Redis: refused inside MULTI.
+	wantRaw(t, rc, status("OK"), "MULTI")
+	wantRawErrPrefix(t, rc, "ERR 'script' is not allowed in a transaction", "SCRIPT", "FLUSH")
+	wantRawErrPrefix(t, rc, "EXECABORT", "EXEC")
+	wantReply(t, c, []interface{}{int64(1)}, "SCRIPT", "EXISTS", sha)
+}

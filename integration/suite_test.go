@@ -113,6 +113,7 @@ func runSuite(t *testing.T, up *upstream) {
 		{"ScriptPolicy", testScriptPolicy},
 		{"ScriptCache", testScriptCache},
 		{"ScriptPhpredisUnlock", testScriptPhpredisUnlock},
+		{"ScriptInTx", testScriptInTx},
 
 		// Owners: "log out everywhere" (owner_test.go).
 		{"OwnerIndex", testOwnerIndex},

@@ -26,7 +26,8 @@ var (
 )
 
 // scriptSources maps each script's SHA-1 to its source, so a transaction
-// can send EVAL rather than EVALSHA: inside MULTI, a NOSCRIPT (a node
+// can send EVAL rather than EVALSHA (a client's script carries its own,
+// UserScript): inside MULTI, a NOSCRIPT (a node
 // restarted or failed over) would fail that one command while the others
 // ran, and it cannot be sent again. Written only while the package's
 // variables are initialised.
@@ -167,7 +168,10 @@ func (b *Batch) Commit(ctx context.Context) error {
 	cmds := make([]redis.Cmder, 0, len(b.queued)+1)
 	for _, q := range b.queued {
 		args := q.cmd.Args()
-		if len(args) > 1 && argString(args[0]) == "evalsha" {
+		switch {
+		case q.user != nil: // a client's script: EVAL or EVAL_RO of its wrapped source
+			args[0], args[1] = strings.Replace(argString(args[0]), "evalsha", "eval", 1), q.user.source
+		case len(args) > 1 && argString(args[0]) == "evalsha":
 			if src, ok := scriptSources[argString(args[1])]; ok {
 				args[0], args[1] = "eval", src
 			}
