@@ -46,6 +46,7 @@ const (
 	msgExecNoMulti     = "ERR EXEC without MULTI"
 	msgDiscardNoMulti  = "ERR DISCARD without MULTI"
 	msgNotFloat        = "ERR value is not a valid float"
+	msgNoExpires       = "ERR session refused: its payload has no cookie.expires and the command gives no TTL (ttl.require_expires = true)"
 	msgWrongType       = "WRONGTYPE Operation against a key holding the wrong kind of value"
 	msgNoScript        = "NOSCRIPT No matching script. Please use EVAL."
 	msgNegativeKeys    = "ERR Number of keys can't be negative"

@@ -39,9 +39,12 @@ local json, max_bytes, no_write, no_read = P[11] == '1', tonumber(P[12]), P[13],
 local suffixes = {}
 for s in string.gmatch(P[15], '[^\n]+') do suffixes[#suffixes + 1] = s end
 local ro = P[16] == 'ro'
-local NP = 17
+-- need_ttl: ttl.require_expires; a script's session SET must give a TTL
+-- (cookie.expires is not read inside scripts).
+local need_ttl = P[17] == '1'
+local NP = 18
 local names, first = __sp_K, NP + 1
-if P[17] == '1' then
+if P[18] == '1' then
   names = {}
   for i = 1, #__sp_K do names[i] = P[NP + i] end
   first = NP + #__sp_K + 1
@@ -49,6 +52,7 @@ end
 local uargv = {}
 for i = first, #P do uargv[#uargv + 1] = P[i] end
 
+local no_expires = '` + msgNoExpires + `'
 local function fmt(ms) return string.format('%.0f', ms) end
 local function cap(s)
   s = tostring(s)
@@ -257,6 +261,7 @@ local function on_session(p, e, name, a)
     if bad then return fail(p, bad) end
     local o, msg = set_args(a)
     if not o then return fail(p, msg) end
+    if need_ttl and not o.ms then return fail(p, no_expires) end
     local px = default_ms
     if o.ms then
       if o.ms <= 0 then -- an EXAT or PXAT already past: expired, as Redis has it
@@ -285,6 +290,7 @@ local function on_session(p, e, name, a)
     if a[3] == nil then return call(p, unpack(a)) end
     local bad = payload_error(a[3])
     if bad then return fail(p, bad) end
+    if need_ttl then return fail(p, no_expires) end
     if name == 'getset' then return call(p, 'SET', k, a[3], 'GET', 'PX', fmt(default_ms)) end
     local r = call(p, 'SET', k, a[3], 'NX', 'PX', fmt(default_ms))
     if failed(r) then return r end
@@ -436,7 +442,7 @@ return finish(__sp_user())
 
 // scriptPolicyFields is how many ARGV the policy takes ahead of the
 // user's (the wrapper's NP).
-const scriptPolicyFields = 17
+const scriptPolicyFields = 18
 
 // wrapScript returns the upstream text of a client's script, or the error
 // reply for one that does not compile. The script is parsed on its own
@@ -497,6 +503,11 @@ func (e *Engine) scriptPolicyArgs(conf *reloadable, readOnly bool, clear []strin
 		str("ro")
 	} else {
 		str("")
+	}
+	if p.RequireExpires {
+		str("1")
+	} else {
+		str("0")
 	}
 	if clear != nil {
 		str("1")

@@ -29,7 +29,7 @@ func (e *Engine) sessSet(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2])
+	value, ok := e.encode(c, c.Args[2], explicit != 0)
 	if !ok {
 		return
 	}
@@ -166,8 +166,13 @@ func (e *Engine) sessExists(c *Call) {
 }
 
 // encode runs the payload through the codec, answering the client when it
-// is refused.
-func (e *Engine) encode(c *Call, payload []byte) ([]byte, bool) {
+// is refused. hasTTL is whether the command gives a TTL of its own: when it
+// does not, ttl.require_expires wants a cookie.expires in the payload.
+func (e *Engine) encode(c *Call, payload []byte, hasTTL bool) ([]byte, bool) {
+	if c.conf.policy.LacksExpiry(payload, hasTTL) {
+		c.Out.Error(msgNoExpires)
+		return nil, false
+	}
 	// A new session's creation time; the store keeps an existing one.
 	return e.encodeCreated(c, payload, c.conf.policy.Clock())
 }

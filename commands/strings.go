@@ -244,7 +244,7 @@ func (e *Engine) set(c *Call) {
 		}
 		return
 	}
-	value, ok := e.encode(c, c.Args[2])
+	value, ok := e.encode(c, c.Args[2], opts.expiry.set)
 	if !ok {
 		return
 	}
@@ -307,7 +307,7 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 		e.forward(c, ref, forwardStatus)
 		return
 	}
-	value, ok := e.encode(c, c.Args[3])
+	value, ok := e.encode(c, c.Args[3], true)
 	if !ok {
 		return
 	}
@@ -335,7 +335,7 @@ func (e *Engine) setnx(c *Call) {
 		e.forward(c, ref, 0)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2])
+	value, ok := e.encode(c, c.Args[2], false)
 	if !ok {
 		return
 	}
@@ -370,7 +370,7 @@ func (e *Engine) getset(c *Call) {
 		e.forward(c, ref, 0)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2])
+	value, ok := e.encode(c, c.Args[2], false)
 	if !ok {
 		return
 	}
@@ -500,7 +500,7 @@ func (e *Engine) encodeAll(c *Call, refs []keyRef, payloads [][]byte) ([][]byte,
 			continue
 		}
 		var ok bool
-		if values[i], ok = e.encode(c, payload); !ok {
+		if values[i], ok = e.encode(c, payload, false); !ok {
 			return nil, false
 		}
 	}

@@ -349,3 +349,24 @@ func testSessInvalidIDs(t *testing.T, up *upstream) {
 		t.Errorf("upstream keys = %q; want only the 3 valid sessions", keys)
 	}
 }
+
+// testSessRequireExpires: under ttl.require_expires a session without
+// cookie.expires and without a TTL of its own is refused, through SESS.SET,
+// plain SET, MSET and a script alike, and Redis holds nothing for it; with
+// an expiry it is stored with it.
+func testSessRequireExpires(t *testing.T, up *upstream) {
+	p := startProxy(t, up, func(o *commands.Options, _ *proxy.Options) { o.Policy.RequireExpires = true })
+	c := p.client(t)
+	const refused = "ERR session refused: its payload has no cookie.expires and the command gives no TTL (ttl.require_expires = true)"
+	wantErr(t, c, refused, "SESS.SET", "noexp", `{"cookie":{"expires":null},"user":"u"}`)
+	wantErr(t, c, refused, "SET", "sess:noexp", `{"user":"u"}`)
+	wantErr(t, c, refused, "MSET", "sess:{re}ok", cookieISO(time.Hour), "sess:{re}noexp", `{"user":"u"}`)
+	wantErrContains(t, c, refused, "EVAL", "return redis.call('set', KEYS[1], ARGV[1])", 1, "sess:noexp", `{"user":"u"}`)
+	for _, k := range []string{"sess:noexp", "sess:{re}ok", "sess:{re}noexp"} {
+		p.wantMissing(t, k)
+	}
+	wantReply(t, c, "OK", "SESS.SET", "exp", cookieISO(2*time.Hour))
+	p.wantTTL(t, "sess:exp", 2*time.Hour)
+	wantReply(t, c, "OK", "SET", "sess:ttl", `{"user":"u"}`, "EX", 120)
+	p.wantTTL(t, "sess:ttl", 120*time.Second)
+}

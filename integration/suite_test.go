@@ -30,6 +30,7 @@ func runSuite(t *testing.T, up *upstream) {
 		{"SessInvalidPayload", testSessInvalidPayload},
 		{"SessMaxPayload", testSessMaxPayload},
 		{"SessInvalidIDs", testSessInvalidIDs},
+		{"SessRequireExpires", testSessRequireExpires},
 
 		// Tombstones (tombstones_test.go).
 		{"TombstoneOnDestroy", testTombstoneOnDestroy},

@@ -97,6 +97,8 @@ type TTLConfig struct {
 	Absolute   Duration     `toml:"absolute"`
 	LockMax    Duration     `toml:"lock_max"`
 	Rules      []RuleConfig `toml:"rules"`
+	// RequireExpires: see ttl.Policy.RequireExpires.
+	RequireExpires bool `toml:"require_expires"`
 }
 
 type RuleConfig struct {
@@ -306,6 +308,9 @@ func (c *Config) validate() error {
 	if c.TTL.LockMax < Duration(time.Millisecond) {
 		bad("ttl.lock_max", "must be >= 1ms")
 	}
+	if c.TTL.RequireExpires && (!c.TTL.FromCookie || (c.Codec.Format != codec.FormatJSON && c.Codec.Format != codec.FormatMsgpack)) {
+		bad("ttl.require_expires", `needs ttl.from_cookie = true and codec.format = "json" or "msgpack": the TTL it requires is cookie.expires`)
+	}
 	if c.TTL.Persist != ttl.PersistDeny && c.TTL.Persist != ttl.PersistClamp {
 		bad("ttl.persist", `must be "deny" or "clamp"`)
 	}
@@ -468,6 +473,8 @@ func (c *Config) commandOptions() (commands.Options, error) {
 			Idle:       time.Duration(c.TTL.Idle),
 			Absolute:   time.Duration(c.TTL.Absolute),
 			LockMax:    time.Duration(c.TTL.LockMax),
+
+			RequireExpires: c.TTL.RequireExpires,
 		},
 		Tombstones:  c.Tombstone.Enabled,
 		Grace:       time.Duration(c.Tombstone.Grace),

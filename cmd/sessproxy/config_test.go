@@ -59,6 +59,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
 		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
 		{"lock_max zero", "[ttl]\nlock_max = \"0s\"\n", "invalid ttl.lock_max: must be >= 1ms"},
+		{"require_expires on raw", "[ttl]\nrequire_expires = true\n[codec]\nformat = \"raw\"\n", "invalid ttl.require_expires: needs ttl.from_cookie = true"},
+		{"require_expires without from_cookie", "[ttl]\nrequire_expires = true\nfrom_cookie = false\n", "invalid ttl.require_expires: needs ttl.from_cookie = true"},
 		{"empty lock suffix", "[session]\nlock_suffixes = [\"_LOCK\", \"\"]\n", "invalid session.lock_suffixes[1]: must not be empty"},
 		{"bad codec", "[codec]\nformat = \"xml\"\n", "invalid codec.format"},
 		{"bad compress", "[codec]\ncompress = \"lz4\"\n", "invalid codec.compress"},

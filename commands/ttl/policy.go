@@ -48,6 +48,11 @@ type Policy struct {
 	// written without one gets LockMax, a longer one is lowered to it.
 	// default: 5m
 	LockMax time.Duration
+	// RequireExpires refuses a session write whose payload has no
+	// cookie.expires and that gives no TTL of its own (connect-redis-session's
+	// ttlSeconds: false): such a session would otherwise live for Default.
+	// default: false
+	RequireExpires bool
 	// Now is the clock; default: time.Now
 	Now func() time.Time
 }
@@ -72,6 +77,17 @@ const (
 	BoundMax                   // lowered to Max
 	BoundAbsolute              // lowered to what is left of Absolute
 )
+
+// LacksExpiry reports whether a write of payload must be refused under
+// RequireExpires: it gives no TTL of its own (explicit is false) and the
+// payload has no cookie.expires the proxy can read.
+func (p *Policy) LacksExpiry(payload []byte, explicit bool) bool {
+	if !p.RequireExpires || explicit {
+		return false
+	}
+	_, ok := cookieExpires(payload)
+	return !ok
+}
 
 // ReadsPayload reports whether the decision depends on the payload, so a
 // caller without one in hand knows whether to fetch the stored one.
