@@ -82,7 +82,7 @@ func requirePHP(t *testing.T) {
 	}
 }
 
-// php starts one request on session id: action "incr" or "destroy",
+// php starts one request on session id: action "incr", "read" or "destroy",
 // sleeping sleep after session_start (holding the lock when locking is on).
 func (p *proxyHandle) php(t *testing.T, id, action string, sleep time.Duration, lock phpLock) *phpRun {
 	t.Helper()
@@ -282,6 +282,16 @@ func testPHPSessionLocking(t *testing.T, up *upstream) {
 	t.Logf("php locking: %s: A acquired +0ms, A wrote +%.0fms, A released +%.0fms, B asked +%.0fms, B acquired +%.0fms (waited %.0f ms), B read counter=%s",
 		up.name, ra.Close-t0, ra.Released-t0, rb.Asked-t0, rb.Acquired-t0, rb.Acquired-rb.Asked, readCounter(rb))
 
+	p.wantStored(t, sess, phpSerialized(2, rb.PID))
+	p.wantTTL(t, sess, phpMaxLifetime)
+	p.wantMissing(t, lock)
+
+	// A request that changes nothing: session.lazy_write sends EXPIRE
+	// instead of SETEX, which gives the session gc_maxlifetime again.
+	if err := up.direct.Expire(bg, sess, time.Minute).Err(); err != nil {
+		t.Fatalf("direct EXPIRE: %v", err)
+	}
+	wantClean(t, "read", p.php(t, sid, "read", 0, phpLocking).wait())
 	p.wantStored(t, sess, phpSerialized(2, rb.PID))
 	p.wantTTL(t, sess, phpMaxLifetime)
 	p.wantMissing(t, lock)

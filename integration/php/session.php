@@ -4,7 +4,8 @@
 //
 //   php -d session.save_handler=redis -d session.save_path=… session.php ID ACTION [SLEEP_MS]
 //
-// ACTION is "incr" (read counter, add one, write) or "destroy"
+// ACTION is "incr" (read counter, add one, write), "read" (change nothing:
+// session.lazy_write then only refreshes the TTL) or "destroy"
 // (session_destroy). SLEEP_MS is how long it sleeps after reading, holding
 // the lock when locking is on. It prints a JSON line once session_start
 // returned, and one when it ends: what it read, what PHP reported, and
@@ -25,7 +26,7 @@ function now_ms(): float
 }
 
 if ($argc < 3) {
-    fwrite(STDERR, "usage: session.php ID incr|destroy [SLEEP_MS]\n");
+    fwrite(STDERR, "usage: session.php ID incr|read|destroy [SLEEP_MS]\n");
     exit(2);
 }
 [$id, $action, $sleep] = [$argv[1], $argv[2], (int)($argv[3] ?? 0)];
@@ -52,6 +53,8 @@ $out['close'] = now_ms();
 try {
     if ($action === 'destroy') {
         $out['ok'] = session_destroy();
+    } elseif ($action === 'read') {
+        $out['ok'] = session_write_close();
     } else {
         $_SESSION['counter'] = ($out['read'] ?? 0) + 1;
         $_SESSION['by'] = getmypid();
