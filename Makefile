@@ -10,11 +10,12 @@ FUZZTIME ?= 1m
 # Every fuzz target, as package:name (go test -fuzz takes one at a time).
 FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch
 
-.PHONY: test deps vet build run fuzz chaos
+.PHONY: test deps vet build run fuzz chaos php
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 9m -skip '^TestChaos' ./...
 	$(MAKE) chaos
+	$(MAKE) php
 	# Memory bounds (10,000 idle clients, unread replies) are measured
 	# without the race detector, whose shadow memory inflates RSS.
 	$(GO) test -count=1 -run '^TestMemory' -v ./proxy/
@@ -32,6 +33,15 @@ chaos:
 		grep -E '^\s+chaos_test.go:[0-9]+: chaos |^(ok|FAIL)' $$log | sed -E 's/^\s+chaos_test.go:[0-9]+: //'; rm -f $$log; \
 	else cat $$log; rm -f $$log; exit 1; fi
 
+# PHP native sessions with phpredis's locking (already run above), again
+# on their own to print their timelines ('php locking:' lines); the whole
+# log when one fails.
+php:
+	@log=$$(mktemp); \
+	if $(GO) test -race -count=1 -timeout 3m -run '^Test(Standalone|Cluster|Sentinel)$$/^PHP' -v ./integration/ >$$log 2>&1; then \
+		grep -E '^\s+php_test.go:[0-9]+: php locking: |^(ok|FAIL)' $$log | sed -E 's/^\s+php_test.go:[0-9]+: //'; rm -f $$log; \
+	else cat $$log; rm -f $$log; exit 1; fi
+
 # Each fuzz target for FUZZTIME: the request scanner against redcon's
 # reader, a real server over TCP, and the engine's dispatch.
 fuzz:
@@ -44,11 +54,16 @@ vet:
 	$(GO) vet ./...
 
 # Real redis-server, redis-cli and tmux (interactive redis-cli) for the
-# integration tests, and the node clients (npm ci); never skipped.
+# integration tests, php-cli with phpredis (PHP native sessions), and the
+# node clients (npm ci); never skipped.
 deps:
 	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v tmux >/dev/null; then \
 		echo "installing redis-server, redis-tools and tmux"; \
 		apt-get install -y redis-server redis-tools tmux || { apt-get update && apt-get install -y redis-server redis-tools tmux; }; \
+	fi
+	@if ! command -v php >/dev/null || ! php -m | grep -qx redis; then \
+		echo "installing php-cli and php-redis"; \
+		apt-get install -y php-cli php-redis || { apt-get update && apt-get install -y php-cli php-redis; }; \
 	fi
 	npm ci --prefix integration/node --no-audit --no-fund
 

@@ -141,6 +141,10 @@ func runSuite(t *testing.T, up *upstream) {
 		// Clients and the server itself (server_test.go).
 		{"RedisCLI", testRedisCLI},
 		{"Clients", testClients}, // go-redis, node-redis, ioredis, express-session, redis-cli (clients_test.go)
+		// PHP native sessions with phpredis's locking (php_test.go).
+		{"PHPSessionLocking", testPHPSessionLocking},
+		{"PHPSessionDestroy", testPHPSessionDestroy},
+		{"PHPSessionLockHolderKilled", testPHPSessionLockHolderKilled},
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
 
