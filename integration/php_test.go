@@ -22,6 +22,16 @@ import (
 // request is a php-cli run of php/session.php. PHP stores its own
 // serialize format, so the proxy runs with the raw codec.
 
+// phpPrefixParam is the save_path's prefix parameter: the proxy's sess:,
+// or none (phpredis's own PHPREDIS_SESSION:) for a proxy on the phpredis
+// preset.
+func (p *proxyHandle) phpPrefixParam() string {
+	if p.phpNativePrefix {
+		return ""
+	}
+	return "?prefix=sess:"
+}
+
 // phpMaxLifetime is session.gc_maxlifetime as the requests set it: the
 // TTL of phpredis's SETEX.
 const phpMaxLifetime = time.Hour
@@ -97,7 +107,7 @@ func (p *proxyHandle) php(t *testing.T, id, action string, sleep time.Duration, 
 	args := []string{
 		"-d", "session.save_handler=redis",
 		// Quoted for PHP's ini parser, which refuses a bare '='.
-		"-d", fmt.Sprintf(`session.save_path="tcp://127.0.0.1:%d?prefix=sess:"`, p.port),
+		"-d", fmt.Sprintf(`session.save_path="tcp://127.0.0.1:%d%s"`, p.port, p.phpPrefixParam()),
 		"-d", fmt.Sprintf("session.gc_maxlifetime=%d", int(phpMaxLifetime.Seconds())),
 		"-d", "redis.session.locking_enabled=" + enabled,
 		"-d", fmt.Sprintf("redis.session.lock_expire=%d", lock.expire),

@@ -45,6 +45,9 @@ type proxyHandle struct {
 	// seeded are keys a test wrote directly without a TTL, exempt from the
 	// every-session-key-has-a-TTL check.
 	seeded map[string]bool
+	// phpNativePrefix: PHP requests keep phpredis's own key prefix
+	// (a proxy on the phpredis preset, presets_test.go).
+	phpNativePrefix bool
 }
 
 // startProxy flushes the upstream, starts a proxy on it with SPEC's

@@ -80,6 +80,9 @@ type UpstreamTLSConfig struct {
 }
 
 type SessionConfig struct {
+	// Preset names the framework whose settings apply under this file's
+	// (presets.go); the -preset flag sets it too.
+	Preset        string   `toml:"preset"`
 	Prefix        string   `toml:"prefix"`
 	OwnerField    string   `toml:"owner_field"`
 	OutsidePrefix string   `toml:"outside_prefix"`
@@ -185,14 +188,46 @@ func defaultConfig() Config {
 	}
 }
 
-// loadConfig reads path over the defaults. Unknown keys are errors, so a
-// typo does not silently leave a default in place.
-func loadConfig(path string) (Config, error) {
+// loadConfig reads path over the defaults and the preset (-preset, or the
+// file's session.preset). Unknown keys are errors, so a typo does not
+// silently leave a default in place.
+func loadConfig(path, presetName string) (Config, error) {
 	cfg := defaultConfig()
+	var text []byte
+	if path != "" {
+		var err error
+		if text, err = os.ReadFile(path); err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		var probe struct {
+			Session struct {
+				Preset string `toml:"preset"`
+			} `toml:"session"`
+		}
+		if _, err := toml.Decode(string(text), &probe); err != nil {
+			return cfg, fmt.Errorf("read config %s: %w", path, err)
+		}
+		switch file := probe.Session.Preset; {
+		case presetName == "":
+			presetName = file
+		case file != "" && file != presetName:
+			return cfg, fmt.Errorf("read config %s: session.preset = %q, but -preset %s", path, file, presetName)
+		}
+	}
+	if presetName != "" {
+		p, err := findPreset(presetName)
+		if err != nil {
+			return cfg, err
+		}
+		if err := p.apply(&cfg); err != nil {
+			return cfg, err
+		}
+		cfg.Session.Preset = presetName
+	}
 	if path == "" {
 		return cfg, nil
 	}
-	md, err := toml.DecodeFile(path, &cfg)
+	md, err := toml.Decode(string(text), &cfg)
 	if err != nil {
 		return cfg, fmt.Errorf("read config %s: %w", path, err)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	cfg, err := loadConfig("../../config.example.toml")
+	cfg, err := loadConfig("../../config.example.toml", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestUpstreamFlagAloneMeansStandalone(t *testing.T) {
 }
 
 func TestDaysInDurations(t *testing.T) {
-	cfg, err := loadConfig(writeConfig(t, "[ttl]\nmax = \"7d\"\n"))
+	cfg, err := loadConfig(writeConfig(t, "[ttl]\nmax = \"7d\"\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

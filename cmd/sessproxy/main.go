@@ -57,6 +57,9 @@ func run(args []string, stdout io.Writer) error {
 				return err
 			}
 			return sweep(cfg, dryRun, stdout, os.Stderr)
+		case "presets":
+			printPresets(stdout)
+			return nil
 		case "check":
 			cfg, err := configFromFlags("check", args[1:], nil)
 			if err != nil {
@@ -98,13 +101,28 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	masterName := fs.String("master-name", "", "the master's name in sentinel mode, overrides upstream.master_name")
 	level := fs.String("log-level", "", "debug, info, warn or error, overrides log.level")
 	metricsAddr := fs.String("metrics-addr", "", `metrics and health address, overrides metrics.addr ("" turns the server off)`)
+	var presetNames []string
+	fs.Func("preset", "a framework's settings (connect-redis, phpredis, redis-rack, django-redis, flask-session, gorilla-redistore, connect-redis-session, alt-session; `sessproxy presets` prints them), under the config file's", func(s string) error {
+		presetNames = append(presetNames, s)
+		return nil
+	})
+	codecFormat := fs.String("codec", "", "json, msgpack or raw, overrides codec.format")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if len(presetNames) > 1 {
+		// One namespace today, so one framework's settings: two presets
+		// would silently overwrite each other's prefix and codec.
+		return Config{}, fmt.Errorf("-preset given %d times (%s): one proxy serves one session namespace for now; run one proxy per framework", len(presetNames), strings.Join(presetNames, ", "))
+	}
+	var presetName string
+	if len(presetNames) == 1 {
+		presetName = presetNames[0]
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(*path, presetName)
 	if err != nil {
 		return cfg, err
 	}
@@ -125,6 +143,9 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	}
 	if *level != "" {
 		cfg.Log.Level = *level
+	}
+	if *codecFormat != "" {
+		cfg.Codec.Format = *codecFormat
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "metrics-addr" { // set, even to "": off

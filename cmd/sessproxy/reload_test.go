@@ -149,7 +149,7 @@ func TestReloadKeepsTheRunningConfigWhenTheFileIsInvalid(t *testing.T) {
 }
 
 func loadedTTL(t *testing.T, body string) TTLConfig {
-	cfg, err := loadConfig(writeConfig(t, body))
+	cfg, err := loadConfig(writeConfig(t, body), "")
 	if err != nil {
 		t.Fatal(err)
 	}
