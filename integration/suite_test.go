@@ -143,6 +143,14 @@ func runSuite(t *testing.T, up *upstream) {
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
 
+		// Client libraries of other languages, driven from scripts in
+		// integration/clients, and redigo (libclients_test.go).
+		{"PyTx", testPyTx},
+		{"PyLock", testPyLock},
+		{"RbMulti", testRbMulti},
+		{"RedigoScript", testRedigoScript},
+		{"RedigoMulti", testRedigoMulti},
+
 		// /metrics, /healthz, /readyz (metrics_test.go).
 		{"Metrics", testMetrics},
 	}
