@@ -270,13 +270,18 @@ func testPyLock(t *testing.T, up *upstream) {
 
 	// release (the release script: GET, compare, DEL): the lock key is
 	// gone, with no tombstone; the session is untouched.
-	var locked bool
-	py.step(&locked, "release", "holder")
-	if locked {
+	var rel struct {
+		Locked bool
+		SHA    string
+	}
+	py.step(&rel, "release", "holder")
+	if rel.Locked {
 		t.Errorf("locked() after release = true")
 	}
 	p.wantMissing(t, lock)
 	p.wantStored(t, sess, `{"a":1}`)
+	// It went through the script: the proxy maps its SHA-1 now.
+	wantReply(t, p.client(t), []interface{}{int64(1)}, "SCRIPT", "EXISTS", rel.SHA)
 
 	// The other Lock takes it at once; the release script with a token
 	// not its own leaves it alone.
@@ -291,7 +296,7 @@ func testPyLock(t *testing.T, up *upstream) {
 		t.Errorf("release with another token = %q, want LockNotOwnedError", released)
 	}
 	p.wantStored(t, lock, acq.Token)
-	py.step(&locked, "release", "other")
+	py.step(&rel, "release", "other")
 	p.wantMissing(t, lock)
 
 	// with r.lock(…): held inside the block, deleted after it.

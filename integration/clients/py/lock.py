@@ -44,7 +44,7 @@ def reacquire():
 
 def release(which):
     locks[which].release()
-    return locks[which].locked()
+    return {"locked": locks[which].locked(), "sha": locks[which].lua_release.sha}
 
 
 def acquire_other():
