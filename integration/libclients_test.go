@@ -48,7 +48,8 @@ func startScript(t *testing.T, p *proxyHandle, interp, script string) *scriptCli
 	ctx, cancel := context.WithTimeout(bg, 2*time.Minute)
 	cmd := exec.CommandContext(ctx, interp, path)
 	cmd.Dir = filepath.Dir(path)
-	cmd.Env = append(os.Environ(), "SESSPROXY_ADDR="+p.addr)
+	// No __pycache__ left in the source tree.
+	cmd.Env = append(os.Environ(), "SESSPROXY_ADDR="+p.addr, "PYTHONDONTWRITEBYTECODE=1")
 	s := &scriptClient{t: t, script: script, done: make(chan error, 1)}
 	cmd.Stderr = &s.stderr
 	if s.stdin, err = cmd.StdinPipe(); err != nil {
