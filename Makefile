@@ -54,8 +54,10 @@ vet:
 	$(GO) vet ./...
 
 # Real redis-server, redis-cli and tmux (interactive redis-cli) for the
-# integration tests, php-cli with phpredis (PHP native sessions), and the
-# node clients (npm ci); never skipped.
+# integration tests, php-cli with phpredis (PHP native sessions), redis-py
+# and redis-rb for the scripts in integration/clients (Debian's packages, so
+# for /usr/bin/python3 and ruby), and the node clients (npm ci); never
+# skipped.
 deps:
 	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v tmux >/dev/null; then \
 		echo "installing redis-server, redis-tools and tmux"; \
@@ -64,6 +66,10 @@ deps:
 	@if ! command -v php >/dev/null || ! php -m | grep -qx redis; then \
 		echo "installing php-cli and php-redis"; \
 		apt-get install -y php-cli php-redis || { apt-get update && apt-get install -y php-cli php-redis; }; \
+	fi
+	@if ! /usr/bin/python3 -c 'import redis' 2>/dev/null || ! ruby -e 'require "redis"' 2>/dev/null; then \
+		echo "installing python3-redis and ruby-redis"; \
+		apt-get install -y python3-redis ruby-redis || { apt-get update && apt-get install -y python3-redis ruby-redis; }; \
 	fi
 	npm ci --prefix integration/node --no-audit --no-fund
 

@@ -2,7 +2,8 @@
 // processes — one standalone server, one 3-master Redis Cluster and one
 // master with a replica under a sentinel, started once for the package by
 // TestMain — and checks the behaviour SPEC.md promises with real clients:
-// go-redis, raw RESP over TCP, and redis-cli.
+// go-redis, redigo, raw RESP over TCP, redis-cli, the Node clients
+// (integration/node), and redis-py and redis-rb (integration/clients).
 package integration
 
 import (

@@ -148,6 +148,16 @@ func runSuite(t *testing.T, up *upstream) {
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
 
+		// Client libraries of other languages, driven from scripts in
+		// integration/clients, and redigo (libclients_test.go); an
+		// alt-session style hash store (altsession_test.go).
+		{"PyTx", testPyTx},
+		{"PyLock", testPyLock},
+		{"RbMulti", testRbMulti},
+		{"RedigoScript", testRedigoScript},
+		{"RedigoMulti", testRedigoMulti},
+		{"AltSessionStore", testAltSessionStore},
+
 		// /metrics, /healthz, /readyz (metrics_test.go).
 		{"Metrics", testMetrics},
 	}
