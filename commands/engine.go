@@ -125,6 +125,7 @@ type Engine struct {
 	transactions atomic.Int64
 	unknown      CommandMetrics // the recorder of names outside the registry
 	scripts      scriptCache    // client SHA-1 → wrapped script (scripts.go)
+	refusals     refusalLog     // rate limit of the refused writes' log lines (refusal.go)
 }
 
 type stats struct {
@@ -163,6 +164,7 @@ func New(st *store.Store, opts Options) *Engine {
 	if e.metrics == nil {
 		e.metrics = nopMetrics{}
 	}
+	e.refusals.now = time.Now
 	e.conf.Store(newReloadable(opts))
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	e.opts = opts
@@ -361,8 +363,7 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 	case errors.Is(err, store.ErrDryRun):
 		c.Out.Error(errNeedsResult(e.CommandName(c)))
 	case errors.Is(err, store.ErrTombstoned):
-		e.metrics.TombstoneRefused()
-		c.Out.Error(errTombstoned(sid))
+		e.refuse(c, RefusedTombstone, e.sessionLogKey(sid), errTombstoned(sid))
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
 	default:
@@ -373,10 +374,10 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 
 // ignoredTombstone reports whether a refused write must be answered as a
 // success (tombstone.on_write = "ignore").
-// It counts the refusal when it is.
-func (e *Engine) ignoredTombstone(err error) bool {
+// It logs and counts the refusal when it is.
+func (e *Engine) ignoredTombstone(c *Call, sid string, err error) bool {
 	if e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned) {
-		e.metrics.TombstoneRefused()
+		e.refused(c, RefusedTombstone, e.sessionLogKey(sid))
 		return true
 	}
 	return false

@@ -121,7 +121,7 @@ func (e *Engine) persist(c *Call) {
 		return
 	}
 	if c.conf.policy.Persist != ttl.PersistClamp {
-		c.Out.Error(msgPersistDenied)
+		e.refuse(c, RefusedPersist, ref.key, msgPersistDenied)
 		return
 	}
 	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax}), Absolute: c.conf.policy.Absolute})

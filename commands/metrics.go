@@ -14,10 +14,10 @@ type Metrics interface {
 	// entry's, and UnknownCommand's for every name outside the registry.
 	// It is called while the engine is built, never per command.
 	Command(name string) CommandMetrics
-	// TombstoneRefused counts a write refused because its session was
-	// destroyed (answered with an error, or ignored under on_write =
-	// "ignore").
-	TombstoneRefused()
+	// WriteRefused counts a write the proxy refused, by reason (a
+	// tombstone is counted whether it was answered with an error or
+	// ignored under on_write = "ignore").
+	WriteRefused(reason Refusal)
 	// TTLClamped counts a TTL the policy raised to ttl.min or lowered to
 	// ttl.max.
 	TTLClamped(bound ttl.Bound)
@@ -153,7 +153,7 @@ type nopMetrics struct{}
 
 func (nopMetrics) Command(string) CommandMetrics { return nopMetrics{} }
 func (nopMetrics) Done(Result, time.Duration)    {}
-func (nopMetrics) TombstoneRefused()             {}
+func (nopMetrics) WriteRefused(Refusal)          {}
 func (nopMetrics) TTLClamped(ttl.Bound)          {}
 func (nopMetrics) ClientConnected()              {}
 func (nopMetrics) ClientDisconnected()           {}
