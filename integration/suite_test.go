@@ -143,6 +143,14 @@ func runSuite(t *testing.T, up *upstream) {
 		{"MaxRequestBytes", testMaxRequestBytes},
 		{"GracefulShutdown", testGracefulShutdown},
 
+		// Redis tooling: redis-cli --stat, hints, --memkeys; SCAN TYPE,
+		// COMMAND GETKEYS (tooling_test.go).
+		{"RedisCLIStat", testRedisCLIStat},
+		{"RedisCLIHints", testRedisCLIHints},
+		{"RedisCLIMemKeys", testRedisCLIMemKeys},
+		{"ScanType", testScanType},
+		{"CommandGetKeys", testCommandGetKeys},
+
 		// /metrics, /healthz, /readyz (metrics_test.go).
 		{"Metrics", testMetrics},
 	}

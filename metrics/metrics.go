@@ -29,6 +29,7 @@ type Registry struct {
 	upstreamErrors    [store.NumFailureKinds]prometheus.Counter
 	tombstoneRefusals prometheus.Counter
 	refusedWrites     [commands.NumRefusals]prometheus.Counter
+	unsupported       *prometheus.CounterVec
 	clampMin          prometheus.Counter
 	clampMax          prometheus.Counter
 	clients           prometheus.Gauge
@@ -64,6 +65,10 @@ func NewRegistry() *Registry {
 			Name: "sessproxy_tombstone_refusals_total",
 			Help: "Writes refused because their session was destroyed (tombstone.on_write = \"error\" answers -TOMBSTONE, \"ignore\" answers success).",
 		}),
+		unsupported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessproxy_unsupported_commands_total",
+			Help: "Commands sessproxy does not serve, by name: a Redis 7.0 command's own name (flushall, subscribe…), \"unknown\" for any other name.",
+		}, []string{"command"}),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessproxy_connected_clients",
 			Help: "Client connections currently open.",
@@ -104,7 +109,7 @@ func NewRegistry() *Registry {
 		r.closed[reason] = closed.WithLabelValues(reason.String())
 	}
 	r.registry.MustRegister(
-		r.commands, r.duration, upstreamErrors, r.tombstoneRefusals, refused, clamps,
+		r.commands, r.duration, upstreamErrors, r.tombstoneRefusals, refused, r.unsupported, clamps,
 		r.clients, r.accepted, r.refused, closed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -135,6 +140,12 @@ type commandMetrics struct {
 func (c *commandMetrics) Done(result commands.Result, elapsed time.Duration) {
 	c.results[result].Inc()
 	c.duration.Observe(elapsed.Seconds())
+}
+
+// Unsupported implements commands.Metrics: the series of one name
+// sessproxy does not serve, resolved once.
+func (r *Registry) Unsupported(name string) commands.Counter {
+	return r.unsupported.WithLabelValues(name)
 }
 
 // WriteRefused implements commands.Metrics. A tombstone also counts in

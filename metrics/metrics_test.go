@@ -22,6 +22,10 @@ func TestRegistryCounts(t *testing.T) {
 	get.Done(commands.ResultOK, time.Millisecond)
 	get.Done(commands.ResultTombstone, time.Millisecond)
 	r.WriteRefused(commands.RefusedTombstone)
+	flushall := r.Unsupported("flushall")
+	flushall.Inc()
+	flushall.Inc()
+	r.Unsupported(commands.UnknownCommand).Inc()
 	r.WriteRefused(commands.RefusedTooLarge)
 	r.WriteRefused(commands.RefusedTooLarge)
 	r.TTLClamped(ttl.BoundMin)
@@ -48,6 +52,8 @@ func TestRegistryCounts(t *testing.T) {
 		{"tombstone refusals", testutil.ToFloat64(r.tombstoneRefusals), 1},
 		{"refused writes, tombstone", testutil.ToFloat64(r.refusedWrites[commands.RefusedTombstone]), 1},
 		{"refused writes, payload_too_large", testutil.ToFloat64(r.refusedWrites[commands.RefusedTooLarge]), 2},
+		{"unsupported flushall", testutil.ToFloat64(r.unsupported.WithLabelValues("flushall")), 2},
+		{"unsupported unknown", testutil.ToFloat64(r.unsupported.WithLabelValues("unknown")), 1},
 		{"refused writes, persist", testutil.ToFloat64(r.refusedWrites[commands.RefusedPersist]), 0},
 		{"clamps min", testutil.ToFloat64(r.clampMin), 1},
 		{"clamps max", testutil.ToFloat64(r.clampMax), 2},
