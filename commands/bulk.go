@@ -173,9 +173,10 @@ func (e *Engine) sessClear(c *Call) {
 
 // scanArgs are the options of SESS.SCAN and SCAN.
 type scanArgs struct {
-	cursor uint64
-	count  int64
-	match  string // SCAN only; "" = everything under the prefix
+	cursor  uint64
+	count   int64
+	match   string // SCAN only; "" = everything under the prefix
+	keyType string // SCAN only: TYPE; "" = every type
 }
 
 func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
@@ -198,6 +199,10 @@ func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
 			s.count = n
 		case opt == "MATCH" && allowMatch:
 			s.match = string(args[i+1])
+		case opt == "TYPE" && allowMatch:
+			// Redis's own type names; the upstream filters, and a
+			// tombstone, whatever its type, is never listed.
+			s.keyType = strings.ToLower(string(args[i+1]))
 		default:
 			return s, msgSyntax
 		}
@@ -208,7 +213,7 @@ func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
 // SESS.SCAN cursor [COUNT n]: [next-cursor, [ids…]], across every master.
 func (e *Engine) sessScan(c *Call) { e.scanPage(c, false) }
 
-// SCAN cursor [MATCH pattern] [COUNT n]: confined to the session prefix,
+// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: confined to the session prefix,
 // tombstones filtered; the cursor spans every master.
 func (e *Engine) scan(c *Call) { e.scanPage(c, true) }
 
@@ -223,7 +228,7 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 		return
 	}
 	pattern, filter := e.confine(args.match)
-	page, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.count)
+	page, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.keyType, args.count)
 	if err == store.ErrBadCursor {
 		c.Out.Error(msgInvalidCursor)
 		return

@@ -85,7 +85,7 @@ func (e *Engine) msetChunked(c *Call) {
 		}
 		values[i] = pairs[2*i+1]
 		if r.session {
-			if values[i], ok = e.encode(c, pairs[2*i+1], false); !ok {
+			if values[i], ok = e.encode(c, r, pairs[2*i+1], false); !ok {
 				return
 			}
 		}

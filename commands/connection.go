@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // redisVersion is the Redis version sessproxy reports to clients: the
@@ -251,16 +253,37 @@ func (e *Engine) time(c *Call) {
 	c.Out.BulkString(strconv.Itoa(now.Nanosecond() / 1000))
 }
 
-// INFO [section …]
+// INFO [section …]: Redis's sections and field names, so redis-cli
+// --stat and monitoring agents read it as they read Redis's. The proxy's
+// own figures where it is the server the client sees (clients, commands,
+// connections); the upstream's where the data is (memory, persistence,
+// keyspace, key hits and expiries), summed over every master.
 func (e *Engine) info(c *Call) {
 	want := map[string]bool{}
 	for _, a := range c.Args[1:] {
 		want[strings.ToLower(string(a))] = true
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	wants := func(name string) bool { return all || want[name] }
+	var up store.UpstreamInfo
+	if wants("memory") || wants("persistence") || wants("stats") || wants("keyspace") {
+		// One INFO per master: INFO is on every client's connect path
+		// (ioredis's ready check) and must stay cheap.
+		var err error
+		if up, err = e.store.Info(c.Ctx, "memory", "persistence", "stats", "keyspace"); err != nil {
+			e.fail(c, "", err)
+			return
+		}
+	}
+	upField := func(name string) string {
+		if v, ok := up.Fields[name]; ok {
+			return name + ":" + v
+		}
+		return name + ":0"
+	}
 	var b strings.Builder
 	section := func(name string, lines ...string) {
-		if !all && !want[strings.ToLower(name)] {
+		if !wants(strings.ToLower(name)) {
 			return
 		}
 		if b.Len() > 0 {
@@ -281,12 +304,44 @@ func (e *Engine) info(c *Call) {
 		"uptime_in_seconds:"+strconv.Itoa(int(uptime.Seconds())),
 		"uptime_in_days:"+strconv.Itoa(int(uptime.Hours()/24)),
 	)
-	section("Clients", "connected_clients:"+strconv.Itoa(e.clients.count()))
-	section("Persistence", "loading:0")
+	section("Clients",
+		"connected_clients:"+strconv.Itoa(e.clients.count()),
+		"blocked_clients:0", // the proxy serves no blocking command
+	)
+	usedMemory, _ := strconv.ParseInt(up.Fields["used_memory"], 10, 64)
+	peak, _ := strconv.ParseInt(up.Fields["used_memory_peak"], 10, 64)
+	peak = max(peak, usedMemory) // embedded: no peak but the heap now
+	maxMemory, _ := strconv.ParseInt(up.Fields["maxmemory"], 10, 64)
+	policy := up.Fields["maxmemory_policy"]
+	if policy == "" {
+		policy = "noeviction"
+	}
+	section("Memory",
+		"used_memory:"+strconv.FormatInt(usedMemory, 10),
+		"used_memory_human:"+bytesToHuman(usedMemory),
+		upField("used_memory_rss"),
+		"used_memory_peak:"+strconv.FormatInt(peak, 10),
+		"used_memory_peak_human:"+bytesToHuman(peak),
+		upField("used_memory_dataset"),
+		"maxmemory:"+strconv.FormatInt(maxMemory, 10),
+		"maxmemory_human:"+bytesToHuman(maxMemory),
+		"maxmemory_policy:"+policy,
+	)
+	section("Persistence",
+		"loading:0",
+		upField("rdb_changes_since_last_save"),
+		upField("rdb_bgsave_in_progress"),
+		upField("aof_rewrite_in_progress"),
+	)
 	section("Stats",
 		"total_connections_received:"+strconv.FormatInt(e.stats.connections.Load(), 10),
 		"total_commands_processed:"+strconv.FormatInt(e.stats.commands.Load(), 10),
+		"instantaneous_ops_per_sec:"+strconv.FormatInt(e.opsPerSec(time.Now()), 10),
 		"rejected_connections:"+strconv.FormatInt(e.stats.rejected.Load(), 10),
+		upField("expired_keys"),
+		upField("evicted_keys"),
+		upField("keyspace_hits"),
+		upField("keyspace_misses"),
 	)
 	section("Replication", "role:master", "connected_slaves:0")
 	upstream := []string{
@@ -309,105 +364,54 @@ func (e *Engine) info(c *Call) {
 		"ttl_max_seconds:"+strconv.Itoa(int(c.conf.policy.Max.Seconds())),
 		"tombstone_grace:"+tombstones,
 	)
-	if all || want["keyspace"] {
-		// The upstream's key count, not a scan: INFO is on every client's
-		// connect path (ioredis's ready check) and must stay cheap.
-		keys, err := e.store.UpstreamKeys(c.Ctx)
-		if err != nil {
-			e.fail(c, "", err)
-			return
-		}
-		section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(keys, 10))
-	}
+	// The upstream's own count (every key of the db: tombstones, locks and
+	// keys outside the prefix too), as Redis's INFO reports it; DBSIZE
+	// counts the live sessions.
+	section("Keyspace", "db"+strconv.Itoa(e.opts.DB)+":keys="+strconv.FormatInt(up.Keys, 10)+
+		",expires="+strconv.FormatInt(up.Expires, 10)+",avg_ttl=0")
 	c.Out.Verbatim(b.String())
 }
 
-// COMMAND [COUNT | INFO name … | DOCS [name …] | LIST]
-func (e *Engine) command(c *Call) {
-	if len(c.Args) == 1 {
-		cmds := e.sortedCommands()
-		c.Out.Array(len(cmds))
-		for _, cmd := range cmds {
-			e.commandInfo(c, cmd)
-		}
-		return
+// bytesToHuman formats a byte count as Redis's INFO does (1.50M).
+func bytesToHuman(n int64) string {
+	const k = 1024
+	f := float64(n)
+	switch {
+	case n < k:
+		return strconv.FormatInt(n, 10) + "B"
+	case n < k*k:
+		return strconv.FormatFloat(f/k, 'f', 2, 64) + "K"
+	case n < k*k*k:
+		return strconv.FormatFloat(f/(k*k), 'f', 2, 64) + "M"
+	case n < k*k*k*k:
+		return strconv.FormatFloat(f/(k*k*k), 'f', 2, 64) + "G"
 	}
-	switch sub := string(bytes.ToUpper(c.Args[1])); sub {
-	case "COUNT":
-		c.Out.Int(int64(len(e.registry)))
-	case "LIST":
-		cmds := e.sortedCommands()
-		c.Out.Array(len(cmds))
-		for _, cmd := range cmds {
-			c.Out.BulkString(cmd.Name)
-		}
-	case "INFO":
-		names := c.Args[2:]
-		if len(names) == 0 {
-			cmds := e.sortedCommands()
-			c.Out.Array(len(cmds))
-			for _, cmd := range cmds {
-				e.commandInfo(c, cmd)
-			}
-			return
-		}
-		c.Out.Array(len(names))
-		for _, n := range names {
-			if cmd := e.registry[strings.ToLower(string(n))]; cmd != nil {
-				e.commandInfo(c, cmd)
-			} else {
-				c.Out.NullArray()
-			}
-		}
-	case "DOCS":
-		// An error, not an empty reply: redis-cli (interactive) then falls
-		// back to its built-in help and hints plus COMMAND's table, which
-		// lists the SESS.* commands; an empty reply would switch help off.
-		c.Out.Error(msgNoCommandDocs)
-	default:
-		c.Out.Error(errUnknownSubcommand("COMMAND", string(c.Args[1])))
-	}
+	return strconv.FormatFloat(f/(k*k*k*k), 'f', 2, 64) + "T"
 }
 
-func (e *Engine) sortedCommands() []*Command {
-	cmds := make([]*Command, 0, len(e.registry))
-	for _, cmd := range e.registry {
-		cmds = append(cmds, cmd)
-	}
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
-	return cmds
+// opsRate is INFO's instantaneous_ops_per_sec: commands per second over
+// the time between two samples at least opsSampleEvery apart, sampled by
+// INFO itself (so no goroutine ticks for it).
+type opsRate struct {
+	mu   sync.Mutex
+	at   time.Time
+	n    int64
+	rate int64
 }
 
-// commandInfo writes one COMMAND INFO entry in Redis 7's ten-field shape.
-func (e *Engine) commandInfo(c *Call, cmd *Command) {
-	var flags []string
-	if cmd.Flags&flagWrite != 0 {
-		flags = append(flags, "write")
+const opsSampleEvery = time.Second
+
+func (e *Engine) opsPerSec(now time.Time) int64 {
+	r := &e.ops
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := e.stats.commands.Load()
+	if r.at.IsZero() {
+		r.at, r.n = e.started, 0
 	}
-	if cmd.Flags&(flagRead) != 0 {
-		flags = append(flags, "readonly")
+	if d := now.Sub(r.at); d >= opsSampleEvery {
+		r.rate = int64(float64(n-r.n) / d.Seconds())
+		r.at, r.n = now, n
 	}
-	if cmd.Flags&flagNoAuth != 0 {
-		flags = append(flags, "no_auth")
-	}
-	if cmd.Flags&flagAdmin != 0 {
-		flags = append(flags, "admin")
-	}
-	if cmd.Flags&flagNoTx != 0 {
-		flags = append(flags, "no_multi")
-	}
-	c.Out.Array(10)
-	c.Out.BulkString(cmd.Name)
-	c.Out.Int(int64(cmd.Arity))
-	c.Out.Set(len(flags))
-	for _, f := range flags {
-		c.Out.Simple(f)
-	}
-	c.Out.Int(int64(cmd.FirstKey))
-	c.Out.Int(int64(cmd.LastKey))
-	c.Out.Int(int64(cmd.Step))
-	c.Out.Set(0) // ACL categories
-	c.Out.Set(0) // tips
-	c.Out.Array(0)
-	c.Out.Array(0)
+	return r.rate
 }

@@ -124,7 +124,13 @@ type Engine struct {
 	// (Options.MaxTransactions).
 	transactions atomic.Int64
 	unknown      CommandMetrics // the recorder of names outside the registry
-	scripts      scriptCache    // client SHA-1 → wrapped script (scripts.go)
+	// unsupported counts the Redis commands sessproxy does not serve, by
+	// name; unsupportedOther every other name outside the registry.
+	unsupported      map[string]Counter
+	unsupportedOther Counter
+	scripts          scriptCache // client SHA-1 → wrapped script (scripts.go)
+	refusals         refusalLog  // rate limit of the refused writes' log lines (refusal.go)
+	ops              opsRate     // INFO's instantaneous_ops_per_sec (connection.go)
 }
 
 type stats struct {
@@ -163,6 +169,7 @@ func New(st *store.Store, opts Options) *Engine {
 	if e.metrics == nil {
 		e.metrics = nopMetrics{}
 	}
+	e.refusals.now = time.Now
 	e.conf.Store(newReloadable(opts))
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	e.opts = opts
@@ -173,6 +180,13 @@ func New(st *store.Store, opts Options) *Engine {
 		e.registry[cmd.Name] = cmd
 	}
 	e.unknown = e.metrics.Command(UnknownCommand)
+	e.unsupported = make(map[string]Counter)
+	for _, name := range redisCommandNames {
+		if e.registry[name] == nil {
+			e.unsupported[name] = e.metrics.Unsupported(name)
+		}
+	}
+	e.unsupportedOther = e.metrics.Unsupported(UnknownCommand)
 	return e
 }
 
@@ -287,6 +301,9 @@ func (c *Call) exec() error { return c.Batch.Exec(c.Ctx) }
 func (e *Engine) Dispatch(c *Call) {
 	cmd := e.lookup(c.Client, c.Args[0])
 	c.cmd = cmd
+	if cmd == nil {
+		e.countUnsupported(c.Client)
+	}
 	if t := c.Client.tx; t != nil && t.multi && (cmd == nil || cmd.Flags&flagTxControl == 0) {
 		e.queue(c, cmd)
 		return
@@ -319,6 +336,17 @@ func (e *Engine) lookup(cl *Client, name []byte) *Command {
 		cl.scratch = append(cl.scratch, ch)
 	}
 	return e.registry[string(cl.scratch)]
+}
+
+// countUnsupported counts a name outside the registry, which lookup left
+// lower-cased in the client's scratch: under its own name when Redis has
+// such a command, else as unknown, so random names cannot grow the metric.
+func (e *Engine) countUnsupported(cl *Client) {
+	if m := e.unsupported[string(cl.scratch)]; m != nil {
+		m.Inc()
+		return
+	}
+	e.unsupportedOther.Inc()
 }
 
 // CommandName is the registry name of a command, for logs (never the
@@ -361,8 +389,7 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 	case errors.Is(err, store.ErrDryRun):
 		c.Out.Error(errNeedsResult(e.CommandName(c)))
 	case errors.Is(err, store.ErrTombstoned):
-		e.metrics.TombstoneRefused()
-		c.Out.Error(errTombstoned(sid))
+		e.refuse(c, RefusedTombstone, e.sessionLogKey(sid), errTombstoned(sid))
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
 	default:
@@ -373,10 +400,10 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 
 // ignoredTombstone reports whether a refused write must be answered as a
 // success (tombstone.on_write = "ignore").
-// It counts the refusal when it is.
-func (e *Engine) ignoredTombstone(err error) bool {
+// It logs and counts the refusal when it is.
+func (e *Engine) ignoredTombstone(c *Call, sid string, err error) bool {
 	if e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned) {
-		e.metrics.TombstoneRefused()
+		e.refused(c, RefusedTombstone, e.sessionLogKey(sid))
 		return true
 	}
 	return false

@@ -75,7 +75,7 @@ func (e *Engine) sessFSet(c *Call) {
 	pairs := c.Args[2:]
 	for i := 0; i < len(pairs); i += 2 {
 		if !gjson.ValidBytes(pairs[i+1]) {
-			c.Out.Error(errPayload("field '" + printable(string(pairs[i])) + "' is not valid JSON"))
+			e.refuse(c, RefusedPayload, ref.key, errPayload("field '"+printable(string(pairs[i]))+"' is not valid JSON"))
 			return
 		}
 	}
@@ -153,7 +153,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		}
 		updated, n, err := modify(payload)
 		if err != nil {
-			c.Out.Error(errPayload(err.Error()))
+			e.refuse(c, RefusedPayload, ref.key, errPayload(err.Error()))
 			return
 		}
 		if n == 0 {
@@ -163,7 +163,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		if created.IsZero() {
 			created = c.conf.policy.Clock()
 		}
-		value, ok := e.encodeCreated(c, updated, created)
+		value, ok := e.encodeCreated(c, ref, updated, created)
 		if !ok {
 			return
 		}
@@ -192,7 +192,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 }
 
 func (e *Engine) replyUpdateError(c *Call, ref keyRef, err error) {
-	if e.ignoredTombstone(err) {
+	if e.ignoredTombstone(c, ref.sid, err) {
 		c.Out.Int(0)
 		return
 	}

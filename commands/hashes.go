@@ -129,10 +129,10 @@ func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply ha
 	c.Then(func() {
 		v, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(err):
+		case e.ignoredTombstone(c, ref.sid, err):
 			reply(c, nil, true)
 		case errors.Is(err, store.ErrHashTooLarge):
-			c.Out.Error(errHashTooLarge(ref.sid, e.opts.MaxHashBytes))
+			e.refuse(c, RefusedTooLarge, ref.key, errHashTooLarge(ref.sid, e.opts.MaxHashBytes))
 		case err != nil:
 			e.fail(c, ref.sid, err)
 		default:

@@ -121,7 +121,7 @@ func (e *Engine) persist(c *Call) {
 		return
 	}
 	if c.conf.policy.Persist != ttl.PersistClamp {
-		c.Out.Error(msgPersistDenied)
+		e.refuse(c, RefusedPersist, ref.key, msgPersistDenied)
 		return
 	}
 	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax}), Absolute: c.conf.policy.Absolute})
@@ -176,5 +176,73 @@ func (e *Engine) typeOf(c *Call) {
 			return
 		}
 		c.Out.Simple(t)
+	})
+}
+
+// MEMORY USAGE key [SAMPLES count] | MEMORY HELP: the bytes the upstream
+// holds for a key. A tombstone reads as absent (null), as it does to every
+// read; a lock or a passthrough key is asked as it is.
+func (e *Engine) memory(c *Call) {
+	switch sub := string(bytes.ToUpper(c.Args[1])); {
+	case sub == "USAGE" && len(c.Args) >= 3:
+		e.memoryUsage(c)
+	case sub == "HELP" && len(c.Args) == 2:
+		help := []string{
+			"MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+			"USAGE <key> [SAMPLES <count>]",
+			"    Return memory in bytes used by <key> and its value, as the upstream Redis counts it.",
+			"HELP",
+			"    Print this help.",
+		}
+		c.Out.Array(len(help))
+		for _, h := range help {
+			c.Out.Simple(h)
+		}
+	default:
+		c.Out.Error(errUnknownSubcommand("MEMORY", string(c.Args[1])))
+	}
+}
+
+func (e *Engine) memoryUsage(c *Call) {
+	args := []interface{}{"memory", "usage", nil}
+	switch {
+	case len(c.Args) == 3:
+	case len(c.Args) == 5 && bytes.EqualFold(c.Args[3], []byte("SAMPLES")):
+		n, ok := parseInt(c.Args[4])
+		if !ok || n < 0 {
+			c.Out.Error(msgNotInteger)
+			return
+		}
+		args = append(args, "samples", n)
+	default:
+		c.Out.Error(msgSyntax)
+		return
+	}
+	ref, ok := e.resolve(c, c.Args[2])
+	if !ok {
+		return
+	}
+	args[2] = ref.key
+	if !ref.session {
+		e.forwardArgs(c, forwardRead, args...)
+		return
+	}
+	live := c.Batch.Exists(ref.key)
+	usage := c.Batch.Forward(true, args...)
+	c.Then(func() {
+		n, err := live.Result()
+		if err != nil {
+			e.fail(c, ref.sid, err)
+			return
+		}
+		v, err := usage.Result()
+		switch {
+		case err != nil:
+			e.fail(c, ref.sid, err)
+		case n == 0:
+			c.Out.Null()
+		default:
+			c.Out.Value(v)
+		}
 	})
 }

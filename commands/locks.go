@@ -95,7 +95,7 @@ func (e *Engine) lockGetEx(c *Call, ref keyRef, x expiry, persist bool) {
 	p := &c.conf.policy
 	switch {
 	case persist && p.Persist != ttl.PersistClamp:
-		c.Out.Error(msgLockPersist)
+		e.refuse(c, RefusedPersist, ref.key, msgLockPersist)
 	case persist:
 		e.forwardArgs(c, 0, "getex", ref.key, "px", millis(e.writeTTL(ttl.Decision{TTL: p.LockMax, Clamped: ttl.BoundMax})))
 	case x.set:
@@ -134,7 +134,7 @@ func (e *Engine) lockExpire(c *Call, ref keyRef, d time.Duration, abs bool) {
 func (e *Engine) lockPersist(c *Call, ref keyRef) {
 	p := &c.conf.policy
 	if p.Persist != ttl.PersistClamp {
-		c.Out.Error(msgLockPersist)
+		e.refuse(c, RefusedPersist, ref.key, msgLockPersist)
 		return
 	}
 	e.forwardArgs(c, 0, "pexpire", ref.key, millis(e.writeTTL(ttl.Decision{TTL: p.LockMax, Clamped: ttl.BoundMax})))

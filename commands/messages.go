@@ -36,7 +36,6 @@ const (
 	msgTTLArg          = "ERR invalid TTL: must be a positive number of seconds"
 	msgInvalidCursor   = "ERR invalid cursor"
 	msgNoOwnerField    = "ERR no owner index: set session.owner_field (a JSON path such as \"passport.user\")"
-	msgNoCommandDocs   = "ERR COMMAND DOCS is not served by sessproxy (see docs/commands.md)"
 	msgFieldsNeedJSON  = "ERR field commands need JSON sessions (codec.format = \"json\" or \"msgpack\")"
 	msgExpireNX        = "ERR NX and XX, GT or LT options at the same time are not compatible"
 	msgExpireGTLT      = "ERR GT and LT options at the same time are not compatible"
@@ -53,6 +52,11 @@ const (
 	msgTooManyKeys     = "ERR Number of keys can't be greater than number of args"
 	msgCrossSlot       = "CROSSSLOT Keys in request don't hash to the same slot"
 	msgScriptFlushMode = "ERR SCRIPT FLUSH only supports SYNC|ASYNC option"
+
+	msgGetKeysInvalidCommand = "ERR Invalid command specified"
+	msgGetKeysArity          = "ERR Invalid number of arguments specified for command"
+	msgGetKeysInvalidArgs    = "ERR Invalid arguments specified for command"
+	msgGetKeysNone           = "ERR The command has no key arguments"
 )
 
 // errScriptsDenied refuses a script command under [scripts] mode = "deny".

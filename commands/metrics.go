@@ -14,10 +14,15 @@ type Metrics interface {
 	// entry's, and UnknownCommand's for every name outside the registry.
 	// It is called while the engine is built, never per command.
 	Command(name string) CommandMetrics
-	// TombstoneRefused counts a write refused because its session was
-	// destroyed (answered with an error, or ignored under on_write =
-	// "ignore").
-	TombstoneRefused()
+	// Unsupported returns the counter of one command name sessproxy does
+	// not serve: a Redis command name (redisCommandNames), or
+	// UnknownCommand for every other name. It is called while the engine
+	// is built, never per command.
+	Unsupported(name string) Counter
+	// WriteRefused counts a write the proxy refused, by reason (a
+	// tombstone is counted whether it was answered with an error or
+	// ignored under on_write = "ignore").
+	WriteRefused(reason Refusal)
 	// TTLClamped counts a TTL the policy raised to ttl.min or lowered to
 	// ttl.max.
 	TTLClamped(bound ttl.Bound)
@@ -36,6 +41,9 @@ type CommandMetrics interface {
 	// ran in took, from the proxy starting it to its reply being ready.
 	Done(result Result, elapsed time.Duration)
 }
+
+// Counter counts one thing.
+type Counter interface{ Inc() }
 
 // UnknownCommand is the one name under which commands outside the
 // registry are counted, so a client sending random names cannot grow the
@@ -153,7 +161,9 @@ type nopMetrics struct{}
 
 func (nopMetrics) Command(string) CommandMetrics { return nopMetrics{} }
 func (nopMetrics) Done(Result, time.Duration)    {}
-func (nopMetrics) TombstoneRefused()             {}
+func (nopMetrics) WriteRefused(Refusal)          {}
+func (nopMetrics) Unsupported(string) Counter    { return nopMetrics{} }
+func (nopMetrics) Inc()                          {}
 func (nopMetrics) TTLClamped(ttl.Bound)          {}
 func (nopMetrics) ClientConnected()              {}
 func (nopMetrics) ClientDisconnected()           {}

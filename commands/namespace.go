@@ -32,7 +32,12 @@ func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
 	if e.opts.OutsidePrefix == OutsidePassthrough {
 		return keyRef{key: string(arg)}, true
 	}
-	c.Out.Error(errOutsidePrefix(string(arg)))
+	msg := errOutsidePrefix(string(arg))
+	if c.cmd != nil && c.cmd.Flags&flagWrite != 0 {
+		e.refuse(c, RefusedOutsidePrefix, string(arg), msg)
+	} else {
+		c.Out.Error(msg)
+	}
 	return keyRef{}, false
 }
 

@@ -7,10 +7,15 @@ type Command struct {
 	Name  string // lower case, as COMMAND reports it
 	Arity int    // Redis convention: exact when positive, minimum when negative
 	Flags flag
-	// FirstKey, LastKey and Step locate key arguments, for COMMAND INFO.
+	// FirstKey, LastKey and Step locate key arguments, for COMMAND INFO
+	// and COMMAND GETKEYS.
 	FirstKey, LastKey, Step int
-	Handler                 func(*Call)
-	metrics                 CommandMetrics // resolved when the engine is built
+	// Keys finds the key arguments of a command whose keys move with its
+	// other arguments (COMMAND INFO flag movablekeys); false for arguments
+	// that name no keys validly.
+	Keys    func(args [][]byte) ([]int, bool)
+	Handler func(*Call)
+	metrics CommandMetrics // resolved when the engine is built
 }
 
 type flag uint8
@@ -43,7 +48,8 @@ func (e *Engine) table() []*Command {
 		{Name: "info", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.info},
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
-		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength}, // bulk.go
+		{Name: "memory", Arity: -2, Flags: flagRead, Keys: memoryKeys, Handler: e.memory}, // keys.go
+		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength},     // bulk.go
 
 		// Transactions (multi.go).
 		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.multi},
@@ -53,13 +59,13 @@ func (e *Engine) table() []*Command {
 		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
 		// Scripts, run wrapped in the policy (scripts.go, scriptwrap.go).
-		{Name: "eval", Arity: -3, Flags: flagWrite, Handler: e.eval},
-		{Name: "evalsha", Arity: -3, Flags: flagWrite, Handler: e.evalsha},
-		{Name: "eval_ro", Arity: -3, Flags: flagRead, Handler: e.evalRO},
-		{Name: "evalsha_ro", Arity: -3, Flags: flagRead, Handler: e.evalshaRO},
+		{Name: "eval", Arity: -3, Flags: flagWrite, Keys: scriptKeys, Handler: e.eval},
+		{Name: "evalsha", Arity: -3, Flags: flagWrite, Keys: scriptKeys, Handler: e.evalsha},
+		{Name: "eval_ro", Arity: -3, Flags: flagRead, Keys: scriptKeys, Handler: e.evalRO},
+		{Name: "evalsha_ro", Arity: -3, Flags: flagRead, Keys: scriptKeys, Handler: e.evalshaRO},
 		{Name: "script", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.script},
-		{Name: "fcall", Arity: -3, Flags: flagWrite, Handler: e.functions},
-		{Name: "fcall_ro", Arity: -3, Flags: flagRead, Handler: e.functions},
+		{Name: "fcall", Arity: -3, Flags: flagWrite, Keys: scriptKeys, Handler: e.functions},
+		{Name: "fcall_ro", Arity: -3, Flags: flagRead, Keys: scriptKeys, Handler: e.functions},
 		{Name: "function", Arity: -2, Flags: flagWrite, Handler: e.functions},
 
 		// Sessions (session.go).

@@ -3,6 +3,8 @@ package commands
 import (
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // TestRequireExpiresRefusesSessionsWithoutExpiry: under ttl.require_expires
@@ -30,6 +32,12 @@ func TestRequireExpiresRefusesSessionsWithoutExpiry(t *testing.T) {
 		if f.m.Exists(k) {
 			t.Errorf("%s was stored by a refused write", k)
 		}
+	}
+	// The operator sees it too: a WARN line with the reason, once per
+	// client in the rate limit's window.
+	logged := f.logs.FilterMessage("write refused").FilterField(zap.String("reason", "no_expires")).Len()
+	if logged != 1 {
+		t.Errorf("%d 'write refused' lines with reason no_expires, want 1 (rate-limited)", logged)
 	}
 	runSteps(t, f, []step{
 		{`SESS.SET a ` + withCookie, "+OK"},

@@ -203,7 +203,12 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 		v, err := res.Result()
 		switch {
 		case err != nil && store.UpstreamReply(err):
-			c.Out.Error(s.clientError(err.Error()))
+			msg := s.clientError(err.Error())
+			if reason, key, ok := e.scriptRefusal(msg); ok && !readOnly {
+				e.refuse(c, reason, key, msg)
+				return
+			}
+			c.Out.Error(msg)
 		case err != nil:
 			e.fail(c, "", err)
 		default:

@@ -29,13 +29,13 @@ func (e *Engine) sessSet(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2], explicit != 0)
+	value, ok := e.encode(c, ref, c.Args[2], explicit != 0)
 	if !ok {
 		return
 	}
 	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], explicit))})
 	c.Then(func() {
-		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref.sid, err) {
 			e.fail(c, ref.sid, err)
 			return
 		}
@@ -91,7 +91,7 @@ func (e *Engine) sessTouch(c *Call) {
 	case len(c.Args) == 3:
 		// Only read for its TTL, never stored: checked, not encoded.
 		if err := e.opts.Codec.Validate(c.Args[2]); err != nil {
-			c.Out.Error(errPayload(err.Error()))
+			e.refusePayload(c, ref, err)
 			return
 		}
 		payload = c.Args[2]
@@ -168,28 +168,37 @@ func (e *Engine) sessExists(c *Call) {
 // encode runs the payload through the codec, answering the client when it
 // is refused. hasTTL is whether the command gives a TTL of its own: when it
 // does not, ttl.require_expires wants a cookie.expires in the payload.
-func (e *Engine) encode(c *Call, payload []byte, hasTTL bool) ([]byte, bool) {
+func (e *Engine) encode(c *Call, ref keyRef, payload []byte, hasTTL bool) ([]byte, bool) {
 	if c.conf.policy.LacksExpiry(payload, hasTTL) {
-		c.Out.Error(msgNoExpires)
+		e.refuse(c, RefusedNoExpires, ref.key, msgNoExpires)
 		return nil, false
 	}
 	// A new session's creation time; the store keeps an existing one.
-	return e.encodeCreated(c, payload, c.conf.policy.Clock())
+	return e.encodeCreated(c, ref, payload, c.conf.policy.Clock())
 }
 
 // encodeCreated is encode with the session's creation time, recorded when
 // ttl.absolute needs it.
-func (e *Engine) encodeCreated(c *Call, payload []byte, created time.Time) ([]byte, bool) {
+func (e *Engine) encodeCreated(c *Call, ref keyRef, payload []byte, created time.Time) ([]byte, bool) {
 	var meta codec.Meta
 	if c.conf.policy.Absolute > 0 {
 		meta.Created = created
 	}
 	v, err := e.opts.Codec.Encode(payload, meta)
 	if err != nil {
-		c.Out.Error(errPayload(err.Error()))
+		e.refusePayload(c, ref, err)
 		return nil, false
 	}
 	return v, true
+}
+
+// refusePayload answers a payload the codec refused.
+func (e *Engine) refusePayload(c *Call, ref keyRef, err error) {
+	reason := RefusedPayload
+	if errors.Is(err, codec.ErrTooLarge) {
+		reason = RefusedTooLarge
+	}
+	e.refuse(c, reason, ref.key, errPayload(err.Error()))
 }
 
 // decoded is a stored value decoded, with its creation time (zero when
@@ -380,7 +389,7 @@ func (e *Engine) replyInt(c *Call, sid string, res store.IntResult) {
 func (e *Engine) replyExpire(c *Call, sid string, res store.ExpireResult) {
 	outcome, _, err := res.Result()
 	switch {
-	case e.ignoredTombstone(err):
+	case e.ignoredTombstone(c, sid, err):
 		c.Out.Int(1)
 	case err != nil:
 		e.fail(c, sid, err)

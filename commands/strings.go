@@ -244,7 +244,7 @@ func (e *Engine) set(c *Call) {
 		}
 		return
 	}
-	value, ok := e.encode(c, c.Args[2], opts.expiry.set)
+	value, ok := e.encode(c, ref, c.Args[2], opts.expiry.set)
 	if !ok {
 		return
 	}
@@ -267,7 +267,7 @@ func (e *Engine) set(c *Call) {
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(err):
+		case e.ignoredTombstone(c, ref.sid, err):
 			c.Out.OK()
 		case err != nil:
 			e.fail(c, ref.sid, err)
@@ -307,13 +307,13 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 		e.forward(c, ref, forwardStatus)
 		return
 	}
-	value, ok := e.encode(c, c.Args[3], true)
+	value, ok := e.encode(c, ref, c.Args[3], true)
 	if !ok {
 		return
 	}
 	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: e.writeTTL(c.conf.policy.Explicit(d))})
 	c.Then(func() {
-		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(err) {
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref.sid, err) {
 			e.fail(c, ref.sid, err)
 			return
 		}
@@ -335,7 +335,7 @@ func (e *Engine) setnx(c *Call) {
 		e.forward(c, ref, 0)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2], false)
+	value, ok := e.encode(c, ref, c.Args[2], false)
 	if !ok {
 		return
 	}
@@ -343,7 +343,7 @@ func (e *Engine) setnx(c *Call) {
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(err):
+		case e.ignoredTombstone(c, ref.sid, err):
 			c.Out.Int(0)
 		case err != nil:
 			e.fail(c, ref.sid, err)
@@ -370,7 +370,7 @@ func (e *Engine) getset(c *Call) {
 		e.forward(c, ref, 0)
 		return
 	}
-	value, ok := e.encode(c, c.Args[2], false)
+	value, ok := e.encode(c, ref, c.Args[2], false)
 	if !ok {
 		return
 	}
@@ -419,7 +419,7 @@ func (e *Engine) getex(c *Call) {
 	var d ttl.Decision
 	switch {
 	case persist && c.conf.policy.Persist != ttl.PersistClamp:
-		c.Out.Error(msgPersistDenied)
+		e.refuse(c, RefusedPersist, ref.key, msgPersistDenied)
 		return
 	case persist:
 		d = ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax} // PERSIST under clamp
@@ -500,7 +500,7 @@ func (e *Engine) encodeAll(c *Call, refs []keyRef, payloads [][]byte) ([][]byte,
 			continue
 		}
 		var ok bool
-		if values[i], ok = e.encode(c, payload, false); !ok {
+		if values[i], ok = e.encode(c, r, payload, false); !ok {
 			return nil, false
 		}
 	}
@@ -529,7 +529,7 @@ func (e *Engine) queueMSet(c *Call, refs []keyRef, payloads, values [][]byte) fu
 			} else {
 				_, err = plain[i].Result()
 			}
-			if err != nil && !e.ignoredTombstone(err) {
+			if err != nil && !e.ignoredTombstone(c, r.sid, err) {
 				e.fail(c, r.sid, err)
 				return false
 			}
@@ -609,7 +609,7 @@ func (e *Engine) withPrevious(c *Call, ref keyRef, queue func(store.Guard) func(
 			}
 			guard, checked = store.GuardUnchanged(prev), payload
 			continue
-		case e.ignoredTombstone(err):
+		case e.ignoredTombstone(c, ref.sid, err):
 			c.Out.Null()
 			return false
 		case err != nil:

@@ -127,7 +127,7 @@ func testHandshakeWire(t *testing.T, up *upstream) {
 	// string; and RESP2 again after RESET.
 	wantWire(t, rc, "+OK\r\n*2\r\n$2\r\n{}\r\n_\r\n%1\r\n$1\r\nw\r\n$2\r\n{}\r\n",
 		[]string{"SESS.SET", "w", "{}"}, []string{"MGET", "sess:w", "sess:missing"}, []string{"SESS.ALL"})
-	wantWire(t, rc, "*1\r\n*10\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n*0\r\n*0\r\n",
+	wantWire(t, rc, "*1\r\n*10\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n~2\r\n+@read\r\n+@string\r\n~0\r\n*0\r\n*0\r\n",
 		[]string{"COMMAND", "INFO", "GET"})
 	if info := verbatim(t, rc, "CLIENT", "INFO"); !strings.HasPrefix(info, "txt:id=") || !strings.HasSuffix(info, " resp=3 lib-name=node-redis lib-ver=6.3.1\n") {
 		t.Errorf("CLIENT INFO after node-redis's handshake = %q", info)

@@ -135,6 +135,10 @@ func testMetrics(t *testing.T, up *upstream) {
 		`sessproxy_command_duration_seconds_count{command="sess.set"}`: 2,
 		`sessproxy_command_duration_seconds_count{command="get"}`:      4,
 		`sessproxy_tombstone_refusals_total`:                           1,
+		`sessproxy_refused_writes_total{reason="tombstone"}`:           1,
+		`sessproxy_refused_writes_total{reason="outside_prefix"}`:      0, // GET is a read
+		`sessproxy_unsupported_commands_total{command="flushall"}`:     1,
+		`sessproxy_unsupported_commands_total{command="unknown"}`:      1,
 		`sessproxy_ttl_clamps_total{bound="max"}`:                      1,
 		`sessproxy_ttl_clamps_total{bound="min"}`:                      1,
 		`sessproxy_upstream_errors_total{kind="timeout"}`:              0,
@@ -151,8 +155,12 @@ func testMetrics(t *testing.T, up *upstream) {
 		t.Errorf("sess.set took %v seconds in all; want > 0", got)
 	}
 	for series := range m {
-		if s := strings.ToLower(series); strings.Contains(s, "nosuchcmd") || strings.Contains(s, "flushall") {
+		s := strings.ToLower(series)
+		if strings.Contains(s, "nosuchcmd") {
 			t.Errorf("an unknown command name became a label: %s", series)
+		}
+		if strings.Contains(s, "flushall") && !strings.HasPrefix(s, "sessproxy_unsupported_commands_total{") {
+			t.Errorf("an unsupported Redis command is a label outside sessproxy_unsupported_commands_total: %s", series)
 		}
 	}
 

@@ -157,6 +157,13 @@ func runSuite(t *testing.T, up *upstream) {
 		{"RedigoScript", testRedigoScript},
 		{"RedigoMulti", testRedigoMulti},
 		{"AltSessionStore", testAltSessionStore},
+		// Redis tooling: redis-cli --stat, hints, --memkeys; SCAN TYPE,
+		// COMMAND GETKEYS (tooling_test.go).
+		{"RedisCLIStat", testRedisCLIStat},
+		{"RedisCLIHints", testRedisCLIHints},
+		{"RedisCLIMemKeys", testRedisCLIMemKeys},
+		{"ScanType", testScanType},
+		{"CommandGetKeys", testCommandGetKeys},
 
 		// /metrics, /healthz, /readyz (metrics_test.go).
 		{"Metrics", testMetrics},

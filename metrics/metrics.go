@@ -28,6 +28,8 @@ type Registry struct {
 	duration          *prometheus.HistogramVec
 	upstreamErrors    [store.NumFailureKinds]prometheus.Counter
 	tombstoneRefusals prometheus.Counter
+	refusedWrites     [commands.NumRefusals]prometheus.Counter
+	unsupported       *prometheus.CounterVec
 	clampMin          prometheus.Counter
 	clampMax          prometheus.Counter
 	clients           prometheus.Gauge
@@ -63,6 +65,10 @@ func NewRegistry() *Registry {
 			Name: "sessproxy_tombstone_refusals_total",
 			Help: "Writes refused because their session was destroyed (tombstone.on_write = \"error\" answers -TOMBSTONE, \"ignore\" answers success).",
 		}),
+		unsupported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessproxy_unsupported_commands_total",
+			Help: "Commands sessproxy does not serve, by name: a Redis 7.0 command's own name (flushall, subscribe…), \"unknown\" for any other name.",
+		}, []string{"command"}),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessproxy_connected_clients",
 			Help: "Client connections currently open.",
@@ -88,6 +94,13 @@ func NewRegistry() *Registry {
 	for k := range store.NumFailureKinds {
 		r.upstreamErrors[k] = upstreamErrors.WithLabelValues(k.String())
 	}
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessproxy_refused_writes_total",
+		Help: "Writes the proxy refused, by reason (tombstone, invalid_payload, payload_too_large, outside_prefix, persist, script); each is also logged at WARN, rate-limited.",
+	}, []string{"reason"})
+	for reason := range commands.NumRefusals {
+		r.refusedWrites[reason] = refused.WithLabelValues(reason.String())
+	}
 	closed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessproxy_clients_closed_total",
 		Help: "Client connections the proxy closed itself, by reason (request_too_large, protocol_error, request_timeout, reply_limit, write_timeout, idle_timeout). Clients that leave on their own, QUIT included, are not counted.",
@@ -96,7 +109,7 @@ func NewRegistry() *Registry {
 		r.closed[reason] = closed.WithLabelValues(reason.String())
 	}
 	r.registry.MustRegister(
-		r.commands, r.duration, upstreamErrors, r.tombstoneRefusals, clamps,
+		r.commands, r.duration, upstreamErrors, r.tombstoneRefusals, refused, r.unsupported, clamps,
 		r.clients, r.accepted, r.refused, closed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -129,8 +142,20 @@ func (c *commandMetrics) Done(result commands.Result, elapsed time.Duration) {
 	c.duration.Observe(elapsed.Seconds())
 }
 
-// TombstoneRefused implements commands.Metrics.
-func (r *Registry) TombstoneRefused() { r.tombstoneRefusals.Inc() }
+// Unsupported implements commands.Metrics: the series of one name
+// sessproxy does not serve, resolved once.
+func (r *Registry) Unsupported(name string) commands.Counter {
+	return r.unsupported.WithLabelValues(name)
+}
+
+// WriteRefused implements commands.Metrics. A tombstone also counts in
+// sessproxy_tombstone_refusals_total, the series older dashboards read.
+func (r *Registry) WriteRefused(reason commands.Refusal) {
+	r.refusedWrites[reason].Inc()
+	if reason == commands.RefusedTombstone {
+		r.tombstoneRefusals.Inc()
+	}
+}
 
 // TTLClamped implements commands.Metrics.
 func (r *Registry) TTLClamped(bound ttl.Bound) {

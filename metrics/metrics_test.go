@@ -21,7 +21,13 @@ func TestRegistryCounts(t *testing.T) {
 	get.Done(commands.ResultOK, time.Millisecond)
 	get.Done(commands.ResultOK, time.Millisecond)
 	get.Done(commands.ResultTombstone, time.Millisecond)
-	r.TombstoneRefused()
+	r.WriteRefused(commands.RefusedTombstone)
+	flushall := r.Unsupported("flushall")
+	flushall.Inc()
+	flushall.Inc()
+	r.Unsupported(commands.UnknownCommand).Inc()
+	r.WriteRefused(commands.RefusedTooLarge)
+	r.WriteRefused(commands.RefusedTooLarge)
 	r.TTLClamped(ttl.BoundMin)
 	r.TTLClamped(ttl.BoundMax)
 	r.TTLClamped(ttl.BoundMax)
@@ -44,6 +50,11 @@ func TestRegistryCounts(t *testing.T) {
 		{"get tombstone", testutil.ToFloat64(r.commands.WithLabelValues("get", "tombstone")), 1},
 		{"get error", testutil.ToFloat64(r.commands.WithLabelValues("get", "error")), 0},
 		{"tombstone refusals", testutil.ToFloat64(r.tombstoneRefusals), 1},
+		{"refused writes, tombstone", testutil.ToFloat64(r.refusedWrites[commands.RefusedTombstone]), 1},
+		{"refused writes, payload_too_large", testutil.ToFloat64(r.refusedWrites[commands.RefusedTooLarge]), 2},
+		{"unsupported flushall", testutil.ToFloat64(r.unsupported.WithLabelValues("flushall")), 2},
+		{"unsupported unknown", testutil.ToFloat64(r.unsupported.WithLabelValues("unknown")), 1},
+		{"refused writes, persist", testutil.ToFloat64(r.refusedWrites[commands.RefusedPersist]), 0},
 		{"clamps min", testutil.ToFloat64(r.clampMin), 1},
 		{"clamps max", testutil.ToFloat64(r.clampMax), 2},
 		{"upstream timeouts", testutil.ToFloat64(r.upstreamErrors[store.FailureTimeout]), 1},
@@ -77,7 +88,7 @@ func TestExposition(t *testing.T) {
 		t.Fatalf("/metrics = %d", code)
 	}
 	for _, family := range []string{"sessproxy_commands_total", "sessproxy_command_duration_seconds", "sessproxy_upstream_errors_total",
-		"sessproxy_tombstone_refusals_total", "sessproxy_ttl_clamps_total", "sessproxy_connected_clients",
+		"sessproxy_tombstone_refusals_total", "sessproxy_refused_writes_total", "sessproxy_ttl_clamps_total", "sessproxy_connected_clients",
 		"sessproxy_connections_accepted_total", "sessproxy_connections_refused_total", "sessproxy_clients_closed_total"} {
 		if !strings.Contains(body, "# HELP "+family+" ") {
 			t.Errorf("/metrics has no HELP for %s", family)

@@ -28,7 +28,9 @@ type closeCounts struct {
 
 func (m *closeCounts) Command(string) commands.CommandMetrics { return m }
 func (m *closeCounts) Done(commands.Result, time.Duration)    {}
-func (m *closeCounts) TombstoneRefused()                      {}
+func (m *closeCounts) WriteRefused(commands.Refusal)          {}
+func (m *closeCounts) Unsupported(string) commands.Counter    { return m }
+func (m *closeCounts) Inc()                                   {}
 func (m *closeCounts) TTLClamped(ttl.Bound)                   {}
 func (m *closeCounts) ClientConnected()                       {}
 func (m *closeCounts) ClientDisconnected()                    {}

@@ -41,8 +41,9 @@ func (s *Store) masters(ctx context.Context) ([]*redis.Client, error) {
 // every master: the masters are walked one after the other, and the cursor
 // packs the master's position with that master's own SCAN cursor. Like
 // SCAN, it may return fewer keys than count, or none, before the end;
-// cursor 0 starts and ends the walk.
-func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count int64) ([]string, uint64, error) {
+// cursor 0 starts and ends the walk. A keyType ("string", "hash"…) keeps
+// the keys of that Redis type (SCAN … TYPE); "" keeps every type.
+func (s *Store) Scan(ctx context.Context, cursor uint64, pattern, keyType string, count int64) ([]string, uint64, error) {
 	nodes, err := s.masters(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -55,7 +56,13 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, pattern string, count i
 		count = 10
 	}
 	node := nodes[idx]
-	keys, next, err := node.Scan(ctx, nodeCursor, pattern, count).Result()
+	var scan *redis.ScanCmd
+	if keyType != "" {
+		scan = node.ScanType(ctx, nodeCursor, pattern, count, keyType)
+	} else {
+		scan = node.Scan(ctx, nodeCursor, pattern, count)
+	}
+	keys, next, err := scan.Result()
 	if err != nil {
 		s.observe(err)
 		return nil, 0, fmt.Errorf("scan %s: %w", s.nodeName(node), err)
