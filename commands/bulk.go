@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/tidwall/match"
@@ -21,30 +20,40 @@ func (e *Engine) sessIDs(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	keys, err := e.liveKeys(c.Ctx, "")
+	sp := c.space(e)
+	keys, err := e.liveKeysIn(c.Ctx, sp, "")
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
-	keys = e.sessionKeys(keys)
+	keys = e.sessionKeys(sp, keys)
 	c.Out.Array(len(keys))
 	for _, k := range keys {
-		c.Out.BulkString(k[len(e.opts.Prefix):])
+		c.Out.BulkString(k[len(sp.prefix):])
 	}
 }
 
-// SESS.LENGTH, and DBSIZE: the live sessions (tombstones, locks and keys
-// outside the prefix excluded), counted by scanning every master.
+// SESS.LENGTH: the live sessions of a namespace (tombstones, locks and
+// keys outside it excluded), and DBSIZE: of every namespace, counted by
+// scanning every master.
 func (e *Engine) sessLength(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	n, err := e.store.CountLive(c.Ctx, e.opts.Prefix, e.isLockKey)
-	if err != nil {
-		e.fail(c, "", err)
-		return
+	spaces := []*space{c.space(e)}
+	if c.cmd != nil && c.cmd.Name == "dbsize" {
+		spaces = e.spaces
 	}
-	c.Out.Int(n)
+	var total int64
+	for _, sp := range spaces {
+		n, err := e.store.CountLive(c.Ctx, sp.prefix, func(k string) bool { return !e.isSessionKey(sp, k) })
+		if err != nil {
+			e.fail(c, keyRef{}, err)
+			return
+		}
+		total += n
+	}
+	c.Out.Int(total)
 }
 
 // SESS.ALL: id payload id payload … (a map in RESP3).
@@ -58,8 +67,9 @@ func (e *Engine) sessAll(c *Call) {
 	}
 	var mu sync.Mutex
 	var all []entry
-	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
-		if keys = e.sessionKeys(keys); len(keys) == 0 {
+	sp := c.space(e)
+	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(sp.prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
+		if keys = e.sessionKeys(sp, keys); len(keys) == 0 {
 			return nil
 		}
 		gets := make([]store.GetResult, len(keys))
@@ -91,7 +101,7 @@ func (e *Engine) sessAll(c *Call) {
 					return err
 				}
 				if found { // else destroyed since the page was read
-					page = append(page, entry{keys[i][len(e.opts.Prefix):], hashJSON(fields)})
+					page = append(page, entry{keys[i][len(sp.prefix):], hashJSON(fields)})
 				}
 				continue
 			}
@@ -99,8 +109,8 @@ func (e *Engine) sessAll(c *Call) {
 			if err != nil {
 				return err
 			}
-			sid := keys[i][len(e.opts.Prefix):]
-			payload, _, err := e.opts.Codec.Decode(stored)
+			sid := keys[i][len(sp.prefix):]
+			payload, _, err := sp.codec.Decode(stored)
 			if err != nil {
 				return &decodeError{sid: sid, err: err}
 			}
@@ -112,7 +122,7 @@ func (e *Engine) sessAll(c *Call) {
 		return nil
 	})
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	c.Out.Map(len(all))
@@ -131,14 +141,17 @@ func (e *Engine) sessClear(c *Call) {
 	}
 	var mu sync.Mutex
 	var n int64
-	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(e.opts.Prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
+	sp := c.space(e)
+	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(sp.prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
 		results := make([]store.DestroyResult, 0, len(keys))
 		var locks []store.ForwardResult
 		for _, k := range keys {
-			if e.isLockKey(k) {
+			switch {
+			case !e.owns(sp, k): // a namespace with a longer prefix: not this one's to clear
+			case sp.isLockKey(k):
 				locks = append(locks, b.Forward(false, "del", k))
-			} else {
-				results = append(results, b.Destroy(k, e.grace()))
+			default:
+				results = append(results, b.Destroy(k, sp.grace))
 			}
 		}
 		if err := b.Exec(ctx); err != nil {
@@ -165,7 +178,7 @@ func (e *Engine) sessClear(c *Call) {
 		return nil
 	})
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	c.Out.Int(n)
@@ -227,19 +240,25 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 	if !e.flushBefore(c) {
 		return
 	}
-	pattern, filter := e.confine(args.match)
+	sp := c.space(e)
+	if keys {
+		sp = e.scanSpace(args.match)
+	}
+	pattern, filter := confine(sp, args.match)
 	page, next, err := e.store.Scan(c.Ctx, args.cursor, pattern, args.keyType, args.count)
 	if err == store.ErrBadCursor {
 		c.Out.Error(msgInvalidCursor)
 		return
 	}
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	page = filterKeys(page, filter)
-	if !keys {
-		page = e.sessionKeys(page) // SCAN is a listing of keys, locks included
+	if keys {
+		page = e.ownedKeys(sp, page) // SCAN is a listing of keys, locks included
+	} else {
+		page = e.sessionKeys(sp, page)
 	}
 	c.Out.Array(2)
 	c.Out.BulkString(strconv.FormatUint(next, 10))
@@ -248,7 +267,7 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 		if keys {
 			c.Out.BulkString(k)
 		} else {
-			c.Out.BulkString(k[len(e.opts.Prefix):])
+			c.Out.BulkString(k[len(sp.prefix):])
 		}
 	}
 }
@@ -258,9 +277,9 @@ func (e *Engine) keys(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
-	all, err := e.liveKeys(c.Ctx, string(c.Args[1]))
+	all, err := e.liveKeysIn(c.Ctx, e.scanSpace(string(c.Args[1])), string(c.Args[1]))
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	c.Out.Array(len(all))
@@ -269,18 +288,45 @@ func (e *Engine) keys(c *Call) {
 	}
 }
 
-// confine turns a client's MATCH pattern into one that stays inside the
+// scanSpace is the namespace SCAN or KEYS lists for a MATCH pattern: the
+// one whose prefix the pattern starts with (the longest), else the
+// default. A listing never mixes namespaces.
+func (e *Engine) scanSpace(pattern string) *space {
+	for _, sp := range e.byLength {
+		if strings.HasPrefix(pattern, sp.prefix) {
+			return sp
+		}
+	}
+	return e.spaces[0]
+}
+
+// ownedKeys drops, in place, the keys of namespaces with a longer prefix
+// than sp's from a page under sp's prefix.
+func (e *Engine) ownedKeys(sp *space, keys []string) []string {
+	if len(e.spaces) == 1 {
+		return keys
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if e.owns(sp, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// confine turns a client's MATCH pattern into one that stays inside sp's
 // prefix. A pattern that starts with the prefix goes to Redis as it is;
 // any other ("*", "user*") scans the whole prefix and is applied here as
 // a filter (with * and ? wildcards).
-func (e *Engine) confine(pattern string) (upstream, filter string) {
+func confine(sp *space, pattern string) (upstream, filter string) {
 	if pattern == "" || pattern == "*" {
-		return store.PrefixPattern(e.opts.Prefix), ""
+		return store.PrefixPattern(sp.prefix), ""
 	}
-	if strings.HasPrefix(pattern, e.opts.Prefix) && store.PrefixPattern(e.opts.Prefix) == e.opts.Prefix+"*" {
+	if strings.HasPrefix(pattern, sp.prefix) && store.PrefixPattern(sp.prefix) == sp.prefix+"*" {
 		return pattern, ""
 	}
-	return store.PrefixPattern(e.opts.Prefix), pattern
+	return store.PrefixPattern(sp.prefix), pattern
 }
 
 // filterKeys keeps the keys matching pattern ("" keeps all).
@@ -297,14 +343,14 @@ func filterKeys(keys []string, pattern string) []string {
 	return out
 }
 
-// liveKeys lists every live session key matching a client's pattern
-// ("" or "*": all), confined to the prefix.
-func (e *Engine) liveKeys(ctx context.Context, match string) ([]string, error) {
-	pattern, filter := e.confine(match)
+// liveKeysIn lists every live key of namespace sp matching a client's
+// pattern ("" or "*": all), confined to its prefix.
+func (e *Engine) liveKeysIn(ctx context.Context, sp *space, match string) ([]string, error) {
+	pattern, filter := confine(sp, match)
 	var mu sync.Mutex
 	var all []string
 	err := e.store.ForEachLive(ctx, pattern, func(_ context.Context, _ *store.Batch, keys []string) error {
-		keys = filterKeys(keys, filter)
+		keys = e.ownedKeys(sp, filterKeys(keys, filter))
 		mu.Lock()
 		all = append(all, keys...)
 		mu.Unlock()
@@ -318,16 +364,8 @@ func (e *Engine) liveKeys(ctx context.Context, match string) ([]string, error) {
 // returns false when that fails.
 func (e *Engine) flushBefore(c *Call) bool {
 	if err := c.exec(); err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return false
 	}
 	return true
-}
-
-// grace is the tombstone lifetime; zero when tombstones are off.
-func (e *Engine) grace() time.Duration {
-	if e.opts.Tombstones {
-		return e.opts.Grace
-	}
-	return 0
 }

@@ -547,11 +547,11 @@ func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
 		"GETDEL sess:a",
 	}
 	for _, cmd := range cmds {
-		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k1}})
+		f.e.spaces[0].codec = mustCodec(codec.Options{EncryptKeys: []string{k1}})
 		f.expect(`SET sess:a {"v":1} EX 600`, "+OK")
 		stored, _ := f.m.Get("sess:a")
 
-		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k2}})
+		f.e.spaces[0].codec = mustCodec(codec.Options{EncryptKeys: []string{k2}})
 		if got := f.one(cmd); !strings.HasPrefix(got, "-ERR session a cannot be decoded: ") {
 			t.Fatalf("%s on an undecodable value = %q, want the decode error", cmd, got)
 		}
@@ -561,7 +561,7 @@ func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
 
 		// k1 back as a reading key: the value decodes, and the command is
 		// done, its later pipelined command seeing the effect.
-		f.e.opts.Codec = mustCodec(codec.Options{EncryptKeys: []string{k2, k1}})
+		f.e.spaces[0].codec = mustCodec(codec.Options{EncryptKeys: []string{k2, k1}})
 		replies := f.do(cmd, "GET sess:a", "TTL sess:a")
 		if replies[0] != `${"v":1}` {
 			t.Fatalf("%s on a decodable value = %q, want the previous value", cmd, replies[0])
@@ -582,7 +582,7 @@ func TestUndecodablePreviousValueIsLeftAlone(t *testing.T) {
 	}
 
 	// A value without header needs no decoding to be trusted: one round trip.
-	f.e.opts.Codec = mustCodec(codec.Options{})
+	f.e.spaces[0].codec = mustCodec(codec.Options{})
 	f.expect(`SET sess:p {"v":1}`, "+OK")
 	f.expect(`GETSET sess:p {"v":2}`, `${"v":1}`)
 	f.expect(`GETDEL sess:p`, `${"v":2}`)

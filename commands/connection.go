@@ -271,7 +271,7 @@ func (e *Engine) info(c *Call) {
 		// (ioredis's ready check) and must stay cheap.
 		var err error
 		if up, err = e.store.Info(c.Ctx, "memory", "persistence", "stats", "keyspace"); err != nil {
-			e.fail(c, "", err)
+			e.fail(c, keyRef{}, err)
 			return
 		}
 	}
@@ -353,17 +353,24 @@ func (e *Engine) info(c *Call) {
 		upstream = append(upstream, "upstream_master_name:"+name)
 	}
 	section("Upstream", upstream...)
+	// The default namespace's, as before namespaces; the others' by name.
+	sp := e.spaces[0]
 	tombstones := "off"
-	if e.opts.Tombstones {
-		tombstones = e.opts.Grace.String()
+	if sp.tombstones {
+		tombstones = sp.grace.String()
 	}
-	section("Sessions",
-		"session_prefix:"+e.opts.Prefix,
-		"ttl_default_seconds:"+strconv.Itoa(int(c.conf.policy.Default.Seconds())),
-		"ttl_min_seconds:"+strconv.Itoa(int(c.conf.policy.Min.Seconds())),
-		"ttl_max_seconds:"+strconv.Itoa(int(c.conf.policy.Max.Seconds())),
-		"tombstone_grace:"+tombstones,
-	)
+	sessions := []string{
+		"session_prefix:" + sp.prefix,
+		"ttl_default_seconds:" + strconv.Itoa(int(c.policy(sp).Default.Seconds())),
+		"ttl_min_seconds:" + strconv.Itoa(int(c.policy(sp).Min.Seconds())),
+		"ttl_max_seconds:" + strconv.Itoa(int(c.policy(sp).Max.Seconds())),
+		"tombstone_grace:" + tombstones,
+		"namespaces:" + strconv.Itoa(len(e.spaces)),
+	}
+	for _, ns := range e.spaces {
+		sessions = append(sessions, "namespace_"+ns.name+":prefix="+ns.prefix)
+	}
+	section("Sessions", sessions...)
 	// The upstream's own count (every key of the db: tombstones, locks and
 	// keys outside the prefix too), as Redis's INFO reports it; DBSIZE
 	// counts the live sessions.

@@ -4,10 +4,13 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -106,11 +109,18 @@ type Options struct {
 	// Metrics counts commands, refusals, clamps and clients, and times the
 	// commands. default: none (and no clock read for them)
 	Metrics Metrics
+	// Namespaces are the session namespaces beside the default one, which
+	// the fields above describe ([[namespace]]). Their prefixes differ from
+	// each other and from Prefix. default: none
+	Namespaces []Namespace
+	// DefaultAlias is a second name of the default namespace for NS (the
+	// preset it was built from). default: none
+	DefaultAlias string
 }
 
 // Engine runs commands against a store.
 type Engine struct {
-	opts Options // its Policy, RequirePass and Users are in conf
+	opts Options // its namespaces' settings are in spaces and conf, RequirePass and Users in conf
 	// conf is what Reload swaps; a pipeline loads it once per batch.
 	conf     atomic.Pointer[reloadable]
 	store    *store.Store
@@ -131,6 +141,9 @@ type Engine struct {
 	scripts          scriptCache // client SHA-1 → wrapped script (scripts.go)
 	refusals         refusalLog  // rate limit of the refused writes' log lines (refusal.go)
 	ops              opsRate     // INFO's instantaneous_ops_per_sec (connection.go)
+	// spaces are the namespaces, the default first (namespace.go);
+	// byLength the same, longest prefix first, for matching keys.
+	spaces, byLength []*space
 }
 
 type stats struct {
@@ -171,11 +184,25 @@ func New(st *store.Store, opts Options) *Engine {
 	}
 	e.refusals.now = time.Now
 	e.conf.Store(newReloadable(opts))
+	for i, ns := range opts.namespaces() {
+		e.spaces = append(e.spaces, newSpace(i, ns))
+	}
+	e.spaces[0].alias = opts.DefaultAlias
+	e.byLength = slices.Clone(e.spaces)
+	slices.SortStableFunc(e.byLength, func(a, b *space) int { return len(b.prefix) - len(a.prefix) })
+	// The namespaces' settings live in e.spaces and conf from here: the
+	// fields are cleared so that nothing reads them by mistake.
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
+	opts.Prefix, opts.OwnerField, opts.LockSuffixes, opts.Codec = "", "", nil, nil
+	opts.Tombstones, opts.Grace, opts.OnWrite, opts.MaxHashBytes, opts.HashIDs = false, 0, "", 0, false
+	opts.Namespaces = nil
 	e.opts = opts
 	e.clients.byID = make(map[int64]*Client)
 	e.registry = make(map[string]*Command)
 	for _, cmd := range e.table() {
+		if strings.HasPrefix(cmd.Name, "sess.") {
+			cmd.Flags |= flagNS // every SESS.* takes a trailing NS <name>
+		}
 		cmd.metrics = e.metrics.Command(cmd.Name)
 		e.registry[cmd.Name] = cmd
 	}
@@ -278,6 +305,33 @@ type Call struct {
 	then   func()
 	cmd    *Command // the registry entry Dispatch found; nil for an unknown name
 	result Result   // how it ended, once its reply is written
+	ns     *space   // the namespace a SESS.* command named with NS; nil: the default
+}
+
+// space is the namespace a SESS.* command acts on: the one its NS named,
+// else the default.
+func (c *Call) space(e *Engine) *space {
+	if c.ns != nil {
+		return c.ns
+	}
+	return e.spaces[0]
+}
+
+// takeNS strips a trailing NS <name> from a SESS.* command's arguments and
+// records the namespace. It answers the error and returns false for a name
+// no namespace has.
+func (e *Engine) takeNS(c *Call) bool {
+	n := len(c.Args)
+	if n < 3 || !bytes.EqualFold(c.Args[n-2], []byte("NS")) {
+		return true
+	}
+	sp := e.spaceNamed(string(c.Args[n-1]))
+	if sp == nil {
+		c.Out.Error(errNoNamespace(string(c.Args[n-1])))
+		return false
+	}
+	c.ns, c.Args = sp, c.Args[:n-2]
+	return true
 }
 
 // Then registers fn to write the reply once the batch has executed.
@@ -303,6 +357,12 @@ func (e *Engine) Dispatch(c *Call) {
 	c.cmd = cmd
 	if cmd == nil {
 		e.countUnsupported(c.Client)
+	}
+	if cmd != nil && cmd.Flags&flagNS != 0 && !e.takeNS(c) {
+		if t := c.Client.tx; t != nil && t.multi {
+			t.aborted = true
+		}
+		return
 	}
 	if t := c.Client.tx; t != nil && t.multi && (cmd == nil || cmd.Flags&flagTxControl == 0) {
 		e.queue(c, cmd)
@@ -381,7 +441,7 @@ func (r Role) may(f flag) bool {
 
 // fail answers an error from the store: Redis's own error replies go back
 // verbatim, the rest is the proxy's failure, logged once here.
-func (e *Engine) fail(c *Call, sid string, err error) {
+func (e *Engine) fail(c *Call, ref keyRef, err error) {
 	var decode *decodeError
 	switch {
 	case errors.As(err, &decode):
@@ -389,7 +449,7 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 	case errors.Is(err, store.ErrDryRun):
 		c.Out.Error(errNeedsResult(e.CommandName(c)))
 	case errors.Is(err, store.ErrTombstoned):
-		e.refuse(c, RefusedTombstone, e.sessionLogKey(sid), errTombstoned(sid))
+		e.refuse(c, RefusedTombstone, ref.key, errTombstoned(ref.sid))
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
 	default:
@@ -401,9 +461,9 @@ func (e *Engine) fail(c *Call, sid string, err error) {
 // ignoredTombstone reports whether a refused write must be answered as a
 // success (tombstone.on_write = "ignore").
 // It logs and counts the refusal when it is.
-func (e *Engine) ignoredTombstone(c *Call, sid string, err error) bool {
-	if e.opts.OnWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned) {
-		e.refused(c, RefusedTombstone, e.sessionLogKey(sid))
+func (e *Engine) ignoredTombstone(c *Call, ref keyRef, err error) bool {
+	if ref.ns != nil && ref.ns.onWrite == OnWriteIgnore && errors.Is(err, store.ErrTombstoned) {
+		e.refused(c, RefusedTombstone, ref.key)
 		return true
 	}
 	return false

@@ -120,14 +120,14 @@ func (e *Engine) sessFDel(c *Call) {
 // start over. modify returns the new payload and the count to reply; a
 // count of 0 writes nothing.
 func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]byte) ([]byte, int64, error)) {
-	if !e.opts.Codec.JSON() {
+	if !ref.ns.codec.JSON() {
 		c.Out.Error(msgFieldsNeedJSON)
 		return
 	}
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
 		read := c.Batch.GetStored(ref.key)
 		if err := c.exec(); err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		stored, err := read.Result()
@@ -139,7 +139,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		var created time.Time
 		switch {
 		case stored != nil:
-			meta, err := e.decodeMeta(stored)
+			meta, err := e.decodeMeta(ref.ns, stored)
 			if err != nil {
 				c.Out.Error(errDecode(ref.sid, err))
 				return
@@ -161,7 +161,7 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 			return
 		}
 		if created.IsZero() {
-			created = c.conf.policy.Clock()
+			created = c.policy(ref.ns).Clock()
 		}
 		value, ok := e.encodeCreated(c, ref, updated, created)
 		if !ok {
@@ -170,10 +170,10 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 		// The swap replaces the whole value, so the absolute lifetime is
 		// applied here from the creation time read (an expired session is
 		// deleted), and capped again by the script at the swap's own time.
-		d := c.conf.policy.CapAt(e.decide(&c.conf.policy, updated, 0), created)
-		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), c.conf.policy.Absolute)
+		d := c.policy(ref.ns).CapAt(e.decide(ref.ns, c.policy(ref.ns), updated, 0), created)
+		swap := c.Batch.CompareAndSwap(ref.key, stored, value, ttlArg(d), c.policy(ref.ns).Absolute)
 		if err := c.exec(); err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		outcome, err := swap.Result()
@@ -192,11 +192,11 @@ func (e *Engine) updateFields(c *Call, ref keyRef, create bool, modify func([]by
 }
 
 func (e *Engine) replyUpdateError(c *Call, ref keyRef, err error) {
-	if e.ignoredTombstone(c, ref.sid, err) {
+	if e.ignoredTombstone(c, ref, err) {
 		c.Out.Int(0)
 		return
 	}
-	e.fail(c, ref.sid, err)
+	e.fail(c, ref, err)
 }
 
 // readSession decodes a queued session read; nil payload (and true) when
@@ -207,8 +207,8 @@ func (e *Engine) readSession(c *Call, ref keyRef, res store.GetResult) ([]byte, 
 	case errors.Is(err, store.ErrNotFound):
 		return nil, true
 	case err != nil:
-		e.fail(c, ref.sid, err)
+		e.fail(c, ref, err)
 		return nil, false
 	}
-	return e.decode(c, ref.sid, v)
+	return e.decode(c, ref, v)
 }

@@ -116,25 +116,25 @@ func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply ha
 	if !ok {
 		return
 	}
-	p := &c.conf.policy
+	p := c.policy(ref.ns)
 	// No payload to read a TTL from: the default (or idle), clamped.
 	w := store.HashWrite{
 		Cmd:      cmd,
 		Args:     c.Args[2:],
-		TTL:      e.writeTTL(e.decide(p, nil, 0)),
+		TTL:      e.writeTTL(e.decide(ref.ns, p, nil, 0)),
 		Slide:    p.Idle > 0,
-		MaxBytes: e.opts.MaxHashBytes,
+		MaxBytes: ref.ns.maxHashBytes,
 	}
 	res := c.Batch.HashWrite(ref.key, w)
 	c.Then(func() {
 		v, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(c, ref.sid, err):
+		case e.ignoredTombstone(c, ref, err):
 			reply(c, nil, true)
 		case errors.Is(err, store.ErrHashTooLarge):
-			e.refuse(c, RefusedTooLarge, ref.key, errHashTooLarge(ref.sid, e.opts.MaxHashBytes))
+			e.refuse(c, RefusedTooLarge, ref.key, errHashTooLarge(ref.sid, ref.ns.maxHashBytes))
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		default:
 			reply(c, v, false)
 		}
@@ -168,11 +168,11 @@ func (e *Engine) hgetall(c *Call) {
 		e.forward(c, ref, forwardRead)
 		return
 	}
-	res := c.Batch.HashRead(ref.key, c.conf.policy.Idle, "HGETALL")
+	res := c.Batch.HashRead(ref.key, c.policy(ref.ns).Idle, "HGETALL")
 	c.Then(func() {
 		v, _, err := res.Result()
 		if err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		flat, _ := v.([]interface{})
@@ -223,12 +223,12 @@ func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 	if !ok {
 		return
 	}
-	res := c.Batch.HashRead(ref.key, c.conf.policy.Idle, cmd, c.Args[2:]...)
+	res := c.Batch.HashRead(ref.key, c.policy(ref.ns).Idle, cmd, c.Args[2:]...)
 	c.Then(func() {
 		v, found, err := res.Result()
 		switch {
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		case !found:
 			missing(c)
 		default:
@@ -242,7 +242,7 @@ func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 // or a WRONGTYPE: found says whether a hash is there, and payload is its
 // fields as a JSON object of strings (SESS.GET, SESS.ALL).
 func (e *Engine) hashSession(c *Call, ref keyRef, slide bool) (payload []byte, found bool, err error) {
-	idle := c.conf.policy.Idle
+	idle := c.policy(ref.ns).Idle
 	if !slide {
 		idle = 0
 	}
@@ -278,13 +278,13 @@ func (e *Engine) wrongTypeIfHash(c *Call, ref keyRef) bool {
 	// Redis's own TYPE: a tombstone is a string, and only a hash matters.
 	res := c.Batch.Forward(true, "type", ref.key)
 	if err := c.exec(); err != nil {
-		e.fail(c, ref.sid, err)
+		e.fail(c, ref, err)
 		return true
 	}
 	t, err := res.Result()
 	switch {
 	case err != nil:
-		e.fail(c, ref.sid, err)
+		e.fail(c, ref, err)
 		return true
 	case t == "hash":
 		c.Out.Error(msgWrongType)

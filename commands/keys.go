@@ -97,12 +97,12 @@ func (e *Engine) expire(c *Call) {
 	}
 	var decision ttl.Decision
 	if name == "expireat" || name == "pexpireat" {
-		decision = c.conf.policy.Until(time.Unix(0, 0).Add(d))
+		decision = c.policy(ref.ns).Until(time.Unix(0, 0).Add(d))
 	} else {
-		decision = c.conf.policy.Explicit(d)
+		decision = c.policy(ref.ns).Explicit(d)
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(decision), Cond: cond, Absolute: c.conf.policy.Absolute})
-	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(decision), Cond: cond, Absolute: c.policy(ref.ns).Absolute})
+	c.Then(func() { e.replyExpire(c, ref, res) })
 }
 
 // PERSIST key: refused on sessions (ttl.persist = deny), or turned into the
@@ -120,12 +120,12 @@ func (e *Engine) persist(c *Call) {
 		e.forward(c, ref, 0)
 		return
 	}
-	if c.conf.policy.Persist != ttl.PersistClamp {
+	if c.policy(ref.ns).Persist != ttl.PersistClamp {
 		e.refuse(c, RefusedPersist, ref.key, msgPersistDenied)
 		return
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax}), Absolute: c.conf.policy.Absolute})
-	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(ttl.Decision{TTL: c.policy(ref.ns).Max, Clamped: ttl.BoundMax}), Absolute: c.policy(ref.ns).Absolute})
+	c.Then(func() { e.replyExpire(c, ref, res) })
 }
 
 // ttlIn is the handler of TTL key (unit time.Second) and PTTL key (unit
@@ -149,7 +149,7 @@ func (e *Engine) ttl(c *Call, unit time.Duration) {
 		ms, err := res.Result()
 		switch {
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		case inSeconds:
 			c.Out.Int(seconds(ms))
 		default:
@@ -172,7 +172,7 @@ func (e *Engine) typeOf(c *Call) {
 	c.Then(func() {
 		t, err := res.Result()
 		if err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		c.Out.Simple(t)
@@ -232,13 +232,13 @@ func (e *Engine) memoryUsage(c *Call) {
 	c.Then(func() {
 		n, err := live.Result()
 		if err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		v, err := usage.Result()
 		switch {
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		case n == 0:
 			c.Out.Null()
 		default:

@@ -50,12 +50,12 @@ func (e *Engine) lockSet(c *Call, ref keyRef, opts setArgs) {
 		flags = 0
 	}
 	if opts.keepTTL {
-		res := c.Batch.LockKeepTTL(ref.key, c.Args[2], c.conf.policy.LockMax, options...)
+		res := c.Batch.LockKeepTTL(ref.key, c.Args[2], c.policy(ref.ns).LockMax, options...)
 		c.Then(func() {
 			v, err := res.Result()
 			switch s, ok := v.(string); {
 			case err != nil:
-				e.fail(c, "", err)
+				e.fail(c, keyRef{}, err)
 			case ok && flags == forwardStatus:
 				c.Out.Simple(s)
 			default:
@@ -69,18 +69,18 @@ func (e *Engine) lockSet(c *Call, ref keyRef, opts setArgs) {
 	for _, o := range options {
 		args = append(args, o)
 	}
-	args = append(args, e.lockExpiry(&c.conf.policy, opts.expiry)...)
+	args = append(args, e.lockExpiry(c.policy(ref.ns), opts.expiry)...)
 	e.forwardArgs(c, flags, args...)
 }
 
 // lockSetNX is SETNX on a lock: SET NX PX lock_max, answered :1 or :0.
 func (e *Engine) lockSetNX(c *Call, ref keyRef) {
-	res := c.Batch.Forward(false, "set", ref.key, c.Args[2], "nx", "px", e.lockPX(&c.conf.policy, expiry{}))
+	res := c.Batch.Forward(false, "set", ref.key, c.Args[2], "nx", "px", e.lockPX(c.policy(ref.ns), expiry{}))
 	c.Then(func() {
 		v, err := res.Result()
 		switch {
 		case err != nil:
-			e.fail(c, "", err)
+			e.fail(c, keyRef{}, err)
 		case v == nil:
 			c.Out.Int(0)
 		default:
@@ -92,7 +92,7 @@ func (e *Engine) lockSetNX(c *Call, ref keyRef) {
 // lockGetEx is GETEX on a lock: without an option it is GET; an expiry is
 // bounded by ttl.lock_max; PERSIST follows ttl.persist, as on a session.
 func (e *Engine) lockGetEx(c *Call, ref keyRef, x expiry, persist bool) {
-	p := &c.conf.policy
+	p := c.policy(ref.ns)
 	switch {
 	case persist && p.Persist != ttl.PersistClamp:
 		e.refuse(c, RefusedPersist, ref.key, msgLockPersist)
@@ -110,7 +110,7 @@ func (e *Engine) lockGetEx(c *Call, ref keyRef, x expiry, persist bool) {
 // bounded by ttl.lock_max. A TTL <= 0, or a time already past, deletes the
 // lock, as in Redis.
 func (e *Engine) lockExpire(c *Call, ref keyRef, d time.Duration, abs bool) {
-	p := &c.conf.policy
+	p := c.policy(ref.ns)
 	var args []interface{}
 	switch {
 	case abs && time.Unix(0, 0).Add(d).Sub(p.Clock()) <= p.LockMax:
@@ -132,7 +132,7 @@ func (e *Engine) lockExpire(c *Call, ref keyRef, d time.Duration, abs bool) {
 // the TTL set to ttl.lock_max under "clamp" (:1 when the lock exists), as
 // a session's is set to ttl.max. A lock never loses its TTL.
 func (e *Engine) lockPersist(c *Call, ref keyRef) {
-	p := &c.conf.policy
+	p := c.policy(ref.ns)
 	if p.Persist != ttl.PersistClamp {
 		e.refuse(c, RefusedPersist, ref.key, msgLockPersist)
 		return
@@ -144,7 +144,7 @@ func (e *Engine) lockPersist(c *Call, ref keyRef) {
 // passthrough key as it is, a lock with ttl.lock_max.
 func (e *Engine) queuePlainSet(c *Call, r keyRef, value []byte) store.ForwardResult {
 	if r.lock {
-		return c.Batch.Forward(false, "set", r.key, value, "px", e.lockPX(&c.conf.policy, expiry{}))
+		return c.Batch.Forward(false, "set", r.key, value, "px", e.lockPX(c.policy(r.ns), expiry{}))
 	}
 	return c.Batch.Forward(false, "set", r.key, value)
 }

@@ -177,7 +177,7 @@ func TestLocksArePlainRedisWithABoundedTTL(t *testing.T) {
 		}},
 		{"hash_ids: a lock is stored under the hashed id and its suffix", func(o *Options) { o.HashIDs = true }, func(f *fixture) {
 			f.expect("SET "+lock+" tok NX PX 30000", "+OK")
-			key := f.e.storageKey("abc") + "_LOCK"
+			key := f.e.spaces[0].storageKey("abc") + "_LOCK"
 			f.wantRaw(key, "tok")
 			f.wantRaw(lock, "")
 			f.expect("GET "+lock, "$tok")

@@ -80,6 +80,7 @@ const (
 	msgScriptCodecValues  = "ERR scripts cannot read or write session values under this codec (msgpack, compression, encryption or an envelope store what a script could not produce or read; see docs/commands.md, Scripts)"
 	msgScriptOwnerWrites  = "ERR scripts cannot write session values with session.owner_field set: the owner index would miss them (see docs/commands.md, Scripts)"
 	msgScriptAbsolute     = "ERR scripts cannot write session values or TTLs with ttl.absolute set (see docs/commands.md, Scripts)"
+	msgScriptNamespaces   = "ERR a script's KEYS must belong to one namespace (see docs/commands.md, Scripts)"
 	msgScriptAbsoluteIdle = "ERR scripts cannot read session values with both ttl.idle and ttl.absolute set (see docs/commands.md, Scripts)"
 )
 
@@ -163,6 +164,10 @@ func errTombstoned(sid string) string {
 
 func errPayload(reason string) string {
 	return "ERR invalid session payload: " + reason
+}
+
+func errNoNamespace(name string) string {
+	return "ERR no such namespace '" + printable(name) + "' (see [[namespace]] in the config)"
 }
 
 func errSessionID(reason string) string {

@@ -65,7 +65,7 @@ func (e *Engine) pin(c *Call, t *txState) bool {
 	}
 	pin, err := e.store.Pin(c.Ctx, t.slotKey)
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return false
 	}
 	t.pin = pin
@@ -149,7 +149,7 @@ func (e *Engine) queue(c *Call, cmd *Command) {
 	// command that needs a result before it can finish queueing).
 	var out resp.Writer
 	out.Reset(c.Out.Proto)
-	dry := Call{Ctx: c.Ctx, Client: c.Client, Args: c.Args, Out: &out, Batch: e.store.DryBatch(), conf: c.conf, cmd: cmd}
+	dry := Call{Ctx: c.Ctx, Client: c.Client, Args: c.Args, Out: &out, Batch: e.store.DryBatch(), conf: c.conf, cmd: cmd, ns: c.ns}
 	func() {
 		// A panic (answered by the pipeline's guard) must not leave the
 		// rest of the transaction to run without this command.
@@ -170,9 +170,12 @@ func (e *Engine) queue(c *Call, cmd *Command) {
 		fail(msgCrossSlot)
 		return
 	}
-	args := make([][]byte, len(c.Args))
+	args := make([][]byte, len(c.Args), len(c.Args)+2)
 	for i, a := range c.Args {
 		args[i] = append([]byte(nil), a...) // the client's read buffer is reused
+	}
+	if c.ns != nil { // Dispatch took it off; EXEC dispatches again
+		args = append(args, []byte("NS"), []byte(c.ns.name))
 	}
 	t.queued = append(t.queued, args)
 	c.Out.Simple("QUEUED")
@@ -236,7 +239,7 @@ func (e *Engine) exec(c *Call) {
 		c.Out.NullArray()
 		return
 	case err != nil:
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	for i := range calls {
@@ -296,7 +299,7 @@ func (e *Engine) watch(c *Call) {
 		return
 	}
 	if err := t.pin.Watch(c.Ctx, keys); err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	c.Out.OK()

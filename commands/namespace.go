@@ -4,30 +4,138 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store/codec"
 )
 
-// keyRef is a key argument resolved against the session namespace: a
-// session, a lock, or a passthrough key (neither).
+// Namespace is a session namespace beside the default one, whose settings
+// are Options' own (Prefix, Codec, Policy, …): [[namespace]] in the
+// config. A key belongs to the namespace with the longest prefix it
+// starts with.
+type Namespace struct {
+	// Name is what SESS.* … NS <name> calls it. Required, unique.
+	Name string
+	// Prefix, OwnerField, LockSuffixes, Policy, Tombstones, Grace, OnWrite,
+	// Codec, MaxHashBytes and HashIDs are as in Options, for this
+	// namespace's keys.
+	Prefix       string
+	OwnerField   string
+	LockSuffixes []string
+	Policy       ttl.Policy
+	Tombstones   bool
+	Grace        time.Duration
+	OnWrite      string
+	Codec        codec.Codec
+	MaxHashBytes int
+	HashIDs      bool
+}
+
+// DefaultNamespace is the name of the namespace Options' own settings
+// describe, which SESS.* act on without NS.
+const DefaultNamespace = "default"
+
+// space is a namespace as the engine serves it. Its TTL policy is in the
+// reloadable configuration, at policies[index].
+type space struct {
+	index        int
+	name         string
+	alias        string // the default namespace's second name (Options.DefaultAlias)
+	prefix       string
+	ownerField   string
+	lockSuffixes []string
+	tombstones   bool
+	grace        time.Duration // the tombstone lifetime; zero when tombstones are off
+	onWrite      string
+	codec        codec.Codec
+	maxHashBytes int
+	hashIDs      bool
+}
+
+func newSpace(index int, ns Namespace) *space {
+	if ns.OnWrite == "" {
+		ns.OnWrite = OnWriteError
+	}
+	if ns.Codec == nil {
+		ns.Codec = codec.Plain()
+	}
+	sp := &space{index: index, name: ns.Name, prefix: ns.Prefix, ownerField: ns.OwnerField,
+		lockSuffixes: slices.Clone(ns.LockSuffixes), tombstones: ns.Tombstones, onWrite: ns.OnWrite,
+		codec: ns.Codec, maxHashBytes: ns.MaxHashBytes, hashIDs: ns.HashIDs}
+	if ns.Tombstones {
+		sp.grace = ns.Grace
+	}
+	return sp
+}
+
+// defaultNamespace is the namespace of Options' own settings.
+func (o *Options) defaultNamespace() Namespace {
+	return Namespace{Name: DefaultNamespace, Prefix: o.Prefix, OwnerField: o.OwnerField, LockSuffixes: o.LockSuffixes,
+		Policy: o.Policy, Tombstones: o.Tombstones, Grace: o.Grace, OnWrite: o.OnWrite, Codec: o.Codec,
+		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs}
+}
+
+// namespaces is every namespace of opts, the default first.
+func (o *Options) namespaces() []Namespace {
+	return append([]Namespace{o.defaultNamespace()}, o.Namespaces...)
+}
+
+// spaceFor is the namespace key belongs to: the longest prefix it starts
+// with, or nil when it is outside them all.
+func (e *Engine) spaceFor(key []byte) *space {
+	for _, sp := range e.byLength {
+		if len(key) >= len(sp.prefix) && string(key[:len(sp.prefix)]) == sp.prefix {
+			return sp
+		}
+	}
+	return nil
+}
+
+// owns reports whether an upstream key found under sp's prefix belongs to
+// sp, not to a namespace with a longer prefix: listings never mix them.
+func (e *Engine) owns(sp *space, key string) bool {
+	return e.spaceFor([]byte(key)) == sp
+}
+
+// spaceNamed is the namespace called name (the default also answers to
+// its alias), or nil.
+func (e *Engine) spaceNamed(name string) *space {
+	for _, sp := range e.spaces {
+		if sp.name == name || (sp.alias != "" && sp.alias == name) {
+			return sp
+		}
+	}
+	return nil
+}
+
+// policy is the TTL policy of sp under the call's configuration.
+func (c *Call) policy(sp *space) *ttl.Policy {
+	return &c.conf.policies[sp.index]
+}
+
+// keyRef is a key argument resolved against the namespaces: a session, a
+// lock, or a passthrough key (neither, and no namespace).
 type keyRef struct {
 	key     string // the full upstream key
 	sid     string // session id (a lock's: before its suffix); empty for a passthrough key
 	session bool
-	lock    bool // a lock key (Options.LockSuffixes): plain Redis with a bounded TTL
+	lock    bool   // a lock key (lock_suffixes): plain Redis with a bounded TTL
+	ns      *space // the namespace of a session or lock
 }
 
-// resolve maps a key argument to a session or, with outside_prefix =
-// passthrough, to a plain key. It writes the error reply and returns false
-// when the key is refused.
+// resolve maps a key argument to a session or lock of its namespace or,
+// with outside_prefix = passthrough, to a plain key. It writes the error
+// reply and returns false when the key is refused.
 func (e *Engine) resolve(c *Call, arg []byte) (keyRef, bool) {
-	p := e.opts.Prefix
-	if len(arg) >= len(p) && string(arg[:len(p)]) == p {
-		if suffix := e.lockSuffix(arg[len(p):]); suffix != "" {
-			return e.lockRef(c, string(arg), suffix)
+	if sp := e.spaceFor(arg); sp != nil {
+		if suffix := sp.lockSuffix(arg[len(sp.prefix):]); suffix != "" {
+			return e.lockRef(c, sp, string(arg), suffix)
 		}
-		return e.sessionRef(c, string(arg))
+		return e.sessionRef(c, sp, string(arg))
 	}
 	if e.opts.OutsidePrefix == OutsidePassthrough {
 		return keyRef{key: string(arg)}, true
@@ -55,20 +163,22 @@ func (e *Engine) resolveAll(c *Call, args [][]byte, step int) ([]keyRef, bool) {
 	return refs, true
 }
 
-// sessionKey maps a SESS.* id argument to its upstream key. An id ending
-// in a lock suffix names a lock, which SESS.* do not serve.
+// sessionKey maps a SESS.* id argument to its upstream key in the call's
+// namespace (NS, else the default). An id ending in a lock suffix names a
+// lock, which SESS.* do not serve.
 func (e *Engine) sessionKey(c *Call, arg []byte) (keyRef, bool) {
-	if suffix := e.lockSuffix(arg); suffix != "" {
+	sp := c.space(e)
+	if suffix := sp.lockSuffix(arg); suffix != "" {
 		c.Out.Error(errLockID(suffix))
 		return keyRef{}, false
 	}
-	return e.sessionRef(c, e.opts.Prefix+string(arg))
+	return e.sessionRef(c, sp, sp.prefix+string(arg))
 }
 
-// lockSuffix is the first of Options.LockSuffixes that id (a key without
-// the prefix) ends in, or "".
-func (e *Engine) lockSuffix(id []byte) string {
-	for _, s := range e.opts.LockSuffixes {
+// lockSuffix is the first of the namespace's lock suffixes that id (a key
+// without the prefix) ends in, or "".
+func (sp *space) lockSuffix(id []byte) string {
+	for _, s := range sp.lockSuffixes {
 		if len(id) >= len(s) && string(id[len(id)-len(s):]) == s {
 			return s
 		}
@@ -79,69 +189,75 @@ func (e *Engine) lockSuffix(id []byte) string {
 // isLockKey reports whether an upstream key under the prefix is a lock,
 // for the listings that skip locks. With hash_ids a lock is stored as the
 // hashed id plus its suffix, so the suffix still tells.
-func (e *Engine) isLockKey(key string) bool {
-	for _, s := range e.opts.LockSuffixes {
-		if len(key) >= len(e.opts.Prefix)+len(s) && strings.HasSuffix(key, s) {
+func (sp *space) isLockKey(key string) bool {
+	for _, s := range sp.lockSuffixes {
+		if len(key) >= len(sp.prefix)+len(s) && strings.HasSuffix(key, s) {
 			return true
 		}
 	}
 	return false
 }
 
-// sessionKeys drops the lock keys from a page of keys under the prefix, in
-// place.
-func (e *Engine) sessionKeys(keys []string) []string {
-	if len(e.opts.LockSuffixes) == 0 {
+// sessionKeys drops from a page of keys under sp's prefix, in place, the
+// locks and the keys of namespaces with a longer prefix.
+func (e *Engine) sessionKeys(sp *space, keys []string) []string {
+	if len(sp.lockSuffixes) == 0 && len(e.spaces) == 1 {
 		return keys
 	}
 	out := keys[:0]
 	for _, k := range keys {
-		if !e.isLockKey(k) {
+		if e.isSessionKey(sp, k) {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
+// isSessionKey reports whether an upstream key under sp's prefix is one
+// of sp's sessions: not a lock, not another namespace's.
+func (e *Engine) isSessionKey(sp *space, key string) bool {
+	return !sp.isLockKey(key) && (len(e.spaces) == 1 || e.owns(sp, key))
+}
+
 // lockRef checks a lock key, <prefix><sid><suffix>: the part before the
 // suffix is a session id under SPEC §2. With hash_ids the id is hashed as
 // a session's is, and the suffix kept.
-func (e *Engine) lockRef(c *Call, key, suffix string) (keyRef, bool) {
-	sid := key[len(e.opts.Prefix) : len(key)-len(suffix)]
+func (e *Engine) lockRef(c *Call, sp *space, key, suffix string) (keyRef, bool) {
+	sid := key[len(sp.prefix) : len(key)-len(suffix)]
 	if reason := checkSessionID(sid); reason != "" {
 		c.Out.Error(errSessionID(reason))
 		return keyRef{}, false
 	}
-	if e.opts.HashIDs {
-		key = e.storageKey(sid) + suffix
+	if sp.hashIDs {
+		key = sp.storageKey(sid) + suffix
 	}
-	return keyRef{key: key, sid: sid, lock: true}, true
+	return keyRef{key: key, sid: sid, lock: true, ns: sp}, true
 }
 
 // sessionRef checks the id in key, <prefix><sid>, and maps it to its
 // upstream key. The id is a substring of key, so a session key costs one
 // string, not two, on every command's path.
-func (e *Engine) sessionRef(c *Call, key string) (keyRef, bool) {
-	sid := key[len(e.opts.Prefix):]
+func (e *Engine) sessionRef(c *Call, sp *space, key string) (keyRef, bool) {
+	sid := key[len(sp.prefix):]
 	if reason := checkSessionID(sid); reason != "" {
 		c.Out.Error(errSessionID(reason))
 		return keyRef{}, false
 	}
-	if e.opts.HashIDs {
-		key = e.storageKey(sid)
+	if sp.hashIDs {
+		key = sp.storageKey(sid)
 	}
-	return keyRef{key: key, sid: sid, session: true}, true
+	return keyRef{key: key, sid: sid, session: true, ns: sp}, true
 }
 
 // storageKey is where a session lives upstream: <prefix><sid>, or with
 // hash_ids <prefix><hex SHA-256 of sid>, so a dump of Redis holds no
 // usable session id.
-func (e *Engine) storageKey(sid string) string {
-	if !e.opts.HashIDs {
-		return e.opts.Prefix + sid
+func (sp *space) storageKey(sid string) string {
+	if !sp.hashIDs {
+		return sp.prefix + sid
 	}
 	sum := sha256.Sum256([]byte(sid))
-	return e.opts.Prefix + hex.EncodeToString(sum[:])
+	return sp.prefix + hex.EncodeToString(sum[:])
 }
 
 // checkSessionID enforces SPEC §2: 1..256 bytes, no whitespace or control

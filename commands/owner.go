@@ -16,12 +16,12 @@ const ownerIndexPrefix = "sessproxy:owner:"
 
 // ownerKey is the index key of an owner's sessions (the owner hashed too
 // with hash_ids: an owner id is personal data).
-func (e *Engine) ownerKey(owner string) string {
-	if e.opts.HashIDs {
+func (e *Engine) ownerKey(sp *space, owner string) string {
+	if sp.hashIDs {
 		sum := sha256.Sum256([]byte(owner))
 		owner = hex.EncodeToString(sum[:])
 	}
-	return ownerIndexPrefix + e.opts.Prefix + owner
+	return ownerIndexPrefix + sp.prefix + owner
 }
 
 // indexOwner queues recording that the session written with payload
@@ -29,20 +29,20 @@ func (e *Engine) ownerKey(owner string) string {
 // connect-redis as much as SESS.SET — or "log out everywhere" would miss
 // the sessions of apps that use plain commands.
 func (e *Engine) indexOwner(c *Call, ref keyRef, payload []byte) {
-	if e.opts.OwnerField == "" || !e.opts.Codec.JSON() {
+	if ref.ns.ownerField == "" || !ref.ns.codec.JSON() {
 		return
 	}
-	owner := gjson.GetBytes(payload, e.opts.OwnerField)
+	owner := gjson.GetBytes(payload, ref.ns.ownerField)
 	if !owner.Exists() || owner.Type == gjson.Null || owner.String() == "" {
 		return
 	}
-	c.Batch.IndexAdd(e.ownerKey(owner.String()), ref.key[len(e.opts.Prefix):], c.conf.policy.Max)
+	c.Batch.IndexAdd(e.ownerKey(ref.ns, owner.String()), ref.key[len(ref.ns.prefix):], c.policy(ref.ns).Max)
 }
 
 // SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner.
 func (e *Engine) sessByOwner(c *Call) {
 	owner := string(c.Args[1])
-	sessions, ok := e.ownedSessions(c, owner)
+	sessions, ok := e.ownedSessions(c, c.space(e), owner)
 	if !ok {
 		return
 	}
@@ -60,8 +60,8 @@ func (e *Engine) sessByOwner(c *Call) {
 // as someone else) is checked again, and destroyed only if it still
 // belongs to owner.
 func (e *Engine) sessDestroyOwner(c *Call) {
-	owner := string(c.Args[1])
-	pending, ok := e.ownedSessions(c, owner)
+	owner, sp := string(c.Args[1]), c.space(e)
+	pending, ok := e.ownedSessions(c, sp, owner)
 	if !ok {
 		return
 	}
@@ -77,7 +77,7 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 		}
 		results := make([]store.DestroyResult, len(pending))
 		for i, s := range pending {
-			results[i] = c.Batch.GetDestroy(e.opts.Prefix+s.sid, e.grace(), store.GuardUnchanged(s.stored))
+			results[i] = c.Batch.GetDestroy(sp.prefix+s.sid, sp.grace, store.GuardUnchanged(s.stored))
 		}
 		if !e.flushBefore(c) {
 			return
@@ -87,11 +87,11 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 			live, prev, err := r.Result()
 			switch {
 			case errors.Is(err, store.ErrCheckPrevious):
-				if e.belongsTo(prev, owner) {
+				if e.belongsTo(sp, prev, owner) {
 					rewritten = append(rewritten, ownedSession{pending[i].sid, prev})
 				}
 			case err != nil:
-				e.fail(c, pending[i].sid, err)
+				e.fail(c, keyRef{sid: pending[i].sid, key: sp.prefix + pending[i].sid, session: true, ns: sp}, err)
 				return
 			case live:
 				n++
@@ -99,7 +99,7 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 		}
 		pending = rewritten
 	}
-	c.Batch.IndexRemove(e.ownerKey(owner), sids)
+	c.Batch.IndexRemove(e.ownerKey(sp, owner), sids)
 	c.Out.Int(n)
 }
 
@@ -112,32 +112,32 @@ type ownedSession struct {
 
 // belongsTo says whether stored is a session of owner; false when it cannot
 // be decoded.
-func (e *Engine) belongsTo(stored []byte, owner string) bool {
-	payload, _, err := e.opts.Codec.Decode(stored)
-	return err == nil && gjson.GetBytes(payload, e.opts.OwnerField).String() == owner
+func (e *Engine) belongsTo(sp *space, stored []byte, owner string) bool {
+	payload, _, err := sp.codec.Decode(stored)
+	return err == nil && gjson.GetBytes(payload, sp.ownerField).String() == owner
 }
 
 // ownedSessions reads owner's index and checks every member against the
 // session itself: members whose session is gone or now belongs to someone
 // else are pruned from the index and left out.
-func (e *Engine) ownedSessions(c *Call, owner string) ([]ownedSession, bool) {
-	if e.opts.OwnerField == "" {
+func (e *Engine) ownedSessions(c *Call, sp *space, owner string) ([]ownedSession, bool) {
+	if sp.ownerField == "" {
 		c.Out.Error(msgNoOwnerField)
 		return nil, false
 	}
-	index := e.ownerKey(owner)
+	index := e.ownerKey(sp, owner)
 	read := c.Batch.IndexMembers(index)
 	if !e.flushBefore(c) {
 		return nil, false
 	}
 	members, err := read.Result()
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return nil, false
 	}
 	gets := make([]store.GetResult, len(members))
 	for i, m := range members {
-		gets[i] = c.Batch.Get(e.opts.Prefix + m)
+		gets[i] = c.Batch.Get(sp.prefix + m)
 	}
 	if !e.flushBefore(c) {
 		return nil, false
@@ -151,10 +151,10 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]ownedSession, bool) {
 			stale = append(stale, members[i])
 			continue
 		case err != nil:
-			e.fail(c, members[i], err)
+			e.fail(c, keyRef{sid: members[i], key: sp.prefix + members[i], session: true, ns: sp}, err)
 			return nil, false
 		}
-		payload, _, err := e.opts.Codec.Decode(stored)
+		payload, _, err := sp.codec.Decode(stored)
 		if err != nil {
 			// Its owner cannot be told (written with a key this proxy
 			// lacks, say): keep it in the index, leave it out here, so one
@@ -163,7 +163,7 @@ func (e *Engine) ownedSessions(c *Call, owner string) ([]ownedSession, bool) {
 			e.opts.Logger.Warn("owner index: a session cannot be decoded", zap.String("index", index), zap.Error(err))
 			continue
 		}
-		if gjson.GetBytes(payload, e.opts.OwnerField).String() == owner {
+		if gjson.GetBytes(payload, sp.ownerField).String() == owner {
 			owned = append(owned, ownedSession{members[i], stored})
 		} else {
 			stale = append(stale, members[i])

@@ -160,24 +160,15 @@ func (e *Engine) callName(c *Call) string {
 	return e.CommandName(c)
 }
 
-// sessionLogKey is the upstream key of session sid, for a refusal's log
-// line ("" when the command names no one session).
-func (e *Engine) sessionLogKey(sid string) string {
-	if sid == "" {
-		return ""
-	}
-	return e.storageKey(sid)
-}
-
 // scriptRefusal classifies an error reply of a wrapped script: the
 // wrapper's own refusals of a write (scriptwrap.go) name their reason and,
 // for a tombstone or a key outside the prefix, the key. ok is false for any
 // other error.
-func (e *Engine) scriptRefusal(msg string) (reason Refusal, key string, ok bool) {
+func (e *Engine) scriptRefusal(sp *space, msg string) (reason Refusal, key string, ok bool) {
 	switch {
 	case strings.HasPrefix(msg, codeTombstone+"session "):
 		sid, _, _ := strings.Cut(strings.TrimPrefix(msg, codeTombstone+"session "), " was destroyed")
-		return RefusedTombstone, e.sessionLogKey(sid), true
+		return RefusedTombstone, sp.storageKey(sid), true
 	case strings.HasPrefix(msg, "ERR invalid session payload: larger than"):
 		return RefusedTooLarge, "", true
 	case strings.HasPrefix(msg, "ERR invalid session payload:"):

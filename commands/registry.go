@@ -27,6 +27,7 @@ const (
 	flagNoAuth                     // allowed before AUTH
 	flagConn                       // answered by the proxy itself, never forwarded
 	flagTxControl                  // runs at once between MULTI and EXEC, never queued (multi.go)
+	flagNS                         // takes a trailing NS <name> (every SESS.*, set in New)
 	flagNoTx                       // refused inside MULTI: it must run the batch mid-way, reads the store directly, or changes the connection (multi.go)
 )
 

@@ -12,7 +12,9 @@ import (
 // (SIGHUP): the TTL policy and the users. It is never modified once built,
 // so a batch that loaded it reads it without locks.
 type reloadable struct {
-	policy      ttl.Policy
+	// policies are the namespaces' TTL policies, by space.index (the
+	// default's first).
+	policies    []ttl.Policy
 	requirePass string
 	users       []User
 	// credentials are the SHA-256 of every user's name and password (the
@@ -27,12 +29,15 @@ type credential struct {
 }
 
 func newReloadable(opts Options) *reloadable {
-	p := opts.Policy
-	p.Rules = slices.Clone(p.Rules)
-	if p.LockMax <= 0 {
-		p.LockMax = DefaultLockMax
+	r := &reloadable{requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
+	for _, ns := range opts.namespaces() {
+		p := ns.Policy
+		p.Rules = slices.Clone(p.Rules)
+		if p.LockMax <= 0 {
+			p.LockMax = DefaultLockMax
+		}
+		r.policies = append(r.policies, p)
 	}
-	r := &reloadable{policy: p, requirePass: opts.RequirePass, users: slices.Clone(opts.Users)}
 	if r.requirePass != "" {
 		r.credentials = append(r.credentials, newCredential("default", r.requirePass, RoleAdmin))
 	}
@@ -68,12 +73,27 @@ func (r *reloadable) role(name string) (Role, bool) {
 	return "", false
 }
 
-// Reload swaps in opts' Policy, RequirePass and Users; its other fields
-// need a restart and are ignored. Commands already dispatched finish under
+// Reload swaps in opts' Policy (its namespaces' too, matched by name: a
+// namespace added or removed needs a restart), RequirePass and Users; its
+// other fields need a restart and are ignored. Commands already dispatched finish under
 // the configuration they started with; each client's next batch runs
 // under the new one. Connected clients are not dropped: see reauthorise.
 func (e *Engine) Reload(opts Options) {
-	e.conf.Store(newReloadable(opts))
+	r := newReloadable(opts)
+	byName := make(map[string]ttl.Policy, len(r.policies))
+	for i, ns := range opts.namespaces() {
+		byName[ns.Name] = r.policies[i]
+	}
+	running := e.conf.Load()
+	r.policies = make([]ttl.Policy, len(e.spaces))
+	for i, sp := range e.spaces {
+		p, ok := byName[sp.name]
+		if !ok {
+			p = running.policies[i]
+		}
+		r.policies[i] = p
+	}
+	e.conf.Store(r)
 }
 
 // reauthorise brings a client's authentication up to date with conf, as a

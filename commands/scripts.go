@@ -188,8 +188,23 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 			}
 		}
 	}
+	// The script runs in the namespace of its KEYS (the default without
+	// any), one namespace per script.
+	var sp *space
+	for _, r := range refs {
+		if r.ns != nil && sp != nil && r.ns != sp {
+			c.Out.Error(msgScriptNamespaces)
+			return
+		}
+		if r.ns != nil {
+			sp = r.ns
+		}
+	}
+	if sp == nil {
+		sp = e.spaces[0]
+	}
 	var clear []string // the clients' names of the keys, when they are not what is stored
-	if e.opts.HashIDs {
+	if sp.hashIDs {
 		clear = make([]string, len(keyArgs))
 		for i, k := range keyArgs {
 			clear[i] = string(k)
@@ -197,20 +212,20 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 	}
 	// A script that declares no-writes is read-only to Redis whichever
 	// command runs it: the wrapper must not write either.
-	args := append(e.scriptPolicyArgs(c.conf, readOnly || s.noWrites, clear), userArgs...)
+	args := append(e.scriptPolicyArgs(c.conf, sp, readOnly || s.noWrites, clear), userArgs...)
 	res := c.Batch.Eval(s.upstream, readOnly, keys, args)
 	c.Then(func() {
 		v, err := res.Result()
 		switch {
 		case err != nil && store.UpstreamReply(err):
 			msg := s.clientError(err.Error())
-			if reason, key, ok := e.scriptRefusal(msg); ok && !readOnly {
+			if reason, key, ok := e.scriptRefusal(sp, msg); ok && !readOnly {
 				e.refuse(c, reason, key, msg)
 				return
 			}
 			c.Out.Error(msg)
 		case err != nil:
-			e.fail(c, "", err)
+			e.fail(c, keyRef{}, err)
 		default:
 			c.Out.Value(v)
 		}
@@ -302,13 +317,13 @@ func (e *Engine) functions(c *Call) {
 // scriptWriteRefusal is why a script may not write session values (SET
 // family, hash writes, the EXPIRE family) under conf, or "". DEL, reads
 // and locks are never concerned.
-func (e *Engine) scriptWriteRefusal(conf *reloadable) string {
+func (e *Engine) scriptWriteRefusal(conf *reloadable, sp *space) string {
 	switch {
-	case !e.opts.Codec.AsGiven():
+	case !sp.codec.AsGiven():
 		return msgScriptCodecValues
-	case e.opts.OwnerField != "":
+	case sp.ownerField != "":
 		return msgScriptOwnerWrites
-	case conf.policy.Absolute > 0:
+	case conf.policies[sp.index].Absolute > 0:
 		return msgScriptAbsolute
 	}
 	return ""
@@ -317,11 +332,12 @@ func (e *Engine) scriptWriteRefusal(conf *reloadable) string {
 // scriptReadRefusal is why a script may not read session values under
 // conf, or "": a stored value it could not decode, or a read that would
 // slide the expiry past ttl.absolute.
-func (e *Engine) scriptReadRefusal(conf *reloadable) string {
+func (e *Engine) scriptReadRefusal(conf *reloadable, sp *space) string {
+	p := &conf.policies[sp.index]
 	switch {
-	case !e.opts.Codec.AsGiven():
+	case !sp.codec.AsGiven():
 		return msgScriptCodecValues
-	case conf.policy.Absolute > 0 && conf.policy.Idle > 0:
+	case p.Absolute > 0 && p.Idle > 0:
 		return msgScriptAbsoluteIdle
 	}
 	return ""

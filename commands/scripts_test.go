@@ -163,7 +163,7 @@ func TestScriptsUnderHashIDsSeeTheClearKeys(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.HashIDs = true })
 	f.wantCall("$OK", "EVAL", "return redis.call('set', KEYS[1], '{}')", "1", "sess:a")
 	f.wantCall("$sess:a", "EVAL", "return KEYS[1]", "1", "sess:a")
-	f.wantRaw(f.e.storageKey("a"), "{}")
+	f.wantRaw(f.e.spaces[0].storageKey("a"), "{}")
 	f.wantCall("${}", "GET", "sess:a")
 }
 

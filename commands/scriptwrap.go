@@ -42,9 +42,13 @@ local ro = P[16] == 'ro'
 -- need_ttl: ttl.require_expires; a script's session SET must give a TTL
 -- (cookie.expires is not read inside scripts).
 local need_ttl = P[17] == '1'
-local NP = 18
+-- others: the prefixes of the other namespaces, whose keys a script of
+-- this one may not touch.
+local others = {}
+for s in string.gmatch(P[18], '[^\n]+') do others[#others + 1] = s end
+local NP = 19
 local names, first = __sp_K, NP + 1
-if P[18] == '1' then
+if P[19] == '1' then
   names = {}
   for i = 1, #__sp_K do names[i] = P[NP + i] end
   first = NP + #__sp_K + 1
@@ -73,8 +77,18 @@ local function call(p, ...)
 end
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
+local function starts(k, p) return #k >= #p and string.sub(k, 1, #p) == p end
+-- foreign: k is another namespace's (its prefix is longer than this one's,
+-- or k is not under this one at all).
+local function foreign(k)
+  if type(k) ~= 'string' then return false end
+  for _, o in ipairs(others) do
+    if starts(k, o) and (#o > #prefix or not starts(k, prefix)) then return true end
+  end
+  return false
+end
 local function under(k)
-  return type(k) == 'string' and #k >= #prefix and string.sub(k, 1, #prefix) == prefix
+  return type(k) == 'string' and starts(k, prefix) and not foreign(k)
 end
 local declared, order = {}, {}
 for i = 1, #__sp_K do
@@ -95,6 +109,9 @@ local function entry(name)
   if e then return e end
   if under(name) then
     return nil, "ERR key '" .. cap(name) .. "' is not declared in KEYS: a script must name every session key in KEYS (see docs/commands.md, Scripts)"
+  end
+  if foreign(name) then
+    return nil, "ERR key '" .. cap(name) .. "' belongs to another namespace: a script runs in the namespace of its KEYS (see docs/commands.md, Scripts)"
   end
   if outside ~= 'passthrough' then
     return nil, "NOPERM key '" .. cap(name) .. "' is outside the session namespace"
@@ -405,7 +422,7 @@ local function run(p, ...)
   if keyless[name] or reads[name] or writes[name] then return call(p, ...) end
   for i = 2, #a do
     local d = declared[a[i]]
-    if under(a[i]) or (d and d.kind ~= 'o') then
+    if under(a[i]) or foreign(a[i]) or (d and d.kind ~= 'o') then
       return fail(p, "ERR command '" .. cap(name) .. "' is not allowed on session keys in scripts (see docs/commands.md, Scripts)")
     end
   end
@@ -442,7 +459,7 @@ return finish(__sp_user())
 
 // scriptPolicyFields is how many ARGV the policy takes ahead of the
 // user's (the wrapper's NP).
-const scriptPolicyFields = 18
+const scriptPolicyFields = 19
 
 // wrapScript returns the upstream text of a client's script, or the error
 // reply for one that does not compile. The script is parsed on its own
@@ -475,30 +492,30 @@ func userLines(source string) int {
 
 // scriptPolicyArgs is the policy block of ARGV for a script run under
 // conf, in the order scriptTail reads it.
-func (e *Engine) scriptPolicyArgs(conf *reloadable, readOnly bool, clear []string) [][]byte {
-	p := &conf.policy
+func (e *Engine) scriptPolicyArgs(conf *reloadable, sp *space, readOnly bool, clear []string) [][]byte {
+	p := &conf.policies[sp.index]
 	args := make([][]byte, 0, scriptPolicyFields+len(clear))
 	str := func(s string) { args = append(args, []byte(s)) }
 	ms := func(d int64) { str(strconv.FormatInt(d, 10)) }
-	str(e.opts.Prefix)
+	str(sp.prefix)
 	ms(ttlArg(p.Decide(nil, 0)).Milliseconds())
 	ms(p.Min.Milliseconds())
 	ms(p.Max.Milliseconds())
 	ms(p.Idle.Milliseconds())
 	ms(p.LockMax.Milliseconds())
-	ms(e.grace().Milliseconds())
-	str(e.opts.OnWrite)
+	ms(sp.grace.Milliseconds())
+	str(sp.onWrite)
 	str(string(p.Persist))
 	str(e.opts.OutsidePrefix)
-	if e.opts.Codec.JSON() {
+	if sp.codec.JSON() {
 		str("1")
 	} else {
 		str("0")
 	}
-	ms(int64(e.opts.MaxHashBytes))
-	str(e.scriptWriteRefusal(conf))
-	str(e.scriptReadRefusal(conf))
-	str(strings.Join(e.opts.LockSuffixes, "\n"))
+	ms(int64(sp.maxHashBytes))
+	str(e.scriptWriteRefusal(conf, sp))
+	str(e.scriptReadRefusal(conf, sp))
+	str(strings.Join(sp.lockSuffixes, "\n"))
 	if readOnly {
 		str("ro")
 	} else {
@@ -509,6 +526,13 @@ func (e *Engine) scriptPolicyArgs(conf *reloadable, readOnly bool, clear []strin
 	} else {
 		str("0")
 	}
+	var others []string
+	for _, o := range e.spaces {
+		if o != sp {
+			others = append(others, o.prefix)
+		}
+	}
+	str(strings.Join(others, "\n"))
 	if clear != nil {
 		str("1")
 		for _, c := range clear {

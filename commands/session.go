@@ -33,10 +33,10 @@ func (e *Engine) sessSet(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], explicit))})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(ref.ns, c.policy(ref.ns), c.Args[2], explicit))})
 	c.Then(func() {
-		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref.sid, err) {
-			e.fail(c, ref.sid, err)
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref, err) {
+			e.fail(c, ref, err)
 			return
 		}
 		c.Out.OK()
@@ -61,7 +61,7 @@ func (e *Engine) sessGet(c *Call) {
 		payload, found, herr := e.hashSession(c, ref, true)
 		switch {
 		case herr != nil:
-			e.fail(c, ref.sid, herr)
+			e.fail(c, ref, herr)
 		case found:
 			c.Out.Bulk(payload)
 		default:
@@ -80,26 +80,26 @@ func (e *Engine) sessTouch(c *Call) {
 		c.Out.Error(msgSyntax)
 		return
 	}
-	if !c.conf.policy.Touch {
+	if !c.policy(ref.ns).Touch {
 		// disableTouch: answer whether the session is there, change nothing.
 		res := c.Batch.Exists(ref.key)
-		c.Then(func() { e.replyInt(c, ref.sid, res) })
+		c.Then(func() { e.replyInt(c, ref, res) })
 		return
 	}
 	var payload []byte
 	switch {
 	case len(c.Args) == 3:
 		// Only read for its TTL, never stored: checked, not encoded.
-		if err := e.opts.Codec.Validate(c.Args[2]); err != nil {
+		if err := ref.ns.codec.Validate(c.Args[2]); err != nil {
 			e.refusePayload(c, ref, err)
 			return
 		}
 		payload = c.Args[2]
-	case c.conf.policy.ReadsPayload():
+	case c.policy(ref.ns).ReadsPayload():
 		// The TTL comes from the stored session, so read it first.
 		stored := c.Batch.Get(ref.key)
 		if err := c.exec(); err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		v, err := stored.Result()
@@ -110,16 +110,16 @@ func (e *Engine) sessTouch(c *Call) {
 			// missing in a shared MGET) has no payload to read a TTL
 			// from: the default applies.
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		default:
-			if payload, ok = e.decode(c, ref.sid, v); !ok {
+			if payload, ok = e.decode(c, ref, v); !ok {
 				return
 			}
 		}
 	}
-	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(e.decide(&c.conf.policy, payload, 0)), Absolute: c.conf.policy.Absolute})
-	c.Then(func() { e.replyExpire(c, ref.sid, res) })
+	res := c.Batch.Expire(ref.key, store.Expiry{TTL: e.writeTTL(e.decide(ref.ns, c.policy(ref.ns), payload, 0)), Absolute: c.policy(ref.ns).Absolute})
+	c.Then(func() { e.replyExpire(c, ref, res) })
 }
 
 // SESS.DESTROY sid [sid …]
@@ -145,7 +145,7 @@ func (e *Engine) sessTTL(c *Call) {
 	c.Then(func() {
 		ms, err := res.Result()
 		if err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return
 		}
 		c.Out.Int(seconds(ms))
@@ -169,22 +169,22 @@ func (e *Engine) sessExists(c *Call) {
 // is refused. hasTTL is whether the command gives a TTL of its own: when it
 // does not, ttl.require_expires wants a cookie.expires in the payload.
 func (e *Engine) encode(c *Call, ref keyRef, payload []byte, hasTTL bool) ([]byte, bool) {
-	if c.conf.policy.LacksExpiry(payload, hasTTL) {
+	if c.policy(ref.ns).LacksExpiry(payload, hasTTL) {
 		e.refuse(c, RefusedNoExpires, ref.key, msgNoExpires)
 		return nil, false
 	}
 	// A new session's creation time; the store keeps an existing one.
-	return e.encodeCreated(c, ref, payload, c.conf.policy.Clock())
+	return e.encodeCreated(c, ref, payload, c.policy(ref.ns).Clock())
 }
 
 // encodeCreated is encode with the session's creation time, recorded when
 // ttl.absolute needs it.
 func (e *Engine) encodeCreated(c *Call, ref keyRef, payload []byte, created time.Time) ([]byte, bool) {
 	var meta codec.Meta
-	if c.conf.policy.Absolute > 0 {
+	if c.policy(ref.ns).Absolute > 0 {
 		meta.Created = created
 	}
-	v, err := e.opts.Codec.Encode(payload, meta)
+	v, err := ref.ns.codec.Encode(payload, meta)
 	if err != nil {
 		e.refusePayload(c, ref, err)
 		return nil, false
@@ -208,16 +208,16 @@ type decoded struct {
 	created time.Time
 }
 
-func (e *Engine) decodeMeta(stored []byte) (decoded, error) {
-	v, meta, err := e.opts.Codec.Decode(stored)
+func (e *Engine) decodeMeta(sp *space, stored []byte) (decoded, error) {
+	v, meta, err := sp.codec.Decode(stored)
 	return decoded{payload: v, created: meta.Created}, err
 }
 
 // decode turns a stored value back into the client's payload.
-func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
-	v, _, err := e.opts.Codec.Decode(stored)
+func (e *Engine) decode(c *Call, ref keyRef, stored []byte) ([]byte, bool) {
+	v, _, err := ref.ns.codec.Decode(stored)
 	if err != nil {
-		c.Out.Error(errDecode(sid, err))
+		c.Out.Error(errDecode(ref.sid, err))
 		return nil, false
 	}
 	return v, true
@@ -226,24 +226,24 @@ func (e *Engine) decode(c *Call, sid string, stored []byte) ([]byte, bool) {
 // read queues a session read; with ttl.idle the read also slides the
 // session's expiry, with ttl.absolute it checks the session's lifetime.
 func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
-	if c.conf.policy.Idle > 0 || c.conf.policy.Absolute > 0 {
-		return c.Batch.GetSliding(ref.key, c.conf.policy.Idle, c.conf.policy.Absolute)
+	if c.policy(ref.ns).Idle > 0 || c.policy(ref.ns).Absolute > 0 {
+		return c.Batch.GetSliding(ref.key, c.policy(ref.ns).Idle, c.policy(ref.ns).Absolute)
 	}
 	return c.Batch.Get(ref.key)
 }
 
 // write queues a session write and what goes with it (the owner index).
 func (e *Engine) write(c *Call, ref keyRef, payload []byte, w store.Write) store.WriteResult {
-	w.Absolute = c.conf.policy.Absolute
+	w.Absolute = c.policy(ref.ns).Absolute
 	res := c.Batch.Write(ref.key, w)
 	e.indexOwner(c, ref, payload)
 	return res
 }
 
-// decide applies the TTL policy p to a write of payload; the policy reads
-// fields only from JSON payloads.
-func (e *Engine) decide(p *ttl.Policy, payload []byte, explicit time.Duration) ttl.Decision {
-	if !e.opts.Codec.JSON() {
+// decide applies the TTL policy p to a write of payload in namespace sp;
+// the policy reads fields only from JSON payloads.
+func (e *Engine) decide(sp *space, p *ttl.Policy, payload []byte, explicit time.Duration) ttl.Decision {
+	if !sp.codec.JSON() {
 		payload = nil
 	}
 	return p.Decide(payload, explicit)
@@ -279,14 +279,14 @@ func (e *Engine) destroy(c *Call, refs []keyRef) {
 // that existed once the batch has run: false when it answered an error.
 func (e *Engine) queueDestroy(c *Call, refs []keyRef) func() (int64, bool) {
 	type destroyed struct {
-		sid string
+		ref keyRef
 		res store.DestroyResult
 	}
 	sessions := make([]destroyed, 0, len(refs))
 	var plain []store.ForwardResult
 	for _, r := range refs {
 		if r.session {
-			sessions = append(sessions, destroyed{r.sid, c.Batch.Destroy(r.key, e.grace())})
+			sessions = append(sessions, destroyed{r, c.Batch.Destroy(r.key, r.ns.grace)})
 		} else {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}
@@ -296,7 +296,7 @@ func (e *Engine) queueDestroy(c *Call, refs []keyRef) func() (int64, bool) {
 		for _, d := range sessions {
 			live, _, err := d.res.Result()
 			if err != nil {
-				e.fail(c, d.sid, err)
+				e.fail(c, d.ref, err)
 				return 0, false
 			}
 			if live {
@@ -306,7 +306,7 @@ func (e *Engine) queueDestroy(c *Call, refs []keyRef) func() (int64, bool) {
 		for _, res := range plain {
 			v, err := res.Result()
 			if err != nil {
-				e.fail(c, "", err)
+				e.fail(c, keyRef{}, err)
 				return 0, false
 			}
 			n += asInt(v)
@@ -343,7 +343,7 @@ func (e *Engine) queueCountExisting(c *Call, refs []keyRef) func() (int64, bool)
 		for _, res := range results {
 			v, err := res.Result()
 			if err != nil {
-				e.fail(c, "", err)
+				e.fail(c, keyRef{}, err)
 				return 0, false
 			}
 			n += v
@@ -351,7 +351,7 @@ func (e *Engine) queueCountExisting(c *Call, refs []keyRef) func() (int64, bool)
 		for _, res := range plain {
 			v, err := res.Result()
 			if err != nil {
-				e.fail(c, "", err)
+				e.fail(c, keyRef{}, err)
 				return 0, false
 			}
 			n += asInt(v)
@@ -367,32 +367,32 @@ func (e *Engine) replySession(c *Call, ref keyRef, res store.GetResult) {
 	case errors.Is(err, store.ErrNotFound):
 		c.Out.Null()
 	case err != nil:
-		e.fail(c, ref.sid, err)
+		e.fail(c, ref, err)
 	default:
-		if v, ok := e.decode(c, ref.sid, v); ok {
+		if v, ok := e.decode(c, ref, v); ok {
 			c.Out.Bulk(v)
 		}
 	}
 }
 
 // replyInt answers an integer read.
-func (e *Engine) replyInt(c *Call, sid string, res store.IntResult) {
+func (e *Engine) replyInt(c *Call, ref keyRef, res store.IntResult) {
 	n, err := res.Result()
 	if err != nil {
-		e.fail(c, sid, err)
+		e.fail(c, ref, err)
 		return
 	}
 	c.Out.Int(n)
 }
 
 // replyExpire answers an expire-like write: 1 when the session was there.
-func (e *Engine) replyExpire(c *Call, sid string, res store.ExpireResult) {
+func (e *Engine) replyExpire(c *Call, ref keyRef, res store.ExpireResult) {
 	outcome, _, err := res.Result()
 	switch {
-	case e.ignoredTombstone(c, sid, err):
+	case e.ignoredTombstone(c, ref, err):
 		c.Out.Int(1)
 	case err != nil:
-		e.fail(c, sid, err)
+		e.fail(c, ref, err)
 	case outcome == store.NotApplied:
 		c.Out.Int(0)
 	default:

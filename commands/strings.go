@@ -56,8 +56,10 @@ func (e *Engine) mget(c *Call) {
 // answered, so an error is the whole reply rather than half of one; it
 // answers the error itself and returns false.
 func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
-	if c.conf.policy.Idle > 0 || c.conf.policy.Absolute > 0 {
-		return e.queueMGetSliding(c, refs)
+	for _, r := range refs {
+		if r.session && (c.policy(r.ns).Idle > 0 || c.policy(r.ns).Absolute > 0) {
+			return e.queueMGetSliding(c, refs)
+		}
 	}
 	keys := make([]string, len(refs))
 	for i, r := range refs {
@@ -72,7 +74,7 @@ func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 			if r.session {
 				v, err = res.Session(i)
 				if err == nil {
-					v, _, err = e.opts.Codec.Decode(v)
+					v, _, err = r.ns.codec.Decode(v)
 					if err != nil {
 						c.Out.Error(errDecode(r.sid, err))
 						return nil, false
@@ -82,7 +84,7 @@ func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 				v, err = res.Raw(i)
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				e.fail(c, r.sid, err)
+				e.fail(c, r, err)
 				return nil, false
 			}
 			vals[i] = v
@@ -126,7 +128,7 @@ func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool
 			if !r.session {
 				v, err := plain[i].Result()
 				if err != nil {
-					e.fail(c, "", err)
+					e.fail(c, keyRef{}, err)
 					return nil, false
 				}
 				if s, ok := v.(string); ok {
@@ -248,16 +250,16 @@ func (e *Engine) set(c *Call) {
 	if !ok {
 		return
 	}
-	d := e.decide(&c.conf.policy, c.Args[2], 0)
+	d := e.decide(ref.ns, c.policy(ref.ns), c.Args[2], 0)
 	if opts.expiry.set {
-		d = opts.expiry.decision(&c.conf.policy)
+		d = opts.expiry.decision(c.policy(ref.ns))
 	}
 	w := store.Write{
 		Value:   value,
 		TTL:     e.writeTTL(d),
 		Cond:    opts.cond,
 		KeepTTL: opts.keepTTL,
-		MaxTTL:  c.conf.policy.Max,
+		MaxTTL:  c.policy(ref.ns).Max,
 	}
 	if opts.get {
 		e.writeReturningPrevious(c, ref, c.Args[2], w)
@@ -267,10 +269,10 @@ func (e *Engine) set(c *Call) {
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(c, ref.sid, err):
+		case e.ignoredTombstone(c, ref, err):
 			c.Out.OK()
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		case outcome == store.NotApplied:
 			c.Out.Null()
 		default:
@@ -300,7 +302,7 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 		return
 	}
 	if ref.lock {
-		e.forwardArgs(c, forwardStatus, "set", ref.key, c.Args[3], "px", e.lockPX(&c.conf.policy, expiry{set: true, ttl: d}))
+		e.forwardArgs(c, forwardStatus, "set", ref.key, c.Args[3], "px", e.lockPX(c.policy(ref.ns), expiry{set: true, ttl: d}))
 		return
 	}
 	if !ref.session {
@@ -311,10 +313,10 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: e.writeTTL(c.conf.policy.Explicit(d))})
+	res := e.write(c, ref, c.Args[3], store.Write{Value: value, TTL: e.writeTTL(c.policy(ref.ns).Explicit(d))})
 	c.Then(func() {
-		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref.sid, err) {
-			e.fail(c, ref.sid, err)
+		if _, _, err := res.Result(); err != nil && !e.ignoredTombstone(c, ref, err) {
+			e.fail(c, ref, err)
 			return
 		}
 		c.Out.OK()
@@ -339,14 +341,14 @@ func (e *Engine) setnx(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], 0)), Cond: store.NX})
+	res := e.write(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(ref.ns, c.policy(ref.ns), c.Args[2], 0)), Cond: store.NX})
 	c.Then(func() {
 		outcome, _, err := res.Result()
 		switch {
-		case e.ignoredTombstone(c, ref.sid, err):
+		case e.ignoredTombstone(c, ref, err):
 			c.Out.Int(0)
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 		case outcome == store.NotApplied:
 			c.Out.Int(0)
 		default:
@@ -363,7 +365,7 @@ func (e *Engine) getset(c *Call) {
 	}
 	if ref.lock {
 		// GETSET drops the TTL in Redis; a lock gets lock_max instead.
-		e.forwardArgs(c, 0, "set", ref.key, c.Args[2], "get", "px", e.lockPX(&c.conf.policy, expiry{}))
+		e.forwardArgs(c, 0, "set", ref.key, c.Args[2], "get", "px", e.lockPX(c.policy(ref.ns), expiry{}))
 		return
 	}
 	if !ref.session {
@@ -374,7 +376,7 @@ func (e *Engine) getset(c *Call) {
 	if !ok {
 		return
 	}
-	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(&c.conf.policy, c.Args[2], 0))})
+	e.writeReturningPrevious(c, ref, c.Args[2], store.Write{Value: value, TTL: e.writeTTL(e.decide(ref.ns, c.policy(ref.ns), c.Args[2], 0))})
 }
 
 // GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]
@@ -418,19 +420,19 @@ func (e *Engine) getex(c *Call) {
 	}
 	var d ttl.Decision
 	switch {
-	case persist && c.conf.policy.Persist != ttl.PersistClamp:
+	case persist && c.policy(ref.ns).Persist != ttl.PersistClamp:
 		e.refuse(c, RefusedPersist, ref.key, msgPersistDenied)
 		return
 	case persist:
-		d = ttl.Decision{TTL: c.conf.policy.Max, Clamped: ttl.BoundMax} // PERSIST under clamp
+		d = ttl.Decision{TTL: c.policy(ref.ns).Max, Clamped: ttl.BoundMax} // PERSIST under clamp
 	case x.set:
-		d = x.decision(&c.conf.policy)
+		d = x.decision(c.policy(ref.ns))
 	default:
 		res := e.read(c, ref)
 		c.Then(func() { e.replyStringRead(c, ref, res) })
 		return
 	}
-	change := store.Expiry{TTL: e.writeTTL(d), ReturnValue: true, Absolute: c.conf.policy.Absolute}
+	change := store.Expiry{TTL: e.writeTTL(d), ReturnValue: true, Absolute: c.policy(ref.ns).Absolute}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
 		change.Guard = g
 		res := c.Batch.Expire(ref.key, change)
@@ -452,7 +454,7 @@ func (e *Engine) getdel(c *Call) {
 		return
 	}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
-		res := c.Batch.GetDestroy(ref.key, e.grace(), g)
+		res := c.Batch.GetDestroy(ref.key, ref.ns.grace, g)
 		return func() ([]byte, error) {
 			_, old, err := res.Result()
 			return old, err
@@ -515,7 +517,7 @@ func (e *Engine) queueMSet(c *Call, refs []keyRef, payloads, values [][]byte) fu
 	plain := make([]store.ForwardResult, len(refs))
 	for i, r := range refs {
 		if r.session {
-			d := e.decide(&c.conf.policy, payloads[2*i], 0)
+			d := e.decide(r.ns, c.policy(r.ns), payloads[2*i], 0)
 			writes[i] = e.write(c, r, payloads[2*i], store.Write{Value: values[i], TTL: e.writeTTL(d)})
 		} else {
 			plain[i] = e.queuePlainSet(c, r, values[i])
@@ -529,8 +531,8 @@ func (e *Engine) queueMSet(c *Call, refs []keyRef, payloads, values [][]byte) fu
 			} else {
 				_, err = plain[i].Result()
 			}
-			if err != nil && !e.ignoredTombstone(c, r.sid, err) {
-				e.fail(c, r.sid, err)
+			if err != nil && !e.ignoredTombstone(c, r, err) {
+				e.fail(c, r, err)
 				return false
 			}
 		}
@@ -564,7 +566,7 @@ func (e *Engine) strlen(c *Call) {
 // writeReturningPrevious is SET … GET and GETSET: w, answered with the
 // value it replaced, through withPrevious.
 func (e *Engine) writeReturningPrevious(c *Call, ref keyRef, payload []byte, w store.Write) {
-	w.ReturnOld, w.Absolute = true, c.conf.policy.Absolute
+	w.ReturnOld, w.Absolute = true, c.policy(ref.ns).Absolute
 	done := e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
 		w.Guard = g
 		res := c.Batch.Write(ref.key, w)
@@ -597,23 +599,23 @@ func (e *Engine) withPrevious(c *Call, ref keyRef, queue func(store.Guard) func(
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
 		result := queue(guard)
 		if err := c.exec(); err != nil {
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return false
 		}
 		prev, err := result()
 		switch {
 		case errors.Is(err, store.ErrCheckPrevious):
-			payload, ok := e.decode(c, ref.sid, prev)
+			payload, ok := e.decode(c, ref, prev)
 			if !ok {
 				return false
 			}
 			guard, checked = store.GuardUnchanged(prev), payload
 			continue
-		case e.ignoredTombstone(c, ref.sid, err):
+		case e.ignoredTombstone(c, ref, err):
 			c.Out.Null()
 			return false
 		case err != nil:
-			e.fail(c, ref.sid, err)
+			e.fail(c, ref, err)
 			return false
 		case prev == nil:
 			c.Out.Null()
@@ -658,7 +660,7 @@ func (e *Engine) forwardArgs(c *Call, flags forwardFlags, args ...interface{}) {
 	c.Then(func() {
 		v, err := res.Result()
 		if err != nil {
-			e.fail(c, "", err)
+			e.fail(c, keyRef{}, err)
 			return
 		}
 		if s, ok := v.(string); ok && flags&forwardStatus != 0 {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/sessproxy/sessproxy/commands/ttl"
 	"github.com/sessproxy/sessproxy/store"
 )
 
@@ -21,6 +22,8 @@ type SweepOptions struct {
 	DryRun bool
 	// Count is the SCAN COUNT hint per page. default: 1000
 	Count int64
+	// Namespace is the one namespace to sweep (its name); "": every one.
+	Namespace string
 	// Progress, when set, is called after every page with the running
 	// totals (from several goroutines in a cluster, one at a time).
 	Progress func(SweepStats)
@@ -33,12 +36,38 @@ type SweepOptions struct {
 // gets its existing keys under policy; keys outside the prefix are never
 // touched.
 func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, error) {
-	var scanned, fixed, skipped atomic.Int64
-	var progress sync.Mutex
-	// One policy for the whole walk, even if a reload swaps it meanwhile.
-	policy := &e.conf.Load().policy
+	var counts sweepCounts
+	// One configuration for the whole walk, even if a reload swaps it
+	// meanwhile.
+	conf := e.conf.Load()
+	for _, sp := range e.spaces {
+		if opts.Namespace != "" && sp.name != opts.Namespace && sp.alias != opts.Namespace {
+			continue
+		}
+		if err := e.sweepSpace(ctx, sp, &conf.policies[sp.index], opts, &counts); err != nil {
+			return counts.stats(), err
+		}
+	}
+	return counts.stats(), nil
+}
+
+// sweepCounts are a sweep's running totals, kept from several goroutines
+// in a cluster.
+type sweepCounts struct {
+	scanned, fixed, skipped atomic.Int64
+	progress                sync.Mutex // one Progress call at a time
+}
+
+func (s *sweepCounts) stats() SweepStats {
+	return SweepStats{Scanned: s.scanned.Load(), Fixed: s.fixed.Load(), Skipped: s.skipped.Load()}
+}
+
+// sweepSpace sweeps one namespace under policy. Keys of a namespace with a
+// longer prefix are left to that namespace's own pass.
+func (e *Engine) sweepSpace(ctx context.Context, sp *space, policy *ttl.Policy, opts SweepOptions, counts *sweepCounts) error {
 	maxTTL, lockMax := policy.Max, policy.LockMax
-	err := e.store.ForEachPage(ctx, store.PrefixPattern(e.opts.Prefix), opts.Count, func(ctx context.Context, b *store.Batch, keys []string) error {
+	return e.store.ForEachPage(ctx, store.PrefixPattern(sp.prefix), opts.Count, func(ctx context.Context, b *store.Batch, keys []string) error {
+		keys = e.ownedKeys(sp, keys)
 		ttls := make([]store.IntResult, len(keys))
 		for i, k := range keys {
 			ttls[i] = b.RawPTTL(k)
@@ -54,7 +83,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 			if err != nil {
 				return err
 			}
-			if e.isLockKey(keys[i]) {
+			if sp.isLockKey(keys[i]) {
 				// A lock (written before locks were told apart, say)
 				// gets ttl.lock_max; its value is not ours to judge.
 				if ms == -1 || ms > lockMax.Milliseconds() {
@@ -86,7 +115,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 				// tombstone must still end, after the grace.
 				toFix++
 				if !opts.DryRun {
-					applied = append(applied, b.BoundTTL(k, max(e.opts.Grace, policy.Min), maxTTL))
+					applied = append(applied, b.BoundTTL(k, max(sp.grace, policy.Min), maxTTL))
 				}
 				continue
 			}
@@ -94,13 +123,13 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 			// the namespace and must expire: the default TTL.
 			var payload []byte
 			if err == nil {
-				if p, _, derr := e.opts.Codec.Decode(stored); derr == nil {
+				if p, _, derr := sp.codec.Decode(stored); derr == nil {
 					payload = p
 				}
 			}
 			// An already expired session still gets ttl.min rather than
 			// an instant delete: the sweep bounds keys, it does not judge.
-			ttl := max(ttlArg(e.decide(policy, payload, 0)), policy.Min)
+			ttl := max(ttlArg(e.decide(sp, policy, payload, 0)), policy.Min)
 			toFix++
 			if !opts.DryRun {
 				applied = append(applied, b.BoundTTL(k, ttl, maxTTL))
@@ -119,17 +148,16 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (SweepStats, erro
 				toFix += n
 			}
 		}
-		scanned.Add(int64(len(keys)))
-		fixed.Add(toFix)
-		skipped.Add(int64(len(keys)) - toFix)
+		counts.scanned.Add(int64(len(keys)))
+		counts.fixed.Add(toFix)
+		counts.skipped.Add(int64(len(keys)) - toFix)
 		if opts.Progress != nil {
-			progress.Lock()
-			opts.Progress(SweepStats{Scanned: scanned.Load(), Fixed: fixed.Load(), Skipped: skipped.Load()})
-			progress.Unlock()
+			counts.progress.Lock()
+			opts.Progress(counts.stats())
+			counts.progress.Unlock()
 		}
 		return nil
 	})
-	return SweepStats{Scanned: scanned.Load(), Fixed: fixed.Load(), Skipped: skipped.Load()}, err
 }
 
 // SESS.SWEEP [DRYRUN] [COUNT n]: :N keys fixed (admin).
@@ -155,9 +183,10 @@ func (e *Engine) sessSweep(c *Call) {
 	if !e.flushBefore(c) {
 		return
 	}
+	opts.Namespace = c.space(e).name
 	stats, err := e.Sweep(c.Ctx, opts)
 	if err != nil {
-		e.fail(c, "", err)
+		e.fail(c, keyRef{}, err)
 		return
 	}
 	c.Out.Int(stats.Fixed)
