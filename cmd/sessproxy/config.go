@@ -32,6 +32,8 @@ type Config struct {
 	Log       LogConfig       `toml:"log"`
 	Metrics   MetricsConfig   `toml:"metrics"`
 	Users     []UserConfig    `toml:"users"`
+	// Namespaces are the [[namespace]] blocks (namespaces.go).
+	Namespaces []NamespaceConfig `toml:"namespace"`
 }
 
 type ServerConfig struct {
@@ -201,8 +203,15 @@ func loadConfig(path, presetName string) (Config, error) {
 		}
 		var probe struct {
 			Session struct {
-				Preset string `toml:"preset"`
+				Preset        string  `toml:"preset"`
+				OutsidePrefix *string `toml:"outside_prefix"`
 			} `toml:"session"`
+			Server struct {
+				HashIDs bool `toml:"hash_ids"`
+			} `toml:"server"`
+			Namespace []struct {
+				Preset string `toml:"preset"`
+			} `toml:"namespace"`
 		}
 		if _, err := toml.Decode(string(text), &probe); err != nil {
 			return cfg, fmt.Errorf("read config %s: %w", path, err)
@@ -212,6 +221,20 @@ func loadConfig(path, presetName string) (Config, error) {
 			presetName = file
 		case file != "" && file != presetName:
 			return cfg, fmt.Errorf("read config %s: session.preset = %q, but -preset %s", path, file, presetName)
+		}
+		// Each block starts from the defaults and its preset; decoding the
+		// file fills the slice in place, over them.
+		for i, b := range probe.Namespace {
+			ns, base, err := newNamespace(b.Preset, probe.Server.HashIDs)
+			if err != nil {
+				return cfg, fmt.Errorf("read config %s: namespace[%d]: %w", path, i, err)
+			}
+			cfg.Namespaces = append(cfg.Namespaces, ns)
+			// outside_prefix is the proxy's: a block's preset (django-redis,
+			// whose cache shares the server) sets it unless the file does.
+			if probe.Session.OutsidePrefix == nil && base.Session.OutsidePrefix != commands.OutsideDeny {
+				cfg.Session.OutsidePrefix = base.Session.OutsidePrefix
+			}
 		}
 	}
 	if presetName != "" {
@@ -314,66 +337,12 @@ func (c *Config) validate() error {
 	if c.Upstream.PoolSize < 0 {
 		bad("upstream.pool_size", "must be >= 0")
 	}
-	if c.Session.Prefix == "" {
-		bad("session.prefix", "must not be empty")
-	}
 	if c.Session.OutsidePrefix != commands.OutsideDeny && c.Session.OutsidePrefix != commands.OutsidePassthrough {
 		bad("session.outside_prefix", `must be "deny" or "passthrough"`)
 	}
-	for i, s := range c.Session.LockSuffixes {
-		if s == "" {
-			bad(fmt.Sprintf("session.lock_suffixes[%d]", i), "must not be empty (lock_suffixes = [] turns locks off)")
-		}
-	}
-	if c.TTL.Min <= 0 {
-		bad("ttl.min", "must be > 0")
-	}
-	if c.TTL.Max < c.TTL.Min {
-		bad("ttl.max", "must be >= ttl.min")
-	}
-	if c.TTL.Default < c.TTL.Min || c.TTL.Default > c.TTL.Max {
-		bad("ttl.default", "must be within [ttl.min, ttl.max]")
-	}
-	if c.TTL.Idle < 0 || (c.TTL.Idle > 0 && (c.TTL.Idle < c.TTL.Min || c.TTL.Idle > c.TTL.Max)) {
-		bad("ttl.idle", "must be 0 (off) or within [ttl.min, ttl.max]")
-	}
-	if c.TTL.Absolute < 0 || (c.TTL.Absolute > 0 && c.TTL.Absolute < c.TTL.Min) {
-		bad("ttl.absolute", "must be 0 (off) or >= ttl.min")
-	}
-	if c.TTL.LockMax < Duration(time.Millisecond) {
-		bad("ttl.lock_max", "must be >= 1ms")
-	}
-	if c.TTL.RequireExpires && (!c.TTL.FromCookie || (c.Codec.Format != codec.FormatJSON && c.Codec.Format != codec.FormatMsgpack)) {
-		bad("ttl.require_expires", `needs ttl.from_cookie = true and codec.format = "json" or "msgpack": the TTL it requires is cookie.expires`)
-	}
-	if c.TTL.Persist != ttl.PersistDeny && c.TTL.Persist != ttl.PersistClamp {
-		bad("ttl.persist", `must be "deny" or "clamp"`)
-	}
-	for i, r := range c.TTL.Rules {
-		if r.Field == "" {
-			bad(fmt.Sprintf("ttl.rules[%d].field", i), "must not be empty")
-		}
-		if r.TTL <= 0 {
-			bad(fmt.Sprintf("ttl.rules[%d].ttl", i), "must be > 0")
-		}
-	}
-	if c.Tombstone.Enabled && c.Tombstone.Grace <= 0 {
-		bad("tombstone.grace", "must be > 0 when tombstones are enabled")
-	}
-	if c.Tombstone.OnWrite != commands.OnWriteError && c.Tombstone.OnWrite != commands.OnWriteIgnore {
-		bad("tombstone.on_write", `must be "error" or "ignore"`)
-	}
+	c.validateNamespaces(bad, func(err error) { errs = append(errs, err) })
 	if c.Scripts.Mode != commands.ScriptsPolicy && c.Scripts.Mode != commands.ScriptsDeny {
 		bad("scripts.mode", `must be "policy" or "deny"`)
-	}
-	if _, err := c.codecOptions().build(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Codec.MaxPayloadBytes <= 0 {
-		bad("codec.max_payload_bytes", "must be > 0")
-	}
-	if int64(c.Codec.MaxPayloadBytes) > c.Server.MaxRequestBytes {
-		bad("codec.max_payload_bytes", "must be <= server.max_request_bytes")
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		bad("log.level", err.Error())
@@ -421,12 +390,19 @@ func (c Config) masked() Config {
 	c.Server.RequirePass = mask(c.Server.RequirePass)
 	c.Upstream.Password = mask(c.Upstream.Password)
 	c.Upstream.SentinelPassword = mask(c.Upstream.SentinelPassword)
-	keys := make([]string, len(c.Codec.EncryptKeys))
-	for i, k := range c.Codec.EncryptKeys {
-		id, _, _ := strings.Cut(k, ":")
-		keys[i] = id + ":" + mask(k)
+	maskKeys := func(ks []string) []string {
+		keys := make([]string, len(ks))
+		for i, k := range ks {
+			id, _, _ := strings.Cut(k, ":")
+			keys[i] = id + ":" + mask(k)
+		}
+		return keys
 	}
-	c.Codec.EncryptKeys = keys
+	c.Codec.EncryptKeys = maskKeys(c.Codec.EncryptKeys)
+	c.Namespaces = append([]NamespaceConfig(nil), c.Namespaces...)
+	for i := range c.Namespaces {
+		c.Namespaces[i].Codec.EncryptKeys = maskKeys(c.Namespaces[i].Codec.EncryptKeys)
+	}
 	users := make([]UserConfig, len(c.Users))
 	for i, u := range c.Users {
 		u.Password = mask(u.Password)
@@ -480,68 +456,45 @@ func (c *Config) storeOptions() (store.Options, error) {
 }
 
 func (c *Config) commandOptions() (commands.Options, error) {
-	cd, err := c.codecOptions().build()
-	if err != nil {
-		return commands.Options{}, err
+	views := c.namespaceViews()
+	namespaces := make([]commands.Namespace, len(views))
+	for i, v := range views {
+		ns, err := v.options()
+		if err != nil {
+			return commands.Options{}, err
+		}
+		namespaces[i] = ns
 	}
-	rules := make([]ttl.Rule, len(c.TTL.Rules))
-	for i, r := range c.TTL.Rules {
-		rules[i] = ttl.Rule{Field: r.Field, Equals: r.Equals, TTL: time.Duration(r.TTL)}
-	}
+	def := namespaces[0]
 	users := make([]commands.User, len(c.Users))
 	for i, u := range c.Users {
 		users[i] = commands.User{Name: u.Name, Password: u.Password, Role: commands.Role(u.Role)}
 	}
 	return commands.Options{
-		Prefix:        c.Session.Prefix,
-		OwnerField:    c.Session.OwnerField,
-		OutsidePrefix: c.Session.OutsidePrefix,
-		LockSuffixes:  c.Session.LockSuffixes,
-		Policy: ttl.Policy{
-			Default:    time.Duration(c.TTL.Default),
-			Min:        time.Duration(c.TTL.Min),
-			Max:        time.Duration(c.TTL.Max),
-			FromCookie: c.TTL.FromCookie,
-			Rules:      rules,
-			Touch:      c.TTL.Touch,
-			Persist:    c.TTL.Persist,
-			Idle:       time.Duration(c.TTL.Idle),
-			Absolute:   time.Duration(c.TTL.Absolute),
-			LockMax:    time.Duration(c.TTL.LockMax),
-
-			RequireExpires: c.TTL.RequireExpires,
-		},
-		Tombstones:  c.Tombstone.Enabled,
-		Grace:       time.Duration(c.Tombstone.Grace),
-		OnWrite:     c.Tombstone.OnWrite,
-		ScriptsMode: c.Scripts.Mode,
-		Codec:       cd,
-		// A hash session's fields are stored as the application sent
-		// them; the same bound applies to their total.
-		MaxHashBytes:    c.Codec.MaxPayloadBytes,
+		Prefix:          def.Prefix,
+		OwnerField:      def.OwnerField,
+		OutsidePrefix:   c.Session.OutsidePrefix,
+		LockSuffixes:    def.LockSuffixes,
+		Policy:          def.Policy,
+		Tombstones:      def.Tombstones,
+		Grace:           def.Grace,
+		OnWrite:         def.OnWrite,
+		ScriptsMode:     c.Scripts.Mode,
+		Codec:           def.Codec,
+		MaxHashBytes:    def.MaxHashBytes,
 		RequirePass:     c.Server.RequirePass,
 		Users:           users,
 		MaxTransactions: c.Server.MaxTransactions,
 		MaxTxCommands:   c.Server.MaxTransactionCommands,
-		HashIDs:         c.Server.HashIDs,
+		HashIDs:         def.HashIDs,
 		DB:              c.Upstream.DB,
 		Version:         version,
+		Namespaces:      namespaces[1:],
+		DefaultAlias:    c.Session.Preset,
 	}, nil
 }
 
 type codecOptions codec.Options
-
-func (c *Config) codecOptions() codecOptions {
-	return codecOptions{
-		Format:           c.Codec.Format,
-		Compress:         c.Codec.Compress,
-		CompressMinBytes: c.Codec.CompressMinBytes,
-		EncryptKeys:      c.Codec.EncryptKeys,
-		MaxPayloadBytes:  c.Codec.MaxPayloadBytes,
-		// The creation time ttl.absolute needs is kept in the header.
-		Envelope: c.TTL.Absolute > 0,
-	}
-}
 
 // notes are what an operator should know about the effective
 // configuration beyond its validity.
@@ -560,11 +513,11 @@ func (c *Config) notes() []string {
 }
 
 // build makes the codec; codec.New's errors start with the key's name
-// inside [codec].
-func (o codecOptions) build() (codec.Codec, error) {
+// inside [codec] (of the namespace block at section, "" for the default).
+func (o codecOptions) build(section string) (codec.Codec, error) {
 	cd, err := codec.New(codec.Options(o))
 	if err != nil {
-		return nil, fmt.Errorf("invalid codec.%w", err)
+		return nil, fmt.Errorf("invalid %scodec.%w", section, err)
 	}
 	return cd, nil
 }

@@ -110,13 +110,10 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	if len(presetNames) > 1 {
-		// One namespace today, so one framework's settings: two presets
-		// would silently overwrite each other's prefix and codec.
-		return Config{}, fmt.Errorf("-preset given %d times (%s): one proxy serves one session namespace for now; run one proxy per framework", len(presetNames), strings.Join(presetNames, ", "))
-	}
+	// The first -preset is the default namespace's; each further one adds
+	// a namespace named after it, after the file's [[namespace]] blocks.
 	var presetName string
-	if len(presetNames) == 1 {
+	if len(presetNames) > 0 {
 		presetName = presetNames[0]
 	}
 	if fs.NArg() > 0 {
@@ -125,6 +122,16 @@ func configFromFlags(name string, args []string, extra func(*flag.FlagSet)) (Con
 	cfg, err := loadConfig(*path, presetName)
 	if err != nil {
 		return cfg, err
+	}
+	for _, name := range presetNames[min(1, len(presetNames)):] {
+		ns, base, err := newNamespace(name, cfg.Server.HashIDs)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Namespaces = append(cfg.Namespaces, ns)
+		if base.Session.OutsidePrefix == commands.OutsidePassthrough {
+			cfg.Session.OutsidePrefix = commands.OutsidePassthrough // its framework shares the server (django-redis's cache)
+		}
 	}
 	if *listen != "" {
 		cfg.Server.Listen = *listen

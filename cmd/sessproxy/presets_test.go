@@ -70,7 +70,7 @@ func TestPresetUnderFileAndFlags(t *testing.T) {
 		want string
 	}{
 		{"file and flag disagree", []string{"-config", file, "-preset", "redis-rack"}, `session.preset = "phpredis", but -preset redis-rack`},
-		{"two presets", []string{"-preset", "phpredis", "-preset", "connect-redis"}, "-preset given 2 times"},
+		{"two presets on one prefix", []string{"-preset", "connect-redis", "-preset", "alt-session"}, `invalid namespace[0].prefix: "sess:" is also the prefix of namespace "default"`},
 		{"unknown", []string{"-preset", "rails"}, `unknown preset "rails" (one of: alt-session, connect-redis,`},
 		{"bad codec", []string{"-codec", "xml"}, "invalid codec.format"},
 	}

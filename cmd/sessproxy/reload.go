@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/sessproxy/sessproxy/commands"
@@ -85,6 +86,18 @@ func keepRestartOnly(running, next Config) (Config, []string) {
 	if (running.TTL.Absolute > 0) != (next.TTL.Absolute > 0) {
 		applied.TTL.Absolute = running.TTL.Absolute
 	}
+	// A namespace's [ttl] reloads as the default's does, when the set of
+	// namespaces is the same; adding or removing one needs a restart.
+	if sameNamespaces(running.Namespaces, next.Namespaces) {
+		applied.Namespaces = slices.Clone(running.Namespaces)
+		for i := range applied.Namespaces {
+			was := running.Namespaces[i].TTL.Absolute
+			applied.Namespaces[i].TTL = next.Namespaces[i].TTL
+			if (was > 0) != (next.Namespaces[i].TTL.Absolute > 0) {
+				applied.Namespaces[i].TTL.Absolute = was
+			}
+		}
+	}
 	return applied, differingKeys("", reflect.ValueOf(running), reflect.ValueOf(next), reflect.ValueOf(applied))
 }
 
@@ -106,4 +119,18 @@ func differingKeys(prefix string, running, next, applied reflect.Value) []string
 		keys = append(keys, differingKeys(name, running.Field(i), next.Field(i), applied.Field(i))...)
 	}
 	return keys
+}
+
+// sameNamespaces reports whether two configurations name the same
+// namespaces in the same order.
+func sameNamespaces(a, b []NamespaceConfig) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
 }
