@@ -336,9 +336,8 @@ func nodeDir(t *testing.T) string {
 	return dir
 }
 
-// testNode runs integration/node's tests (node --test) against a proxy,
-// and a second one with requirepass, on this upstream. They check the
-// upstream themselves; their output is the failure message.
+// testNode runs integration/node's tests (node --test test/*.test.mjs)
+// against a proxy, and a second one with requirepass, on this upstream.
 func testNode(t *testing.T, up *upstream) {
 	dir := nodeDir(t)
 	files, err := filepath.Glob(filepath.Join(dir, "test", "*.test.mjs"))
@@ -347,12 +346,28 @@ func testNode(t *testing.T, up *upstream) {
 	}
 	p := startProxy(t, up, nil)
 	a := startProxy(t, up, authTweak)
+	runNode(t, up, files,
+		"SESSPROXY_ADDR="+p.addr,
+		"SESSPROXY_AUTH_ADDR="+a.addr,
+		"SESSPROXY_PASSWORD="+clientsPassword,
+	)
+}
 
+// runNode runs node --test on files (paths under integration/node) with
+// env (the proxies' addresses) and the upstream's. The tests check the
+// upstream themselves; their output is the failure message.
+func runNode(t *testing.T, up *upstream, files []string, env ...string) {
+	t.Helper()
+	dir := nodeDir(t)
 	ctx, cancel := context.WithTimeout(bg, 2*time.Minute)
 	defer cancel()
 	args := []string{"--test", "--test-reporter=spec"}
 	for _, f := range files {
-		args = append(args, filepath.Join("test", filepath.Base(f)))
+		rel, err := filepath.Rel(dir, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, rel)
 	}
 	// The node tests read the upstream directly; a sentinel's master is,
 	// to them, a standalone server (the suite's master never fails over).
@@ -362,10 +377,8 @@ func testNode(t *testing.T, up *upstream) {
 	}
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"SESSPROXY_ADDR="+p.addr,
-		"SESSPROXY_AUTH_ADDR="+a.addr,
-		"SESSPROXY_PASSWORD="+clientsPassword,
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env,
 		"UPSTREAM_MODE="+mode,
 		"UPSTREAM_ADDRS="+strings.Join(addrs, ","),
 		"NO_COLOR=1",

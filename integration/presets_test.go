@@ -15,6 +15,14 @@ import (
 // and returns a handle on it for the direct checks.
 func startPresetProcess(t *testing.T, bin string, up *upstream, preset string) *proxyHandle {
 	t.Helper()
+	return startPresetProcessWith(t, bin, up, preset, "")
+}
+
+// startPresetProcessWith is startPresetProcess with more of the config
+// file (TOML tables other than server, upstream, log and metrics), which
+// overrides the preset as a user's file does.
+func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extraTOML string) *proxyHandle {
+	t.Helper()
 	up.flush(t)
 	addrs := ""
 	for i, a := range up.addrs {
@@ -24,7 +32,7 @@ func startPresetProcess(t *testing.T, bin string, up *upstream, preset string) *
 		addrs += strconv.Quote(a)
 	}
 	path := filepath.Join(t.TempDir(), "sessproxy.toml")
-	body := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmode = %q\naddrs = [%s]\n[log]\nformat = \"json\"\n[metrics]\naddr = \"\"\n", up.mode, addrs)
+	body := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmode = %q\naddrs = [%s]\n[log]\nformat = \"json\"\n[metrics]\naddr = \"\"\n", up.mode, addrs) + extraTOML
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

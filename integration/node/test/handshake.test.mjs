@@ -5,8 +5,10 @@
 import { describe, it } from "node:test";
 import { randomUUID } from "node:crypto";
 import assert from "node:assert/strict";
-import { proxy, authProxy, password } from "../lib/env.mjs";
+import { proxy, authEnv } from "../lib/env.mjs";
 import { variants, connect, libVersions } from "../lib/clients.mjs";
+
+const { authProxy, password } = authEnv();
 
 // clientInfo parses CLIENT INFO's "k=v k=v" line.
 async function clientInfo(client) {
