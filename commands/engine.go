@@ -318,11 +318,12 @@ func (c *Call) space(e *Engine) *space {
 }
 
 // takeNS strips a trailing NS <name> from a SESS.* command's arguments and
-// records the namespace. It answers the error and returns false for a name
-// no namespace has.
+// records the namespace. Only when what is left still has the command's
+// arity: SESS.SET ns payload is the session "ns". It answers the error
+// and returns false for a name no namespace has.
 func (e *Engine) takeNS(c *Call) bool {
 	n := len(c.Args)
-	if n < 3 || !bytes.EqualFold(c.Args[n-2], []byte("NS")) {
+	if n < 3 || !bytes.EqualFold(c.Args[n-2], []byte("NS")) || !arityOK(c.cmd.Arity, n-2) {
 		return true
 	}
 	sp := e.spaceNamed(string(c.Args[n-1]))

@@ -37,6 +37,10 @@ func TestNamespacesApplyTheirOwnPolicy(t *testing.T) {
 		{`SESS.GET p2 NS php`, "$a|i:2;"},
 		{`SESS.GET p2`, "nil"},
 		{`SESS.SET x {} NS nope`, "-ERR no such namespace 'nope'*"},
+		// NS is the namespace only where what precedes it is complete.
+		{`SESS.SET ns {"n":1}`, "+OK"},
+		{`SESS.GET ns`, `${"n":1}`},
+		{`SESS.EXISTS ns`, ":1"},
 	})
 	for key, want := range map[string]time.Duration{
 		"PHPREDIS_SESSION:p1": time.Hour, "PHPREDIS_SESSION:p2": time.Hour,
