@@ -56,8 +56,9 @@ vet:
 # Real redis-server, redis-cli and tmux (interactive redis-cli) for the
 # integration tests, php-cli with phpredis (PHP native sessions), redis-py
 # and redis-rb for the scripts in integration/clients (Debian's packages, so
-# for /usr/bin/python3 and ruby), and the node clients (npm ci); never
-# skipped.
+# for /usr/bin/python3 and ruby), the frameworks those scripts drive
+# (redis-rack, Django with django-redis, Flask with Flask-Session), and the
+# node clients (npm ci); never skipped.
 deps:
 	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v tmux >/dev/null; then \
 		echo "installing redis-server, redis-tools and tmux"; \
@@ -70,6 +71,14 @@ deps:
 	@if ! /usr/bin/python3 -c 'import redis' 2>/dev/null || ! ruby -e 'require "redis"' 2>/dev/null; then \
 		echo "installing python3-redis and ruby-redis"; \
 		apt-get install -y python3-redis ruby-redis || { apt-get update && apt-get install -y python3-redis ruby-redis; }; \
+	fi
+	@if ! ruby -e 'require "rack/session/redis"' 2>/dev/null; then \
+		echo "installing ruby-redis-rack"; \
+		apt-get install -y ruby-redis-rack || { apt-get update && apt-get install -y ruby-redis-rack; }; \
+	fi
+	@if ! /usr/bin/python3 -c 'import django, django_redis, flask, flask_session' 2>/dev/null; then \
+		echo "installing python3-django, python3-django-redis, python3-flask and python3-flask-session"; \
+		apt-get install -y python3-django python3-django-redis python3-flask python3-flask-session || { apt-get update && apt-get install -y python3-django python3-django-redis python3-flask python3-flask-session; }; \
 	fi
 	npm ci --prefix integration/node --no-audit --no-fund
 

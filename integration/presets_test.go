@@ -36,13 +36,13 @@ func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extr
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, addr := startSessproxyProcess(t, bin, "-config", path, "-preset", preset)
+	proc, addr := startSessproxyProcess(t, bin, "-config", path, "-preset", preset)
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, _ := strconv.Atoi(port)
-	return &proxyHandle{up: up, addr: addr, port: n}
+	return &proxyHandle{up: up, addr: addr, port: n, process: proc}
 }
 
 // TestPresetPhpredis: PHP native sessions with phpredis's defaults (its

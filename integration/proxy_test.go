@@ -48,6 +48,9 @@ type proxyHandle struct {
 	// phpNativePrefix: PHP requests keep phpredis's own key prefix
 	// (a proxy on the phpredis preset, presets_test.go).
 	phpNativePrefix bool
+	// process is the sessproxy binary serving, for a proxy started by
+	// startPresetProcess; nil in process.
+	process *sessproxyProcess
 }
 
 // startProxy flushes the upstream, starts a proxy on it with SPEC's

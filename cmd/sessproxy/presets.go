@@ -63,11 +63,16 @@ format = "raw"
 [tombstone]
 on_write = "ignore"
 `},
-	{"flask-session", "Flask: Flask-Session with SESSION_TYPE = \"redis\" (pickle, session:)", `
+	// Flask-Session SETEXes every session for PERMANENT_SESSION_LIFETIME,
+	// 31 days by default: ttl.max's default of 30 days would cut a day off
+	// every idle session.
+	{"flask-session", "Flask: Flask-Session with SESSION_TYPE = \"redis\" (pickle, session:, 31-day lifetime)", `
 [session]
 prefix = "session:"
 [codec]
 format = "raw"
+[ttl]
+max = "31d"
 [tombstone]
 on_write = "ignore"
 `},

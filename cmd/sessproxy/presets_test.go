@@ -39,6 +39,10 @@ func TestPresetsLoadAndValidate(t *testing.T) {
 	if time.Duration(cfg.TTL.Idle) != 5*time.Minute {
 		t.Errorf("alt-session: ttl.idle %v, want its documented 300 s", cfg.TTL.Idle)
 	}
+	cfg, _ = configFromFlags("t", []string{"-preset", "flask-session"}, nil)
+	if time.Duration(cfg.TTL.Max) != 31*24*time.Hour {
+		t.Errorf("flask-session: ttl.max %v, want Flask's PERMANENT_SESSION_LIFETIME, 31 days", time.Duration(cfg.TTL.Max))
+	}
 	cfg, _ = configFromFlags("t", []string{"-preset", "django-redis"}, nil)
 	if cfg.Session.OutsidePrefix != "passthrough" {
 		t.Errorf("django-redis: outside_prefix %q, want passthrough (the rest of the cache)", cfg.Session.OutsidePrefix)
