@@ -106,6 +106,10 @@ type Options struct {
 	// Metrics counts commands, refusals, clamps and clients, and times the
 	// commands. default: none (and no clock read for them)
 	Metrics Metrics
+	// TrackingMaxKeys bounds the keys the proxy tracks for its CLIENT
+	// TRACKING clients; past it some key is invalidated to make room, as
+	// Redis's tracking-table-max-keys. default: 1000000
+	TrackingMaxKeys int
 }
 
 // Engine runs commands against a store.
@@ -131,6 +135,7 @@ type Engine struct {
 	scripts          scriptCache // client SHA-1 → wrapped script (scripts.go)
 	refusals         refusalLog  // rate limit of the refused writes' log lines (refusal.go)
 	ops              opsRate     // INFO's instantaneous_ops_per_sec (connection.go)
+	tracking         tracker     // CLIENT TRACKING's table (tracking.go)
 }
 
 type stats struct {
@@ -204,6 +209,7 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 
 // Disconnect forgets a closed client connection.
 func (e *Engine) Disconnect(c *Client) {
+	e.trackingOff(c)
 	e.endTx(c)
 	e.clients.remove(c)
 	e.metrics.ClientDisconnected()
@@ -303,6 +309,9 @@ func (e *Engine) Dispatch(c *Call) {
 	c.cmd = cmd
 	if cmd == nil {
 		e.countUnsupported(c.Client)
+	}
+	if e.tracking.active.Load() > 0 {
+		defer e.track(c, cmd)()
 	}
 	if t := c.Client.tx; t != nil && t.multi && (cmd == nil || cmd.Flags&flagTxControl == 0) {
 		e.queue(c, cmd)
