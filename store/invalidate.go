@@ -99,6 +99,13 @@ func (s *Store) superviseTracking(prefixes []string, h InvalidationHandler) {
 		if err != nil {
 			s.log().Debug("tracking: list masters", zap.Error(err))
 		} else {
+			// Down until its connection is up: writes on it are not seen
+			// yet (and the first CLIENT TRACKING ON waits for them all).
+			for name := range masters {
+				if running[name] == nil {
+					h.Tracking(name, TrackingDown)
+				}
+			}
 			for name, c := range masters {
 				if running[name] != nil {
 					continue
