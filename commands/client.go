@@ -24,9 +24,11 @@ type Client struct {
 	// authConf is the configuration authed and role were decided under;
 	// when a reload swaps it, the next batch decides them again.
 	authConf   *reloadable
-	closeAfter bool     // QUIT: close once the replies before it are sent
-	tx         *txState // in WATCH or MULTI (multi.go)
-	scratch    []byte   // lower-cased command name for the registry lookup
+	closeAfter bool            // QUIT: close once the replies before it are sent
+	tx         *txState        // in WATCH or MULTI (multi.go)
+	scratch    []byte          // lower-cased command name for the registry lookup
+	tracking   *clientTracking // CLIENT TRACKING on (tracking.go)
+	pusher     Pusher          // writes pushes out of band (tracking.go)
 
 	lastActive atomic.Int64 // unix nanoseconds
 

@@ -218,6 +218,8 @@ func (e *Engine) client(c *Call) {
 			b.WriteByte('\n')
 		}
 		c.Out.Verbatim(b.String())
+	case sub == "TRACKING" || sub == "CACHING" || sub == "TRACKINGINFO" || sub == "GETREDIR":
+		e.clientTrackingCmd(c, sub) // tracking.go
 	case (sub == "NO-EVICT" || sub == "NO-TOUCH") && len(c.Args) == 3:
 		c.Out.OK()
 	case sub == "HELP":
@@ -225,6 +227,7 @@ func (e *Engine) client(c *Call) {
 			"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
 			"GETNAME", "SETNAME <name>", "ID", "INFO", "LIST", "SETINFO <LIB-NAME|LIB-VER> <value>",
 			"NO-EVICT (ON|OFF)", "NO-TOUCH (ON|OFF)",
+			"TRACKING (ON|OFF) [BCAST] [PREFIX <prefix> ...] [OPTIN] [OPTOUT] [NOLOOP]", "CACHING (YES|NO)", "TRACKINGINFO", "GETREDIR",
 		}
 		c.Out.Array(len(help))
 		for _, h := range help {

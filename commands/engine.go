@@ -116,6 +116,10 @@ type Options struct {
 	// DefaultAlias is a second name of the default namespace for NS (the
 	// preset it was built from). default: none
 	DefaultAlias string
+	// TrackingMaxKeys bounds the keys the proxy tracks for its CLIENT
+	// TRACKING clients; past it some key is invalidated to make room, as
+	// Redis's tracking-table-max-keys. default: 1000000
+	TrackingMaxKeys int
 }
 
 // Engine runs commands against a store.
@@ -144,6 +148,7 @@ type Engine struct {
 	// spaces are the namespaces, the default first (namespace.go);
 	// byLength the same, longest prefix first, for matching keys.
 	spaces, byLength []*space
+	tracking         tracker     // CLIENT TRACKING's table (tracking.go)
 }
 
 type stats struct {
@@ -231,6 +236,7 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 
 // Disconnect forgets a closed client connection.
 func (e *Engine) Disconnect(c *Client) {
+	e.trackingOff(c)
 	e.endTx(c)
 	e.clients.remove(c)
 	e.metrics.ClientDisconnected()
@@ -364,6 +370,9 @@ func (e *Engine) Dispatch(c *Call) {
 			t.aborted = true
 		}
 		return
+	}
+	if e.tracking.active.Load() > 0 {
+		defer e.track(c, cmd)()
 	}
 	if t := c.Client.tx; t != nil && t.multi && (cmd == nil || cmd.Flags&flagTxControl == 0) {
 		e.queue(c, cmd)

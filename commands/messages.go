@@ -218,3 +218,23 @@ func printable(s string) string {
 	}
 	return s
 }
+
+// CLIENT TRACKING and CLIENT CACHING (tracking.go), in Redis's words.
+const (
+	msgCachingMode         = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
+	msgCachingYes          = "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode."
+	msgCachingNo           = "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+	msgPrefixNeedsBcast    = "ERR PREFIX option requires BCAST mode to be enabled"
+	msgTrackingBcastSwitch = "ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode."
+	msgBcastOptIn          = "ERR OPTIN and OPTOUT are not compatible with BCAST"
+	msgOptInOptOut         = "ERR You can't use both OPTIN and OPTOUT"
+	msgOptSwitch           = "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode."
+	// sessproxy's own: REDIRECT needs RESP2 Pub/Sub, which it does not serve.
+	msgTrackingRedirect = "ERR CLIENT TRACKING REDIRECT is not supported by sessproxy: use RESP3 (HELLO 3), where invalidations arrive as pushes on the tracking connection itself (see docs/commands.md, Client-side caching)"
+)
+
+// errPrefixOverlap is Redis's reply to overlapping BCAST prefixes; which
+// is "an existing" or "another provided".
+func errPrefixOverlap(p, q, which string) string {
+	return "ERR Prefix '" + printable(p) + "' overlaps with " + which + " prefix '" + printable(q) + "'. Prefixes for a single client must not overlap."
+}

@@ -167,6 +167,10 @@ func runSuite(t *testing.T, up *upstream) {
 
 		// /metrics, /healthz, /readyz (metrics_test.go).
 		{"Metrics", testMetrics},
+
+		// Client-side caching (tracking_test.go).
+		{"TrackingRueidis", testTrackingRueidis},
+		{"TrackingPushes", testTrackingPushes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, up) })

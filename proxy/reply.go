@@ -18,6 +18,8 @@ const flushBytes = 64 << 10
 func (s *Server) run(st *connState, args [][][]byte) {
 	cost := requestCost(args)
 	s.budget.acquire(cost)
+	st.push.write.Lock() // pushes wait for this batch's replies (push.go)
+	defer st.push.write.Unlock()
 	defer func() {
 		s.budget.release(cost + st.replies)
 		st.lastCost, st.lastReplies, st.replies = cost, st.replies, 0

@@ -118,6 +118,7 @@ type connState struct {
 	lastReplies int64  // and what its replies held
 	overLimit   bool   // past max_client_reply_bytes: being closed
 	writeErr    error
+	push        pushQueue // CLIENT TRACKING's invalidations (push.go)
 }
 
 // Bounds on what handle holds back for one client: past them the commands
@@ -271,6 +272,8 @@ func (s *Server) accept(rc redcon.Conn) bool {
 	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
 	st := &connState{client: client, pipeline: s.engine.NewPipeline(client), conn: gc, s: s}
 	st.pipeline.SetMeter(st)
+	st.push.st = st
+	client.SetPusher(&st.push)
 	rc.SetContext(st)
 	return true
 }
@@ -329,6 +332,7 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 // Shutdown return.
 func (s *Server) forget(st *connState) {
 	s.engine.Disconnect(st.client)
+	st.push.close()
 	s.mu.Lock()
 	delete(s.conns, st.conn)
 	if s.draining.Load() && len(s.conns) == 0 {

@@ -1,0 +1,209 @@
+package commands
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// recordPusher is a client's out-of-band writer that keeps what it got.
+type recordPusher struct {
+	mu     sync.Mutex
+	frames []string
+}
+
+func (p *recordPusher) Push(frame []byte) {
+	p.mu.Lock()
+	p.frames = append(p.frames, string(frame))
+	p.mu.Unlock()
+}
+
+func (p *recordPusher) take() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.frames
+	p.frames = nil
+	return f
+}
+
+// trackingFixture is an engine on the embedded upstream (no upstream
+// tracking: the proxy invalidates from its own writes) with two RESP3
+// clients.
+type trackingFixture struct {
+	e      *Engine
+	reader *fixture
+	writer *fixture
+	pushes *recordPusher
+}
+
+func newTrackingFixture(t *testing.T, tweak func(*Options)) *trackingFixture {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeEmbedded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts := defaultOptions()
+	if tweak != nil {
+		tweak(&opts)
+	}
+	e := New(st, opts)
+	client := func() *fixture {
+		c := e.Connect("127.0.0.1:1", "127.0.0.1:6380")
+		return &fixture{t: t, e: e, client: c, p: e.NewPipeline(c)}
+	}
+	tf := &trackingFixture{e: e, reader: client(), writer: client(), pushes: &recordPusher{}}
+	tf.reader.client.SetPusher(tf.pushes)
+	tf.writer.client.SetPusher(&recordPusher{})
+	for _, f := range []*fixture{tf.reader, tf.writer} {
+		f.one("HELLO 3")
+	}
+	return tf
+}
+
+func push(keys ...string) string { return string(invalidation(keys)) }
+
+func TestTrackingDefaultModeInvalidatesReadKeysOnce(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.one("GET sess:a")
+	tf.reader.one("SESS.GET b")
+	tf.writer.expect(`SET sess:a {"x":1} EX 60`, "+OK")
+	tf.writer.expect(`SESS.SET b {"x":1}`, "+OK")
+	got := tf.pushes.take()
+	if len(got) != 2 || got[0] != push("sess:a") || got[1] != push("b") {
+		t.Fatalf("pushes %q, want sess:a then b (SESS.* by id)", got)
+	}
+	tf.writer.expect(`SET sess:a {"x":2} EX 60`, "+OK")
+	if got := tf.pushes.take(); len(got) != 0 {
+		t.Fatalf("a second write without a read: pushes %q", got)
+	}
+	if n := tf.e.TrackedKeys(); n != 0 {
+		t.Fatalf("table holds %d keys, want 0", n)
+	}
+}
+
+func TestTrackingOwnWriteIsInBandBeforeTheReply(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.one("GET sess:own")
+	var out strings.Builder
+	tf.reader.p.Run(context.Background(), [][][]byte{{[]byte("SET"), []byte("sess:own"), []byte(`{}`), []byte("EX"), []byte("60")}}, func(b []byte) { out.Write(b) })
+	if want := push("sess:own") + "+OK\r\n"; out.String() != want {
+		t.Fatalf("reply %q, want %q", out.String(), want)
+	}
+	if got := tf.pushes.take(); len(got) != 0 {
+		t.Fatalf("out-of-band pushes %q, want none", got)
+	}
+}
+
+func TestTrackingNoLoopSkipsOwnWrites(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON NOLOOP", "+OK")
+	tf.reader.one("GET sess:n")
+	tf.reader.expect(`SET sess:n {} EX 60`, "+OK")
+	if got := tf.pushes.take(); len(got) != 0 {
+		t.Fatalf("pushes %q", got)
+	}
+}
+
+func TestTrackingOptInTracksAfterCachingYes(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON OPTIN", "+OK")
+	tf.reader.one("GET sess:untracked")
+	tf.reader.expect("CLIENT CACHING YES", "+OK")
+	tf.reader.one("GET sess:tracked")
+	tf.reader.one("GET sess:after")
+	tf.writer.do(`MSET sess:untracked {} sess:tracked {} sess:after {}`)
+	if got := tf.pushes.take(); len(got) != 1 || got[0] != push("sess:tracked") {
+		t.Fatalf("pushes %q, want sess:tracked only", got)
+	}
+}
+
+func TestTrackingBcastPrefixes(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:x PREFIX sess:y", "+OK")
+	tf.writer.do(`MSET sess:x1 {} sess:z1 {} sess:y1 {}`)
+	if got := tf.pushes.take(); len(got) != 1 || got[0] != push("sess:x1", "sess:y1") {
+		t.Fatalf("pushes %q", got)
+	}
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:", "-ERR Prefix 'sess:' overlaps with an existing prefix 'sess:x'. Prefixes for a single client must not overlap.")
+}
+
+func TestTrackingTableIsBounded(t *testing.T) {
+	tf := newTrackingFixture(t, func(o *Options) { o.TrackingMaxKeys = 2 })
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.do("GET sess:1", "GET sess:2", "GET sess:3")
+	if n := tf.e.TrackedKeys(); n != 2 {
+		t.Fatalf("table holds %d keys, want 2", n)
+	}
+	if got := tf.pushes.take(); len(got) != 1 || (got[0] != push("sess:1") && got[0] != push("sess:2")) {
+		t.Fatalf("eviction pushes %q", got)
+	}
+}
+
+func TestTrackingHashIDsReportTheClientsNames(t *testing.T) {
+	tf := newTrackingFixture(t, func(o *Options) { o.HashIDs = true })
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.one("GET sess:h")
+	tf.writer.expect(`SESS.DESTROY h`, ":0")
+	if got := tf.pushes.take(); len(got) != 1 || got[0] != push("sess:h") {
+		t.Fatalf("pushes %q", got)
+	}
+}
+
+func TestTrackingOffAndDisconnectForgetKeys(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.one("GET sess:k")
+	tf.reader.expect("CLIENT TRACKING OFF", "+OK")
+	if n := tf.e.TrackedKeys(); n != 0 {
+		t.Fatalf("after OFF the table holds %d keys", n)
+	}
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	tf.reader.one("GET sess:k")
+	tf.e.Disconnect(tf.reader.client)
+	if n := tf.e.TrackedKeys(); n != 0 || tf.e.tracking.active.Load() != 0 {
+		t.Fatalf("after the disconnect: %d keys, %d tracking clients", n, tf.e.tracking.active.Load())
+	}
+}
+
+func TestTrackingInfoAndRedirect(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	tf.reader.expect("CLIENT GETREDIR", ":-1")
+	tf.reader.expect("CLIENT TRACKING ON OPTOUT NOLOOP", "+OK")
+	tf.reader.expect("CLIENT CACHING NO", "+OK")
+	if got := tf.reader.one("CLIENT TRACKINGINFO"); !strings.Contains(got, "optout") || !strings.Contains(got, "caching-no") || !strings.Contains(got, "noloop") {
+		t.Fatalf("TRACKINGINFO %q", got)
+	}
+	if got := tf.reader.one("CLIENT TRACKING ON REDIRECT 5"); !strings.HasPrefix(got, "-ERR CLIENT TRACKING REDIRECT is not supported") {
+		t.Fatalf("REDIRECT: %q", got)
+	}
+}
+
+func TestParseTrackingOptions(t *testing.T) {
+	tests := []struct {
+		args string
+		want string
+	}{
+		{"ON", ""},
+		{"OFF", ""},
+		{"MAYBE", msgSyntax},
+		{"ON PREFIX", msgSyntax},
+		{"ON REDIRECT", msgSyntax},
+		{"ON BCAST PREFIX a PREFIX b NOLOOP", ""},
+		{"ON FOO", msgSyntax},
+	}
+	for _, tt := range tests {
+		var args [][]byte
+		for _, a := range strings.Fields(tt.args) {
+			args = append(args, []byte(a))
+		}
+		if _, got := parseTrackingOptions(args); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}
