@@ -148,7 +148,7 @@ type Engine struct {
 	// spaces are the namespaces, the default first (namespace.go);
 	// byLength the same, longest prefix first, for matching keys.
 	spaces, byLength []*space
-	tracking         tracker     // CLIENT TRACKING's table (tracking.go)
+	tracking         tracker // CLIENT TRACKING's table (tracking.go)
 }
 
 type stats struct {

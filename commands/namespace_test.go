@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -132,5 +133,15 @@ func TestReloadMatchesNamespacesByName(t *testing.T) {
 	}
 	if got := f.m.TTL("sess:admin:r2"); got != 10*time.Minute {
 		t.Errorf("admin, absent from the reload: TTL %v, want its running 10m", got)
+	}
+}
+
+// TestTrackingPrefixesCoverEveryNamespace: the upstream tracking watches
+// every namespace's prefix, a nested one through its parent (Redis refuses
+// overlapping BCAST prefixes).
+func TestTrackingPrefixesCoverEveryNamespace(t *testing.T) {
+	f := newFixture(t, twoNamespaces)
+	if got := f.e.trackingPrefixes(); !slices.Equal(got, []string{"sess:", "PHPREDIS_SESSION:"}) {
+		t.Errorf("tracking prefixes %q, want sess: (covering sess:admin:) and PHPREDIS_SESSION:", got)
 	}
 }

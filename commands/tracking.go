@@ -114,17 +114,7 @@ func (t *tracker) healthy() bool {
 // turns tracking on.
 func (e *Engine) startTracking() {
 	e.tracking.once.Do(func() {
-		var prefixes []string // every namespace's; none (all keys) under passthrough
-		if e.opts.OutsidePrefix != OutsidePassthrough {
-			// Longest last, so a nested prefix finds its parent: Redis
-			// refuses overlapping BCAST prefixes, and the parent covers it.
-			for i := len(e.byLength) - 1; i >= 0; i-- {
-				p := e.byLength[i].prefix
-				if !slices.ContainsFunc(prefixes, func(q string) bool { return strings.HasPrefix(p, q) }) {
-					prefixes = append(prefixes, p)
-				}
-			}
-		}
+		prefixes := e.trackingPrefixes()
 		e.tracking.mu.Lock()
 		ready := make(chan struct{})
 		e.tracking.ready = ready
@@ -751,4 +741,22 @@ func (e *Engine) TrackedKeys() int {
 	e.tracking.mu.Lock()
 	defer e.tracking.mu.Unlock()
 	return len(e.tracking.keys)
+}
+
+// trackingPrefixes are the BCAST prefixes of the upstream tracking
+// connections: every namespace's, none (every key) under passthrough.
+func (e *Engine) trackingPrefixes() []string {
+	if e.opts.OutsidePrefix == OutsidePassthrough {
+		return nil
+	}
+	var prefixes []string
+	// Shortest first, so a nested prefix finds its parent: Redis refuses
+	// overlapping BCAST prefixes, and the parent covers it.
+	for i := len(e.byLength) - 1; i >= 0; i-- {
+		p := e.byLength[i].prefix
+		if !slices.ContainsFunc(prefixes, func(q string) bool { return strings.HasPrefix(p, q) }) {
+			prefixes = append(prefixes, p)
+		}
+	}
+	return prefixes
 }
