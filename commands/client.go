@@ -29,6 +29,7 @@ type Client struct {
 	scratch    []byte          // lower-cased command name for the registry lookup
 	tracking   *clientTracking // CLIENT TRACKING on (tracking.go)
 	pusher     Pusher          // writes pushes out of band (tracking.go)
+	sub        subscription    // SUBSCRIBE __redis__:invalidate (redirect.go)
 
 	lastActive atomic.Int64 // unix nanoseconds
 

@@ -321,10 +321,10 @@ func (m *unsupportedCounts) Unsupported(name string) Counter { return namedCount
 func TestUnsupportedCommandsCounted(t *testing.T) {
 	m := &unsupportedCounts{n: map[string]int{}}
 	f := newFixture(t, func(o *Options) { o.Metrics = m })
-	for _, cmd := range []string{"FLUSHALL", "flushall", "CONFIG SET x y", "NOSUCHCOMMAND", "another-made-up", "GET sess:a", "MULTI", "SUBSCRIBE ch", "DISCARD"} {
+	for _, cmd := range []string{"FLUSHALL", "flushall", "CONFIG SET x y", "NOSUCHCOMMAND", "another-made-up", "GET sess:a", "MULTI", "PSUBSCRIBE ch", "DISCARD"} {
 		f.one(cmd)
 	}
-	want := map[string]int{"flushall": 2, "config": 1, "subscribe": 1, UnknownCommand: 2}
+	want := map[string]int{"flushall": 2, "config": 1, "psubscribe": 1, UnknownCommand: 2}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, v := range want {

@@ -43,6 +43,7 @@ func (e *Engine) okReply(c *Call) { c.Out.OK() }
 
 // RESET: back to the state of a new connection.
 func (e *Engine) reset(c *Call) {
+	c.Client.sub.on.Store(false)
 	e.resetAuth(c.Client, c.conf)
 	e.endTx(c.Client)
 	c.Client.mu.Lock()

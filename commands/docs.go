@@ -51,13 +51,15 @@ var sessDocs = map[string]doc{
 	"sess.sweep":        {summary: "Give the policy TTL to keys under the prefix without one, or above ttl.max (admin role)", since: sessproxyVersion, group: "sessions", complexity: "O(N) where N is the number of keys under the prefix", args: "[DRYRUN] [COUNT=count:integer]"},
 
 	// Redis commands served differently.
-	"dbsize":   {summary: "Return the number of live sessions", since: "1.0.0", group: "server", complexity: "O(N) where N is the number of keys under the prefix", args: ""},
-	"keys":     {summary: "Find the keys under the session prefix matching a pattern (served by SCAN; tombstones never listed)", since: "1.0.0", group: "generic", complexity: "O(N) where N is the number of keys under the prefix", args: "pattern:pattern"},
-	"scan":     {summary: "Incrementally iterate the keys under the session prefix, across every master (tombstones never listed)", since: "2.8.0", group: "generic", complexity: "O(1) for every call. O(N) for a complete iteration", args: "cursor:integer [MATCH=pattern:pattern] [COUNT=count:integer] [TYPE=type:string]"},
-	"memory":   {summary: "A container for memory commands (USAGE)", since: "4.0.0", group: "server", complexity: "Depends on subcommand.", args: ""},
-	"fcall":    {summary: "Not served: Redis functions run outside the session policy; use EVAL", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "function:string numkeys:integer [key:key]... [arg:string]..."},
-	"fcall_ro": {summary: "Not served: Redis functions run outside the session policy; use EVAL_RO", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "function:string numkeys:integer [key:key]... [arg:string]..."},
-	"function": {summary: "Not served: Redis functions run outside the session policy; use EVAL and SCRIPT LOAD", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "subcommand:string [arg:string]..."},
+	"dbsize":      {summary: "Return the number of live sessions", since: "1.0.0", group: "server", complexity: "O(N) where N is the number of keys under the prefix", args: ""},
+	"keys":        {summary: "Find the keys under the session prefix matching a pattern (served by SCAN; tombstones never listed)", since: "1.0.0", group: "generic", complexity: "O(N) where N is the number of keys under the prefix", args: "pattern:pattern"},
+	"scan":        {summary: "Incrementally iterate the keys under the session prefix, across every master (tombstones never listed)", since: "2.8.0", group: "generic", complexity: "O(1) for every call. O(N) for a complete iteration", args: "cursor:integer [MATCH=pattern:pattern] [COUNT=count:integer] [TYPE=type:string]"},
+	"subscribe":   {summary: "Listen for redirected client-side caching invalidations (the __redis__:invalidate channel only)", since: "2.0.0", group: "pubsub", complexity: "O(N) where N is the number of channels to subscribe to", args: "channel:string..."},
+	"unsubscribe": {summary: "Stop listening for redirected invalidations", since: "2.0.0", group: "pubsub", complexity: "O(N) where N is the number of channels to unsubscribe", args: "[channel:string]..."},
+	"memory":      {summary: "A container for memory commands (USAGE)", since: "4.0.0", group: "server", complexity: "Depends on subcommand.", args: ""},
+	"fcall":       {summary: "Not served: Redis functions run outside the session policy; use EVAL", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "function:string numkeys:integer [key:key]... [arg:string]..."},
+	"fcall_ro":    {summary: "Not served: Redis functions run outside the session policy; use EVAL_RO", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "function:string numkeys:integer [key:key]... [arg:string]..."},
+	"function":    {summary: "Not served: Redis functions run outside the session policy; use EVAL and SCRIPT LOAD", since: "7.0.0", group: "scripting", complexity: "O(1)", args: "subcommand:string [arg:string]..."},
 
 	// Subcommands Redis 7.0 lacks.
 	"client|setinfo":  {summary: "Set client or connection specific info", since: "7.2.0", group: "connection", complexity: "O(1)", args: "attr:(LIB-NAME=libname:string | LIB-VER=libver:string)"},

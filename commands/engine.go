@@ -236,6 +236,7 @@ func (e *Engine) Connect(addr, localAddr string) *Client {
 
 // Disconnect forgets a closed client connection.
 func (e *Engine) Disconnect(c *Client) {
+	c.sub.gone.Store(true)
 	e.trackingOff(c)
 	e.endTx(c)
 	e.clients.remove(c)
@@ -370,6 +371,18 @@ func (e *Engine) Dispatch(c *Call) {
 			t.aborted = true
 		}
 		return
+	}
+	if c.Client.sub.on.Load() && c.Client.Proto() == 2 {
+		// RESP2 subscribed mode, as in Redis: the connection carries
+		// messages, and only these commands.
+		switch {
+		case cmd == nil || !subscribedAllows(cmd.Name):
+			c.Out.Error(errSubscribedOnly(string(c.Args[0])))
+			return
+		case cmd.Name == "ping" && len(c.Args) <= 2:
+			subscribedPing(c)
+			return
+		}
 	}
 	if e.tracking.active.Load() > 0 {
 		defer e.track(c, cmd)()

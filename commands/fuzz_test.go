@@ -76,10 +76,12 @@ func FuzzDispatch(f *testing.F) {
 		if panics := logs.FilterMessage("panic in command").TakeAll(); len(panics) > 0 {
 			t.Fatalf("panic: %v", panics[0].ContextMap())
 		}
-		want := len(cmds)
-		for i, cmd := range cmds {
+		// One reply per command, but for (UN)SUBSCRIBE one per channel,
+		// as in Redis, and none after QUIT.
+		want := 0
+		for _, cmd := range cmds {
+			want += expectedReplies(cmd)
 			if strings.EqualFold(string(cmd[0]), "quit") {
-				want = i + 1
 				break
 			}
 		}
@@ -94,4 +96,21 @@ func FuzzDispatch(f *testing.F) {
 			t.Fatalf("%d replies to %d commands", replies, want)
 		}
 	})
+}
+
+// expectedReplies is how many replies a command gets.
+func expectedReplies(cmd [][]byte) int {
+	channels := len(cmd) - 1
+	switch {
+	case strings.EqualFold(string(cmd[0]), "unsubscribe"):
+		return max(1, channels)
+	case strings.EqualFold(string(cmd[0]), "subscribe") && channels > 0:
+		for _, ch := range cmd[1:] {
+			if string(ch) != invalidateChannel {
+				return 1
+			}
+		}
+		return channels
+	}
+	return 1
 }

@@ -230,11 +230,23 @@ const (
 	msgOptInOptOut         = "ERR You can't use both OPTIN and OPTOUT"
 	msgOptSwitch           = "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode."
 	// sessproxy's own: REDIRECT needs RESP2 Pub/Sub, which it does not serve.
-	msgTrackingRedirect = "ERR CLIENT TRACKING REDIRECT is not supported by sessproxy: use RESP3 (HELLO 3), where invalidations arrive as pushes on the tracking connection itself (see docs/commands.md, Client-side caching)"
+	msgRedirectMissing = "ERR The client ID you want redirect to does not exist"
 )
 
 // errPrefixOverlap is Redis's reply to overlapping BCAST prefixes; which
 // is "an existing" or "another provided".
 func errPrefixOverlap(p, q, which string) string {
 	return "ERR Prefix '" + printable(p) + "' overlaps with " + which + " prefix '" + printable(q) + "'. Prefixes for a single client must not overlap."
+}
+
+// errSubscribeChannel refuses SUBSCRIBE to any channel but the one of
+// redirected invalidations.
+func errSubscribeChannel(ch string) string {
+	return "ERR sessproxy serves SUBSCRIBE only for " + invalidateChannel + " (CLIENT TRACKING … REDIRECT), not '" + printable(ch) + "': it is no pub/sub broker (see docs/commands.md, Client-side caching)"
+}
+
+// errSubscribedOnly refuses a command in RESP2 subscribed mode, in Redis's
+// words.
+func errSubscribedOnly(name string) string {
+	return "ERR Can't execute '" + strings.ToLower(printable(name)) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
 }

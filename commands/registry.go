@@ -39,6 +39,8 @@ func (e *Engine) table() []*Command {
 		{Name: "ping", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.ping},
 		{Name: "echo", Arity: 2, Flags: flagConn, Handler: e.echo},
 		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.quit},
+		{Name: "subscribe", Arity: -2, Flags: flagConn | flagNoTx, Handler: e.subscribe},     // __redis__:invalidate only (redirect.go)
+		{Name: "unsubscribe", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.unsubscribe}, // redirect.go
 		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.reset},
 		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.auth},
 		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.hello},

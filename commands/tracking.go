@@ -64,6 +64,8 @@ type clientTracking struct {
 	prefixes                     []string
 	keys                         map[string]struct{} // upstream keys read
 
+	redirect *Client // REDIRECT's target; nil: the client itself (redirect.go)
+
 	caching int8     // CLIENT CACHING for the next command: 1 YES, -1 NO
 	own     []string // names to invalidate in-band, before the reply
 }
@@ -164,7 +166,7 @@ func (f upstreamFeed) Invalidate(keys []string) {
 		}
 	}
 	for cl, names := range out {
-		cl.push(invalidation(names))
+		cl.deliver(t.clients[cl], names)
 	}
 }
 
@@ -200,7 +202,11 @@ func (t *tracker) flushLocked() {
 	frame := invalidation(nil)
 	for cl, ct := range t.clients {
 		clear(ct.keys)
-		cl.push(frame)
+		if ct.redirect != nil {
+			cl.deliver(ct, nil)
+		} else {
+			cl.push(frame)
+		}
 	}
 	t.keys = map[string]map[*Client][]string{}
 }
@@ -303,7 +309,10 @@ func (e *Engine) track(c *Call, cmd *Command) func() {
 				e.tracking.wrote(cl, written)
 			}
 			if ct := cl.tracking; ct != nil && !inner && len(ct.own) > 0 {
-				if c.Out.Proto == 3 {
+				switch {
+				case ct.redirect != nil:
+					cl.deliver(ct, ct.own) // to the target, out of band
+				case c.Out.Proto == 3:
 					c.Out.Buf = append(invalidation(ct.own), c.Out.Buf...)
 				}
 				ct.own = nil
@@ -363,7 +372,7 @@ func (t *tracker) evictLocked(keep string) {
 			out := map[*Client][]string{}
 			t.invalidateLocked(k, out, nil)
 			for cl, names := range out {
-				cl.push(invalidation(names))
+				cl.deliver(t.clients[cl], names)
 			}
 			break
 		}
@@ -423,7 +432,7 @@ func (t *tracker) wrote(w *Client, keys []trackedKey) {
 		}
 	}
 	for cl, names := range out {
-		cl.push(invalidation(names))
+		cl.deliver(t.clients[cl], names)
 	}
 }
 
@@ -535,7 +544,7 @@ func (e *Engine) trackingOff(cl *Client) {
 type trackingOptions struct {
 	on                           bool
 	bcast, optin, optout, noloop bool
-	redirect                     bool
+	redirect                     []byte // REDIRECT <id>
 	prefixes                     []string
 }
 
@@ -556,7 +565,7 @@ func parseTrackingOptions(args [][]byte) (trackingOptions, string) {
 			if i+1 >= len(args) {
 				return o, msgSyntax
 			}
-			o.redirect = true
+			o.redirect = args[i+1]
 			i++
 		case "BCAST":
 			o.bcast = true
@@ -616,9 +625,12 @@ func (e *Engine) clientTrackingCmd(c *Call, sub string) {
 	case sub == "TRACKINGINFO" && len(c.Args) == 2:
 		e.trackingInfo(c)
 	case sub == "GETREDIR" && len(c.Args) == 2:
-		if cl.tracking == nil {
+		switch ct := cl.tracking; {
+		case ct == nil:
 			c.Out.Int(-1)
-		} else {
+		case ct.redirect != nil:
+			c.Out.Int(ct.redirect.ID)
+		default:
 			c.Out.Int(0)
 		}
 	default:
@@ -634,8 +646,6 @@ func (e *Engine) setTracking(cl *Client, o trackingOptions) string {
 	}
 	old := cl.tracking
 	switch {
-	case o.redirect:
-		return msgTrackingRedirect
 	case !o.bcast && len(o.prefixes) > 0:
 		return msgPrefixNeedsBcast
 	case old != nil && old.bcast != o.bcast:
@@ -671,6 +681,13 @@ func (e *Engine) setTracking(cl *Client, o trackingOptions) string {
 			prefixes = []string{""} // BCAST alone: every key
 		}
 	}
+	var target *Client
+	if o.redirect != nil {
+		var msg string
+		if target, msg = e.redirectTarget(o.redirect); msg != "" {
+			return msg
+		}
+	}
 	e.startTracking()
 	t := &e.tracking
 	t.mu.Lock()
@@ -683,7 +700,8 @@ func (e *Engine) setTracking(cl *Client, o trackingOptions) string {
 			t.max = defaultTrackingMaxKeys
 		}
 	}
-	ct := &clientTracking{bcast: o.bcast, optin: o.optin, optout: o.optout, noloop: o.noloop, prefixes: prefixes, keys: map[string]struct{}{}}
+	ct := &clientTracking{bcast: o.bcast, optin: o.optin, optout: o.optout, noloop: o.noloop, prefixes: prefixes,
+		keys: map[string]struct{}{}, redirect: target}
 	if old != nil {
 		ct.keys, ct.own = old.keys, old.own
 	} else {
@@ -709,6 +727,9 @@ func (e *Engine) trackingInfo(c *Call) {
 		flags = []string{"off"}
 	} else {
 		redirect = 0
+		if ct.redirect != nil {
+			redirect = ct.redirect.ID
+		}
 		flags = append(flags, "on")
 		for _, f := range []struct {
 			on   bool

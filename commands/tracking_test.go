@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -179,9 +180,9 @@ func TestTrackingInfoAndRedirect(t *testing.T) {
 	if got := tf.reader.one("CLIENT TRACKINGINFO"); !strings.Contains(got, "optout") || !strings.Contains(got, "caching-no") || !strings.Contains(got, "noloop") {
 		t.Fatalf("TRACKINGINFO %q", got)
 	}
-	if got := tf.reader.one("CLIENT TRACKING ON REDIRECT 5"); !strings.HasPrefix(got, "-ERR CLIENT TRACKING REDIRECT is not supported") {
-		t.Fatalf("REDIRECT: %q", got)
-	}
+	tf.reader.expect("CLIENT TRACKING ON REDIRECT 999", "-"+msgRedirectMissing)
+	tf.reader.expect("CLIENT TRACKING ON REDIRECT "+strconv.FormatInt(tf.writer.client.ID, 10), "+OK")
+	tf.reader.expect("CLIENT GETREDIR", ":"+strconv.FormatInt(tf.writer.client.ID, 10))
 }
 
 func TestParseTrackingOptions(t *testing.T) {
@@ -205,5 +206,33 @@ func TestParseTrackingOptions(t *testing.T) {
 		if _, got := parseTrackingOptions(args); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.args, got, tt.want)
 		}
+	}
+}
+
+// TestTrackingRedirectToSubscriber: a tracking client's invalidations go
+// to the RESP2 connection it REDIRECTs to, subscribed to
+// __redis__:invalidate, as pub/sub messages; its own are not pushed to it.
+func TestTrackingRedirectToSubscriber(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	subConn := tf.e.Connect("127.0.0.1:2", "127.0.0.1:6380")
+	subPushes := &recordPusher{}
+	subConn.SetPusher(subPushes)
+	sub := &fixture{t: t, e: tf.e, client: subConn, p: tf.e.NewPipeline(subConn)}
+	sub.expect("SUBSCRIBE __redis__:invalidate", "[$subscribe $__redis__:invalidate :1]")
+	sub.expect("GET sess:a", "-"+errSubscribedOnly("get"))
+	tf.reader.expect("CLIENT TRACKING ON REDIRECT "+strconv.FormatInt(subConn.ID, 10), "+OK")
+	tf.reader.one("GET sess:a")
+	tf.writer.expect(`SET sess:a {"v":1}`, "+OK")
+	want := string(invalidateMessage([]string{"sess:a"}))
+	subPushes.mu.Lock()
+	got := append([]string(nil), subPushes.frames...)
+	subPushes.mu.Unlock()
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("subscriber got %q, want one %q", got, want)
+	}
+	tf.pushes.mu.Lock()
+	defer tf.pushes.mu.Unlock()
+	if len(tf.pushes.frames) != 0 {
+		t.Fatalf("the redirecting client got pushes itself: %q", tf.pushes.frames)
 	}
 }

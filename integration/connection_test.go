@@ -46,7 +46,7 @@ func testUnknownCommands(t *testing.T, up *upstream) {
 		{"FLUSHALL"},
 		{"flushdb"},
 		{"CONFIG", "SET", "maxmemory", "1"},
-		{"SUBSCRIBE", "ch"},
+		{"PUBLISH", "ch", "x"},
 		{"PSUBSCRIBE", "*"},
 		{"MONITOR"},
 		{"SHUTDOWN"},

@@ -215,11 +215,52 @@ func testTrackingPushes(t *testing.T, up *upstream) {
 		c.want(t, "-ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled", "CLIENT", "CACHING", "YES")
 		c.want(t, "-ERR You can't use both OPTIN and OPTOUT", "CLIENT", "TRACKING", "ON", "OPTIN", "OPTOUT")
 		c.want(t, "-ERR OPTIN and OPTOUT are not compatible with BCAST", "CLIENT", "TRACKING", "ON", "BCAST", "OPTIN")
-		if got := c.do(t, "CLIENT", "TRACKING", "ON", "REDIRECT", "1"); !strings.HasPrefix(got, "-ERR CLIENT TRACKING REDIRECT is not supported") {
-			t.Errorf("REDIRECT: %q", got)
-		}
+		c.want(t, "-ERR The client ID you want redirect to does not exist", "CLIENT", "TRACKING", "ON", "REDIRECT", "999999")
 		c.want(t, "+OK", "CLIENT", "TRACKING", "OFF")
 	})
+
+	// RESP2: the tracking client REDIRECTs to a connection subscribed to
+	// __redis__:invalidate, which gets each invalidation as a message; in
+	// subscribed mode that connection runs only what Redis allows there.
+	t.Run("Redirect", func(t *testing.T) {
+		sub := dialRaw2(t, p.addr)
+		id := strings.TrimPrefix(sub.do(t, "CLIENT", "ID"), ":")
+		sub.want(t, "*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n", "SUBSCRIBE", "__redis__:invalidate")
+		sub.want(t, "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", "GET", "sess:x")
+		sub.want(t, "*2\r\n$4\r\npong\r\n$0\r\n\r\n", "PING")
+
+		c := dialRaw2(t, p.addr)
+		c.want(t, "+OK", "CLIENT", "TRACKING", "ON", "REDIRECT", id)
+		c.want(t, ":"+id, "CLIENT", "GETREDIR")
+		c.do(t, "GET", "sess:redir-1")
+		up.direct.Set(ctx, "sess:redir-1", `{"a":2}`, time.Hour) // straight to Redis
+		want := "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$12\r\nsess:redir-1\r\n"
+		if got := sub.frame(t); got != want {
+			t.Fatalf("redirected invalidation %q, want %q", got, want)
+		}
+		// Its own write: the invalidation goes to the target too, not
+		// in-band ahead of the reply.
+		c.do(t, "GET", "sess:redir-1")
+		c.want(t, "+OK", "SET", "sess:redir-1", `{"a":3}`, "EX", "60")
+		if got := sub.frame(t); got != want {
+			t.Fatalf("redirected invalidation of its own write %q, want %q", got, want)
+		}
+		sub.want(t, "-ERR sessproxy serves SUBSCRIBE only for __redis__:invalidate (CLIENT TRACKING … REDIRECT), not 'news': it is no pub/sub broker (see docs/commands.md, Client-side caching)", "SUBSCRIBE", "news")
+		sub.want(t, "*3\r\n$11\r\nunsubscribe\r\n$20\r\n__redis__:invalidate\r\n:0\r\n", "UNSUBSCRIBE")
+		sub.want(t, "+PONG", "PING")
+	})
+}
+
+// dialRaw2 is a raw RESP2 connection read frame by frame (resp3Conn's
+// reader, without HELLO 3).
+func dialRaw2(t *testing.T, addr string) *resp3Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &resp3Conn{nc: nc, r: bufio.NewReader(nc)}
 }
 
 // resp3Conn is a raw connection after HELLO 3 whose frames are read as
