@@ -54,6 +54,8 @@ type ServerConfig struct {
 	// transaction queues.
 	MaxTransactions        int `toml:"max_transactions"`
 	MaxTransactionCommands int `toml:"max_transaction_commands"`
+	// TrackingMaxKeys bounds CLIENT TRACKING's table of keys read.
+	TrackingMaxKeys int `toml:"tracking_max_keys"`
 }
 
 type UpstreamConfig struct {
@@ -160,6 +162,7 @@ func defaultConfig() Config {
 			MaxClientReplyBytes:    64 << 20,
 			MaxTransactions:        1000,
 			MaxTransactionCommands: 10000,
+			TrackingMaxKeys:        1000000,
 		},
 		Upstream: UpstreamConfig{
 			Mode:         store.ModeEmbedded,
@@ -294,6 +297,9 @@ func (c *Config) validate() error {
 	}
 	if c.Server.MaxTransactions <= 0 {
 		bad("server.max_transactions", "must be > 0")
+	}
+	if c.Server.TrackingMaxKeys <= 0 {
+		bad("server.tracking_max_keys", "must be > 0")
 	}
 	if c.Server.MaxTransactionCommands <= 0 {
 		bad("server.max_transaction_commands", "must be > 0")
@@ -486,6 +492,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		Users:           users,
 		MaxTransactions: c.Server.MaxTransactions,
 		MaxTxCommands:   c.Server.MaxTransactionCommands,
+		TrackingMaxKeys: c.Server.TrackingMaxKeys,
 		HashIDs:         def.HashIDs,
 		DB:              c.Upstream.DB,
 		Version:         version,
