@@ -67,6 +67,7 @@ func testSentinelFailover(t *testing.T, promote func(*redistest.SentinelInfo) (s
 	}
 	mustDo(t, c, "SESS.SET", "doomed", `{"n":-1}`)
 	wantReply(t, c, int64(1), "SESS.DESTROY", "doomed")
+	destroyed := time.Now()
 
 	// Replication is asynchronous: a failover loses what the replica has not
 	// received, whatever the proxy does. WAIT makes the test about the proxy.
@@ -122,7 +123,7 @@ func testSentinelFailover(t *testing.T, promote func(*redistest.SentinelInfo) (s
 	p.wantTTL(t, "sess:plain", defaultTTL)
 	wantErr(t, c, "TOMBSTONE session doomed was destroyed", "SESS.SET", "doomed", `{"n":-2}`)
 	wantErr(t, c, "TOMBSTONE session doomed was destroyed", "SET", "sess:doomed", `{"n":-2}`)
-	p.wantTombstone(t, "sess:doomed")
+	p.wantTombstoneSince(t, "sess:doomed", destroyed)
 }
 
 // TestSentinelAuth runs a proxy on a master and sentinels that each have

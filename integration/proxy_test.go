@@ -379,6 +379,17 @@ func (p *proxyHandle) wantTombstone(t *testing.T, key string) {
 	p.wantTTL(t, key, grace)
 }
 
+// wantTombstoneSince checks a tombstone written at written: its TTL is the
+// grace less the time since (a failover in between can take long).
+func (p *proxyHandle) wantTombstoneSince(t *testing.T, key string, written time.Time) {
+	t.Helper()
+	p.wantStored(t, key, store.Tombstone)
+	ttl := p.pttl(t, key)
+	if max := grace - time.Since(written) + time.Second; ttl <= 0 || ttl > max || ttl < max-10*time.Second {
+		t.Errorf("upstream: PTTL %s = %v, want about %v (the grace less the %v since it was written)", key, ttl, max, time.Since(written))
+	}
+}
+
 // slot is the cluster hash slot of key, asked of the cluster itself.
 func (u *upstream) slot(t *testing.T, key string) int64 {
 	t.Helper()

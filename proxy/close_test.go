@@ -156,7 +156,9 @@ func TestWriteTimeoutClosesAClientThatDoesNotRead(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if took := time.Since(start); took < timeout || took > timeout+5*time.Second {
+	// took includes reading and encoding 16 MiB of replies under -race,
+	// seconds on a loaded 2-core machine: the bound is loose on that side.
+	if took := time.Since(start); took < timeout || took > timeout+8*time.Second {
 		t.Fatalf("closed after %v; want about request_timeout (%v)", took, timeout)
 	}
 	counts.waitCount(t, commands.CloseWriteTimeout, 1)
