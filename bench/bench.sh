@@ -22,6 +22,12 @@
 #                  proxy's /proc and not the shell's. For testing this script, e.g.
 #                  PROXY_CMD='exec redis-server --port $PROXY_PORT --save ""'
 #   PROXY_STANDIN  "twemproxy": use a second nutcracker as the proxy (testing this script)
+#   BENCH_CPUS_REDIS, BENCH_CPUS_PROXY, BENCH_CPUS_CLIENT
+#                  CPU lists (taskset -c) for redis-server, the processes between
+#                  redis-benchmark and Redis (sessproxy, twemproxy, the floors), and
+#                  redis-benchmark [unpinned]; bench/multicore.sh sets them
+#   BENCH_GOMAXPROCS  GOMAXPROCS of sessproxy and the Go floors [Go's default]
+#   BENCH_DRY_RUN  1: print the commands that would run, start nothing
 #
 # Rounds are interleaved (direct, proxy, twemproxy, then the next workload) so drift in
 # the machine's speed hits every target alike. A failed run prints "error" in its cell
@@ -39,6 +45,15 @@ BENCH_KEYS=${BENCH_KEYS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 TARGETS=(direct proxy twemproxy redconfloor gofloor)
 CLK_TCK=$(getconf CLK_TCK)
+DRY_RUN=${BENCH_DRY_RUN:-}
+
+# The prefixes that pin each role to its CPUs and set the Go processes' GOMAXPROCS;
+# taskset and env exec their command, so the PID (and /proc's CPU time) stays its own.
+PIN_REDIS=() PIN_PROXY=() PIN_CLIENT=() GO_ENV=()
+[[ -n ${BENCH_CPUS_REDIS:-} ]] && PIN_REDIS=(taskset -c "$BENCH_CPUS_REDIS")
+[[ -n ${BENCH_CPUS_PROXY:-} ]] && PIN_PROXY=(taskset -c "$BENCH_CPUS_PROXY")
+[[ -n ${BENCH_CPUS_CLIENT:-} ]] && PIN_CLIENT=(taskset -c "$BENCH_CPUS_CLIENT")
+[[ -n ${BENCH_GOMAXPROCS:-} ]] && GO_ENV=(env "GOMAXPROCS=$BENCH_GOMAXPROCS")
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
@@ -68,6 +83,11 @@ trap 'exit 130' INT TERM
 start() {
 	local name=$1
 	shift
+	if [[ -n $DRY_RUN ]]; then
+		echo "+ $name: $(printf '%q ' "$@")"
+		LAST_PID=
+		return
+	fi
 	setsid "$@" >"$WORKDIR/$name.log" 2>&1 &
 	LAST_PID=$!
 	PIDS+=("$LAST_PID")
@@ -76,6 +96,7 @@ start() {
 # wait_ready NAME PORT PID: poll PING until PONG (10 s), or fail with the process's log.
 wait_ready() {
 	local name=$1 port=$2 pid=$3 i
+	[[ -z $DRY_RUN ]] || return 0
 	for ((i = 0; i < 100; i++)); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			die "$name exited during startup; its log:"$'\n'"$(tail -n 20 "$WORKDIR/$name.log")"
@@ -130,7 +151,7 @@ start_twemproxy() {
 	# -s: the stats port defaults to 22222 for every instance; give each its own.
 	local stats_port
 	free_port stats_port
-	start "$name" nutcracker -c "$WORKDIR/$name.yml" -s "$stats_port" -a 127.0.0.1
+	start "$name" ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} nutcracker -c "$WORKDIR/$name.yml" -s "$stats_port" -a 127.0.0.1
 	wait_ready "$name" "$port" "$LAST_PID"
 }
 
@@ -144,19 +165,19 @@ start_proxy() {
 	if [[ -n ${PROXY_CMD:-} ]]; then
 		PROXY_DESC="stand-in: PROXY_CMD=$PROXY_CMD"
 		export PROXY_PORT REDIS_PORT WORKDIR
-		start proxy bash -c "$PROXY_CMD"
+		start proxy ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} bash -c "$PROXY_CMD"
 	else
 		local bin=${PROXY_BIN:-}
 		if [[ -z $bin ]]; then
 			command -v go >/dev/null || die "go not found on PATH (needed to build ./cmd/sessproxy)"
 			bin=$WORKDIR/sessproxy
 			log "building ./cmd/sessproxy"
-			go build -o "$bin" ./cmd/sessproxy || die "go build ./cmd/sessproxy failed"
+			[[ -n $DRY_RUN ]] || go build -o "$bin" ./cmd/sessproxy || die "go build ./cmd/sessproxy failed"
 		fi
 		PROXY_DESC="sessproxy ($bin)"
 		# Metrics on, as shipped, on a port of their own: another sessproxy
 		# (a developer's, a test's) may hold the default 127.0.0.1:9380.
-		start proxy "$bin" -listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
+		start proxy ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} ${GO_ENV[@]+"${GO_ENV[@]}"} "$bin" -listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
 			-mode standalone -log-level error -metrics-addr 127.0.0.1:0
 	fi
 	wait_ready proxy "$PROXY_PORT" "$LAST_PID"
@@ -168,8 +189,8 @@ start_proxy() {
 start_floor() {
 	local name=$1 port=$2 bin=$WORKDIR/$1
 	command -v go >/dev/null || die "go not found on PATH (needed to build ./bench/$name)"
-	go build -o "$bin" "./bench/$name" || die "go build ./bench/$name failed"
-	start "$name" "$bin" "127.0.0.1:$port" "127.0.0.1:$REDIS_PORT"
+	[[ -n $DRY_RUN ]] || go build -o "$bin" "./bench/$name" || die "go build ./bench/$name failed"
+	start "$name" ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} ${GO_ENV[@]+"${GO_ENV[@]}"} "$bin" "127.0.0.1:$port" "127.0.0.1:$REDIS_PORT"
 	wait_ready "$name" "$port" "$LAST_PID"
 }
 
@@ -292,7 +313,7 @@ bench() {
 	pid=$(pid_for "$target")
 	redis0=$(cpu_ticks "$REDIS_PID") && mid0=$(cpu_ticks "$pid") || return 1
 	# timeout: redis-benchmark spins forever at 100% CPU when it cannot connect.
-	out=$(timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
+	out=$(timeout "$BENCH_TIMEOUT" ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} redis-benchmark -h 127.0.0.1 -p "$port" \
 		-c "$BENCH_CLIENTS" -n "$BENCH_N" -r "$BENCH_KEYS" -P "$pipeline" --csv -q "$@" \
 		2>"$WORKDIR/bench.err") || return 1
 	# The CSV's first column is the command line, unescaped: the JSON's quotes and commas
@@ -339,11 +360,13 @@ check_written() {
 
 # --- main ------------------------------------------------------------------------------
 
-command -v redis-server >/dev/null || apt_install redis-server
-if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
-	apt_install redis-tools
+if [[ -z $DRY_RUN ]]; then
+	command -v redis-server >/dev/null || apt_install redis-server
+	if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null; then
+		apt_install redis-tools
+	fi
+	command -v nutcracker >/dev/null || apt_install nutcracker
 fi
-command -v nutcracker >/dev/null || apt_install nutcracker
 
 free_port REDIS_PORT
 free_port PROXY_PORT
@@ -351,7 +374,7 @@ free_port TWEM_PORT
 free_port REDCON_PORT
 free_port GOFLOOR_PORT
 
-start redis redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
+start redis ${PIN_REDIS[@]+"${PIN_REDIS[@]}"} redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
 	--port "$REDIS_PORT" --daemonize no
 wait_ready redis "$REDIS_PORT" "$LAST_PID"
 REDIS_PID=$LAST_PID
@@ -363,7 +386,30 @@ REDCON_PID=$LAST_PID
 start_floor gofloor "$GOFLOOR_PORT"
 GOFLOOR_PID=$LAST_PID
 
-echo "machine:    $(nproc) CPUs, Linux $(uname -r)"
+if [[ -n $DRY_RUN ]]; then
+	# Round 1's runs, each target's, in order: the rounds after it repeat them.
+	for step in "${STEPS[@]}"; do
+		read -r workload pipeline <<<"$step"
+		if [[ $workload == populate ]]; then
+			echo "+ populate $pipeline: redis-cli -p $REDIS_PORT --pipe (SET sess:<n> for $BENCH_KEYS keys)"
+			continue
+		fi
+		for target in "${TARGETS[@]}"; do
+			command_for "$workload" "$target"
+			for i in "${!CMD[@]}"; do # payloads shortened to 40 bytes
+				((${#CMD[i]} <= 40)) || CMD[i]="${CMD[i]:0:40}…"
+			done
+			echo "+ $target: timeout $BENCH_TIMEOUT ${PIN_CLIENT[*]+${PIN_CLIENT[*]} }redis-benchmark -h 127.0.0.1 -p $(port_for "$target") -c $BENCH_CLIENTS -n $BENCH_N -r $BENCH_KEYS -P $pipeline --csv -q ${CMD[*]}"
+		done
+	done
+	exit 0
+fi
+
+pins=
+[[ -n ${BENCH_CPUS_REDIS:-}${BENCH_CPUS_PROXY:-}${BENCH_CPUS_CLIENT:-} ]] &&
+	pins=", CPUs: redis ${BENCH_CPUS_REDIS:-any}, proxies ${BENCH_CPUS_PROXY:-any}, redis-benchmark ${BENCH_CPUS_CLIENT:-any}"
+echo "machine:    $(nproc) CPUs, Linux $(uname -r)$pins"
+[[ -z ${BENCH_GOMAXPROCS:-} ]] || echo "go:         GOMAXPROCS=$BENCH_GOMAXPROCS for sessproxy and the Go floors"
 echo "redis:      $(redis-server --version)"
 echo "twemproxy:  $(nutcracker --version 2>&1 | head -n 1)"
 echo "proxy:      $PROXY_DESC"

@@ -17,9 +17,6 @@ import (
 
 // SESS.IDS
 func (e *Engine) sessIDs(c *Call) {
-	if !e.flushBefore(c) {
-		return
-	}
 	sp := c.space(e)
 	keys, err := e.liveKeysIn(c.Ctx, sp, "")
 	if err != nil {
@@ -37,9 +34,6 @@ func (e *Engine) sessIDs(c *Call) {
 // keys outside it excluded), and DBSIZE: of every namespace, counted by
 // scanning every master.
 func (e *Engine) sessLength(c *Call) {
-	if !e.flushBefore(c) {
-		return
-	}
 	spaces := []*space{c.space(e)}
 	if c.cmd != nil && c.cmd.Name == "dbsize" {
 		spaces = e.spaces
@@ -58,9 +52,6 @@ func (e *Engine) sessLength(c *Call) {
 
 // SESS.ALL: id payload id payload … (a map in RESP3).
 func (e *Engine) sessAll(c *Call) {
-	if !e.flushBefore(c) {
-		return
-	}
 	type entry struct {
 		sid     string
 		payload []byte
@@ -136,9 +127,6 @@ func (e *Engine) sessAll(c *Call) {
 // deleted too (they belong to the namespace, and their sessions are gone)
 // but, not being sessions, not counted.
 func (e *Engine) sessClear(c *Call) {
-	if !e.flushBefore(c) {
-		return
-	}
 	var mu sync.Mutex
 	var n int64
 	sp := c.space(e)
@@ -237,9 +225,6 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 		c.Out.Error(msg)
 		return
 	}
-	if !e.flushBefore(c) {
-		return
-	}
 	sp := c.space(e)
 	if keys {
 		sp = e.scanSpace(args.match)
@@ -274,9 +259,6 @@ func (e *Engine) scanPage(c *Call, keys bool) {
 
 // KEYS pattern: served by SCAN inside the prefix, never by KEYS upstream.
 func (e *Engine) keys(c *Call) {
-	if !e.flushBefore(c) {
-		return
-	}
 	all, err := e.liveKeysIn(c.Ctx, e.scanSpace(string(c.Args[1])), string(c.Args[1]))
 	if err != nil {
 		e.fail(c, keyRef{}, err)
@@ -360,8 +342,9 @@ func (e *Engine) liveKeysIn(ctx context.Context, sp *space, match string) ([]str
 }
 
 // flushBefore executes the commands queued ahead of a command that reads
-// the store directly, so it sees their writes. It answers the client and
-// returns false when that fails.
+// the store directly, so it sees their writes: Dispatch calls it for the
+// commands flagged flagFlush, handlers for what they queue mid-way. It
+// answers the client and returns false when that fails.
 func (e *Engine) flushBefore(c *Call) bool {
 	if err := c.exec(); err != nil {
 		e.fail(c, keyRef{}, err)

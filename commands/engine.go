@@ -406,6 +406,10 @@ func (e *Engine) Dispatch(c *Call) {
 		return
 	}
 	e.stats.commands.Add(1)
+	if cmd.Flags&flagFlush != 0 && !e.flushBefore(c) {
+		e.execNotRun(c)
+		return
+	}
 	cmd.Handler(c)
 }
 

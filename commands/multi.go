@@ -217,10 +217,7 @@ func (e *Engine) exec(c *Call) {
 		return
 	}
 	defer e.endTx(c.Client)
-	// What the client pipelined before MULTI runs first.
-	if !e.flushBefore(c) {
-		return
-	}
+	// What the client pipelined before MULTI has run: flagFlush.
 	if !e.pin(c, t) {
 		return
 	}
@@ -251,6 +248,15 @@ func (e *Engine) exec(c *Call) {
 	c.Out.Array(len(calls))
 	for i := range outs {
 		c.Out.Buf = append(c.Out.Buf, outs[i].Buf...)
+	}
+}
+
+// execNotRun ends the transaction of an EXEC that never ran because the
+// commands pipelined before it failed (flagFlush): EXEC ends the
+// transaction whatever its outcome.
+func (e *Engine) execNotRun(c *Call) {
+	if t := c.Client.tx; t != nil && t.multi && c.cmd.Name == "exec" {
+		e.endTx(c.Client)
 	}
 }
 
@@ -291,10 +297,8 @@ func (e *Engine) watch(c *Call) {
 		return
 	}
 	c.Client.tx = t
-	// A write the client pipelined before WATCH is not a change after it.
-	if !e.flushBefore(c) {
-		return
-	}
+	// A write the client pipelined before WATCH has run (flagFlush), so
+	// it is not a change after it.
 	if !e.pin(c, t) {
 		return
 	}

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -247,5 +248,56 @@ func TestTransactionOwnerIndexAndRESP3(t *testing.T) {
 	got = f.do("MULTI", "EXEC")
 	if fmt.Sprint(got) != fmt.Sprint([]string{"+OK", "null"}) {
 		t.Fatalf("RESP3 aborted EXEC: %q, want a null", got)
+	}
+}
+
+// Commands flagged flagFlush run what was pipelined before them first, so
+// they see its writes; inside MULTI they are queued or refused with
+// nothing run.
+func TestFlushFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		cmds []string
+		want []string
+	}{
+		{
+			name: "a listing sees the writes pipelined before it",
+			cmds: []string{`SESS.SET a {"v":1}`, `SESS.SET b {"v":2}`, "SESS.LENGTH", "DBSIZE", "KEYS sess:a"},
+			want: []string{"+OK", "+OK", ":2", ":2", "[$sess:a]"},
+		},
+		{
+			name: "inside MULTI a listing is refused and nothing is written",
+			cmds: []string{"MULTI", `SESS.SET a {"v":1}`, "SESS.LENGTH", "DISCARD", "SESS.LENGTH"},
+			want: []string{"+OK", "+QUEUED", "-" + errNotInTransaction("sess.length"), "+OK", ":0"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if got := f.do(tt.cmds...); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// An EXEC whose flush of the commands pipelined before MULTI fails answers
+// the failure and still ends the transaction, as it did when it flushed in
+// its own body. The batch fails here on a context already cancelled.
+func TestExecFlushFailureEndsTransaction(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var replies []string
+	args := [][][]byte{{[]byte("SESS.SET"), []byte("a"), []byte(`{"v":1}`)}, {[]byte("MULTI")}, {[]byte("PING")}, {[]byte("EXEC")}}
+	f.p.Run(ctx, args, func(b []byte) { replies = append(replies, string(b)) })
+	if len(replies) != 4 || !strings.HasPrefix(replies[3], "-ERR upstream error: context canceled") {
+		t.Fatalf("replies = %q", replies)
+	}
+	if f.client.tx != nil {
+		t.Fatal("the transaction outlived its EXEC")
+	}
+	if got := f.one("EXEC"); got != "-"+msgExecNoMulti {
+		t.Fatalf("second EXEC = %q", got)
 	}
 }

@@ -18,7 +18,7 @@ type Command struct {
 	metrics CommandMetrics // resolved when the engine is built
 }
 
-type flag uint8
+type flag uint16
 
 const (
 	flagRead      flag = 1 << iota // reads session data
@@ -29,6 +29,7 @@ const (
 	flagTxControl                  // runs at once between MULTI and EXEC, never queued (multi.go)
 	flagNS                         // takes a trailing NS <name> (every SESS.*, set in New)
 	flagNoTx                       // refused inside MULTI: it must run the batch mid-way, reads the store directly, or changes the connection (multi.go)
+	flagFlush                      // runs the commands queued before it first, so it sees their writes: it reads the store directly or pins a connection (Dispatch)
 )
 
 // table is every command sessproxy answers. A name that is not here gets
@@ -51,14 +52,14 @@ func (e *Engine) table() []*Command {
 		{Name: "info", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.info},
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
-		{Name: "memory", Arity: -2, Flags: flagRead, Keys: memoryKeys, Handler: e.memory}, // keys.go
-		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength},     // bulk.go
+		{Name: "memory", Arity: -2, Flags: flagRead, Keys: memoryKeys, Handler: e.memory},         // keys.go
+		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessLength}, // bulk.go
 
 		// Transactions (multi.go).
 		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.multi},
-		{Name: "exec", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.exec},
+		{Name: "exec", Arity: 1, Flags: flagConn | flagTxControl | flagFlush, Handler: e.exec},
 		{Name: "discard", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.discard},
-		{Name: "watch", Arity: -2, Flags: flagTxControl, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
+		{Name: "watch", Arity: -2, Flags: flagTxControl | flagFlush, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
 		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
 		// Scripts, run wrapped in the policy (scripts.go, scriptwrap.go).
@@ -90,14 +91,14 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.destroyowner", Arity: 2, Flags: flagWrite | flagNoTx, Handler: e.sessDestroyOwner},
 
 		// Bulk (bulk.go).
-		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessIDs},
-		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessAll},
-		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx, Handler: e.sessLength},
-		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.sessScan},
-		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx, Handler: e.sessClear},
-		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx, Handler: e.sessSweep},
-		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx, Handler: e.scan},
-		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx, Handler: e.keys},
+		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessIDs},
+		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessAll},
+		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessLength},
+		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessScan},
+		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush, Handler: e.sessClear},
+		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush, Handler: e.sessSweep},
+		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.scan},
+		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.keys},
 
 		// Strings on session keys (strings.go).
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},

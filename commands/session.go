@@ -53,9 +53,9 @@ func (e *Engine) sessGet(c *Call) {
 	c.Then(func() {
 		// A hash session reads as missing in a shared MGET, or as
 		// WRONGTYPE: its fields are answered as a JSON object.
-		_, err := res.Result()
+		v, err := res.Result()
 		if !errors.Is(err, store.ErrNotFound) && !store.IsWrongType(err) {
-			e.replySession(c, ref, res)
+			e.replySession(c, ref, v, err)
 			return
 		}
 		payload, found, herr := e.hashSession(c, ref, true)
@@ -360,9 +360,10 @@ func (e *Engine) queueCountExisting(c *Call, refs []keyRef) func() (int64, bool)
 	}
 }
 
-// replySession answers a session read: the payload, or null.
-func (e *Engine) replySession(c *Call, ref keyRef, res store.GetResult) {
-	v, err := res.Result()
+// replySession answers a session read from what its GetResult.Result
+// returned: the payload, or null. The caller reads the result once: each
+// Result of a read that shared an MGET copies the value.
+func (e *Engine) replySession(c *Call, ref keyRef, v []byte, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.Out.Null()

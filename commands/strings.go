@@ -27,10 +27,11 @@ func (e *Engine) get(c *Call) {
 // WRONGTYPE for a hash session, which a read sharing an MGET sees as
 // missing.
 func (e *Engine) replyStringRead(c *Call, ref keyRef, res store.GetResult) {
-	if _, err := res.Result(); errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
+	v, err := res.Result()
+	if errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
 		return
 	}
-	e.replySession(c, ref, res)
+	e.replySession(c, ref, v, err)
 }
 
 // MGET key [key …]
@@ -173,12 +174,32 @@ type setArgs struct {
 	expiry  expiry
 }
 
+// optionLen is the longest option word upperOption upper-cases (KEEPTTL).
+const optionLen = 8
+
+// upperOption is an option word upper-cased in buf, without allocating
+// (bytes.ToUpper would, on every SET … EX). A word longer than any option
+// comes back as it is: it matches none either way.
+func upperOption(buf *[optionLen]byte, a []byte) []byte {
+	if len(a) > len(buf) {
+		return a
+	}
+	for i, ch := range a {
+		if 'a' <= ch && ch <= 'z' {
+			ch -= 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return buf[:len(a)]
+}
+
 // parseSetArgs parses SET's options (after key and value) as Redis 7 does.
 // It returns the error message for the client, or "".
 func parseSetArgs(args [][]byte) (setArgs, string) {
 	var s setArgs
+	var buf [optionLen]byte
 	for i := 0; i < len(args); i++ {
-		opt := bytes.ToUpper(args[i])
+		opt := upperOption(&buf, args[i])
 		hasNext := i+1 < len(args)
 		switch {
 		case string(opt) == "NX" && s.cond == store.Always:
@@ -396,7 +417,8 @@ func (e *Engine) getex(c *Call) {
 		}
 		persist = true
 	case 4:
-		opt := string(bytes.ToUpper(c.Args[2]))
+		var buf [optionLen]byte
+		opt := string(upperOption(&buf, c.Args[2]))
 		if opt != "EX" && opt != "PX" && opt != "EXAT" && opt != "PXAT" {
 			c.Out.Error(msgSyntax)
 			return

@@ -180,9 +180,6 @@ func (e *Engine) sessSweep(c *Call) {
 			return
 		}
 	}
-	if !e.flushBefore(c) {
-		return
-	}
 	opts.Namespace = c.space(e).name
 	stats, err := e.Sweep(c.Ctx, opts)
 	if err != nil {

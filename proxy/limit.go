@@ -289,11 +289,18 @@ func (c *guardedConn) Write(b []byte) (int, error) {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
 	n, err := c.Conn.Write(b)
-	var timeout net.Error
-	if errors.As(err, &timeout) && timeout.Timeout() {
+	if err != nil && isTimeout(err) {
 		err = errWriteTimeout
 	}
 	return n, err
+}
+
+// isTimeout reports whether err is a deadline's. Called only for an
+// error: its errors.As target escapes, an allocation per call, and Read
+// and Write run for every batch.
+func isTimeout(err error) bool {
+	var timeout net.Error
+	return errors.As(err, &timeout) && timeout.Timeout()
 }
 
 // Read reads from the client. On a limit violation it answers the client
@@ -328,8 +335,7 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(drainFinishRequest))
 	}
 	n, err := c.Conn.Read(b)
-	var timeout net.Error
-	if n == 0 && errors.As(err, &timeout) && timeout.Timeout() {
+	if n == 0 && err != nil && isTimeout(err) {
 		if mid && c.requestTimeout > 0 && time.Since(c.requestStart) >= c.requestTimeout {
 			return 0, errRequestTimeout
 		}

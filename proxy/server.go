@@ -106,8 +106,8 @@ type connState struct {
 	conn     *guardedConn
 	args     [][][]byte
 	// held are the commands of a pipeline read so far while the client was
-	// still sending its next command (see handle), copied out of redcon's
-	// read buffer; heldBytes is their size.
+	// still sending its next command (see handle), each in redcon's copy
+	// of its own; heldBytes is their size.
 	held      [][][]byte
 	heldBytes int
 	// The replies of the batch being run (see reply.go).
@@ -396,25 +396,16 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	}
 }
 
-// hold keeps a copy of args: they point into redcon's read buffer, which
-// its next read reuses.
+// hold keeps args until the rest of the pipeline arrives. No copy: redcon's
+// reader gives every command a copy of its own (Command.Raw, which Args
+// slice), never its read buffer (TestRedconArgsOutliveTheNextRead).
 func (st *connState) hold(args [][][]byte) {
-	n := 0
 	for _, cmd := range args {
 		for _, a := range cmd {
-			n += len(a)
+			st.heldBytes += len(a)
 		}
 	}
-	arena := make([]byte, 0, n)
-	for _, cmd := range args {
-		held := make([][]byte, len(cmd))
-		for i, a := range cmd {
-			arena = append(arena, a...)
-			held[i] = arena[len(arena)-len(a) : len(arena) : len(arena)]
-		}
-		st.held = append(st.held, held)
-	}
-	st.heldBytes += n
+	st.held = append(st.held, args...)
 }
 
 // drainListener wraps each accepted connection in a guardedConn and, once

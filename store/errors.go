@@ -21,6 +21,11 @@ var (
 // Redis error replies go back to the client verbatim; other failures are the
 // proxy's problem.
 func UpstreamReply(err error) bool {
+	// Checked first: errors.As allocates its target on every call, and
+	// this runs on every read's success path (IsWrongType).
+	if err == nil || err == redis.Nil {
+		return false
+	}
 	var re redis.Error
 	return errors.As(err, &re) && err != redis.Nil
 }
