@@ -203,7 +203,7 @@ func New(st *store.Store, opts Options) *Engine {
 	e.refusals.now = time.Now
 	e.conf.Store(newReloadable(opts))
 	for i, ns := range opts.namespaces() {
-		e.spaces = append(e.spaces, newSpace(i, ns, e.started, opts.TombstoneTransition))
+		e.spaces = append(e.spaces, newSpace(i, ns, e.started))
 	}
 	e.spaces[0].alias = opts.DefaultAlias
 	e.byLength = slices.Clone(e.spaces)
@@ -213,7 +213,7 @@ func New(st *store.Store, opts Options) *Engine {
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	opts.Prefix, opts.OwnerField, opts.LockSuffixes, opts.Codec = "", "", nil, nil
 	opts.Tombstones, opts.Grace, opts.OnWrite, opts.MaxHashBytes, opts.HashIDs = false, 0, "", 0, false
-	opts.TombstoneFormat = ""
+	opts.TombstoneFormat, opts.TombstoneTransition = "", 0
 	opts.Namespaces = nil
 	e.opts = opts
 	e.clients.byID = make(map[int64]*Client)

@@ -23,7 +23,6 @@ type Namespace struct {
 	// Name is what SESS.* … NS <name> calls it. Required, unique.
 	Name string
 	// Prefix, OwnerField, LockSuffixes, Policy, Tombstones, Grace, OnWrite,
-	// TombstoneFormat,
 	// Codec, MaxHashBytes and HashIDs are as in Options, for this
 	// namespace's keys.
 	Prefix       string
@@ -36,8 +35,9 @@ type Namespace struct {
 	Codec        codec.Codec
 	MaxHashBytes int
 	HashIDs      bool
-	// TombstoneFormat is as in Options; empty: Options'.
-	TombstoneFormat store.TombstoneFormat
+	// TombstoneFormat and TombstoneTransition are as in Options.
+	TombstoneFormat     store.TombstoneFormat
+	TombstoneTransition time.Duration
 }
 
 // DefaultNamespace is the name of the namespace Options' own settings
@@ -67,7 +67,7 @@ type space struct {
 	native   atomic.Bool // nativeAt has passed
 }
 
-func newSpace(index int, ns Namespace, started time.Time, transition time.Duration) *space {
+func newSpace(index int, ns Namespace, started time.Time) *space {
 	if ns.OnWrite == "" {
 		ns.OnWrite = OnWriteError
 	}
@@ -88,6 +88,7 @@ func newSpace(index int, ns Namespace, started time.Time, transition time.Durati
 		// A string tombstone another proxy wrote just before this one
 		// started lives for at most its grace; until then a write must
 		// check both formats, which only a script can.
+		transition := ns.TombstoneTransition
 		if transition == 0 {
 			transition = sp.grace
 		}
@@ -113,7 +114,8 @@ func (sp *space) nativeWrites() bool {
 func (o *Options) defaultNamespace() Namespace {
 	return Namespace{Name: DefaultNamespace, Prefix: o.Prefix, OwnerField: o.OwnerField, LockSuffixes: o.LockSuffixes,
 		Policy: o.Policy, Tombstones: o.Tombstones, Grace: o.Grace, OnWrite: o.OnWrite, Codec: o.Codec,
-		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs, TombstoneFormat: o.TombstoneFormat}
+		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs,
+		TombstoneFormat: o.TombstoneFormat, TombstoneTransition: o.TombstoneTransition}
 }
 
 // namespaces is every namespace of opts, the default first.
