@@ -48,6 +48,7 @@ func runSuite(t *testing.T, up *upstream) {
 		{"TombstoneSwitchStringToTyped", testTombstoneSwitchStringToTyped},
 		{"TombstoneSwitchTypedToString", testTombstoneSwitchTypedToString},
 		{"TypedTombstoneRace", testTypedTombstoneRace},
+		{"TypedTombstoneNativeWrites", testTypedTombstoneNativeWrites},
 
 		// Plain commands on session keys (plain_test.go).
 		{"GetMGet", testGetMGet},

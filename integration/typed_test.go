@@ -1,9 +1,16 @@
 package integration
 
 import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/proxy"
 	"github.com/sessproxy/sessproxy/store"
 )
 
@@ -133,4 +140,69 @@ func testTypedTombstoneRace(t *testing.T, up *upstream) {
 	shape := raceShape{rounds: 1, workers: 20, iters: 50, waitAt: 40, destroyAt: 300}
 	t.Run("SESS", func(t *testing.T) { raceRounds(t, up, typedTombstones, shape, raceSessSet, raceSessDestroy) })
 	t.Run("plain", func(t *testing.T) { raceRounds(t, up, typedTombstones, shape, racePlainSet, racePlainDel) })
+}
+
+// commandCalls sums INFO commandstats' calls of each command over the
+// upstream's masters.
+func commandCalls(t *testing.T, up *upstream) map[string]int64 {
+	t.Helper()
+	var mu sync.Mutex
+	calls := map[string]int64{}
+	err := up.forEachMaster(bg, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest+",", ',')], 10, 64)
+			mu.Lock()
+			calls[name] += n
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	return calls
+}
+
+// testTypedTombstoneNativeWrites: once its transition is over, a typed
+// proxy's common writes are Redis's own SET, not scripts; within it, and
+// under the string format, they are script calls.
+func testTypedTombstoneNativeWrites(t *testing.T, up *upstream) {
+	const n = 200
+	modes := []struct {
+		name   string
+		tweak  func(*commands.Options, *proxy.Options)
+		native bool
+	}{
+		{"typed", typedTombstones, true},
+		{"typed in transition", typedInTransition, false},
+		{"string", nil, false},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			p := startProxy(t, up, m.tweak)
+			c := p.client(t)
+			before := commandCalls(t, up)
+			for i := range n {
+				wantReply(t, c, "OK", "SESS.SET", fmt.Sprintf("native-%d", i), `{"n":1}`)
+			}
+			after := commandCalls(t, up)
+			set, scripts := after["set"]-before["set"], after["evalsha"]-before["evalsha"]
+			t.Logf("%s, %d SESS.SET: upstream SET %d, EVALSHA %d", m.name, n, set, scripts)
+			if m.native && (set < n || scripts != 0) {
+				t.Errorf("native writes: SET %d, EVALSHA %d, want %d and 0", set, scripts, n)
+			}
+			// Redis counts a script's own redis.call('SET') as a SET too.
+			if !m.native && scripts == 0 {
+				t.Errorf("scripted writes: SET %d, EVALSHA %d, want script calls", set, scripts)
+			}
+		})
+	}
 }
