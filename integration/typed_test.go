@@ -189,6 +189,10 @@ func testTypedTombstoneNativeWrites(t *testing.T, up *upstream) {
 		t.Run(m.name, func(t *testing.T) {
 			p := startProxy(t, up, m.tweak)
 			c := p.client(t)
+			info, err := c.Info(bg, "sessions").Result()
+			if want := map[bool]string{true: "native", false: "scripted"}[m.native]; err != nil || !strings.Contains(info, "tombstone_writes:"+want+"\r\n") {
+				t.Errorf("INFO sessions (%v) lacks tombstone_writes:%s:\n%s", err, want, info)
+			}
 			before := commandCalls(t, up)
 			for i := range n {
 				wantReply(t, c, "OK", "SESS.SET", fmt.Sprintf("native-%d", i), `{"n":1}`)
