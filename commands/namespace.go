@@ -118,6 +118,17 @@ func (o *Options) defaultNamespace() Namespace {
 		TombstoneFormat: o.TombstoneFormat, TombstoneTransition: o.TombstoneTransition}
 }
 
+// TypedTombstones reports whether a namespace of o writes typed
+// tombstones, and so needs Redis's SET … GET (Redis >= 6.2).
+func (o *Options) TypedTombstones() bool {
+	for _, ns := range o.namespaces() {
+		if ns.Tombstones && ns.TombstoneFormat == store.TombstoneTyped {
+			return true
+		}
+	}
+	return false
+}
+
 // namespaces is every namespace of opts, the default first.
 func (o *Options) namespaces() []Namespace {
 	return append([]Namespace{o.defaultNamespace()}, o.Namespaces...)

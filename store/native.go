@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,4 +84,49 @@ func (s *Store) retomb(key string, grace time.Duration) error {
 		return err
 	}
 	return ErrTombstoned
+}
+
+// CheckNativeWrites fails when a master runs a Redis older than 6.2, whose
+// SET has no GET option: tombstone.format = "typed" needs it once its
+// transition is over. The embedded upstream has it.
+func (s *Store) CheckNativeWrites(ctx context.Context) error {
+	if s.embedded != nil {
+		return nil
+	}
+	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return fmt.Errorf("INFO server on %s: %w", s.nodeName(c), err)
+		}
+		version := infoField(info, "redis_version")
+		if !atLeast(version, 6, 2) {
+			return fmt.Errorf("%s runs Redis %q: tombstone.format = \"typed\" needs Redis >= 6.2 (SET … GET)", s.nodeName(c), version)
+		}
+		return nil
+	})
+}
+
+// infoField is the value of field in an INFO reply ("" when absent).
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// atLeast reports whether version (major.minor.patch) is major.minor or
+// later.
+func atLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }

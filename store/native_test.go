@@ -190,3 +190,20 @@ func TestNativeWrites(t *testing.T) {
 	}
 	wantTombstone(t, m, "sess:late", TombstoneTyped)
 }
+
+func TestAtLeast(t *testing.T) {
+	tests := []struct {
+		version string
+		want    bool
+	}{
+		{"7.0.15", true}, {"6.2.0", true}, {"6.0.16", false}, {"5.0.7", false}, {"10.0.0", true}, {"", false}, {"7", false},
+	}
+	for _, tt := range tests {
+		if got := atLeast(tt.version, 6, 2); got != tt.want {
+			t.Errorf("atLeast(%q, 6, 2) = %v, want %v", tt.version, got, tt.want)
+		}
+	}
+	if v := infoField("# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n", "redis_version"); v != "7.0.15" {
+		t.Errorf("infoField = %q", v)
+	}
+}
