@@ -23,18 +23,19 @@ const nativeTimeout = 5 * time.Second
 func (b *Batch) addNative(key string, value []byte, px string, grace time.Duration) WriteResult {
 	cmd := redis.NewCmd(context.Background(), "set", key, value, "px", px, "get")
 	b.add(cmd, false)
-	return WriteResult{native: &nativeWrite{s: b.s, cmd: cmd, key: key, grace: grace}}
+	return WriteResult{cmd: cmd, native: true, s: b.s, grace: grace}
 }
 
-// result maps SET … GET's reply: the previous value or nil, written; or
-// WRONGTYPE, not written.
-func (w *nativeWrite) result() (Outcome, []byte, error) {
+// nativeResult maps SET … GET's reply: the previous value or nil,
+// written; or WRONGTYPE, not written.
+func (w WriteResult) nativeResult() (Outcome, []byte, error) {
+	key := argString(w.cmd.Args()[1])
 	old, err := w.cmd.Text()
 	switch {
 	case err == redis.Nil:
 		return Applied, nil, nil
 	case IsWrongType(err):
-		tomb, terr := w.s.isTypedTombstone(w.key)
+		tomb, terr := w.s.isTypedTombstone(key)
 		switch {
 		case terr != nil:
 			return NotApplied, nil, terr
@@ -48,7 +49,7 @@ func (w *nativeWrite) result() (Outcome, []byte, error) {
 		// A string tombstone, which only a proxy still on the string
 		// format past the transition can have written: the write went
 		// through. Put the tombstone back, typed, and refuse the write.
-		return NotApplied, nil, w.s.retomb(w.key, w.grace)
+		return NotApplied, nil, w.s.retomb(key, w.grace)
 	}
 	return Applied, nil, nil
 }

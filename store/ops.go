@@ -71,25 +71,20 @@ type WriteResult struct {
 	cmd *redis.Cmd
 	run *writeRun // set instead of cmd for a write merged into a run
 	idx int       // its position in the run
-	// native: set instead of cmd for a Native write, whose key and
-	// grace the rare WRONGTYPE or string-tombstone path needs.
-	native *nativeWrite
-}
-
-// nativeWrite is a queued Native write: SET key value PX ttl GET.
-type nativeWrite struct {
-	s     *Store
-	cmd   *redis.Cmd
-	key   string
-	grace time.Duration
+	// native marks cmd as a Native write's SET … GET; its rare WRONGTYPE
+	// or string-tombstone path asks s again, and may need grace. Held by
+	// value: the hot path allocates no handle.
+	native bool
+	s      *Store
+	grace  time.Duration
 }
 
 // Result is what the write did and, when asked for, the previous value (nil
 // when there was none). A tombstoned key gives ErrTombstoned; a write its
 // Guard stopped, ErrCheckPrevious with the previous value.
 func (r WriteResult) Result() (Outcome, []byte, error) {
-	if r.native != nil {
-		return r.native.result()
+	if r.native {
+		return r.nativeResult()
 	}
 	if r.run == nil {
 		return scriptOutcome(r.cmd)
