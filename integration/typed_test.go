@@ -84,6 +84,7 @@ func lateWrites(sid string) [][]interface{} {
 		{"MSET", key, `{"late":1}`},
 		{"HSET", key, "f", "v"},
 		{"EXPIRE", key, "60"},
+		{"EVAL", "return redis.pcall('set', KEYS[1], '{}')", 1, key},
 	}
 }
 
