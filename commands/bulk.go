@@ -139,7 +139,7 @@ func (e *Engine) sessClear(c *Call) {
 			case sp.isLockKey(k):
 				locks = append(locks, b.Forward(false, "del", k))
 			default:
-				results = append(results, b.Destroy(k, sp.grace))
+				results = append(results, b.Destroy(k, sp.grace, sp.format))
 			}
 		}
 		if err := b.Exec(ctx); err != nil {

@@ -363,12 +363,19 @@ func (e *Engine) info(c *Call) {
 	if sp.tombstones {
 		tombstones = sp.grace.String()
 	}
+	// Whether the typed format's transition is over: writes are SET … GET.
+	writes := "scripted"
+	if sp.nativeWrites() {
+		writes = "native"
+	}
 	sessions := []string{
 		"session_prefix:" + sp.prefix,
 		"ttl_default_seconds:" + strconv.Itoa(int(c.policy(sp).Default.Seconds())),
 		"ttl_min_seconds:" + strconv.Itoa(int(c.policy(sp).Min.Seconds())),
 		"ttl_max_seconds:" + strconv.Itoa(int(c.policy(sp).Max.Seconds())),
 		"tombstone_grace:" + tombstones,
+		"tombstone_format:" + string(sp.format),
+		"tombstone_writes:" + writes,
 		"namespaces:" + strconv.Itoa(len(e.spaces)),
 	}
 	for _, ns := range e.spaces {

@@ -75,6 +75,19 @@ type Options struct {
 	// Grace. default: true, 5m
 	Tombstones bool
 	Grace      time.Duration
+	// TombstoneFormat is store.TombstoneString (the string TOMBSTONE,
+	// connect-redis-session's) or store.TombstoneTyped (a set, which lets
+	// a write be Redis's own SET … GET rather than a script). Both are
+	// recognised whatever the setting. default: string (the config file's
+	// default is typed)
+	TombstoneFormat store.TombstoneFormat
+	// TombstoneTransition is how long after start a namespace of the typed
+	// format keeps writing through scripts that see both formats, before
+	// its common-case writes become SET … GET: every proxy of a fleet
+	// must be switched within it, or a string tombstone written after it
+	// could be overwritten. 0: the namespace's grace; negative: none.
+	// default: 0
+	TombstoneTransition time.Duration
 	// OnWrite is "error" (refuse writes to a tombstoned id) or "ignore"
 	// (reply success, write nothing). default: error
 	OnWrite string
@@ -190,7 +203,7 @@ func New(st *store.Store, opts Options) *Engine {
 	e.refusals.now = time.Now
 	e.conf.Store(newReloadable(opts))
 	for i, ns := range opts.namespaces() {
-		e.spaces = append(e.spaces, newSpace(i, ns))
+		e.spaces = append(e.spaces, newSpace(i, ns, e.started))
 	}
 	e.spaces[0].alias = opts.DefaultAlias
 	e.byLength = slices.Clone(e.spaces)
@@ -200,6 +213,7 @@ func New(st *store.Store, opts Options) *Engine {
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	opts.Prefix, opts.OwnerField, opts.LockSuffixes, opts.Codec = "", "", nil, nil
 	opts.Tombstones, opts.Grace, opts.OnWrite, opts.MaxHashBytes, opts.HashIDs = false, 0, "", 0, false
+	opts.TombstoneFormat, opts.TombstoneTransition = "", 0
 	opts.Namespaces = nil
 	e.opts = opts
 	e.clients.byID = make(map[int64]*Client)

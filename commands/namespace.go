@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
 )
 
@@ -33,6 +35,9 @@ type Namespace struct {
 	Codec        codec.Codec
 	MaxHashBytes int
 	HashIDs      bool
+	// TombstoneFormat and TombstoneTransition are as in Options.
+	TombstoneFormat     store.TombstoneFormat
+	TombstoneTransition time.Duration
 }
 
 // DefaultNamespace is the name of the namespace Options' own settings
@@ -54,9 +59,15 @@ type space struct {
 	codec        codec.Codec
 	maxHashBytes int
 	hashIDs      bool
+	format       store.TombstoneFormat // of the tombstones it writes
+	// nativeAt is when its common-case writes become Redis's own SET …
+	// GET (store.Write.Native): under the typed format, once the string
+	// tombstones of a proxy not yet switched have expired. Zero: never.
+	nativeAt time.Time
+	native   atomic.Bool // nativeAt has passed
 }
 
-func newSpace(index int, ns Namespace) *space {
+func newSpace(index int, ns Namespace, started time.Time) *space {
 	if ns.OnWrite == "" {
 		ns.OnWrite = OnWriteError
 	}
@@ -66,17 +77,56 @@ func newSpace(index int, ns Namespace) *space {
 	sp := &space{index: index, name: ns.Name, prefix: ns.Prefix, ownerField: ns.OwnerField,
 		lockSuffixes: slices.Clone(ns.LockSuffixes), tombstones: ns.Tombstones, onWrite: ns.OnWrite,
 		codec: ns.Codec, maxHashBytes: ns.MaxHashBytes, hashIDs: ns.HashIDs}
+	sp.format = ns.TombstoneFormat
+	if sp.format == "" {
+		sp.format = store.TombstoneString
+	}
 	if ns.Tombstones {
 		sp.grace = ns.Grace
 	}
+	if sp.format == store.TombstoneTyped && sp.grace > 0 {
+		// A string tombstone another proxy wrote just before this one
+		// started lives for at most its grace; until then a write must
+		// check both formats, which only a script can.
+		transition := ns.TombstoneTransition
+		if transition == 0 {
+			transition = sp.grace
+		}
+		sp.nativeAt = started.Add(max(transition, 0))
+	}
 	return sp
+}
+
+// nativeWrites reports whether sp's common-case writes go as SET … GET
+// (see nativeAt). The clock is read only until the transition is over.
+func (sp *space) nativeWrites() bool {
+	if sp.native.Load() {
+		return true
+	}
+	if sp.nativeAt.IsZero() || time.Now().Before(sp.nativeAt) {
+		return false
+	}
+	sp.native.Store(true)
+	return true
 }
 
 // defaultNamespace is the namespace of Options' own settings.
 func (o *Options) defaultNamespace() Namespace {
 	return Namespace{Name: DefaultNamespace, Prefix: o.Prefix, OwnerField: o.OwnerField, LockSuffixes: o.LockSuffixes,
 		Policy: o.Policy, Tombstones: o.Tombstones, Grace: o.Grace, OnWrite: o.OnWrite, Codec: o.Codec,
-		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs}
+		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs,
+		TombstoneFormat: o.TombstoneFormat, TombstoneTransition: o.TombstoneTransition}
+}
+
+// TypedTombstones reports whether a namespace of o writes typed
+// tombstones, and so needs Redis's SET … GET (Redis >= 6.2).
+func (o *Options) TypedTombstones() bool {
+	for _, ns := range o.namespaces() {
+		if ns.Tombstones && ns.TombstoneFormat == store.TombstoneTyped {
+			return true
+		}
+	}
+	return false
 }
 
 // namespaces is every namespace of opts, the default first.

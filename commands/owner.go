@@ -77,7 +77,7 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 		}
 		results := make([]store.DestroyResult, len(pending))
 		for i, s := range pending {
-			results[i] = c.Batch.GetDestroy(sp.prefix+s.sid, sp.grace, store.GuardUnchanged(s.stored))
+			results[i] = c.Batch.GetDestroy(sp.prefix+s.sid, sp.grace, sp.format, store.GuardUnchanged(s.stored))
 		}
 		if !e.flushBefore(c) {
 			return

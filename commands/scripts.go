@@ -29,7 +29,7 @@ const (
 // LOAD brings it back (clients fall back to EVAL on NOSCRIPT).
 const (
 	maxCachedScripts     = 1000
-	maxCachedScriptBytes = 16 << 20 // the client's text and the wrapped one
+	maxCachedScriptBytes = 20 << 20 // the client's text and the wrapped one
 )
 
 // cachedScript is a client's script as the proxy runs it.

@@ -46,9 +46,11 @@ local need_ttl = P[17] == '1'
 -- this one may not touch.
 local others = {}
 for s in string.gmatch(P[18], '[^\n]+') do others[#others + 1] = s end
-local NP = 19
+-- typed: tombstone.format = "typed", a destroy writes a set.
+local typed = P[19] == 'typed'
+local NP = 20
 local names, first = __sp_K, NP + 1
-if P[19] == '1' then
+if P[20] == '1' then
   names = {}
   for i = 1, #__sp_K do names[i] = P[NP + i] end
   first = NP + #__sp_K + 1
@@ -133,7 +135,13 @@ local function lock_ttl(ms)
   if ms > lock_ms then return lock_ms end
   return ms
 end
-local function tomb(k) return R.pcall('GETRANGE', k, '0', '9') == 'TOMBSTONE' end
+-- tomb sees both tombstone formats: the string TOMBSTONE, and a set
+-- holding it (typed), whatever this namespace writes.
+local function tomb(k)
+  local h = R.pcall('GETRANGE', k, '0', '9')
+  if h == 'TOMBSTONE' then return true end
+  return type(h) == 'table' and R.call('TYPE', k)['ok'] == 'set' and R.call('SISMEMBER', k, 'TOMBSTONE') == 1
+end
 local function integer(v)
   local n = tonumber(v)
   if n == nil or n ~= math.floor(n) then return nil end
@@ -227,8 +235,12 @@ end
 local function destroy(k)
   local t = R.call('TYPE', k)['ok']
   local live = 1
-  if t == 'none' or (t == 'string' and tomb(k)) then live = 0 end
-  if grace_ms > 0 then
+  if t == 'none' or tomb(k) then live = 0 end
+  if grace_ms > 0 and typed then
+    R.call('DEL', k)
+    R.call('SADD', k, 'TOMBSTONE')
+    R.call('PEXPIRE', k, fmt(grace_ms))
+  elseif grace_ms > 0 then
     R.call('SET', k, 'TOMBSTONE', 'PX', fmt(grace_ms))
   else
     R.call('DEL', k)
@@ -257,6 +269,10 @@ local function on_session(p, e, name, a)
   if ro then return call(p, unpack(a)) end -- a write: Redis refuses it in a read-only script
   if name == 'del' or name == 'unlink' then return destroy(k) end
   if name == 'getdel' then
+    if tomb(k) then
+      destroy(k)
+      return false
+    end
     local v = call(p, 'GET', k)
     if failed(v) then return v end
     if v == 'TOMBSTONE' then v = false end
@@ -459,7 +475,7 @@ return finish(__sp_user())
 
 // scriptPolicyFields is how many ARGV the policy takes ahead of the
 // user's (the wrapper's NP).
-const scriptPolicyFields = 19
+const scriptPolicyFields = 20
 
 // wrapScript returns the upstream text of a client's script, or the error
 // reply for one that does not compile. The script is parsed on its own
@@ -533,6 +549,7 @@ func (e *Engine) scriptPolicyArgs(conf *reloadable, sp *space, readOnly bool, cl
 		}
 	}
 	str(strings.Join(others, "\n"))
+	str(string(sp.format))
 	if clear != nil {
 		str("1")
 		for _, c := range clear {

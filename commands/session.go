@@ -235,6 +235,7 @@ func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
 // write queues a session write and what goes with it (the owner index).
 func (e *Engine) write(c *Call, ref keyRef, payload []byte, w store.Write) store.WriteResult {
 	w.Absolute = c.policy(ref.ns).Absolute
+	w.Native, w.Grace = ref.ns.nativeWrites(), ref.ns.grace
 	res := c.Batch.Write(ref.key, w)
 	e.indexOwner(c, ref, payload)
 	return res
@@ -286,7 +287,7 @@ func (e *Engine) queueDestroy(c *Call, refs []keyRef) func() (int64, bool) {
 	var plain []store.ForwardResult
 	for _, r := range refs {
 		if r.session {
-			sessions = append(sessions, destroyed{r, c.Batch.Destroy(r.key, r.ns.grace)})
+			sessions = append(sessions, destroyed{r, c.Batch.Destroy(r.key, r.ns.grace, r.ns.format)})
 		} else {
 			plain = append(plain, c.Batch.Forward(false, "del", r.key))
 		}

@@ -476,7 +476,7 @@ func (e *Engine) getdel(c *Call) {
 		return
 	}
 	e.withPrevious(c, ref, func(g store.Guard) func() ([]byte, error) {
-		res := c.Batch.GetDestroy(ref.key, ref.ns.grace, g)
+		res := c.Batch.GetDestroy(ref.key, ref.ns.grace, ref.ns.format, g)
 		return func() ([]byte, error) {
 			_, old, err := res.Result()
 			return old, err

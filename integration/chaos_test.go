@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/proxy"
 	"github.com/sessproxy/sessproxy/store"
 )
 
@@ -683,16 +685,27 @@ func (r *readyzPolls) halt() []readyzSample {
 // TestChaosTombstoneRace runs the tombstone race 50 rounds, 20 writers
 // against one destroyer each: no round may end with the destroyed session
 // live, and no write sent after the destroy was acknowledged may succeed.
+// It runs under each tombstone format: string, and typed with native
+// SET … GET writes.
 func TestChaosTombstoneRace(t *testing.T) {
 	shape := raceShape{rounds: 50, workers: 20, iters: 10, waitAt: 5, destroyAt: 100}
-	for _, up := range []*upstream{standaloneUp, clusterUp} {
-		t.Run(up.name, func(t *testing.T) {
-			res := raceRounds(t, up, shape, raceSessSet, raceSessDestroy)
-			t.Logf("chaos tombstone race %s: rounds=%d writers=%d writes=%d refused=%d resurrections=%d",
-				up.name, shape.rounds, shape.workers, res.writes, res.refused, res.resurrections)
-			if res.resurrections != 0 {
-				t.Errorf("%d resurrections", res.resurrections)
-			}
-		})
+	formats := []struct {
+		name  string
+		tweak func(*commands.Options, *proxy.Options)
+	}{
+		{"string", nil},
+		{"typed", typedTombstones},
+	}
+	for _, f := range formats {
+		for _, up := range []*upstream{standaloneUp, clusterUp} {
+			t.Run(f.name+"/"+up.name, func(t *testing.T) {
+				res := raceRounds(t, up, f.tweak, shape, raceSessSet, raceSessDestroy)
+				t.Logf("chaos tombstone race %s %s: rounds=%d writers=%d writes=%d refused=%d resurrections=%d",
+					f.name, up.name, shape.rounds, shape.workers, res.writes, res.refused, res.resurrections)
+				if res.resurrections != 0 {
+					t.Errorf("%d resurrections", res.resurrections)
+				}
+			})
+		}
 	}
 }

@@ -410,7 +410,7 @@ func testInfo(t *testing.T, up *upstream) {
 		"# Server\r\n", "redis_version:7.0.15\r\n", "redis_mode:standalone\r\n", "# Clients\r\n",
 		"connected_clients:", "loading:0\r\n", "# Stats\r\n", "total_commands_processed:",
 		"# Upstream\r\n", "upstream_mode:" + up.mode + "\r\n", "# Sessions\r\n", "session_prefix:sess:\r\n",
-		"ttl_default_seconds:86400\r\n", "tombstone_grace:5m0s\r\n",
+		"ttl_default_seconds:86400\r\n", "tombstone_grace:5m0s\r\n", "tombstone_format:string\r\n", "tombstone_writes:scripted\r\n",
 		"# Keyspace\r\n", "db0:keys=2,expires=2,", // the upstream's count: a session and a tombstone, both with a TTL
 	} {
 		if !strings.Contains(info, want) {

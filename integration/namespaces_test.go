@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // TestNamespacesSideBySide: one proxy, started with only
@@ -35,7 +37,7 @@ func TestNamespacesSideBySide(t *testing.T) {
 			_, addr := startSessproxyProcess(t, bin, "-config", path, "-preset", "connect-redis", "-preset", "phpredis")
 			_, port, _ := net.SplitHostPort(addr)
 			n, _ := strconv.Atoi(port)
-			p := &proxyHandle{up: up, addr: addr, port: n, phpNativePrefix: true}
+			p := &proxyHandle{up: up, addr: addr, port: n, phpNativePrefix: true, format: store.TombstoneTyped}
 			c := dialRaw(t, addr)
 
 			// connect-redis's namespace: JSON only, its TTL from the command.

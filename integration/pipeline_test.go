@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/proxy"
 )
 
 func testPipeline(t *testing.T, up *upstream) {
@@ -173,13 +174,14 @@ type raceResult struct {
 // refused, and the upstream is left holding the tombstone, never a live
 // session.
 func raceDestroy(t *testing.T, up *upstream, write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error) {
-	raceRounds(t, up, raceShape{rounds: 1, workers: 20, iters: 50, waitAt: 40, destroyAt: 300}, write, destroy)
+	raceRounds(t, up, nil, raceShape{rounds: 1, workers: 20, iters: 50, waitAt: 40, destroyAt: 300}, write, destroy)
 }
 
 // raceRounds is raceDestroy's race, shape.rounds times, each round on its
-// own session, on one proxy.
-func raceRounds(t *testing.T, up *upstream, shape raceShape, write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error) raceResult {
-	p := startProxy(t, up, nil)
+// own session, on one proxy (its options changed by tweak, may be nil).
+func raceRounds(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options), shape raceShape,
+	write func(c *redis.Client, sid string, i int) error, destroy func(c *redis.Client, sid string) error) raceResult {
+	p := startProxy(t, up, tweak)
 	c := p.client(t, func(o *redis.Options) { o.PoolSize = shape.workers + 1 })
 	var res raceResult
 	for round := range shape.rounds {
@@ -250,7 +252,7 @@ func raceRound(t *testing.T, p *proxyHandle, c *redis.Client, shape raceShape, s
 	res.writes += writes.Load()
 	res.refused += refused.Load()
 	res.resurrections += late.Load()
-	if v, ok := p.stored(t, "sess:"+sid); !ok || v != store.Tombstone {
+	if p.tombstoneAt(t, "sess:"+sid) == "" {
 		res.resurrections++
 	}
 	p.wantTombstone(t, "sess:"+sid)

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // startPresetProcess runs the sessproxy binary on up with only a
@@ -42,7 +45,13 @@ func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extr
 		t.Fatal(err)
 	}
 	n, _ := strconv.Atoi(port)
-	return &proxyHandle{up: up, addr: addr, port: n, process: proc}
+	// The config file's default tombstone format is typed; the
+	// connect-redis-session preset, or a file saying so, keeps strings.
+	format := store.TombstoneTyped
+	if preset == "connect-redis-session" || strings.Contains(extraTOML, `format = "string"`) {
+		format = store.TombstoneString
+	}
+	return &proxyHandle{up: up, addr: addr, port: n, process: proc, format: format}
 }
 
 // TestPresetPhpredis: PHP native sessions with phpredis's defaults (its

@@ -51,6 +51,8 @@ type proxyHandle struct {
 	// process is the sessproxy binary serving, for a proxy started by
 	// startPresetProcess; nil in process.
 	process *sessproxyProcess
+	// format is the tombstone format its destroys write.
+	format store.TombstoneFormat
 }
 
 // startProxy flushes the upstream, starts a proxy on it with SPEC's
@@ -102,7 +104,10 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	p := &proxyHandle{up: up, srv: srv, st: st, addr: srv.Addr().String(), seeded: map[string]bool{}}
+	p := &proxyHandle{up: up, srv: srv, st: st, addr: srv.Addr().String(), seeded: map[string]bool{}, format: copts.TombstoneFormat}
+	if p.format == "" {
+		p.format = store.TombstoneString
+	}
 	p.port = srv.Addr().(*net.TCPAddr).Port
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -372,10 +377,13 @@ func (p *proxyHandle) wantTTL(t *testing.T, key string, want time.Duration) {
 	}
 }
 
-// wantTombstone checks key holds a tombstone with about the grace TTL.
+// wantTombstone checks key holds a tombstone of p's format with about the
+// grace TTL.
 func (p *proxyHandle) wantTombstone(t *testing.T, key string) {
 	t.Helper()
-	p.wantStored(t, key, store.Tombstone)
+	if f := p.tombstoneAt(t, key); f != p.format {
+		t.Errorf("upstream: %s holds tombstone format %q, want %q", clip(key), f, p.format)
+	}
 	p.wantTTL(t, key, grace)
 }
 
@@ -383,11 +391,50 @@ func (p *proxyHandle) wantTombstone(t *testing.T, key string) {
 // grace less the time since (a failover in between can take long).
 func (p *proxyHandle) wantTombstoneSince(t *testing.T, key string, written time.Time) {
 	t.Helper()
-	p.wantStored(t, key, store.Tombstone)
+	if f := p.tombstoneAt(t, key); f != p.format {
+		t.Errorf("upstream: %s holds tombstone format %q, want %q", clip(key), f, p.format)
+	}
 	ttl := p.pttl(t, key)
 	if max := grace - time.Since(written) + time.Second; ttl <= 0 || ttl > max || ttl < max-10*time.Second {
 		t.Errorf("upstream: PTTL %s = %v, want about %v (the grace less the %v since it was written)", key, ttl, max, time.Since(written))
 	}
+}
+
+// tombstoneAt is the format of the tombstone key holds, "" when it holds
+// none.
+func (p *proxyHandle) tombstoneAt(t *testing.T, key string) store.TombstoneFormat {
+	t.Helper()
+	typ, err := p.up.direct.Type(bg, key).Result()
+	if err != nil {
+		t.Fatalf("direct TYPE %s: %v", key, err)
+	}
+	switch typ {
+	case "string":
+		if v, _ := p.stored(t, key); v == store.Tombstone {
+			return store.TombstoneString
+		}
+	case "set":
+		members, err := p.up.direct.SMembers(bg, key).Result()
+		if err != nil {
+			t.Fatalf("direct SMEMBERS %s: %v", key, err)
+		}
+		if len(members) == 1 && members[0] == store.Tombstone {
+			return store.TombstoneTyped
+		}
+	}
+	return ""
+}
+
+// typedTombstones is a startProxy tweak: tombstone.format = "typed", its
+// transition over (writes are native SET … GET).
+func typedTombstones(o *commands.Options, _ *proxy.Options) {
+	o.TombstoneFormat, o.TombstoneTransition = store.TombstoneTyped, -1
+}
+
+// typedInTransition is tombstone.format = "typed" just after a switch:
+// for a grace, writes still go through the scripts that see both formats.
+func typedInTransition(o *commands.Options, _ *proxy.Options) {
+	o.TombstoneFormat = store.TombstoneTyped
 }
 
 // slot is the cluster hash slot of key, asked of the cluster itself.

@@ -38,6 +38,17 @@ func runSuite(t *testing.T, up *upstream) {
 		{"TombstoneReadsSeeNothing", testTombstoneReadsSeeNothing},
 		{"TombstoneOnWriteIgnore", testTombstoneOnWriteIgnore},
 		{"TombstonesDisabled", testTombstonesDisabled},
+		// tombstone.format = "typed", native writes (typed_test.go).
+		{"TypedTombstoneOnDestroy", testTypedTombstoneOnDestroy},
+		{"TypedTombstoneRefusesWrites", testTypedTombstoneRefusesWrites},
+		{"TypedTombstoneReadsSeeNothing", testTypedTombstoneReadsSeeNothing},
+		{"TypedTombstoneOnWriteIgnore", testTypedTombstoneOnWriteIgnore},
+		{"TypedTombstoneListings", testTypedTombstoneListings},
+		{"TypedTombstoneHashSession", testTypedTombstoneHashSession},
+		{"TombstoneSwitchStringToTyped", testTombstoneSwitchStringToTyped},
+		{"TombstoneSwitchTypedToString", testTombstoneSwitchTypedToString},
+		{"TypedTombstoneRace", testTypedTombstoneRace},
+		{"TypedTombstoneNativeWrites", testTypedTombstoneNativeWrites},
 
 		// Plain commands on session keys (plain_test.go).
 		{"GetMGet", testGetMGet},

@@ -9,8 +9,13 @@ import (
 	"github.com/sessproxy/sessproxy/proxy"
 )
 
-func testTombstoneOnDestroy(t *testing.T, up *upstream) {
-	p := startProxy(t, up, nil)
+func testTombstoneOnDestroy(t *testing.T, up *upstream) { tombstoneOnDestroy(t, up, nil) }
+func testTypedTombstoneOnDestroy(t *testing.T, up *upstream) {
+	tombstoneOnDestroy(t, up, typedTombstones)
+}
+
+func tombstoneOnDestroy(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) {
+	p := startProxy(t, up, tweak)
 	c := p.client(t)
 
 	wantReply(t, c, "OK", "SESS.SET", "d1", `{"n":1}`)
@@ -43,8 +48,13 @@ func testTombstoneOnDestroy(t *testing.T, up *upstream) {
 // destroyedError is the refusal of a write to a tombstoned session.
 func destroyedError(sid string) string { return "TOMBSTONE session " + sid + " was destroyed" }
 
-func testTombstoneRefusesWrites(t *testing.T, up *upstream) {
-	p := startProxy(t, up, nil)
+func testTombstoneRefusesWrites(t *testing.T, up *upstream) { tombstoneRefusesWrites(t, up, nil) }
+func testTypedTombstoneRefusesWrites(t *testing.T, up *upstream) {
+	tombstoneRefusesWrites(t, up, typedTombstones)
+}
+
+func tombstoneRefusesWrites(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) {
+	p := startProxy(t, up, tweak)
 	c := p.client(t)
 	const sid, key, payload = "victim", "sess:victim", `{"n":2}`
 	wantReply(t, c, "OK", "SESS.SET", sid, `{"n":1}`)
@@ -88,8 +98,13 @@ func testTombstoneRefusesWrites(t *testing.T, up *upstream) {
 	p.wantTombstone(t, key)
 }
 
-func testTombstoneReadsSeeNothing(t *testing.T, up *upstream) {
-	p := startProxy(t, up, nil)
+func testTombstoneReadsSeeNothing(t *testing.T, up *upstream) { tombstoneReadsSeeNothing(t, up, nil) }
+func testTypedTombstoneReadsSeeNothing(t *testing.T, up *upstream) {
+	tombstoneReadsSeeNothing(t, up, typedTombstones)
+}
+
+func tombstoneReadsSeeNothing(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) {
+	p := startProxy(t, up, tweak)
 	c := p.client(t)
 	keys := up.spreadKeys(t, "sess:read-", 2)
 	victim, other := keys[0], keys[1]
@@ -127,8 +142,18 @@ func testTombstoneReadsSeeNothing(t *testing.T, up *upstream) {
 	p.wantTombstone(t, victim)
 }
 
-func testTombstoneOnWriteIgnore(t *testing.T, up *upstream) {
-	p := startProxy(t, up, func(o *commands.Options, _ *proxy.Options) { o.OnWrite = commands.OnWriteIgnore })
+func testTombstoneOnWriteIgnore(t *testing.T, up *upstream) { tombstoneOnWriteIgnore(t, up, nil) }
+func testTypedTombstoneOnWriteIgnore(t *testing.T, up *upstream) {
+	tombstoneOnWriteIgnore(t, up, typedTombstones)
+}
+
+func tombstoneOnWriteIgnore(t *testing.T, up *upstream, tweak func(*commands.Options, *proxy.Options)) {
+	p := startProxy(t, up, func(o *commands.Options, po *proxy.Options) {
+		o.OnWrite = commands.OnWriteIgnore
+		if tweak != nil {
+			tweak(o, po)
+		}
+	})
 	c := p.client(t)
 	const sid, key, payload = "victim", "sess:victim", `{"n":2}`
 	wantReply(t, c, "OK", "SESS.SET", sid, `{"n":1}`)

@@ -177,7 +177,7 @@ func (b *Batch) addRead(key string) GetResult {
 		b.reads = &readRun{slot: slot}
 	}
 	b.reads.keys = append(b.reads.keys, key)
-	return GetResult{run: b.reads, idx: len(b.reads.keys) - 1}
+	return GetResult{run: b.reads, idx: len(b.reads.keys) - 1, s: b.s, key: key}
 }
 
 // closeReads turns the open read run into its command, in its place in the

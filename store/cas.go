@@ -20,9 +20,13 @@ import (
 // would overshoot by the time the swap takes to reach Redis and by any
 // skew between the proxy's clock and Redis's.
 // Returns 1 written, 0 changed since read, -1 tombstoned, 2 deleted.
-var casScript = newScript(luaLifetime + `
+var casScript = newScript(luaLifetime + luaTypedTomb + `
 local k = KEYS[1]
-local cur = redis.call('GET', k)
+local cur = redis.pcall('GET', k)
+if type(cur) == 'table' then
+  if typed_tomb(k) then return -1 end
+  return cur -- WRONGTYPE (a hash session)
+end
 if cur == 'TOMBSTONE' then return -1 end
 if ARGV[1] == '' then
   if cur then return 0 end
@@ -85,11 +89,15 @@ func (b *Batch) CompareAndSwap(key string, read, value []byte, ttl, absolute tim
 func (b *Batch) GetStored(key string) GetStoredResult {
 	cmd := redis.NewStringCmd(context.Background(), "get", key)
 	b.add(cmd, true)
-	return GetStoredResult{cmd}
+	return GetStoredResult{cmd: cmd, s: b.s, key: key}
 }
 
 // GetStoredResult is the handle of a queued GetStored.
-type GetStoredResult struct{ cmd *redis.StringCmd }
+type GetStoredResult struct {
+	cmd *redis.StringCmd
+	s   *Store // for a WRONGTYPE: a typed tombstone, or a hash session
+	key string
+}
 
 // Result is the stored bytes (nil when missing); ErrTombstoned for a
 // tombstone.
@@ -98,6 +106,13 @@ func (r GetStoredResult) Result() ([]byte, error) {
 	switch {
 	case err == redis.Nil:
 		return nil, nil
+	case IsWrongType(err):
+		if tomb, terr := r.s.isTypedTombstone(r.key); terr != nil {
+			return nil, terr
+		} else if tomb {
+			return nil, ErrTombstoned
+		}
+		return nil, err
 	case err != nil:
 		return nil, err
 	case string(v) == Tombstone:

@@ -33,7 +33,7 @@ func TestGuardStopsTheScripts(t *testing.T) {
 			return func() ([]byte, error) { _, v, err := r.Result(); return v, err }
 		},
 		"destroy": func(b *Batch, g Guard) func() ([]byte, error) {
-			r := b.GetDestroy("sess:a", time.Minute, g)
+			r := b.GetDestroy("sess:a", time.Minute, TombstoneString, g)
 			return func() ([]byte, error) { _, old, err := r.Result(); return old, err }
 		},
 	}

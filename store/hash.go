@@ -27,7 +27,8 @@ local wrongtype = 'WRONGTYPE Operation against a key holding the wrong kind of v
 local function kind(k)
   local t = redis.call('TYPE', k)['ok']
   if t == 'hash' or t == 'none' then return t end
-  if t == 'string' and redis.call('STRLEN', k) == 9 and redis.call('GET', k) == 'TOMBSTONE' then
+  if (t == 'string' and redis.call('STRLEN', k) == 9 and redis.call('GET', k) == 'TOMBSTONE') or
+     (t == 'set' and redis.call('SISMEMBER', k, 'TOMBSTONE') == 1) then
     return 'tombstone'
   end
   return nil

@@ -52,6 +52,18 @@ type Write struct {
 	// its header, the stored creation time is kept, and the TTL is capped
 	// to what is left of the lifetime. 0: off.
 	Absolute time.Duration
+	// Native sends a common-case write (no condition, no previous value,
+	// no KEEPTTL, no absolute lifetime, a positive TTL) as Redis's own
+	// SET … PX … GET rather than a script: under tombstone.format =
+	// "typed", once no string tombstone can be left (Engine's transition),
+	// a tombstone is a set and SET … GET refuses it with WRONGTYPE without
+	// writing. Only then is TYPE asked, to tell a tombstone from a hash
+	// session. Never inside a transaction (its script path is kept).
+	Native bool
+	// Grace is the namespace's tombstone lifetime, for a Native write that
+	// met a string tombstone after all (a proxy left on the string format
+	// past the transition): the tombstone is put back, as a typed one.
+	Grace time.Duration
 }
 
 // WriteResult is the handle of a queued Write.
@@ -59,12 +71,21 @@ type WriteResult struct {
 	cmd *redis.Cmd
 	run *writeRun // set instead of cmd for a write merged into a run
 	idx int       // its position in the run
+	// native marks cmd as a Native write's SET … GET; its rare WRONGTYPE
+	// or string-tombstone path asks s again, and may need grace. Held by
+	// value: the hot path allocates no handle.
+	native bool
+	s      *Store
+	grace  time.Duration
 }
 
 // Result is what the write did and, when asked for, the previous value (nil
 // when there was none). A tombstoned key gives ErrTombstoned; a write its
 // Guard stopped, ErrCheckPrevious with the previous value.
 func (r WriteResult) Result() (Outcome, []byte, error) {
+	if r.native {
+		return r.nativeResult()
+	}
 	if r.run == nil {
 		return scriptOutcome(r.cmd)
 	}
@@ -85,6 +106,9 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 		keep = msArg(w.MaxTTL)
 	}
 	if w.Cond == Always && !w.KeepTTL && !w.ReturnOld && w.Absolute == 0 {
+		if w.Native && w.TTL > 0 && b.tx == nil && !b.dry {
+			return b.addNative(key, w.Value, msArg(w.TTL), w.Grace)
+		}
 		return b.addToRun(key, w.Value, msArg(w.TTL))
 	}
 	ret := "0"
@@ -116,16 +140,16 @@ func (r DestroyResult) Result() (live bool, old []byte, err error) {
 	return live, old, nil
 }
 
-// Destroy queues replacing key with a tombstone that lives for grace (or a
-// plain delete when grace is zero: tombstones off).
-func (b *Batch) Destroy(key string, grace time.Duration) DestroyResult {
-	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "0", string(NoGuard))}
+// Destroy queues replacing key with a tombstone of format that lives for
+// grace (or a plain delete when grace is zero: tombstones off).
+func (b *Batch) Destroy(key string, grace time.Duration, format TombstoneFormat) DestroyResult {
+	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "0", string(NoGuard), string(format))}
 }
 
 // GetDestroy is Destroy that also answers the previous value (GETDEL), with
 // guard on it.
-func (b *Batch) GetDestroy(key string, grace time.Duration, guard Guard) DestroyResult {
-	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "1", string(guard))}
+func (b *Batch) GetDestroy(key string, grace time.Duration, format TombstoneFormat, guard Guard) DestroyResult {
+	return DestroyResult{b.script(destroyScript, false, key, msArg(grace), "1", string(guard), string(format))}
 }
 
 // ExpireResult is the handle of a queued Expire.
@@ -189,14 +213,25 @@ type GetResult struct {
 	cmd *redis.StringCmd
 	run *readRun // set instead of cmd for a Get in a read run
 	idx int      // its position in the run
+	s   *Store   // for the WRONGTYPE of a GET sent alone
+	key string
 }
 
 // Result is the stored value; ErrNotFound when the key is missing or holds a
-// tombstone.
+// tombstone (either format).
 func (r GetResult) Result() ([]byte, error) {
 	v, err := r.raw()
 	if err == redis.Nil || (err == nil && string(v) == Tombstone) {
 		return nil, ErrNotFound
+	}
+	if IsWrongType(err) && r.s != nil {
+		// A GET sent alone (not in an MGET, which answers nil): a hash
+		// session, or a typed tombstone, which reads as absent.
+		if tomb, terr := r.s.isTypedTombstone(r.key); terr != nil {
+			return nil, terr
+		} else if tomb {
+			return nil, ErrNotFound
+		}
 	}
 	return v, err
 }
@@ -240,7 +275,7 @@ func (b *Batch) Get(key string) GetResult {
 func (b *Batch) GetSliding(key string, idle, absolute time.Duration) GetResult {
 	cmd := redis.NewStringCmd(context.Background(), "evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
 	b.add(cmd, false)
-	return GetResult{cmd: cmd}
+	return GetResult{cmd: cmd, s: b.s, key: key}
 }
 
 // ForwardResult is the handle of a forwarded command.

@@ -17,6 +17,30 @@ import "github.com/redis/go-redis/v9"
 // connect-redis-session uses).
 const Tombstone = "TOMBSTONE"
 
+// TombstoneFormat is how a destroyed session's key is marked.
+type TombstoneFormat string
+
+// Tombstone formats. Every script recognises both, whatever the
+// namespace's format, so a proxy switched from one to the other still
+// refuses writes to the tombstones the other left.
+const (
+	// TombstoneString is the string TOMBSTONE (connect-redis-session's).
+	TombstoneString TombstoneFormat = "string"
+	// TombstoneTyped is a set holding the one member TOMBSTONE: not a
+	// string, so Redis's own SET … GET refuses to overwrite it
+	// (WRONGTYPE), atomically and without writing, and a guarded write
+	// needs no script (Write.Native). Not a hash, which a hash session is.
+	TombstoneTyped TombstoneFormat = "typed"
+)
+
+// luaTypedTomb is shared by the scripts that meet a key that is not a
+// string: typed_tomb(k) reports whether it is a typed tombstone.
+const luaTypedTomb = `
+local function typed_tomb(k)
+  return redis.call('TYPE', k)['ok'] == 'set' and redis.call('SISMEMBER', k, 'TOMBSTONE') == 1
+end
+`
+
 // luaLifetime is shared by the scripts that enforce ttl.absolute. A
 // session's creation time is in its stored header (store/codec): magic
 // "\0SP1", a flags byte whose bit 5 says the 13 ASCII digits of Unix
@@ -44,13 +68,16 @@ end
 // Returns {status[, previous]}: 1 written, 0 condition not met, -1
 // tombstoned, 2 deleted as expired, 3 nothing done: the guard wants the
 // previous value checked.
-var writeScript = newScript(luaLifetime + luaGuard + `
+var writeScript = newScript(luaLifetime + luaGuard + luaTypedTomb + `
 local k = KEYS[1]
 local old = false
 local exists
 if ARGV[5] == '1' then
   old = redis.pcall('GET', k)
-  if type(old) == 'table' then return old end -- WRONGTYPE (a hash session), without the script's name
+  if type(old) == 'table' then
+    if typed_tomb(k) then return {-1} end
+    return old -- WRONGTYPE (a hash session), without the script's name
+  end
   if old == 'TOMBSTONE' then return {-1} end
   if unchecked(old, ARGV[7]) then return {3, old} end
   exists = old ~= false
@@ -58,7 +85,10 @@ else
   -- One call for the common case: the first ten bytes tell a tombstone
   -- (exactly "TOMBSTONE") from a session without copying the value.
   local head = redis.pcall('GETRANGE', k, '0', '9')
-  if type(head) == 'table' then return head end -- WRONGTYPE, as above
+  if type(head) == 'table' then
+    if typed_tomb(k) then return {-1} end
+    return head -- WRONGTYPE, as above
+  end
   if head == 'TOMBSTONE' then return {-1} end
   exists = head ~= '' or ((ARGV[3] ~= '' or ARGV[4] ~= '') and redis.call('EXISTS', k) == 1)
 end
@@ -107,13 +137,13 @@ return {status}
 // already done, keep their own outcome.
 // KEYS: the keys; ARGV: value, ttl ms (<= 0: delete) per key.
 // Returns per key: 1 written, -1 tombstoned, 2 deleted, or the error.
-var setManyScript = newScript(`
+var setManyScript = newScript(luaTypedTomb + `
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
   local head = redis.pcall('GETRANGE', k, '0', '9')
   if type(head) == 'table' and head.err then
-    out[i] = head
+    if typed_tomb(k) then out[i] = -1 else out[i] = head end
   elseif head == 'TOMBSTONE' then
     out[i] = -1
   elseif ARGV[2 * i] == '0' then
@@ -130,10 +160,11 @@ return out
 // destroyScript replaces a session with a tombstone (or deletes it when
 // tombstones are off).
 // ARGV: grace ms (0: no tombstone, DEL), "1" to return the previous value,
-// the Guard on the previous value.
+// the Guard on the previous value, the format ("typed": a set, otherwise
+// the string).
 // Returns {live[, previous]}: live is 1 when a live session was there; 3
 // when nothing was done because the guard wants the previous value checked.
-var destroyScript = newScript(luaGuard + `
+var destroyScript = newScript(luaGuard + luaTypedTomb + `
 local k = KEYS[1]
 local live = 0
 local old = false
@@ -147,10 +178,14 @@ if t == 'string' then
     live = 1
   end
   if old then live = 1 end
-elseif t ~= 'none' then
+elseif t ~= 'none' and not (t == 'set' and typed_tomb(k)) then
   live = 1
 end
-if tonumber(ARGV[1]) > 0 then
+if tonumber(ARGV[1]) > 0 and ARGV[4] == 'typed' then
+  redis.call('DEL', k)
+  redis.call('SADD', k, 'TOMBSTONE')
+  redis.call('PEXPIRE', k, ARGV[1])
+elseif tonumber(ARGV[1]) > 0 then
   redis.call('SET', k, 'TOMBSTONE', 'PX', ARGV[1])
 else
   redis.call('DEL', k)
@@ -165,18 +200,24 @@ return {live}
 // the Guard on the value.
 // Returns {status[, value]}: 1 applied, 0 missing or condition not met, -1
 // tombstoned, 2 deleted, 3 nothing done: the guard wants the value checked.
-var expireScript = newScript(luaLifetime + luaGuard + `
+var expireScript = newScript(luaLifetime + luaGuard + luaTypedTomb + `
 local k = KEYS[1]
 local v = false
 if ARGV[3] == '1' then
   v = redis.pcall('GET', k)
-  if type(v) == 'table' then return v end -- WRONGTYPE: GETEX of a hash session
+  if type(v) == 'table' then
+    if typed_tomb(k) then return {-1} end
+    return v -- WRONGTYPE: GETEX of a hash session
+  end
   if v == false then return {0} end
 else
   -- A hash session has no length and no tombstone inside: pcall keeps its
   -- WRONGTYPE from failing the script.
   local n = redis.pcall('STRLEN', k)
-  if type(n) == 'table' then n = -1 end
+  if type(n) == 'table' then
+    if typed_tomb(k) then return {-1} end
+    n = -1
+  end
   if n == 0 and redis.call('EXISTS', k) == 0 then return {0} end
   if n == 9 then v = redis.call('GET', k) end
 end
@@ -221,10 +262,13 @@ return {status}
 // (stored before ttl.absolute was lowered, say) is deleted, not returned.
 // ARGV: idle ms ("0": no sliding), absolute lifetime ms ("0": off).
 // Returns the value, or nil when missing, tombstoned or just expired.
-var readScript = newScript(luaLifetime + `
+var readScript = newScript(luaLifetime + luaTypedTomb + `
 local k = KEYS[1]
 local v = redis.pcall('GET', k)
-if type(v) == 'table' then return v end -- WRONGTYPE (a hash session), without the script's name
+if type(v) == 'table' then
+  if typed_tomb(k) then return false end
+  return v -- WRONGTYPE (a hash session), without the script's name
+end
 if v == false or v == 'TOMBSTONE' then return false end
 local ttl = tonumber(ARGV[1])
 local px = ARGV[1] -- ttl as given, until the absolute lifetime caps it
@@ -244,14 +288,16 @@ if ttl > 0 then redis.call('PEXPIRE', k, px) end
 return v
 `)
 
-// inspectScript answers a read about a key, treating a tombstone as absent.
+// inspectScript answers a read about a key, treating a tombstone (either
+// format) as absent.
 // ARGV: "pttl" (ms, -2 absent, -1 no TTL), "exists" (0/1), "type" (type
 // name).
 var inspectScript = newScript(`
 local k = KEYS[1]
 local op = ARGV[1]
 local t = redis.call('TYPE', k)['ok']
-if t == 'string' and redis.call('STRLEN', k) == 9 and redis.call('GET', k) == 'TOMBSTONE' then
+if (t == 'string' and redis.call('STRLEN', k) == 9 and redis.call('GET', k) == 'TOMBSTONE') or
+   (t == 'set' and redis.call('SISMEMBER', k, 'TOMBSTONE') == 1) then
   t = 'none'
 end
 if op == 'type' then return t end
@@ -277,4 +323,4 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return 1
 `)
 
-var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript, hashWriteScript, hashReadScript, lockKeepTTLScript}
+var allScripts = []*redis.Script{setManyScript, writeScript, destroyScript, expireScript, readScript, inspectScript, casScript, boundScript, indexAddScript, hashWriteScript, hashReadScript, lockKeepTTLScript, typedTombScript}

@@ -118,6 +118,12 @@ type TombstoneConfig struct {
 	Enabled bool     `toml:"enabled"`
 	Grace   Duration `toml:"grace"`
 	OnWrite string   `toml:"on_write"`
+	// Format is "typed" (a set: writes are Redis's own SET … GET) or
+	// "string" (the value TOMBSTONE, connect-redis-session's).
+	Format string `toml:"format"`
+	// Transition is how long after start a typed namespace keeps its
+	// scripted writes, which see string tombstones too: "0s" is the grace.
+	Transition Duration `toml:"transition"`
 }
 
 // ScriptsConfig is [scripts]: EVAL, EVALSHA and friends.
@@ -183,8 +189,9 @@ func defaultConfig() Config {
 			LockMax:    Duration(commands.DefaultLockMax),
 			Rules:      []RuleConfig{},
 		},
-		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError},
-		Scripts:   ScriptsConfig{Mode: commands.ScriptsPolicy},
+		Tombstone: TombstoneConfig{Enabled: true, Grace: Duration(5 * time.Minute), OnWrite: commands.OnWriteError,
+			Format: string(store.TombstoneTyped)},
+		Scripts: ScriptsConfig{Mode: commands.ScriptsPolicy},
 		Codec: CodecConfig{Format: codec.FormatJSON, Compress: codec.CompressNone, CompressMinBytes: codec.DefaultCompressMinBytes,
 			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20},
 		Log:     LogConfig{Level: "info", Format: "console"},
@@ -477,27 +484,29 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		users[i] = commands.User{Name: u.Name, Password: u.Password, Role: commands.Role(u.Role)}
 	}
 	return commands.Options{
-		Prefix:          def.Prefix,
-		OwnerField:      def.OwnerField,
-		OutsidePrefix:   c.Session.OutsidePrefix,
-		LockSuffixes:    def.LockSuffixes,
-		Policy:          def.Policy,
-		Tombstones:      def.Tombstones,
-		Grace:           def.Grace,
-		OnWrite:         def.OnWrite,
-		ScriptsMode:     c.Scripts.Mode,
-		Codec:           def.Codec,
-		MaxHashBytes:    def.MaxHashBytes,
-		RequirePass:     c.Server.RequirePass,
-		Users:           users,
-		MaxTransactions: c.Server.MaxTransactions,
-		MaxTxCommands:   c.Server.MaxTransactionCommands,
-		TrackingMaxKeys: c.Server.TrackingMaxKeys,
-		HashIDs:         def.HashIDs,
-		DB:              c.Upstream.DB,
-		Version:         version,
-		Namespaces:      namespaces[1:],
-		DefaultAlias:    c.Session.Preset,
+		Prefix:              def.Prefix,
+		OwnerField:          def.OwnerField,
+		OutsidePrefix:       c.Session.OutsidePrefix,
+		LockSuffixes:        def.LockSuffixes,
+		Policy:              def.Policy,
+		Tombstones:          def.Tombstones,
+		Grace:               def.Grace,
+		OnWrite:             def.OnWrite,
+		TombstoneFormat:     def.TombstoneFormat,
+		TombstoneTransition: def.TombstoneTransition,
+		ScriptsMode:         c.Scripts.Mode,
+		Codec:               def.Codec,
+		MaxHashBytes:        def.MaxHashBytes,
+		RequirePass:         c.Server.RequirePass,
+		Users:               users,
+		MaxTransactions:     c.Server.MaxTransactions,
+		MaxTxCommands:       c.Server.MaxTransactionCommands,
+		TrackingMaxKeys:     c.Server.TrackingMaxKeys,
+		HashIDs:             def.HashIDs,
+		DB:                  c.Upstream.DB,
+		Version:             version,
+		Namespaces:          namespaces[1:],
+		DefaultAlias:        c.Session.Preset,
 	}, nil
 }
 

@@ -57,6 +57,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			"invalid upstream.sentinel_password: only for sentinel mode"},
 		{"bad outside", "[session]\noutside_prefix = \"allow\"\n", "invalid session.outside_prefix"},
 		{"bad on_write", "[tombstone]\non_write = \"drop\"\n", "invalid tombstone.on_write"},
+		{"bad tombstone format", "[tombstone]\nformat = \"set\"\n", `invalid tombstone.format: must be "typed" or "string"`},
+		{"negative transition", "[tombstone]\ntransition = \"-1s\"\n", "invalid tombstone.transition: must be >= 0"},
 		{"bad persist", "[ttl]\npersist = \"keep\"\n", "invalid ttl.persist"},
 		{"lock_max zero", "[ttl]\nlock_max = \"0s\"\n", "invalid ttl.lock_max: must be >= 1ms"},
 		{"require_expires on raw", "[ttl]\nrequire_expires = true\n[codec]\nformat = \"raw\"\n", "invalid ttl.require_expires: needs ttl.from_cookie = true"},

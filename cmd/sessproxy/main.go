@@ -294,6 +294,12 @@ func open(cfg Config, log *zap.Logger, reg *metrics.Registry) (*store.Store, *co
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to upstream: %w", err)
 	}
+	if cmdOpts.TypedTombstones() {
+		if err := st.CheckNativeWrites(ctx); err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("check upstream: %w", err)
+		}
+	}
 	return st, commands.New(st, cmdOpts), nil
 }
 

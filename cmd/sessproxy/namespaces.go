@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
 )
 
@@ -151,6 +152,12 @@ func (v namespaceView) validate(bad func(key, why string), fail func(error), max
 	if v.tombstone.OnWrite != commands.OnWriteError && v.tombstone.OnWrite != commands.OnWriteIgnore {
 		bad(k+"on_write", `must be "error" or "ignore"`)
 	}
+	if f := store.TombstoneFormat(v.tombstone.Format); f != store.TombstoneTyped && f != store.TombstoneString {
+		bad(k+"format", `must be "typed" or "string"`)
+	}
+	if v.tombstone.Transition < 0 {
+		bad(k+"transition", "must be >= 0")
+	}
 	if _, err := v.codecOptions().build(v.sectionKey); err != nil {
 		fail(err)
 	}
@@ -204,10 +211,12 @@ func (v namespaceView) options() (commands.Namespace, error) {
 			LockMax:        time.Duration(t.LockMax),
 			RequireExpires: t.RequireExpires,
 		},
-		Tombstones: v.tombstone.Enabled,
-		Grace:      time.Duration(v.tombstone.Grace),
-		OnWrite:    v.tombstone.OnWrite,
-		Codec:      cd,
+		Tombstones:          v.tombstone.Enabled,
+		Grace:               time.Duration(v.tombstone.Grace),
+		OnWrite:             v.tombstone.OnWrite,
+		TombstoneFormat:     store.TombstoneFormat(v.tombstone.Format),
+		TombstoneTransition: time.Duration(v.tombstone.Transition),
+		Codec:               cd,
 		// A hash session's fields are stored as the application sent
 		// them; the same bound applies to their total.
 		MaxHashBytes: v.codec.MaxPayloadBytes,

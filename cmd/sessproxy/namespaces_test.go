@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/store"
 )
 
 // TestNamespacesFromBlocksAndPresets: [[namespace]] blocks start from the
@@ -22,6 +24,7 @@ prefix = "sess:admin:"
 owner_field = "user"
 [namespace.tombstone]
 grace = "1m"
+format = "string"
 `)
 	cfg, err := configFromFlags("t", []string{"-config", file, "-preset", "connect-redis", "-preset", "django-redis"}, nil)
 	if err != nil {
@@ -49,6 +52,11 @@ grace = "1m"
 		opts.Namespaces[0].Policy.Default != time.Hour || opts.Namespaces[1].Prefix != "sess:admin:" {
 		t.Errorf("command options: default %q alias %q, namespaces %+v", opts.Prefix, opts.DefaultAlias, opts.Namespaces)
 	}
+	if opts.TombstoneFormat != store.TombstoneTyped || opts.Namespaces[0].TombstoneFormat != store.TombstoneTyped ||
+		opts.Namespaces[1].TombstoneFormat != store.TombstoneString {
+		t.Errorf("tombstone formats: default %q, phpredis %q, admin %q (its block's)", opts.TombstoneFormat,
+			opts.Namespaces[0].TombstoneFormat, opts.Namespaces[1].TombstoneFormat)
+	}
 }
 
 // TestNamespaceErrorsNameTheirKeys: every namespace error names its block.
@@ -61,6 +69,7 @@ func TestNamespaceErrorsNameTheirKeys(t *testing.T) {
 		{"same prefix", "[[namespace]]\nname = \"a\"\nprefix = \"sess:\"\n", `invalid namespace[0].prefix: "sess:" is also the prefix of namespace "default"`},
 		{"bad ttl", "[[namespace]]\nname = \"a\"\nprefix = \"a:\"\n[namespace.ttl]\nmin = \"0s\"\n", "invalid namespace[0].ttl.min: must be > 0"},
 		{"bad codec", "[[namespace]]\nname = \"a\"\nprefix = \"a:\"\n[namespace.codec]\nformat = \"xml\"\n", "invalid namespace[0].codec.format"},
+		{"bad tombstone format", "[[namespace]]\nname = \"a\"\nprefix = \"a:\"\n[namespace.tombstone]\nformat = \"hash\"\n", `invalid namespace[0].tombstone.format: must be "typed" or "string"`},
 		{"unknown key", "[[namespace]]\nname = \"a\"\nprefix = \"a:\"\ncolour = \"red\"\n", "unknown key namespace.colour"},
 		{"unknown preset", "[[namespace]]\npreset = \"rails\"\n", `namespace[0]: unknown preset "rails"`},
 	}

@@ -92,6 +92,7 @@ format = "json"
 [tombstone]
 enabled = true
 grace = "300s"
+format = "string"
 `},
 	// alt-session joins its prefix ("sess") and the id with ":" (our choice:
 	// its documentation leaves the separator open).

@@ -23,9 +23,15 @@ export const tombstoneError = (sid) => (err) => {
 };
 
 // assertTombstone: the upstream holds the tombstone at key, with what is
-// left of the grace.
+// left of the grace: the string TOMBSTONE, or under tombstone.format =
+// "typed" (the config file's default) a set holding it.
 export async function assertTombstone(upstream, key, what) {
-  assert.equal(await upstream.get(key), "TOMBSTONE", `${what}: ${key}`);
+  const type = await upstream.type(key);
+  if (type === "set") {
+    assert.deepEqual(await upstream.sMembers(key), ["TOMBSTONE"], `${what}: ${key}`);
+  } else {
+    assert.equal(await upstream.get(key), "TOMBSTONE", `${what}: ${key}`);
+  }
   assertTTL(await upstream.pTTL(key), graceMs, what);
 }
 
