@@ -177,7 +177,11 @@ start_proxy() {
 		PROXY_DESC="sessproxy ($bin)"
 		# Metrics on, as shipped, on a port of their own: another sessproxy
 		# (a developer's, a test's) may hold the default 127.0.0.1:9380.
-		start proxy ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} ${GO_ENV[@]+"${GO_ENV[@]}"} "$bin" -listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
+		# The Redis is fresh, with no string tombstones: typed tombstones'
+		# transition is skipped, as a new deployment would (config.example.toml).
+		[[ -n $DRY_RUN ]] || printf '[tombstone]\ntransition = "1ms"\n' >"$WORKDIR/sessproxy.toml"
+		start proxy ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} ${GO_ENV[@]+"${GO_ENV[@]}"} "$bin" -config "$WORKDIR/sessproxy.toml" \
+			-listen "127.0.0.1:$PROXY_PORT" -upstream "127.0.0.1:$REDIS_PORT" \
 			-mode standalone -log-level error -metrics-addr 127.0.0.1:0
 	fi
 	wait_ready proxy "$PROXY_PORT" "$LAST_PID"
