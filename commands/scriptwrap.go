@@ -157,6 +157,11 @@ local function expiry_ms(opt, v, cmd)
   if opt == 'EXAT' or opt == 'PXAT' then n = n - now_ms() end
   return n
 end
+-- setex_ms is the TTL in ms SETEX or PSETEX asks for, or nil and the error.
+local function setex_ms(name, a)
+  if name == 'psetex' then return expiry_ms('PX', a[3], name) end
+  return expiry_ms('EX', a[3], name)
+end
 local function payload_error(v)
   if type(v) ~= 'string' then v = tostring(v) end
   if max_bytes > 0 and #v > max_bytes then
@@ -311,9 +316,7 @@ local function on_session(p, e, name, a)
   end
   if name == 'setex' or name == 'psetex' then
     if a[4] == nil then return call(p, unpack(a)) end
-    local unit = 'EX'
-    if name == 'psetex' then unit = 'PX' end
-    local ms, msg = expiry_ms(unit, a[3], name)
+    local ms, msg = setex_ms(name, a)
     if not ms then return fail(p, msg) end
     local bad = payload_error(a[4])
     if bad then return fail(p, bad) end
@@ -364,9 +367,7 @@ local function on_lock(p, e, name, a)
   end
   if name == 'setex' or name == 'psetex' then
     if a[4] == nil then return call(p, unpack(a)) end
-    local unit = 'EX'
-    if name == 'psetex' then unit = 'PX' end
-    local ms, msg = expiry_ms(unit, a[3], name)
+    local ms, msg = setex_ms(name, a)
     if not ms then return fail(p, msg) end
     return call(p, 'SET', k, a[4], 'PX', fmt(lock_ttl(ms)))
   end

@@ -48,6 +48,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}{
 		{"GET", func(id string) []string { return []string{"GET", "sess:" + id} }},
 		{"SET", func(id string) []string { return []string{"SET", "sess:" + id, small} }},
+		{"SET_EX", func(id string) []string { return []string{"SET", "sess:" + id, small, "EX", "86400"} }},
 		{"SESS.GET", func(id string) []string { return []string{"SESS.GET", id} }},
 		{"SESS.SET", func(id string) []string { return []string{"SESS.SET", id, session} }},
 	}

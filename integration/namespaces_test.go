@@ -1,16 +1,8 @@
 package integration
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/sessproxy/sessproxy/store"
 )
 
 // TestNamespacesSideBySide: one proxy, started with only
@@ -23,22 +15,9 @@ func TestNamespacesSideBySide(t *testing.T) {
 	bin := buildSessproxy(t)
 	for _, up := range []*upstream{standaloneUp, clusterUp} {
 		t.Run(up.name, func(t *testing.T) {
-			up.flush(t)
-			quoted := make([]string, len(up.addrs))
-			for i, a := range up.addrs {
-				quoted[i] = strconv.Quote(a)
-			}
-			path := filepath.Join(t.TempDir(), "sessproxy.toml")
-			body := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nmode = %q\naddrs = [%s]\n[log]\nformat = \"json\"\n[metrics]\naddr = \"\"\n",
-				up.mode, strings.Join(quoted, ", "))
-			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, addr := startSessproxyProcess(t, bin, "-config", path, "-preset", "connect-redis", "-preset", "phpredis")
-			_, port, _ := net.SplitHostPort(addr)
-			n, _ := strconv.Atoi(port)
-			p := &proxyHandle{up: up, addr: addr, port: n, phpNativePrefix: true, format: store.TombstoneTyped}
-			c := dialRaw(t, addr)
+			p := startPresetsProcess(t, bin, up, "", "connect-redis", "phpredis")
+			p.phpNativePrefix = true
+			c := dialRaw(t, p.addr)
 
 			// connect-redis's namespace: JSON only, its TTL from the command.
 			wantRaw(t, c, status("OK"), "SET", "sess:node1", `{"cookie":{},"user":"u"}`, "EX", "600")

@@ -26,6 +26,14 @@ func startPresetProcess(t *testing.T, bin string, up *upstream, preset string) *
 // overrides the preset as a user's file does.
 func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extraTOML string) *proxyHandle {
 	t.Helper()
+	return startPresetsProcess(t, bin, up, extraTOML, preset)
+}
+
+// startPresetsProcess runs the binary with -preset given for each of
+// presets (the first the default namespace's, each further one a
+// namespace of its own) and extraTOML in its config file.
+func startPresetsProcess(t *testing.T, bin string, up *upstream, extraTOML string, presets ...string) *proxyHandle {
+	t.Helper()
 	up.flush(t)
 	addrs := ""
 	for i, a := range up.addrs {
@@ -39,7 +47,11 @@ func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extr
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	proc, addr := startSessproxyProcess(t, bin, "-config", path, "-preset", preset)
+	args := []string{"-config", path}
+	for _, p := range presets {
+		args = append(args, "-preset", p)
+	}
+	proc, addr := startSessproxyProcess(t, bin, args...)
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +60,7 @@ func startPresetProcessWith(t *testing.T, bin string, up *upstream, preset, extr
 	// The config file's default tombstone format is typed; the
 	// connect-redis-session preset, or a file saying so, keeps strings.
 	format := store.TombstoneTyped
-	if preset == "connect-redis-session" || strings.Contains(extraTOML, `format = "string"`) {
+	if presets[0] == "connect-redis-session" || strings.Contains(extraTOML, `format = "string"`) {
 		format = store.TombstoneString
 	}
 	return &proxyHandle{up: up, addr: addr, port: n, process: proc, format: format}
