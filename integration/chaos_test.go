@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,7 +353,7 @@ func (cc *chaosCluster) direct(t *testing.T) *redis.ClusterClient {
 func TestChaosCluster(t *testing.T) {
 	cl := redistest.ClusterWith(t, redistest.ClusterOptions{Replicas: 1, NodeTimeout: 2 * time.Second})
 	cc := &chaosCluster{cl: cl, log: newAckLog()}
-	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs, Protocol: 2, DisableIdentity: true})
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: slices.Clone(cl.Addrs), Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { direct.Close() })
 	up := &upstream{name: "cluster-chaos", mode: store.ModeCluster, addrs: cl.Addrs, direct: direct}
 	cc.p = startSibling(t, up, nil)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,7 +86,7 @@ func run(m *testing.M) int {
 		mode:  store.ModeCluster,
 		addrs: c.Addrs,
 		direct: redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: c.Addrs, Protocol: 2, DisableIdentity: true,
+			Addrs: slices.Clone(c.Addrs), Protocol: 2, DisableIdentity: true,
 		}),
 	}
 	defer clusterUp.direct.Close()

@@ -26,7 +26,7 @@ func TestClusterSlotMigration(t *testing.T) {
 	c := redistest.Cluster(t)
 	up := &upstream{
 		name: "migrating cluster", mode: store.ModeCluster, addrs: c.Addrs,
-		direct: redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Protocol: 2, DisableIdentity: true}),
+		direct: redis.NewClusterClient(&redis.ClusterOptions{Addrs: slices.Clone(c.Addrs), Protocol: 2, DisableIdentity: true}),
 	}
 	t.Cleanup(func() { up.direct.Close() })
 	if err := up.waitAllSlots(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -183,7 +184,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // maxRetries as go-redis's (0: its default, -1: none).
 func (s *Store) newCluster(poolSize, maxRetries int) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:           s.opts.Addrs,
+		Addrs:           ownAddrs(s.opts.Addrs),
 		Username:        s.opts.Username,
 		Password:        s.opts.Password,
 		TLSConfig:       s.opts.TLS,
@@ -207,13 +208,21 @@ func (s *Store) newCluster(poolSize, maxRetries int) *redis.ClusterClient {
 	})
 }
 
+// ownAddrs is a copy of addrs for one go-redis client. go-redis keeps the
+// slice it is given and appends the nodes (sentinels) it discovers to it:
+// two clients sharing one backing array (the store's and its transaction
+// pool's, or a caller's) would write each other's address lists.
+func ownAddrs(addrs []string) []string {
+	return slices.Clip(slices.Clone(addrs))
+}
+
 // newFailover returns a client of the master the sentinels watch, with
 // poolSize connections; maxRetries as go-redis's (0: its default, -1:
 // none).
 func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
 	return redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName:       s.opts.MasterName,
-		SentinelAddrs:    s.opts.Addrs,
+		SentinelAddrs:    ownAddrs(s.opts.Addrs),
 		SentinelUsername: s.opts.SentinelUsername,
 		SentinelPassword: s.opts.SentinelPassword,
 		Username:         s.opts.Username,
