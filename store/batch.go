@@ -30,11 +30,12 @@ type Batch struct {
 	ops  []op
 	plan plan
 	out  sender
-	// slab holds the result slots of merged reads and writes, handed out
-	// in order and never reused: a handle keeps its slot after the batch
-	// is reset, and a depth-1 client allocates one slab per slabSize
-	// batches.
-	slab []opResult
+	// slab holds the result slots of the merged reads and writes queued
+	// since the last Exec: one allocation for them all, sized by the last
+	// batch (slabHint), and dropped by the batch when it has run, so the
+	// slots live as long as their handles and no longer.
+	slab     []opResult
+	slabHint int
 	// combine: a batch of one merged read or write goes through the
 	// store's combiner (Options.Combine).
 	combine bool
@@ -97,12 +98,11 @@ type opResult struct {
 	err  error       // the call's error; redis.Nil for a missing read
 }
 
-const slabSize = 16
-
-// result hands out the next result slot.
+// result hands out the next result slot. A full slab is left to its
+// handles, and a larger one started.
 func (b *Batch) result() *opResult {
 	if len(b.slab) == cap(b.slab) {
-		b.slab = make([]opResult, 0, slabSize)
+		b.slab = make([]opResult, 0, max(4, b.slabHint, 2*cap(b.slab)))
 	}
 	b.slab = b.slab[:len(b.slab)+1]
 	return &b.slab[len(b.slab)-1]
@@ -212,6 +212,10 @@ func (b *Batch) Exec(ctx context.Context) error {
 // reset empties the batch, dropping the payloads and commands until the
 // next one.
 func (b *Batch) reset() {
+	if len(b.slab) > 0 {
+		b.slabHint = min(len(b.slab), 2*maxRunKeys)
+	}
+	b.slab = nil
 	clear(b.ops)
 	b.ops = b.ops[:0]
 	b.plan.reset()
