@@ -90,12 +90,14 @@ type op struct {
 	res   *opResult
 }
 
-// opResult is a merged read's or write's own result.
+// opResult is a merged read's or write's own result: errNoResult until
+// the batch has given it one.
 type opResult struct {
-	done bool
-	data string      // a read's value
-	val  interface{} // a write's status, or its key's own error reply
-	err  error       // the call's error; redis.Nil for a missing read
+	data   []byte // a read's value
+	status int64  // a write's status (setManyScript's reply for its key)
+	// err is the call's error, or the key's own error reply (a write's
+	// WRONGTYPE); redis.Nil for a missing read.
+	err error
 }
 
 // result hands out the next result slot. A full slab is left to its
@@ -105,7 +107,9 @@ func (b *Batch) result() *opResult {
 		b.slab = make([]opResult, 0, max(4, b.slabHint, 2*cap(b.slab)))
 	}
 	b.slab = b.slab[:len(b.slab)+1]
-	return &b.slab[len(b.slab)-1]
+	res := &b.slab[len(b.slab)-1]
+	res.err = errNoResult
+	return res
 }
 
 // slotOf is key's cluster slot, -1 on a single node.

@@ -129,11 +129,7 @@ func newCombiner(s *Store) *groupCommit[op] {
 	return &groupCommit[op]{
 		newBatch: s.NewBatch,
 		send:     sendGroup,
-		noResult: func(o op) {
-			if !o.res.done {
-				o.res.done, o.res.err = true, errNoResult
-			}
-		},
+		noResult: func(op) {}, // a result slot is errNoResult until given one
 	}
 }
 

@@ -39,12 +39,10 @@ func (r GetResult) raw() ([]byte, error) {
 	switch {
 	case r.res == nil:
 		return r.cmd.Bytes()
-	case !r.res.done:
-		return nil, errNoResult // read before its batch ran
-	case r.res.err != nil:
+	case r.res.err != nil: // errNoResult before its batch ran
 		return nil, r.res.err
 	}
-	return []byte(r.res.data), nil
+	return r.res.data, nil
 }
 
 // Get queues reading the session at key: a GET, which the plan merges with

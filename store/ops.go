@@ -27,7 +27,11 @@ func scriptOutcome(cmd *redis.Cmd) (Outcome, []byte, error) {
 
 // outcome maps a script's status code.
 func outcome(status interface{}, val []byte) (Outcome, []byte, error) {
-	switch asInt(status) {
+	return statusOutcome(asInt(status), val)
+}
+
+func statusOutcome(status int64, val []byte) (Outcome, []byte, error) {
+	switch status {
 	case -1:
 		return NotApplied, nil, ErrTombstoned
 	case 1:

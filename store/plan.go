@@ -202,28 +202,29 @@ func (p *plan) deliver(ops []op) {
 		switch cmd := c.cmd.(type) {
 		case *redis.StringCmd: // a GET
 			res := ops[c.ops[0]].res
-			res.data, res.err = cmd.Val(), cmd.Err()
-			res.done = true
+			res.data, res.err = cmd.Bytes() // no copy: go-redis's own view of the reply
 			continue
 		case *redis.Cmd:
 			vals, err = cmd.Slice()
 		}
 		for j, oi := range c.ops {
 			res := ops[oi].res
-			res.done = true
 			switch {
 			case err != nil:
 				res.err = err
 			case j >= len(vals):
 				res.err = errNoResult
 			case c.kind == opWrite:
-				res.val = vals[j]
+				// The key's status, or its own error reply (WRONGTYPE…).
+				res.err, _ = vals[j].(error)
+				res.status = asInt(vals[j])
 			default:
-				s, ok := vals[j].(string)
-				if !ok {
+				res.err = nil
+				if s, ok := vals[j].(string); ok {
+					res.data = []byte(s)
+				} else {
 					res.err = redis.Nil // MGET's nil for a missing or non-string key
 				}
-				res.data = s
 			}
 		}
 	}

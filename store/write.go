@@ -87,15 +87,10 @@ func (r WriteResult) Result() (Outcome, []byte, error) {
 		return r.nativeResult()
 	case r.res == nil:
 		return scriptOutcome(r.cmd)
-	case !r.res.done:
-		return NotApplied, nil, errNoResult // read before its batch ran
-	case r.res.err != nil:
+	case r.res.err != nil: // errNoResult before its batch ran
 		return NotApplied, nil, r.res.err
 	}
-	if err, ok := r.res.val.(error); ok {
-		return NotApplied, nil, err // this key's own error reply (WRONGTYPE…)
-	}
-	return outcome(r.res.val, nil)
+	return statusOutcome(r.res.status, nil)
 }
 
 // Write queues a tombstone-checked write of w at key. A common-case write
