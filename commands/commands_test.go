@@ -43,7 +43,7 @@ func defaultOptions() Options {
 func newFixture(t *testing.T, tweak func(*Options)) *fixture {
 	t.Helper()
 	m := miniredis.RunT(t)
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{m.Addr()}})
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{m.Addr()}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ var fuzzArgs = []string{"a", `{"cookie":{"expires":"2099-01-01T00:00:00Z"},"user
 // asks, so a new command is fuzzed from the start.
 func FuzzDispatch(f *testing.F) {
 	m := miniredis.RunT(f)
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{m.Addr()}})
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{m.Addr()}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func TestTombstoneFormatSwitch(t *testing.T) {
 // sibling is another engine, with its own options, on f's upstream.
 func sibling(t *testing.T, f *fixture, tweak func(*Options)) *fixture {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{f.m.Addr()}})
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{f.m.Addr()}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		t.Fatal(err)
 	}

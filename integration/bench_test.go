@@ -25,7 +25,7 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	ctx := context.Background()
 	reg := metrics.NewRegistry()
-	st, err := store.Open(ctx, store.Options{Mode: standaloneUp.mode, Addrs: standaloneUp.addrs, AutoPipeline: true, Metrics: reg})
+	st, err := store.Open(ctx, store.Options{Mode: standaloneUp.mode, Addrs: standaloneUp.addrs, AutoPipeline: true, Combine: true, Metrics: reg})
 	if err != nil {
 		b.Fatal(err)
 	}

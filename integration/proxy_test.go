@@ -75,7 +75,7 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	// Auto-pipelining and metrics on, as the shipped config has them.
 	reg := metrics.NewRegistry()
 	st, err := store.Open(ctx, store.Options{Mode: up.mode, Addrs: up.addrs, MasterName: up.masterName,
-		Password: up.password, SentinelPassword: up.sentinelPassword, AutoPipeline: true, Metrics: reg})
+		Password: up.password, SentinelPassword: up.sentinelPassword, AutoPipeline: true, Combine: true, Metrics: reg})
 	if err != nil {
 		t.Fatalf("open %s store: %v", up.name, err)
 	}

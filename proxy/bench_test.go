@@ -25,7 +25,7 @@ import (
 func BenchmarkServer(b *testing.B) {
 	ctx := context.Background()
 	up := redistest.Standalone(b)
-	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{up.Addr}, AutoPipeline: true})
+	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{up.Addr}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func startLoadProxy(t *testing.T) *loadProxy {
 	t.Helper()
 	rs := redistest.Standalone(t)
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true})
+	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 func openMini(t *testing.T) (*Store, *miniredis.Miniredis) {
 	t.Helper()
 	m := miniredis.RunT(t)
-	s, err := Open(context.Background(), Options{Mode: ModeStandalone, Addrs: []string{m.Addr()}})
+	s, err := Open(context.Background(), Options{Mode: ModeStandalone, Addrs: []string{m.Addr()}, AutoPipeline: true, Combine: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func (b *Batch) CompareAndSwap(key string, read, value []byte, ttl, absolute tim
 // for a read-modify-write (nil when missing).
 func (b *Batch) GetStored(key string) GetStoredResult {
 	cmd := redis.NewStringCmd(context.Background(), "get", key)
-	b.add(cmd, true)
+	b.add(cmd, true, key)
 	return GetStoredResult{cmd: cmd, s: b.s, key: key}
 }
 

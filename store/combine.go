@@ -12,7 +12,10 @@ import (
 // never waits: with nothing in flight its run goes at once.
 //
 // Writes are merged into setManyScript calls (a script call costs Redis
-// several times a SET), reads into MGETs.
+// several times a SET), reads into MGETs. A batch of one such read or
+// write goes to its combiner (Batch.Exec) with Options.Combine. Longer
+// write runs already share a call, and holding them for a group commit
+// measured slower (SET -P 16: 0.27 of direct Redis before, 0.20 with).
 type groupCommit[R any] struct {
 	mu       sync.Mutex
 	slots    map[int]*slotQueue[R]
@@ -118,80 +121,21 @@ func (g *groupCommit[R]) handOff(q *slotQueue[R], group []waiter[R]) {
 	}
 }
 
-func newWriteCombiner(s *Store) *groupCommit[*writeRun] {
-	return &groupCommit[*writeRun]{
+// newCombiner is a combiner of single reads or writes (opRead, opWrite)
+// on s: the slot's batch plans a group as it would one client's
+// consecutive reads or writes, into MGETs or setManyScript calls of at
+// most maxRunKeys keys (plan.go), and delivers each its own result.
+func newCombiner(s *Store) *groupCommit[op] {
+	return &groupCommit[op]{
 		newBatch: s.NewBatch,
-		send:     s.sendWrites,
-		noResult: func(r *writeRun) {
-			if r.vals == nil && r.err == nil {
-				r.err = errNoResult
-			}
-		},
+		send:     sendGroup,
+		noResult: func(op) {}, // a result slot is errNoResult until given one
 	}
 }
 
-func newReadCombiner(s *Store) *groupCommit[*readRun] {
-	return &groupCommit[*readRun]{
-		newBatch: s.NewBatch,
-		send:     s.sendReads,
-		noResult: func(r *readRun) {
-			if !r.done {
-				r.done, r.err = true, errNoResult
-			}
-		},
-	}
-}
-
-// sendWrites runs group as setManyScript calls of at most maxRunKeys keys
-// each, in one batch (which also recovers from NOSCRIPT), and gives every
-// run its own results.
-func (s *Store) sendWrites(ctx context.Context, b *Batch, group []*writeRun) {
-	var calls []*writeRun
-	var owners [][]*writeRun
-	for start := 0; start < len(group); {
-		end, keys := start+1, len(group[start].keys)
-		for end < len(group) && keys+len(group[end].keys) <= maxRunKeys {
-			keys += len(group[end].keys)
-			end++
-		}
-		call := group[start] // a lone run is its own call
-		if end-start > 1 {
-			call = &writeRun{slot: call.slot, keys: make([]string, 0, keys), args: make([]interface{}, 0, 2*keys)}
-			for _, r := range group[start:end] {
-				call.keys = append(call.keys, r.keys...)
-				call.args = append(call.args, r.args...)
-			}
-		}
-		b.addRun(call)
-		calls = append(calls, call)
-		owners = append(owners, group[start:end])
-		start = end
-	}
-	_ = b.Exec(ctx) // each call's error is its own, read from it
-	for i, call := range calls {
-		vals, err := call.results()
-		for _, r := range owners[i] {
-			switch {
-			case err != nil:
-				r.err = err
-			case len(vals) < len(r.keys):
-				r.err = errNoResult
-			default:
-				r.vals, vals = vals[:len(r.keys)], vals[len(r.keys):]
-			}
-		}
-	}
-}
-
-// sendReads runs group, single reads of one slot, as read runs of one
-// batch (an MGET per maxRunKeys keys), and gives every run its value.
-func (s *Store) sendReads(ctx context.Context, b *Batch, group []*readRun) {
-	for _, r := range group {
-		r.shared = b.addRead(r.keys[0])
-	}
-	_ = b.Exec(ctx) // each read's error is its own
-	for _, r := range group {
-		r.val, r.err = r.shared.raw()
-		r.done, r.shared = true, GetResult{}
-	}
+// sendGroup sends group, reads or writes of one slot, as one batch (which
+// also recovers from NOSCRIPT and TRYAGAIN).
+func sendGroup(ctx context.Context, b *Batch, group []op) {
+	b.ops = append(b.ops, group...)
+	_ = b.Exec(ctx) // each operation's error is its own
 }

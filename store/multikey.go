@@ -50,11 +50,12 @@ func (b *Batch) MGet(keys []string) *MGetResult {
 			args = append(args, k)
 			r.at[i] = [2]int{0, i}
 		}
-		r.groups = append(r.groups, b.mget(args))
+		r.groups = append(r.groups, b.mget(args, keys))
 		return r
 	}
 	groupOf := make(map[int]int) // slot → group index
 	var args [][]interface{}
+	var groupKeys [][]string
 	for i, k := range keys {
 		slot := Slot(k)
 		g, ok := groupOf[slot]
@@ -62,19 +63,21 @@ func (b *Batch) MGet(keys []string) *MGetResult {
 			g = len(args)
 			groupOf[slot] = g
 			args = append(args, []interface{}{"mget"})
+			groupKeys = append(groupKeys, nil)
 		}
 		r.at[i] = [2]int{g, len(args[g]) - 1}
 		args[g] = append(args[g], k)
+		groupKeys[g] = append(groupKeys[g], k)
 	}
-	for _, a := range args {
-		r.groups = append(r.groups, b.mget(a))
+	for g, a := range args {
+		r.groups = append(r.groups, b.mget(a, groupKeys[g]))
 	}
 	return r
 }
 
-func (b *Batch) mget(args []interface{}) *redis.SliceCmd {
+func (b *Batch) mget(args []interface{}, keys []string) *redis.SliceCmd {
 	cmd := redis.NewSliceCmd(context.Background(), args...)
-	b.add(cmd, true)
+	b.addMulti(cmd, true, keys)
 	return cmd
 }
 

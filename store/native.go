@@ -22,14 +22,14 @@ const nativeTimeout = 5 * time.Second
 // addNative queues a Native write of value at key with ttl px.
 func (b *Batch) addNative(key string, value []byte, px string, grace time.Duration) WriteResult {
 	cmd := redis.NewCmd(context.Background(), "set", key, value, "px", px, "get")
-	b.add(cmd, false)
-	return WriteResult{cmd: cmd, native: true, s: b.s, grace: grace}
+	b.add(cmd, false, key)
+	return WriteResult{cmd: cmd, native: true, s: b.s, key: key, grace: grace}
 }
 
 // nativeResult maps SET … GET's reply: the previous value or nil,
 // written; or WRONGTYPE, not written.
 func (w WriteResult) nativeResult() (Outcome, []byte, error) {
-	key := argString(w.cmd.Args()[1])
+	key := w.key
 	old, err := w.cmd.Text()
 	switch {
 	case err == redis.Nil:

@@ -59,6 +59,11 @@ type Options struct {
 	// trip per client batch. default: false (the config file's default is
 	// true)
 	AutoPipeline bool
+	// Combine merges different clients' single writes into shared script
+	// calls and single reads into shared MGETs (the combiners, combine.go).
+	// Needs AutoPipeline. default: false (the config file's default is
+	// true)
+	Combine bool
 	// MaxPinned bounds the upstream connections held for clients'
 	// transactions (WATCH, MULTI), per node, in a pool apart from PoolSize.
 	// default: 1000
@@ -99,11 +104,11 @@ func (o *Options) init() {
 type Store struct {
 	opts     Options
 	client   redis.UniversalClient
-	cluster  *redis.ClusterClient    // set in cluster mode
-	embedded *miniredis.Miniredis    // set in embedded mode
-	ap       *redis.AutoPipeliner    // set with Options.AutoPipeline
-	writes   *groupCommit[*writeRun] // with ap: merges clients' single writes
-	reads    *groupCommit[*readRun]  // with ap: merges clients' single reads
+	cluster  *redis.ClusterClient // set in cluster mode
+	embedded *miniredis.Miniredis // set in embedded mode
+	ap       *redis.AutoPipeliner // set with Options.AutoPipeline
+	writes   *groupCommit[op]     // with Combine: merges clients' single writes
+	reads    *groupCommit[op]     // with Combine: merges clients' single reads
 	// migrating holds the slots a node recently answered TRYAGAIN for
 	// (a slot migration in progress), each until when its runs go one key
 	// per command.
@@ -174,8 +179,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
-		s.writes = newWriteCombiner(s)
-		s.reads = newReadCombiner(s)
+		if s.opts.Combine {
+			s.writes = newCombiner(s)
+			s.reads = newCombiner(s)
+		}
 	}
 	return s, nil
 }
@@ -372,7 +379,7 @@ func (s *Store) clusterMasters(ctx context.Context) ([]*redis.Client, error) {
 
 // loadScripts puts every script in every master's script cache, so EVALSHA
 // normally hits; NOSCRIPT (a restarted or failed-over node) is handled by
-// Batch.Exec.
+// the batch's sender (sender.recover).
 func (s *Store) loadScripts(ctx context.Context) error {
 	return s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		for _, sc := range allScripts {
@@ -382,6 +389,15 @@ func (s *Store) loadScripts(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// reloadScripts loads the proxy's scripts, then users (clients' scripts),
+// on every master: what a NOSCRIPT asks for (sender.recover).
+func (s *Store) reloadScripts(ctx context.Context, users []*UserScript) error {
+	if err := s.loadScripts(ctx); err != nil {
+		return err
+	}
+	return s.loadUserScripts(ctx, users)
 }
 
 // nodeName names a master in errors: its address, or in sentinel mode the

@@ -28,6 +28,6 @@ func (b *Batch) BoundTTL(key string, ttl, max time.Duration) IntResult {
 // (-1 no TTL, -2 missing), tombstones included.
 func (b *Batch) RawPTTL(key string) IntResult {
 	cmd := redis.NewCmd(context.Background(), "pttl", key)
-	b.add(cmd, true)
+	b.add(cmd, true, key)
 	return IntResult{cmd}
 }

@@ -25,20 +25,6 @@ var (
 	ErrWatchAborted = errors.New("a watched key changed; transaction not run")
 )
 
-// scriptSources maps each script's SHA-1 to its source, so a transaction
-// can send EVAL rather than EVALSHA (a client's script carries its own,
-// UserScript): inside MULTI, a NOSCRIPT (a node
-// restarted or failed over) would fail that one command while the others
-// ran, and it cannot be sent again. Written only while the package's
-// variables are initialised.
-var scriptSources = map[string]string{}
-
-func newScript(src string) *redis.Script {
-	sc := redis.NewScript(src)
-	scriptSources[sc.Hash()] = src
-	return sc
-}
-
 // Pinned is an upstream connection held by one client for its transaction.
 // Not safe for concurrent use.
 type Pinned struct {
@@ -138,13 +124,17 @@ func (s *Store) DryBatch() *Batch {
 }
 
 // Keys are the upstream keys the batch's commands touch, the owner
-// index's apart (for a transaction's slot).
+// index's apart (for a transaction's slot), as they were recorded when
+// queued.
 func (b *Batch) Keys() []string {
-	b.closeRun()
-	b.closeReads()
 	var keys []string
-	for _, q := range b.queued {
-		keys = append(keys, keysOf(q.cmd)...)
+	for i := range b.ops {
+		switch o := &b.ops[i]; {
+		case o.keys != nil:
+			keys = append(keys, o.keys...)
+		case !o.opaque:
+			keys = append(keys, o.key)
+		}
 	}
 	return keys
 }
@@ -155,28 +145,26 @@ func (b *Batch) Keys() []string {
 // from Redis, or a connection failure (whether the transaction ran is then
 // unknown).
 func (b *Batch) Commit(ctx context.Context) error {
-	b.closeRun()
-	b.closeReads()
 	p := b.tx
-	b.tx, b.pipe = nil, p.conn.Pipeline()
+	b.tx = nil
+	b.out = sender{t: pipeTransport{p.conn.Pipeline()}, up: b.s, received: b.out.received}
 	side := b.side
 	b.side = nil
-	defer func() {
-		clear(b.queued)
-		b.queued = b.queued[:0]
-	}()
-	cmds := make([]redis.Cmder, 0, len(b.queued)+1)
-	for _, q := range b.queued {
-		args := q.cmd.Args()
+	defer b.reset()
+	b.plan.build(b.ops, nil)
+	cmds := make([]redis.Cmder, 0, len(b.plan.calls)+1)
+	for _, c := range b.plan.calls {
+		args := c.cmd.Args()
 		switch {
-		case q.user != nil: // a client's script: EVAL or EVAL_RO of its wrapped source
-			args[0], args[1] = strings.Replace(argString(args[0]), "evalsha", "eval", 1), q.user.source
-		case len(args) > 1 && argString(args[0]) == "evalsha":
-			if src, ok := scriptSources[argString(args[1])]; ok {
-				args[0], args[1] = "eval", src
+		case c.user != nil: // a client's script: EVAL or EVAL_RO of its wrapped source
+			args[0], args[1] = "eval", c.user.source
+			if c.read {
+				args[0] = "eval_ro"
 			}
+		case c.script != nil:
+			args[0], args[1] = "eval", scriptSources[c.script.Hash()]
 		}
-		cmds = append(cmds, q.cmd)
+		cmds = append(cmds, c.cmd)
 	}
 	if len(cmds) == 0 {
 		if !p.watching {
@@ -193,8 +181,9 @@ func (b *Batch) Commit(ctx context.Context) error {
 	})
 	p.watching = false // EXEC unwatches, whatever its outcome
 	for _, cmd := range cmds {
-		b.received += replySize(cmd)
+		b.out.received += replySize(cmd)
 	}
+	b.plan.deliver(b.ops)
 	switch {
 	case err == nil, err == redis.Nil: // Nil: a command's null reply
 	case errors.Is(err, redis.TxFailedErr):

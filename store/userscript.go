@@ -11,7 +11,7 @@ import (
 // the session policy by the commands package). It is cached on every
 // master like the proxy's own scripts, but loaded on demand: the first
 // EVALSHA of it that meets NOSCRIPT (a new script, or a node that restarted
-// or was failed over) loads it everywhere and goes again (Batch.recover).
+// or was failed over) loads it everywhere and goes again (sender.recover).
 type UserScript struct {
 	sc     *redis.Script
 	source string
@@ -45,23 +45,20 @@ func (b *Batch) Eval(u *UserScript, readOnly bool, keys []string, args [][]byte)
 		call = append(call, a)
 	}
 	cmd := redis.NewCmd(context.Background(), call...)
-	b.closeRun()
-	b.closeReads()
-	b.queued = append(b.queued, queued{cmd: cmd, read: readOnly, user: u})
+	b.addMulti(cmd, readOnly, keys).user = u
 	return ForwardResult{cmd}
 }
 
-// loadUserScripts loads the user scripts among qs that got NOSCRIPT on
-// every master.
-func (s *Store) loadUserScripts(ctx context.Context, qs []queued) error {
+// loadUserScripts loads users on every master.
+func (s *Store) loadUserScripts(ctx context.Context, users []*UserScript) error {
 	seen := make(map[*UserScript]bool)
-	for _, q := range qs {
-		if q.user == nil || seen[q.user] || !isNoScript(q.cmd.Err()) {
+	for _, u := range users {
+		if seen[u] {
 			continue
 		}
-		seen[q.user] = true
+		seen[u] = true
 		err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			if err := q.user.sc.Load(ctx, c).Err(); err != nil {
+			if err := u.sc.Load(ctx, c).Err(); err != nil {
 				return fmt.Errorf("load script on %s: %w", s.nodeName(c), err)
 			}
 			return nil

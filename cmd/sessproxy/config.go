@@ -69,6 +69,7 @@ type UpstreamConfig struct {
 	DB               int               `toml:"db"`
 	PoolSize         int               `toml:"pool_size"`
 	AutoPipeline     bool              `toml:"auto_pipeline"`
+	Combine          bool              `toml:"combine"`
 	DialTimeout      Duration          `toml:"dial_timeout"`
 	ReadTimeout      Duration          `toml:"read_timeout"`
 	WriteTimeout     Duration          `toml:"write_timeout"`
@@ -174,6 +175,7 @@ func defaultConfig() Config {
 			Mode:         store.ModeEmbedded,
 			Addrs:        []string{},
 			AutoPipeline: true,
+			Combine:      true,
 			DialTimeout:  Duration(5 * time.Second),
 			ReadTimeout:  Duration(3 * time.Second),
 			WriteTimeout: Duration(3 * time.Second),
@@ -438,6 +440,7 @@ func (c *Config) storeOptions() (store.Options, error) {
 		PoolSize:         c.Upstream.PoolSize,
 		MaxPinned:        c.Server.MaxTransactions,
 		AutoPipeline:     c.Upstream.AutoPipeline,
+		Combine:          c.Upstream.Combine,
 		DialTimeout:      time.Duration(c.Upstream.DialTimeout),
 		ReadTimeout:      time.Duration(c.Upstream.ReadTimeout),
 		WriteTimeout:     time.Duration(c.Upstream.WriteTimeout),

@@ -1,0 +1,41 @@
+package store
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ForwardResult is the handle of a forwarded command.
+type ForwardResult struct{ cmd *redis.Cmd }
+
+// Result is the upstream's reply as go-redis decodes it (nil for a null).
+func (r ForwardResult) Result() (interface{}, error) {
+	v, err := r.cmd.Result()
+	if err == redis.Nil {
+		return nil, nil
+	}
+	return v, err
+}
+
+// Forward queues a command unchanged (keys outside the session prefix, with
+// outside_prefix = "passthrough"; locks). read marks it free of side
+// effects. args are the command's name, then its one key, then the rest:
+// the key is recorded as args[1] (a command of no key is opaque to
+// recovery and waves, which treat it as touching every key).
+func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
+	cmd := redis.NewCmd(context.Background(), args...)
+	if len(args) < 2 {
+		b.addMulti(cmd, read, nil)
+		return ForwardResult{cmd}
+	}
+	switch key := args[1].(type) {
+	case string:
+		b.add(cmd, read, key)
+	case []byte:
+		b.add(cmd, read, string(key))
+	default:
+		b.addMulti(cmd, read, nil)
+	}
+	return ForwardResult{cmd}
+}
