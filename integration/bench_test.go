@@ -38,6 +38,8 @@ func BenchmarkPipeline(b *testing.B) {
 		Prefix:     "sess:",
 		Policy:     ttl.Policy{Default: defaultTTL, Min: time.Second, Max: maxTTL, FromCookie: true, Touch: true},
 		Tombstones: true, Grace: grace, OnWrite: commands.OnWriteError,
+		// The shipped format, past its transition: writes are SET … GET.
+		TombstoneFormat: store.TombstoneTyped, TombstoneTransition: -1,
 		Codec: cdc, Metrics: reg,
 	})
 	small := `{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"n":1}`

@@ -171,9 +171,12 @@ func (b *Batch) script(sc *redis.Script, read bool, key string, args ...interfac
 // NewBatch returns an empty batch on the store.
 func (s *Store) NewBatch() *Batch {
 	b := &Batch{s: s, combine: s.writes != nil}
-	if s.ap != nil {
+	switch {
+	case s.lanes != nil:
+		b.out = sender{t: &laneTransport{lanes: s.lanes, lane: s.lanes.pick()}, up: s}
+	case s.ap != nil:
 		b.out = sender{t: &autoTransport{ap: s.ap}, up: s, waves: s.cluster != nil}
-	} else {
+	default:
 		b.out = sender{t: pipeTransport{s.client.Pipeline()}, up: s}
 	}
 	return b

@@ -106,9 +106,10 @@ type Store struct {
 	client   redis.UniversalClient
 	cluster  *redis.ClusterClient // set in cluster mode
 	embedded *miniredis.Miniredis // set in embedded mode
-	ap       *redis.AutoPipeliner // set with Options.AutoPipeline
+	ap       *redis.AutoPipeliner // with AutoPipeline in a cluster
 	writes   *groupCommit[op]     // with Combine: merges clients' single writes
 	reads    *groupCommit[op]     // with Combine: merges clients' single reads
+	lanes    *lanes               // with AutoPipeline outside a cluster
 	// migrating holds the slots a node recently answered TRYAGAIN for
 	// (a slot migration in progress), each until when its runs go one key
 	// per command.
@@ -164,8 +165,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if opts.AutoPipeline {
-		// Ordered (one stream, submission order, so each client's batch
+	switch {
+	case opts.AutoPipeline && s.cluster == nil:
+		s.lanes = newLanes(s, laneCount())
+	case opts.AutoPipeline:
+		// A cluster: go-redis's auto-pipeliner routes each command to its
+		// node and follows MOVED and ASK. Ordered (one stream, submission order, so each client's batch
 		// keeps its order) and full duplex: the next batch is written while
 		// the previous one's replies are read, so Redis and the proxy work
 		// at the same time instead of taking turns.
@@ -179,10 +184,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
-		if s.opts.Combine {
-			s.writes = newCombiner(s)
-			s.reads = newCombiner(s)
-		}
+	}
+	if opts.AutoPipeline && opts.Combine {
+		s.writes = newCombiner(s)
+		s.reads = newCombiner(s)
 	}
 	return s, nil
 }
