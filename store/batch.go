@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,6 +37,9 @@ type Batch struct {
 	// slots live as long as their handles and no longer.
 	slab     []opResult
 	slabHint int
+	// lastTTL and lastPX: the last native write's TTL, formatted (pxArg).
+	lastTTL time.Duration
+	lastPX  string
 	// combine: a batch of one merged read or write goes through the
 	// store's combiner (Options.Combine).
 	combine bool

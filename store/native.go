@@ -19,11 +19,29 @@ import (
 // nativeTimeout bounds the TYPE a WRONGTYPE reply leads to.
 const nativeTimeout = 5 * time.Second
 
-// addNative queues a Native write of value at key with ttl px.
-func (b *Batch) addNative(key string, value []byte, px string, grace time.Duration) WriteResult {
-	cmd := redis.NewCmd(context.Background(), "set", key, value, "px", px, "get")
+// nativeSet holds a native write's arguments in one allocation: go-redis
+// takes them as interfaces, and boxing each string would allocate.
+type nativeSet struct {
+	args    [6]interface{}
+	key, px string
+}
+
+// addNative queues a Native write of value at key with ttl.
+func (b *Batch) addNative(key string, value []byte, ttl time.Duration, grace time.Duration) WriteResult {
+	n := &nativeSet{key: key, px: b.pxArg(ttl)}
+	n.args = [6]interface{}{"set", &n.key, value, "px", &n.px, "get"}
+	cmd := redis.NewCmd(context.Background(), n.args[:]...)
 	b.add(cmd, false, key)
 	return WriteResult{cmd: cmd, native: true, s: b.s, key: key, grace: grace}
+}
+
+// pxArg is msArg(ttl), kept from the batch's last write: a namespace's
+// writes nearly all carry its one default TTL.
+func (b *Batch) pxArg(ttl time.Duration) string {
+	if ttl != b.lastTTL || b.lastPX == "" {
+		b.lastTTL, b.lastPX = ttl, msArg(ttl)
+	}
+	return b.lastPX
 }
 
 // nativeResult maps SET … GET's reply: the previous value or nil,

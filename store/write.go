@@ -104,7 +104,7 @@ func (b *Batch) Write(key string, w Write) WriteResult {
 	}
 	if w.Cond == Always && !w.KeepTTL && !w.ReturnOld && w.Absolute == 0 {
 		if w.Native && w.TTL > 0 && b.tx == nil && !b.dry {
-			return b.addNative(key, w.Value, msArg(w.TTL), w.Grace)
+			return b.addNative(key, w.Value, w.TTL, w.Grace)
 		}
 		return b.addToRun(key, w.Value, msArg(w.TTL))
 	}
