@@ -224,11 +224,11 @@ func (e *Engine) memoryUsage(c *Call) {
 	}
 	args[2] = ref.key
 	if !ref.session {
-		e.forwardArgs(c, forwardRead, args...)
+		e.forwarded(c, forwardRead, c.Batch.ForwardKey(true, ref.key, args...))
 		return
 	}
 	live := c.Batch.Exists(ref.key)
-	usage := c.Batch.Forward(true, args...)
+	usage := c.Batch.ForwardKey(true, ref.key, args...)
 	c.Then(func() {
 		n, err := live.Result()
 		if err != nil {

@@ -678,7 +678,11 @@ func (e *Engine) forward(c *Call, ref keyRef, flags forwardFlags) {
 
 // forwardArgs sends the command args and relays the reply.
 func (e *Engine) forwardArgs(c *Call, flags forwardFlags, args ...interface{}) {
-	res := c.Batch.Forward(flags&forwardRead != 0, args...)
+	e.forwarded(c, flags, c.Batch.Forward(flags&forwardRead != 0, args...))
+}
+
+// forwarded answers a forwarded command with its reply as Redis gave it.
+func (e *Engine) forwarded(c *Call, flags forwardFlags, res store.ForwardResult) {
 	c.Then(func() {
 		v, err := res.Result()
 		if err != nil {

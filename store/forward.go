@@ -39,3 +39,11 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 	}
 	return ForwardResult{cmd}
 }
+
+// ForwardKey queues a command unchanged whose one key is not its second
+// argument (MEMORY USAGE key): key is recorded as what it touches.
+func (b *Batch) ForwardKey(read bool, key string, args ...interface{}) ForwardResult {
+	cmd := redis.NewCmd(context.Background(), args...)
+	b.add(cmd, read, key)
+	return ForwardResult{cmd}
+}

@@ -195,6 +195,7 @@ func TestPlanRecordsKeys(t *testing.T) {
 	b.Forward(false, "ping")
 	b.Eval(NewUserScript("return 1"), true, []string{"d", "e"}, nil)
 	b.MGet([]string{"f", "g"})
+	b.ForwardKey(true, "h", "memory", "usage", "h")
 	var p plan
 	p.build(b.ops, nil)
 	var got []string
@@ -205,7 +206,7 @@ func TestPlanRecordsKeys(t *testing.T) {
 		}
 		got = append(got, strings.Join(c.keys, ","))
 	}
-	want := []string{"a,b", "c", "opaque", "d,e", "f,g"}
+	want := []string{"a,b", "c", "opaque", "d,e", "f,g", "h"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
