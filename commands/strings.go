@@ -271,9 +271,11 @@ func (e *Engine) set(c *Call) {
 	if !ok {
 		return
 	}
-	d := e.decide(ref.ns, c.policy(ref.ns), c.Args[2], 0)
+	var d ttl.Decision
 	if opts.expiry.set {
 		d = opts.expiry.decision(c.policy(ref.ns))
+	} else { // only then is the payload's cookie read
+		d = e.decide(ref.ns, c.policy(ref.ns), c.Args[2], 0)
 	}
 	w := store.Write{
 		Value:   value,
