@@ -29,3 +29,12 @@ func UpstreamReply(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && err != redis.Nil
 }
+
+// replyError is an error reply read raw (a native write's, native.go):
+// Redis's words, an error reply to UpstreamReply as go-redis's own are.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+
+// RedisError makes replyError a redis.Error.
+func (replyError) RedisError() {}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -19,20 +21,43 @@ import (
 // nativeTimeout bounds the TYPE a WRONGTYPE reply leads to.
 const nativeTimeout = 5 * time.Second
 
-// nativeSet holds a native write's arguments in one allocation: go-redis
-// takes them as interfaces, and boxing each string would allocate.
+// nativeSet holds a native write's arguments and its reply in one
+// allocation: go-redis takes the arguments as interfaces, and boxing each
+// string would allocate.
 type nativeSet struct {
 	args    [6]interface{}
 	key, px string
+	// cmd is the write as go-redis sends it: &raw outside a cluster (its
+	// reply read past, not into a string), else a *redis.Cmd.
+	cmd redis.Cmder
+	raw rawSet
+}
+
+// rawSet is a native write whose reply — the previous value, sent back
+// only because SET needs GET to answer WRONGTYPE on a tombstone — is read
+// past rather than into a string: a session's whole value, allocated and
+// copied for each overwrite only to be dropped. The reply keeps what
+// matters of it (previousReply). Outside a cluster only: an error reply
+// read raw is no error to go-redis, and a cluster's auto-pipeliner must
+// see MOVED and ASK to follow them. settle turns the reply back into the
+// command's error once its pipeline has run (sender.sendWave).
+type rawSet struct {
+	*redis.RawWriteToCmd
+	reply previousReply
 }
 
 // addNative queues a Native write of value at key with ttl.
 func (b *Batch) addNative(key string, value []byte, ttl time.Duration, grace time.Duration) WriteResult {
 	n := &nativeSet{key: key, px: b.pxArg(ttl)}
 	n.args = [6]interface{}{"set", &n.key, value, "px", &n.px, "get"}
-	cmd := redis.NewCmd(context.Background(), n.args[:]...)
-	b.add(cmd, false, key)
-	return WriteResult{cmd: cmd, native: true, s: b.s, key: key, grace: grace}
+	if b.s.cluster == nil {
+		n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, n.args[:]...)
+		n.cmd = &n.raw
+	} else {
+		n.cmd = redis.NewCmd(context.Background(), n.args[:]...)
+	}
+	b.add(n.cmd, false, key)
+	return WriteResult{set: n, s: b.s, key: key, grace: grace}
 }
 
 // pxArg is msArg(ttl), kept from the batch's last write: a namespace's
@@ -44,11 +69,28 @@ func (b *Batch) pxArg(ttl time.Duration) string {
 	return b.lastPX
 }
 
+// reply is SET … GET's answer: nil when there was no previous value,
+// WRONGTYPE when the key holds a tombstone or a hash (not written), and
+// whether the previous value was a string tombstone.
+func (n *nativeSet) reply() (stringTomb bool, err error) {
+	if n.cmd != &n.raw {
+		old, err := n.cmd.(*redis.Cmd).Text()
+		return err == nil && old == Tombstone, err
+	}
+	if err := n.raw.Err(); err != nil {
+		return false, err
+	}
+	if !n.raw.reply.complete {
+		return false, errNoResult // its batch did not run
+	}
+	return n.raw.reply.isTombstone(), nil
+}
+
 // nativeResult maps SET … GET's reply: the previous value or nil,
 // written; or WRONGTYPE, not written.
 func (w WriteResult) nativeResult() (Outcome, []byte, error) {
 	key := w.key
-	old, err := w.cmd.Text()
+	stringTomb, err := w.set.reply()
 	switch {
 	case err == redis.Nil:
 		return Applied, nil, nil
@@ -63,13 +105,113 @@ func (w WriteResult) nativeResult() (Outcome, []byte, error) {
 		return NotApplied, nil, err // a hash session: Redis's own WRONGTYPE
 	case err != nil:
 		return NotApplied, nil, err
-	case old == Tombstone:
+	case stringTomb:
 		// A string tombstone, which only a proxy still on the string
 		// format past the transition can have written: the write went
 		// through. Put the tombstone back, typed, and refuse the write.
 		return NotApplied, nil, w.s.retomb(key, w.grace)
 	}
 	return Applied, nil, nil
+}
+
+// settle gives the command the error its raw reply carries: Redis's error
+// reply, or redis.Nil for no previous value. A failure to send or read
+// (the command's own error) stays.
+func (r *rawSet) settle() {
+	if r.Err() != nil || !r.reply.complete {
+		return
+	}
+	switch r.reply.line[0] {
+	case '-':
+		r.SetErr(replyError(r.reply.line[1:]))
+	case '$':
+		if r.reply.size < 0 {
+			r.SetErr(redis.Nil)
+		}
+	default: // SET … GET answers a bulk string, nil or an error
+		r.SetErr(fmt.Errorf("unexpected reply to SET … GET: %q", r.reply.line[:1]))
+	}
+}
+
+// previousReply receives a reply raw (go-redis's RawWriteToCmd): its first
+// line, and of a bulk string the size and the first bytes, enough to tell
+// a string tombstone; the rest is read into a scratch buffer and dropped.
+// go-redis writes the first line and its CRLF with Write, and copies a
+// bulk string's bytes and CRLF with io.CopyN, which reads them through
+// ReadFrom. Should go-redis send the command again (a broken connection),
+// the next reply starts over.
+type previousReply struct {
+	lineBuf  [16]byte
+	line     []byte // the first line, without its CRLF
+	size     int    // a bulk string's size; -1 for nil
+	head     [len(Tombstone)]byte
+	headLen  int
+	complete bool // the whole reply has been read
+	inLine   bool // the first line is being written
+}
+
+func (p *previousReply) Write(b []byte) (int, error) {
+	if !p.inLine { // a new reply: go-redis writes the line, then CRLF
+		p.line, p.size, p.headLen, p.complete, p.inLine = p.lineBuf[:0], -1, 0, false, true
+	}
+	if string(b) != "\r\n" {
+		p.line = append(p.line, b...)
+		return len(b), nil
+	}
+	p.inLine = false
+	if len(p.line) == 0 {
+		return 0, errors.New("empty reply line")
+	}
+	if p.line[0] == '$' {
+		if n, err := strconv.Atoi(string(p.line[1:])); err == nil && n >= 0 {
+			p.size = n
+			return len(b), nil // the bulk string's bytes follow, through ReadFrom
+		}
+	}
+	p.complete = true
+	return len(b), nil
+}
+
+// ReadFrom reads a bulk string and its CRLF from r to the end, keeping the
+// first bytes of a value as long as a string tombstone. go-redis's reader
+// is a bufio.Reader (under io.CopyN's LimitedReader): the rest is skipped
+// there with Discard, neither copied nor allocated.
+func (p *previousReply) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	if p.size == len(Tombstone) { // the only size worth looking at
+		n, err := io.ReadFull(r, p.head[:])
+		p.headLen, total = n, int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	var err error
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if d, ok := lr.R.(interface{ Discard(int) (int, error) }); ok {
+			var n int
+			n, err = d.Discard(int(lr.N))
+			lr.N -= int64(n)
+			total += int64(n)
+			p.complete = err == nil && total == int64(p.size)+2
+			return total, err
+		}
+	}
+	var scratch [64]byte
+	for err == nil { // any other reader: a few bytes at a time
+		var n int
+		n, err = r.Read(scratch[:])
+		total += int64(n)
+	}
+	if err != io.EOF {
+		return total, err
+	}
+	p.complete = total == int64(p.size)+2
+	return total, nil
+}
+
+// isTombstone reports whether the previous value was a string tombstone.
+func (p *previousReply) isTombstone() bool {
+	return p.size == len(Tombstone) && string(p.head[:p.headLen]) == Tombstone
 }
 
 // isTypedTombstone asks whether key holds a typed tombstone, after a

@@ -1,10 +1,16 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // exec runs one operation queued on a fresh batch of s.
@@ -205,5 +211,85 @@ func TestAtLeast(t *testing.T) {
 	}
 	if v := infoField("# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n", "redis_version"); v != "7.0.15" {
 		t.Errorf("infoField = %q", v)
+	}
+}
+
+// previousReply takes a reply as go-redis's RawWriteToCmd hands it over:
+// the first line and its CRLF by Write, a bulk string's bytes and CRLF by
+// io.CopyN (ReadFrom). It keeps the line, the size and enough of the value
+// to tell a string tombstone, whatever the value's length, and a second
+// reply (go-redis sending the command again) starts over.
+func TestPreviousReply(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	tests := []struct {
+		reply      string
+		wantErr    string // settle's error: "" none, "nil" for redis.Nil
+		stringTomb bool
+	}{
+		{reply: "$-1\r\n", wantErr: "nil"},
+		{reply: "$9\r\nTOMBSTONE\r\n", stringTomb: true},
+		{reply: "$10\r\nTOMBSTONEx\r\n"},
+		{reply: "$4\r\nTOMB\r\n"},
+		{reply: "$0\r\n\r\n"},
+		{reply: "$5000\r\n" + long + "\r\n"},
+		{reply: "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", wantErr: "WRONGTYPE Operation against a key holding the wrong kind of value"},
+		{reply: "-READONLY You can't write against a read only replica. " + long + "\r\n", wantErr: "READONLY You can't write against a read only replica. " + long},
+		{reply: "+OK\r\n", wantErr: `unexpected reply to SET … GET: "+"`},
+	}
+	for _, tt := range tests {
+		for _, buffered := range []bool{true, false} {
+			n := &nativeSet{}
+			n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, "set", "k", "v", "get")
+			n.cmd = &n.raw
+			// A first reply cut short, as a broken connection leaves it,
+			// then the whole reply of the command sent again.
+			for _, reply := range []string{"$5000\r\nxxx", tt.reply} {
+				line, rest, _ := strings.Cut(reply, "\r\n")
+				_, _ = n.raw.reply.Write([]byte(line))
+				_, _ = n.raw.reply.Write([]byte("\r\n"))
+				if line[0] == '$' && line != "$-1" {
+					size, _ := strconv.Atoi(line[1:])
+					var r io.Reader = strings.NewReader(rest)
+					if buffered { // go-redis's reader: Discard skips the value
+						r = bufio.NewReaderSize(r, 16)
+					}
+					_, _ = io.CopyN(&n.raw.reply, r, int64(size)+2)
+				}
+			}
+			n.raw.settle()
+			stringTomb, err := n.reply()
+			switch {
+			case tt.wantErr == "nil" && err != redis.Nil,
+				tt.wantErr == "" && err != nil,
+				tt.wantErr != "" && tt.wantErr != "nil" && (err == nil || err.Error() != tt.wantErr):
+				t.Errorf("%.20q (buffered %v): error %v, want %q", tt.reply, buffered, err, tt.wantErr)
+			case stringTomb != tt.stringTomb:
+				t.Errorf("%.20q (buffered %v): string tombstone %v", tt.reply, buffered, stringTomb)
+			}
+			if strings.HasPrefix(tt.reply, "-") && !UpstreamReply(err) {
+				t.Errorf("%.20q: %v is not an upstream reply", tt.reply, err)
+			}
+		}
+	}
+	// A batch that never ran has no result.
+	n := &nativeSet{}
+	n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, "set", "k", "v", "get")
+	n.cmd = &n.raw
+	if _, err := n.reply(); err != errNoResult {
+		t.Errorf("unsent: %v, want errNoResult", err)
+	}
+}
+
+// A native write's error reply, read raw, is the write's error and counts
+// as a reply from Redis, not as a failure to reach it.
+func TestNativeWriteErrorReply(t *testing.T) {
+	s, m := openMini(t)
+	m.SetError("READONLY You can't write against a read only replica.")
+	err := exec(t, s, func(b *Batch) func() error {
+		r := b.Write("sess:a", Write{Value: []byte(`{}`), TTL: time.Hour, Native: true})
+		return func() error { _, _, err := r.Result(); return err }
+	})
+	if !UpstreamReply(err) || !strings.HasPrefix(err.Error(), "READONLY ") {
+		t.Fatalf("%v, want the READONLY reply", err)
 	}
 }

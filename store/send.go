@@ -283,6 +283,9 @@ func (sn *sender) sendWave(ctx context.Context, p *plan, calls []int) {
 	}
 	sn.t.send(ctx, sn.cmds)
 	for _, cmd := range sn.cmds {
+		if r, ok := cmd.(*rawSet); ok {
+			r.settle() // its error reply, read raw, becomes its error
+		}
 		sn.up.observe(cmd.Err())
 		sn.received += replySize(cmd)
 	}

@@ -69,13 +69,13 @@ type Write struct {
 type WriteResult struct {
 	cmd *redis.Cmd
 	res *opResult // set instead of cmd for a write the plan may merge
-	// native marks cmd as a Native write's SET … GET; its rare WRONGTYPE
-	// or string-tombstone path asks s again about key, and may need
-	// grace. Held by value: the hot path allocates no handle.
-	native bool
-	s      *Store
-	key    string
-	grace  time.Duration
+	// set is a Native write's SET … GET (native.go), instead of cmd; its
+	// rare WRONGTYPE or string-tombstone path asks s again about key, and
+	// may need grace. Held by value: the hot path allocates no handle.
+	set   *nativeSet
+	s     *Store
+	key   string
+	grace time.Duration
 }
 
 // Result is what the write did and, when asked for, the previous value (nil
@@ -83,7 +83,7 @@ type WriteResult struct {
 // Guard stopped, ErrCheckPrevious with the previous value.
 func (r WriteResult) Result() (Outcome, []byte, error) {
 	switch {
-	case r.native:
+	case r.set != nil:
 		return r.nativeResult()
 	case r.res == nil:
 		return scriptOutcome(r.cmd)
