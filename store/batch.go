@@ -178,8 +178,10 @@ func (s *Store) NewBatch() *Batch {
 	switch {
 	case s.lanes != nil:
 		b.out = sender{t: &laneTransport{lanes: s.lanes, lane: s.lanes.pick()}, up: s}
-	case s.ap != nil:
-		b.out = sender{t: &autoTransport{ap: s.ap}, up: s, waves: s.cluster != nil}
+	case s.nodes != nil:
+		t := &clusterTransport{lanes: s.nodes, auto: autoTransport{ap: s.ap}}
+		t.lane.lane = s.nodes.pick()
+		b.out = sender{t: t, up: s, waves: true}
 	default:
 		b.out = sender{t: pipeTransport{s.client.Pipeline()}, up: s}
 	}

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -25,8 +28,9 @@ import (
 // sequential (the next waits for Exec), so a client keeps its order
 // whichever lane it uses; each batch has one lane for its life.
 //
-// A cluster keeps go-redis's auto-pipeliner, which routes each command to
-// its node and follows MOVED and ASK.
+// In a cluster each master has lanes of its own (clusterTransport): a wave
+// of commands that all fall in one slot goes on a lane of that slot's
+// master, everything else through go-redis's auto-pipeliner.
 type lanes struct {
 	queue *groupCommit[*laneReq]
 	n     uint32
@@ -46,8 +50,7 @@ func laneCount() int {
 	return max(1, runtime.GOMAXPROCS(0)/2)
 }
 
-func newLanes(s *Store, n int) *lanes {
-	node := s.client.(*redis.Client)
+func newLanes(s *Store, node *redis.Client, n int) *lanes {
 	return &lanes{
 		n: uint32(n),
 		queue: &groupCommit[*laneReq]{
@@ -78,7 +81,7 @@ type laneTransport struct {
 	req   laneReq // reused from send to send: a batch sends one at a time
 }
 
-func (t *laneTransport) send(ctx context.Context, cmds []redis.Cmder) {
+func (t *laneTransport) send(ctx context.Context, cmds []redis.Cmder, _ string) {
 	t.req.cmds, t.req.sent = cmds, false
 	t.lanes.queue.do(ctx, t.lane, &t.req)
 	t.req.cmds = nil
@@ -97,4 +100,113 @@ func sendLane(ctx context.Context, b *Batch, group []*laneReq) {
 	for _, r := range group {
 		r.sent = true
 	}
+}
+
+// clusterLanes are the lanes of each master of a cluster, keyed by
+// go-redis's client of the node: a node go-redis replaces (its address
+// left the cluster and came back) gets new lanes.
+type clusterLanes struct {
+	s     *Store
+	n     int
+	next  atomic.Uint32
+	mu    sync.RWMutex
+	nodes map[*redis.Client]*lanes
+}
+
+// pick is the lane, of whichever master, of a new batch, round robin.
+func (c *clusterLanes) pick() int {
+	return int(c.next.Add(1) % uint32(c.n))
+}
+
+// maxClusterLanes bounds the lanes kept: past it they are dropped and made
+// again as used (nodes come and go with failovers and resharding).
+const maxClusterLanes = 64
+
+func (c *clusterLanes) of(node *redis.Client) *lanes {
+	c.mu.RLock()
+	l := c.nodes[node]
+	c.mu.RUnlock()
+	if l != nil {
+		return l
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l = c.nodes[node]; l == nil {
+		if len(c.nodes) >= maxClusterLanes {
+			c.nodes = make(map[*redis.Client]*lanes)
+		}
+		l = newLanes(c.s, node, c.n)
+		c.nodes[node] = l
+	}
+	return l
+}
+
+// clusterTransport is a cluster batch's transport. A wave whose commands
+// all fall in one slot (every command at pipeline depth 1) goes on a lane
+// of that slot's master, as on a single server: one goroutine hand-off at
+// most, where the auto-pipeliner takes two. A command the node did not run
+// because the slot map the proxy routed by was stale (MOVED, ASK, or
+// READONLY, CLUSTERDOWN and MASTERDOWN from a master being failed over)
+// is sent again through the auto-pipeliner, which follows redirects and
+// reloads the slot map. Any other wave goes through the auto-pipeliner
+// too, which writes to each node concurrently.
+type clusterTransport struct {
+	lanes *clusterLanes
+	auto  autoTransport
+	lane  laneTransport
+	again []redis.Cmder
+}
+
+func (t *clusterTransport) send(ctx context.Context, cmds []redis.Cmder, key string) {
+	if key == "" {
+		t.auto.send(ctx, cmds, "")
+		return
+	}
+	node, err := t.lanes.s.cluster.MasterForKey(ctx, key)
+	if err != nil { // no slot map yet, or no master for the slot
+		t.auto.send(ctx, cmds, "")
+		return
+	}
+	t.lane.lanes = t.lanes.of(node)
+	t.lane.send(ctx, cmds, key)
+	stale := false
+	for _, cmd := range cmds {
+		if again, moved := notRunHere(cmd.Err()); again {
+			t.again = append(t.again, cmd)
+			stale = stale || moved
+		}
+	}
+	if stale {
+		// Reload the slot map now: observe sees only the final answers
+		// of the commands sent again. Not for ASK alone, which says a
+		// slot is being migrated, not that the map is stale: a reload
+		// then would hold the next, needed one back (go-redis reloads at
+		// most every 200 ms).
+		t.lanes.s.cluster.ReloadState(context.Background())
+	}
+	if len(t.again) > 0 {
+		t.auto.send(ctx, t.again, "")
+		clear(t.again)
+		t.again = t.again[:0]
+	}
+}
+
+// notRunHere reports whether err is a node's answer that it did not run
+// the command because the slot is, or is about to be, another node's
+// (moved: the proxy's slot map is stale, as ASK alone does not say); or
+// go-redis's client of the node was closed (the node left the cluster)
+// before it was sent.
+func notRunHere(err error) (again, moved bool) {
+	if errors.Is(err, redis.ErrClosed) {
+		return true, true
+	}
+	if !UpstreamReply(err) {
+		return false, false
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "ASK ") {
+		return true, false
+	}
+	moved = isTopologyReply(msg)
+	return moved, moved
 }

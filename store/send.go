@@ -7,9 +7,11 @@ import (
 )
 
 // transport sends commands upstream and waits for all their replies; each
-// command then holds its own reply or error.
+// command then holds its own reply or error. key, when not "", is a key of
+// the slot every one of the commands falls in (a cluster's transport sends
+// them to that slot's master).
 type transport interface {
-	send(ctx context.Context, cmds []redis.Cmder)
+	send(ctx context.Context, cmds []redis.Cmder, key string)
 }
 
 // autoTransport sends through the store's auto-pipeliner, merged with
@@ -19,7 +21,7 @@ type autoTransport struct {
 	futures []redis.AutoFuture
 }
 
-func (t *autoTransport) send(ctx context.Context, cmds []redis.Cmder) {
+func (t *autoTransport) send(ctx context.Context, cmds []redis.Cmder, _ string) {
 	for _, cmd := range cmds {
 		t.futures = append(t.futures, t.ap.Submit(ctx, cmd))
 	}
@@ -34,7 +36,7 @@ func (t *autoTransport) send(ctx context.Context, cmds []redis.Cmder) {
 // connection).
 type pipeTransport struct{ pipe redis.Pipeliner }
 
-func (t pipeTransport) send(ctx context.Context, cmds []redis.Cmder) {
+func (t pipeTransport) send(ctx context.Context, cmds []redis.Cmder, _ string) {
 	for _, cmd := range cmds {
 		_ = t.pipe.Process(ctx, cmd)
 	}
@@ -281,7 +283,7 @@ func (sn *sender) sendWave(ctx context.Context, p *plan, calls []int) {
 	for _, c := range calls {
 		sn.cmds = append(sn.cmds, p.calls[c].cmd)
 	}
-	sn.t.send(ctx, sn.cmds)
+	sn.t.send(ctx, sn.cmds, oneSlotKey(p, calls))
 	for _, cmd := range sn.cmds {
 		if r, ok := cmd.(*rawSet); ok {
 			r.settle() // its error reply, read raw, becomes its error
@@ -291,6 +293,21 @@ func (sn *sender) sendWave(ctx context.Context, p *plan, calls []int) {
 	}
 	clear(sn.cmds)
 	sn.cmds = sn.cmds[:0]
+}
+
+// oneSlotKey is a key of the one cluster slot all of calls fall in, or ""
+// (outside a cluster every slot is -1; a call whose keys are unknown here
+// has none).
+func oneSlotKey(p *plan, calls []int) string {
+	var key string
+	for _, ci := range calls {
+		c := &p.calls[ci]
+		if c.slot < 0 || len(c.keys) == 0 || c.slot != p.calls[calls[0]].slot {
+			return ""
+		}
+		key = c.keys[0]
+	}
+	return key
 }
 
 // replySize estimates the memory a command's reply holds: its strings,

@@ -23,7 +23,7 @@ type fakeTransport struct {
 	rounds [][]string
 }
 
-func (f *fakeTransport) send(_ context.Context, cmds []redis.Cmder) {
+func (f *fakeTransport) send(_ context.Context, cmds []redis.Cmder, _ string) {
 	round := len(f.rounds)
 	var sent []string
 	for _, cmd := range cmds {

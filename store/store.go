@@ -110,6 +110,7 @@ type Store struct {
 	writes   *groupCommit[op]     // with Combine: merges clients' single writes
 	reads    *groupCommit[op]     // with Combine: merges clients' single reads
 	lanes    *lanes               // with AutoPipeline outside a cluster
+	nodes    *clusterLanes        // with AutoPipeline in a cluster
 	// migrating holds the slots a node recently answered TRYAGAIN for
 	// (a slot migration in progress), each until when its runs go one key
 	// per command.
@@ -167,10 +168,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	switch {
 	case opts.AutoPipeline && s.cluster == nil:
-		s.lanes = newLanes(s, laneCount())
+		s.lanes = newLanes(s, s.client.(*redis.Client), laneCount())
 	case opts.AutoPipeline:
-		// A cluster: go-redis's auto-pipeliner routes each command to its
-		// node and follows MOVED and ASK. Ordered (one stream, submission order, so each client's batch
+		// A cluster: each master has lanes (clusterTransport), and
+		// go-redis's auto-pipeliner takes what they do not, routing each
+		// command to its node and following MOVED and ASK. Ordered (one stream, submission order, so each client's batch
 		// keeps its order) and full duplex: the next batch is written while
 		// the previous one's replies are read, so Redis and the proxy work
 		// at the same time instead of taking turns.
@@ -184,6 +186,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
+		s.nodes = &clusterLanes{s: s, n: laneCount(), nodes: make(map[*redis.Client]*lanes)}
 	}
 	if opts.AutoPipeline && opts.Combine {
 		s.writes = newCombiner(s)
@@ -354,8 +357,38 @@ func (s *Store) forEachMaster(ctx context.Context, fn func(context.Context, *red
 // Not go-redis's ForEachMaster: it reloads the slot map there and then,
 // and a reload racing the one a failed command asked for (see failed)
 // races on go-redis's node list. When the proxy's map disagrees with the
-// cluster's, it asks for a reload and fails: the map is being replaced.
+// cluster's (a slot just moved), it asks for a reload and looks again
+// until the map agrees, for at most clusterMapWait: go-redis reloads at
+// most once every 200 ms, so the reload a MOVED asked for can still be
+// waiting its turn.
 func (s *Store) clusterMasters(ctx context.Context) ([]*redis.Client, error) {
+	deadline := time.Now().Add(clusterMapWait)
+	for {
+		masters, err := s.clusterMastersNow(ctx)
+		if !errors.Is(err, errStaleSlotMap) || time.Now().After(deadline) {
+			return masters, err
+		}
+		s.cluster.ReloadState(context.Background())
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(clusterMapPoll):
+		}
+	}
+}
+
+const (
+	// clusterMapWait bounds how long clusterMasters waits for a reload;
+	// clusterMapPoll is how often it looks again meanwhile.
+	clusterMapWait = time.Second
+	clusterMapPoll = 20 * time.Millisecond
+)
+
+// errStaleSlotMap: the proxy's slot map disagrees with the cluster's.
+var errStaleSlotMap = errors.New("slot map reloading")
+
+// clusterMastersNow is clusterMasters as the slot map stands.
+func (s *Store) clusterMastersNow(ctx context.Context) ([]*redis.Client, error) {
 	slots, err := s.cluster.ClusterSlots(ctx).Result()
 	if err != nil {
 		return nil, fmt.Errorf("cluster slots: %w", err)
@@ -371,8 +404,7 @@ func (s *Store) clusterMasters(ctx context.Context) ([]*redis.Client, error) {
 			return nil, fmt.Errorf("route slot %d: %w", r.Start, err)
 		}
 		if addr := node.Options().Addr; addr != r.Nodes[0].Addr {
-			s.cluster.ReloadState(context.Background())
-			return nil, fmt.Errorf("slots %d-%d: the proxy routes them to %s, the cluster serves them on %s (slot map reloading)", r.Start, r.End, addr, r.Nodes[0].Addr)
+			return nil, fmt.Errorf("slots %d-%d: the proxy routes them to %s, the cluster serves them on %s (%w)", r.Start, r.End, addr, r.Nodes[0].Addr, errStaleSlotMap)
 		}
 		if !seen[node] {
 			seen[node] = true
