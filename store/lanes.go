@@ -119,7 +119,8 @@ func (c *clusterLanes) pick() int {
 }
 
 // maxClusterLanes bounds the lanes kept: past it they are dropped and made
-// again as used (nodes come and go with failovers and resharding).
+// again as used (nodes come and go with failovers and resharding). A
+// cluster of more masters than that would remake them needlessly often.
 const maxClusterLanes = 64
 
 func (c *clusterLanes) of(node *redis.Client) *lanes {
@@ -185,6 +186,12 @@ func (t *clusterTransport) send(ctx context.Context, cmds []redis.Cmder, key str
 		t.lanes.s.cluster.ReloadState(context.Background())
 	}
 	if len(t.again) > 0 {
+		for _, cmd := range t.again {
+			// The auto-pipeliner keeps an error a command already has
+			// when it fails it without an answer (no connection to the
+			// new master yet): the client would see the MOVED.
+			cmd.SetErr(nil)
+		}
 		t.auto.send(ctx, t.again, "")
 		clear(t.again)
 		t.again = t.again[:0]

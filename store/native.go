@@ -123,16 +123,13 @@ func (w WriteResult) nativeResult() (Outcome, []byte, error) {
 	return Applied, nil, nil
 }
 
-// settle gives the command the error its raw reply carries: Redis's error
-// reply, or redis.Nil for no previous value. A failure to send or read
-// (the command's own error) stays.
+// settle gives the command redis.Nil when there was no previous value (an
+// error reply is already its error: previousReply.Write).
 func (r *rawSet) settle() {
 	if r.Err() != nil || !r.reply.complete {
 		return
 	}
 	switch r.reply.line[0] {
-	case '-':
-		r.SetErr(replyError(r.reply.line[1:]))
 	case '$':
 		if r.reply.size < 0 {
 			r.SetErr(redis.Nil)
@@ -162,6 +159,17 @@ type previousReply struct {
 func (p *previousReply) Write(b []byte) (int, error) {
 	if !p.inLine { // a new reply: go-redis writes the line, then CRLF
 		p.line, p.size, p.headLen, p.complete, p.inLine = p.lineBuf[:0], -1, 0, false, true
+		if len(b) > 0 && b[0] == '-' {
+			// An error reply, whole (go-redis has read its CRLF): given
+			// back as this Write's error, go-redis sets it as the
+			// command's, reads on (it is a Redis error reply) and acts
+			// on it as on any, closing a connection that answered
+			// READONLY (a demoted master behind a name or address
+			// that moved).
+			p.line = append(p.line, b...)
+			p.complete, p.inLine = true, false
+			return len(b), replyError(b[1:])
+		}
 	}
 	if string(b) != "\r\n" {
 		p.line = append(p.line, b...)

@@ -245,7 +245,11 @@ func TestPreviousReply(t *testing.T) {
 			// then the whole reply of the command sent again.
 			for _, reply := range []string{"$5000\r\nxxx", tt.reply} {
 				line, rest, _ := strings.Cut(reply, "\r\n")
-				_, _ = n.raw.reply.Write([]byte(line))
+				n.raw.SetErr(nil) // as go-redis reads each reply
+				if _, err := n.raw.reply.Write([]byte(line)); err != nil {
+					n.raw.SetErr(err) // an error reply: go-redis stops there
+					continue
+				}
 				_, _ = n.raw.reply.Write([]byte("\r\n"))
 				if line[0] == '$' && line != "$-1" {
 					size, _ := strconv.Atoi(line[1:])
@@ -262,7 +266,7 @@ func TestPreviousReply(t *testing.T) {
 			case tt.wantErr == "nil" && err != redis.Nil,
 				tt.wantErr == "" && err != nil,
 				tt.wantErr != "" && tt.wantErr != "nil" && (err == nil || err.Error() != tt.wantErr):
-				t.Errorf("%.20q (buffered %v): error %v, want %q", tt.reply, buffered, err, tt.wantErr)
+				t.Errorf("%.20q (buffered %v): error %.80v, want %.80q", tt.reply, buffered, err, tt.wantErr)
 			case stringTomb != tt.stringTomb:
 				t.Errorf("%.20q (buffered %v): string tombstone %v", tt.reply, buffered, stringTomb)
 			}
@@ -281,15 +285,30 @@ func TestPreviousReply(t *testing.T) {
 }
 
 // A native write's error reply, read raw, is the write's error and counts
-// as a reply from Redis, not as a failure to reach it.
+// as a reply from Redis, not as a failure to reach it; and go-redis sees it
+// as it would any reply: a connection that answered READONLY (a demoted
+// master behind a name that moved) is closed, the next write dials anew.
 func TestNativeWriteErrorReply(t *testing.T) {
 	s, m := openMini(t)
+	write := func() error {
+		return exec(t, s, func(b *Batch) func() error {
+			r := b.Write("sess:a", Write{Value: []byte(`{}`), TTL: time.Hour, Native: true})
+			return func() error { _, _, err := r.Result(); return err }
+		})
+	}
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	dialed := m.TotalConnectionCount()
 	m.SetError("READONLY You can't write against a read only replica.")
-	err := exec(t, s, func(b *Batch) func() error {
-		r := b.Write("sess:a", Write{Value: []byte(`{}`), TTL: time.Hour, Native: true})
-		return func() error { _, _, err := r.Result(); return err }
-	})
-	if !UpstreamReply(err) || !strings.HasPrefix(err.Error(), "READONLY ") {
+	if err := write(); !UpstreamReply(err) || !strings.HasPrefix(err.Error(), "READONLY ") {
 		t.Fatalf("%v, want the READONLY reply", err)
+	}
+	m.SetError("")
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.TotalConnectionCount() - dialed; n != 1 {
+		t.Errorf("%d connections dialed after READONLY, want 1 (the one that answered it closed)", n)
 	}
 }
