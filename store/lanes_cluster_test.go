@@ -42,7 +42,7 @@ func TestClusterLanesFollowMoved(t *testing.T) {
 	if used != 1 {
 		t.Fatalf("lanes of %d masters after one single-slot write, want 1", used)
 	}
-	slot := redisSlot(t, cl, "sess:{lanes}a")
+	slot := Slot("sess:{lanes}a")
 	from, fromID, err := cl.MasterOf(slot)
 	if err != nil {
 		t.Fatal(err)
@@ -90,18 +90,4 @@ func TestClusterLanesFollowMoved(t *testing.T) {
 	if ttl, err := direct.PTTL(ctx, "sess:{lanes}b").Result(); err != nil || ttl <= 0 {
 		t.Errorf("TTL on the new master: %v, %v", ttl, err)
 	}
-}
-
-// redisSlot is key's cluster slot, as Redis computes it.
-func redisSlot(t *testing.T, cl *redistest.ClusterInfo, key string) int {
-	t.Helper()
-	out, err := cl.Nodes[0].Command("CLUSTER", "KEYSLOT", key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(out)
-	if err != nil {
-		t.Fatalf("CLUSTER KEYSLOT %q: %q", key, out)
-	}
-	return n
 }

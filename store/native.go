@@ -141,11 +141,10 @@ func (r *rawSet) settle() {
 
 // previousReply receives a reply raw (go-redis's RawWriteToCmd): its first
 // line, and of a bulk string the size and the first bytes, enough to tell
-// a string tombstone; the rest is read into a scratch buffer and dropped.
-// go-redis writes the first line and its CRLF with Write, and copies a
-// bulk string's bytes and CRLF with io.CopyN, which reads them through
-// ReadFrom. Should go-redis send the command again (a broken connection),
-// the next reply starts over.
+// a string tombstone; the rest is skipped (ReadFrom). go-redis writes the
+// first line and its CRLF with Write, and copies a bulk string's bytes and
+// CRLF with io.CopyN, which reads them through ReadFrom. Each reply starts
+// over, so a reply cut short by a broken connection leaves nothing behind.
 type previousReply struct {
 	lineBuf  [16]byte
 	line     []byte // the first line, without its CRLF

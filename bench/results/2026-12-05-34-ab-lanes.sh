@@ -1,9 +1,9 @@
 #!/bin/bash
-# ab.sh ROUNDS N -- "label:ENV=..:bin" ... ; alternates configs on SET P1, SET P16, SESS.SET P1/P16
+# ab.sh ROUNDS N -- "label:ENV=..:bin" ... ; alternates configs on SET P1, SET P16, SESS.SET P1/P16 (ROWS picks; VFILE: the value, small.json by default)
 rounds=$1; n=$2; shift 2
 cd /tmp/prof
 redis-server --port 17001 --save '' --appendonly no --daemonize yes --logfile /tmp/prof/redis.log
-V=$(cat small.json)
+V=$(cat ${VFILE:-small.json})
 printf '[tombstone]\ntransition = "1ms"\n[metrics]\naddr=""\n' > /tmp/prof/ab.toml
 for r in $(seq $rounds); do
  for row in ${ROWS:-SETP1 SETP16 SSETP1 SSETP16 GETP1}; do
