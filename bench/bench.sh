@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # bench.sh — throughput and p99 latency of direct Redis, sessproxy, twemproxy
-# (nutcracker) and two floors, all in front of one fresh redis-server, measured with
+# (nutcracker) and three floors, all in front of one fresh redis-server, measured with
 # redis-benchmark; and the CPU time each process spent per request, read from /proc.
 # The floors are what a proxy costs before it does any work: bench/redconfloor is
 # redcon forwarding every command on one shared upstream connection (the leanest
-# proxy on this project's stack), bench/gofloor a Go relay that only copies bytes.
+# proxy on this project's stack), bench/gofloor a Go relay that only copies bytes,
+# bench/epollfloor twemproxy's design in Go (one thread, one epoll loop, no goroutine
+# per connection) forwarding on one shared upstream connection.
 #
 #   make bench                              # or: bash bench/bench.sh
 #   BENCH_N=2000 BENCH_ROUNDS=1 make bench  # quick smoke run
@@ -43,7 +45,7 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-50}
 BENCH_KEYS=${BENCH_KEYS:-100000}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
-TARGETS=(direct proxy twemproxy redconfloor gofloor)
+TARGETS=(direct proxy twemproxy redconfloor gofloor epollfloor)
 CLK_TCK=$(getconf CLK_TCK)
 DRY_RUN=${BENCH_DRY_RUN:-}
 
@@ -283,6 +285,7 @@ port_for() {
 	twemproxy) echo "$TWEM_PORT" ;;
 	redconfloor) echo "$REDCON_PORT" ;;
 	gofloor) echo "$GOFLOOR_PORT" ;;
+	epollfloor) echo "$EPOLL_PORT" ;;
 	esac
 }
 
@@ -294,6 +297,7 @@ pid_for() {
 	twemproxy) echo "$TWEM_PID" ;;
 	redconfloor) echo "$REDCON_PID" ;;
 	gofloor) echo "$GOFLOOR_PID" ;;
+	epollfloor) echo "$EPOLL_PID" ;;
 	esac
 }
 
@@ -377,6 +381,7 @@ free_port PROXY_PORT
 free_port TWEM_PORT
 free_port REDCON_PORT
 free_port GOFLOOR_PORT
+free_port EPOLL_PORT
 
 start redis ${PIN_REDIS[@]+"${PIN_REDIS[@]}"} redis-server --save "" --appendonly no --dir "$WORKDIR" --bind 127.0.0.1 \
 	--port "$REDIS_PORT" --daemonize no
@@ -389,6 +394,8 @@ start_floor redconfloor "$REDCON_PORT"
 REDCON_PID=$LAST_PID
 start_floor gofloor "$GOFLOOR_PORT"
 GOFLOOR_PID=$LAST_PID
+start_floor epollfloor "$EPOLL_PORT"
+EPOLL_PID=$LAST_PID
 
 if [[ -n $DRY_RUN ]]; then
 	# Round 1's runs, each target's, in order: the rounds after it repeat them.
@@ -419,6 +426,7 @@ echo "twemproxy:  $(nutcracker --version 2>&1 | head -n 1)"
 echo "proxy:      $PROXY_DESC"
 echo "floors:     redconfloor: redcon, every command forwarded on one shared upstream connection, no policy"
 echo "            gofloor: a Go relay that only copies bytes, one upstream connection per client"
+echo "            epollfloor: one thread, one epoll loop (twemproxy's design in Go), one shared upstream connection"
 echo "benchmark:  redis-benchmark -c $BENCH_CLIENTS -n $BENCH_N -r $BENCH_KEYS, median of $BENCH_ROUNDS interleaved round(s)"
 echo "            SESS.* rows: every target but sessproxy runs SET sess:<id> <json> EX 86400 / GET sess:<id>"
 echo
@@ -506,7 +514,7 @@ row() {
 }
 
 echo "throughput (requests per second, median of the rounds; ratios to direct Redis, median of the rounds' own)"
-row workload "direct rps" "proxy rps" proxy/direct twemproxy/dir redconfl/dir gofloor/dir
+row workload "direct rps" "proxy rps" proxy/direct twemproxy/dir redconfl/dir gofloor/dir epollfl/dir
 missing=()
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
@@ -515,7 +523,8 @@ for step in "${STEPS[@]}"; do
 	p=$(figure "$workload" "$pipeline" proxy 5)
 	row "$(label_for "$workload") -P $pipeline" "$(rps "$d")" "$(rps "$p")" \
 		"$(ratio "$workload" "$pipeline" proxy 5)" "$(ratio "$workload" "$pipeline" twemproxy 5)" \
-		"$(ratio "$workload" "$pipeline" redconfloor 5)" "$(ratio "$workload" "$pipeline" gofloor 5)"
+		"$(ratio "$workload" "$pipeline" redconfloor 5)" "$(ratio "$workload" "$pipeline" gofloor 5)" \
+		"$(ratio "$workload" "$pipeline" epollfloor 5)"
 	for target in "${TARGETS[@]}"; do
 		if [[ $(figure "$workload" "$pipeline" "$target" 5) == error ]]; then
 			missing+=("$target: $(label_for "$workload") -P $pipeline")
@@ -525,7 +534,7 @@ done
 
 echo
 echo "p99 latency (ms, redis-benchmark's; medians as above)"
-row workload direct proxy proxy/direct twemproxy redconfloor gofloor
+row workload direct proxy proxy/direct twemproxy redconfloor gofloor epollfloor
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
 	[[ $workload == populate ]] && continue
@@ -533,7 +542,7 @@ for step in "${STEPS[@]}"; do
 	p=$(figure "$workload" "$pipeline" proxy 6)
 	row "$(label_for "$workload") -P $pipeline" "$d" "$p" "$(ratio "$workload" "$pipeline" proxy 6)" \
 		"$(figure "$workload" "$pipeline" twemproxy 6)" "$(figure "$workload" "$pipeline" redconfloor 6)" \
-		"$(figure "$workload" "$pipeline" gofloor 6)"
+		"$(figure "$workload" "$pipeline" gofloor 6)" "$(figure "$workload" "$pipeline" epollfloor 6)"
 done
 
 # Where the time goes: CPU each process spent per request, read from /proc before and
@@ -543,7 +552,7 @@ done
 echo
 echo "CPU per request (µs): Redis's, with each target in front; then the target's own"
 row workload "redis direct" "redis proxy" "redis twemp" "redis redconf" "redis gofloor" \
-	"proxy" "twemproxy" "redconfloor" "gofloor"
+	"redis epollfl" "proxy" "twemproxy" "redconfloor" "gofloor" "epollfloor"
 for step in "${STEPS[@]}"; do
 	read -r workload pipeline <<<"$step"
 	[[ $workload == populate ]] && continue

@@ -41,10 +41,17 @@ type nativeSet struct {
 // matters of it (previousReply). Outside a cluster only: an error reply
 // read raw is no error to go-redis, and a cluster's auto-pipeliner must
 // see MOVED and ASK to follow them. settle turns the reply back into the
-// command's error once its pipeline has run (sender.sendWave).
+// command's error once its pipeline has run (sender.sendWave). The command
+// is held by value, in nativeSet's one allocation (newRawSet).
 type rawSet struct {
-	*redis.RawWriteToCmd
+	redis.RawWriteToCmd
 	reply previousReply
+}
+
+// init makes r the raw write of args. go-redis's constructor is inlined,
+// so the command it builds is copied here without an allocation of its own.
+func (r *rawSet) init(args []interface{}) {
+	r.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &r.reply, args...)
 }
 
 // addNative queues a Native write of value at key with ttl.
@@ -52,7 +59,7 @@ func (b *Batch) addNative(key string, value []byte, ttl time.Duration, grace tim
 	n := &nativeSet{key: key, px: b.pxArg(ttl), value: value}
 	n.args = [6]interface{}{"set", &n.key, &n.value, "px", &n.px, "get"}
 	if b.s.cluster == nil {
-		n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, n.args[:]...)
+		n.raw.init(n.args[:])
 		n.cmd = &n.raw
 	} else {
 		n.cmd = redis.NewCmd(context.Background(), n.args[:]...)

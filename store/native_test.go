@@ -239,7 +239,7 @@ func TestPreviousReply(t *testing.T) {
 	for _, tt := range tests {
 		for _, buffered := range []bool{true, false} {
 			n := &nativeSet{}
-			n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, "set", "k", "v", "get")
+			n.raw.init([]interface{}{"set", "k", "v", "get"})
 			n.cmd = &n.raw
 			// A first reply cut short, as a broken connection leaves it,
 			// then the whole reply of the command sent again.
@@ -277,7 +277,7 @@ func TestPreviousReply(t *testing.T) {
 	}
 	// A batch that never ran has no result.
 	n := &nativeSet{}
-	n.raw.RawWriteToCmd = redis.NewRawWriteToCmd(context.Background(), &n.raw.reply, "set", "k", "v", "get")
+	n.raw.init([]interface{}{"set", "k", "v", "get"})
 	n.cmd = &n.raw
 	if _, err := n.reply(); err != errNoResult {
 		t.Errorf("unsent: %v, want errNoResult", err)

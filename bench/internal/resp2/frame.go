@@ -1,0 +1,86 @@
+package resp2
+
+import "errors"
+
+// ErrFrame is a value that is not RESP2 (or nested deeper than maxDepth).
+var ErrFrame = errors.New("not a RESP2 value")
+
+// maxDepth bounds the nesting Frame follows: the floors forward commands
+// (one array of bulks) and replies (EXEC's and SCAN's arrays nest twice).
+const maxDepth = 8
+
+// Frame is the length of the one whole RESP2 value at the start of b, or 0
+// when b holds only part of it. Inline commands are not RESP2 values here.
+func Frame(b []byte) (int, error) { return frame(b, 0) }
+
+func frame(b []byte, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, ErrFrame
+	}
+	end := lineEnd(b)
+	if end < 0 {
+		return 0, nil
+	}
+	switch b[0] {
+	case '+', '-', ':':
+		return end, nil
+	case '$', '*':
+	default:
+		return 0, ErrFrame
+	}
+	n, ok := atoi(b[1 : end-2])
+	if !ok {
+		return 0, ErrFrame
+	}
+	if n < 0 {
+		return end, nil // null bulk or array
+	}
+	if b[0] == '$' {
+		if len(b)-end < n+2 {
+			return 0, nil
+		}
+		return end + n + 2, nil
+	}
+	at := end
+	for i := 0; i < n; i++ {
+		m, err := frame(b[at:], depth+1)
+		if m == 0 || err != nil {
+			return 0, err
+		}
+		at += m
+	}
+	return at, nil
+}
+
+// lineEnd is the index just past the first CRLF in b, or -1.
+func lineEnd(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
+		}
+	}
+	return -1
+}
+
+// atoi parses a RESP length: an optional minus and at most 10 digits, so
+// it cannot overflow.
+func atoi(b []byte) (int, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}

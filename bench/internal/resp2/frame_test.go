@@ -1,0 +1,38 @@
+package resp2
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFrame(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int // 0: incomplete
+		bad  bool
+	}{
+		{"+OK\r\n", 5, false},
+		{"-ERR x\r\n:1\r\n", 8, false},
+		{":12\r\n", 5, false},
+		{"$3\r\nfoo\r\n", 9, false},
+		{"$3\r\nfoo\r", 0, false},
+		{"$-1\r\n", 5, false},
+		{"*-1\r\n", 5, false},
+		{"*0\r\n", 4, false},
+		{"*2\r\n$3\r\nset\r\n$1\r\nk\r\n+extra", 20, false},
+		{"*2\r\n$3\r\nset\r\n$1\r\nk", 0, false},
+		{"*2\r\n*1\r\n:1\r\n$-1\r\n", 17, false},
+		{"", 0, false},
+		{"+OK", 0, false},
+		{"PING\r\n", 0, true},
+		{"$abc\r\n", 0, true},
+		{"$12345678901\r\n", 0, true},
+		{strings.Repeat("*1\r\n", maxDepth+2) + ":1\r\n", 0, true},
+	}
+	for _, c := range cases {
+		n, err := Frame([]byte(c.in))
+		if n != c.want || (err != nil) != c.bad {
+			t.Errorf("Frame(%q) = %d, %v; want %d, error %v", c.in, n, err, c.want, c.bad)
+		}
+	}
+}
