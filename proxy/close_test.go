@@ -147,6 +147,10 @@ func TestWriteTimeoutClosesAClientThatDoesNotRead(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	// While the proxy waits on the stuck client, the other is answered.
+	// Each of other's round trips gets a deadline of its own: dial's 5 s
+	// from the start can run out under -race on a loaded machine before
+	// the close below has happened (it did once in a full make test).
+	_ = other.SetDeadline(time.Now().Add(5 * time.Second))
 	if got := roundTrip(t, other, otherR, "PING\r\n"); got != "+PONG" {
 		t.Fatalf("other client's PING while one is stuck: %q", got)
 	}
@@ -184,6 +188,7 @@ func TestWriteTimeoutClosesAClientThatDoesNotRead(t *testing.T) {
 			t.Fatal("the stuck client's connection is still open")
 		}
 	}
+	_ = other.SetDeadline(time.Now().Add(5 * time.Second))
 	if got := roundTrip(t, other, otherR, "PING\r\n"); got != "+PONG" {
 		t.Fatalf("other client's PING after: %q", got)
 	}
