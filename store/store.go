@@ -145,7 +145,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if len(opts.Addrs) == 0 {
 			return nil, errors.New("cluster upstream needs at least one seed address")
 		}
-		s.cluster = s.newCluster(opts.PoolSize, 0)
+		s.cluster = s.newCluster(opts.PoolSize)
 		s.client = s.cluster
 	case ModeSentinel:
 		if len(opts.Addrs) == 0 {
@@ -158,7 +158,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// sentinels for the master: pipelines, the auto-pipeliner,
 		// forEachMaster and the scripts work unchanged. go-redis follows
 		// +switch-master and drops its connections to the old master.
-		s.client = s.newFailover(opts.PoolSize, 0)
+		s.client = s.newFailover(opts.PoolSize)
 	default:
 		return nil, fmt.Errorf("unknown upstream mode %q", opts.Mode)
 	}
@@ -195,16 +195,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// newCluster returns a cluster client of poolSize connections per node;
-// maxRetries as go-redis's (0: its default, -1: none).
-func (s *Store) newCluster(poolSize, maxRetries int) *redis.ClusterClient {
+// newCluster returns a cluster client of poolSize connections per node.
+// Its node clients never send a command again (MaxRetries -1, go-redis's
+// default in a cluster; clientOptions says why). go-redis's own routing
+// (a batch of several slots, a command outside a batch) may still send a
+// command again on another attempt after a connection failure: its
+// redirect loop retries those too, and MaxRedirects also bounds MOVED.
+func (s *Store) newCluster(poolSize int) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:           ownAddrs(s.opts.Addrs),
 		Username:        s.opts.Username,
 		Password:        s.opts.Password,
 		TLSConfig:       s.opts.TLS,
 		PoolSize:        poolSize,
-		MaxRetries:      maxRetries,
+		MaxRetries:      -1,
 		DialTimeout:     s.opts.DialTimeout,
 		ReadTimeout:     s.opts.ReadTimeout,
 		WriteTimeout:    s.opts.WriteTimeout,
@@ -232,9 +236,8 @@ func ownAddrs(addrs []string) []string {
 }
 
 // newFailover returns a client of the master the sentinels watch, with
-// poolSize connections; maxRetries as go-redis's (0: its default, -1:
-// none).
-func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
+// poolSize connections, that never sends a command again (clientOptions).
+func (s *Store) newFailover(poolSize int) *redis.Client {
 	return redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName:       s.opts.MasterName,
 		SentinelAddrs:    ownAddrs(s.opts.Addrs),
@@ -245,7 +248,7 @@ func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
 		DB:               s.opts.DB,
 		TLSConfig:        s.opts.TLS,
 		PoolSize:         poolSize,
-		MaxRetries:       maxRetries,
+		MaxRetries:       -1,
 		DialTimeout:      s.opts.DialTimeout,
 		ReadTimeout:      s.opts.ReadTimeout,
 		WriteTimeout:     s.opts.WriteTimeout,
@@ -254,6 +257,13 @@ func (s *Store) newFailover(poolSize, maxRetries int) *redis.Client {
 	})
 }
 
+// clientOptions are a standalone (or embedded) upstream's. MaxRetries -1:
+// go-redis would send again a command (a whole pipeline) whose connection
+// failed after it was written, which runs a forwarded INCR, LPUSH or
+// script twice behind its client's back; the proxy answers an error and
+// leaves the retry to the client, as Redis itself would. The sentinel
+// client (newFailover) and a cluster's node clients (go-redis's default
+// there) do the same.
 func (s *Store) clientOptions(addr string) *redis.Options {
 	return &redis.Options{
 		Addr:            addr,
@@ -265,6 +275,7 @@ func (s *Store) clientOptions(addr string) *redis.Options {
 		DialTimeout:     s.opts.DialTimeout,
 		ReadTimeout:     s.opts.ReadTimeout,
 		WriteTimeout:    s.opts.WriteTimeout,
+		MaxRetries:      -1,
 		Protocol:        2,
 		DisableIdentity: true,
 	}

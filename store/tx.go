@@ -46,15 +46,15 @@ func (s *Store) pinPool() *txClient {
 	s.tx.once.Do(func() {
 		size := s.opts.MaxPinned
 		if s.cluster != nil {
-			s.tx.cluster = s.newCluster(size, -1)
+			s.tx.cluster = s.newCluster(size)
 			return
 		}
 		switch s.opts.Mode {
 		case ModeSentinel:
-			s.tx.client = s.newFailover(size, -1)
+			s.tx.client = s.newFailover(size)
 		default:
 			opts := s.clientOptions(s.Addrs()[0])
-			opts.PoolSize, opts.MaxRetries = size, -1
+			opts.PoolSize = size
 			s.tx.client = redis.NewClient(opts)
 		}
 	})
