@@ -169,12 +169,19 @@ func (e *Engine) sessExists(c *Call) {
 // is refused. hasTTL is whether the command gives a TTL of its own: when it
 // does not, ttl.require_expires wants a cookie.expires in the payload.
 func (e *Engine) encode(c *Call, ref keyRef, payload []byte, hasTTL bool) ([]byte, bool) {
-	if c.policy(ref.ns).LacksExpiry(payload, hasTTL) {
+	p := c.policy(ref.ns)
+	if p.LacksExpiry(payload, hasTTL) {
 		e.refuse(c, RefusedNoExpires, ref.key, msgNoExpires)
 		return nil, false
 	}
-	// A new session's creation time; the store keeps an existing one.
-	return e.encodeCreated(c, ref, payload, c.policy(ref.ns).Clock())
+	// A new session's creation time, which only ttl.absolute reads (the
+	// clock is not read for nothing on every write); the store keeps an
+	// existing one.
+	var created time.Time
+	if p.Absolute > 0 {
+		created = p.Clock()
+	}
+	return e.encodeCreated(c, ref, payload, created)
 }
 
 // encodeCreated is encode with the session's creation time, recorded when
