@@ -21,6 +21,10 @@ type Pipeline struct {
 	calls  []Call
 	outs   []resp.Writer
 	meter  Meter
+	// The batch Queue dispatched, for Complete: when it started, and how
+	// many of its calls ran (fewer than queued after QUIT).
+	start time.Time
+	n     int
 }
 
 // Meter is how the proxy accounts the replies a client's commands hold
@@ -42,7 +46,15 @@ const replyWriterCap = 16 << 10
 
 // NewPipeline returns the pipeline of a connected client.
 func (e *Engine) NewPipeline(c *Client) *Pipeline {
-	return &Pipeline{e: e, client: c, batch: e.store.NewBatch()}
+	return e.NewPipelineOn(c, e.store.NewBatch())
+}
+
+// NewPipelineOn returns a pipeline of c that queues on b, which other
+// pipelines may share: whoever holds b executes it between their Queue and
+// their Complete (bench/sessloop). The replies' bytes are reported to the
+// meter of whichever Completes first.
+func (e *Engine) NewPipelineOn(c *Client, b *store.Batch) *Pipeline {
+	return &Pipeline{e: e, client: c, batch: b}
 }
 
 // Run executes cmds (each a command name and its arguments) and hands each
@@ -52,8 +64,21 @@ func (e *Engine) NewPipeline(c *Client) *Pipeline {
 // its end: every command of the batch is timed as the batch, which is how
 // long its client waits for it.
 func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte)) {
-	start := time.Now()
-	p.client.Touch(start)
+	p.Queue(ctx, cmds)
+	// A failure reaches every command's own result, where fail logs and
+	// answers it.
+	_ = p.batch.Exec(ctx)
+	p.Complete(write)
+}
+
+// Queue is Run's first half: it dispatches cmds, which queue their
+// upstream operations in the pipeline's batch. Complete, once the batch has
+// executed, writes the replies. Run is the two with the Exec between; an
+// event loop may queue several pipelines on one batch (NewPipelineOn) and
+// execute it once for them all.
+func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) {
+	p.start = time.Now()
+	p.client.Touch(p.start)
 	if cap(p.calls) < len(cmds) {
 		p.calls = make([]Call, len(cmds))
 		p.outs = make([]resp.Writer, len(cmds))
@@ -65,19 +90,21 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 	if p.client.authConf != conf {
 		p.e.reauthorise(p.client, conf)
 	}
-	n := len(cmds)
+	p.n = len(cmds)
 	for i, args := range cmds {
 		outs[i].Reset(p.client.Proto())
 		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf, meter: p.meter}
 		p.guard(&calls[i], p.e.Dispatch)
 		if p.client.closeAfter {
-			n = i + 1
+			p.n = i + 1
 			break
 		}
 	}
-	// A failure reaches every command's own result, where fail logs and
-	// answers it.
-	_ = p.batch.Exec(ctx)
+}
+
+// Complete is Run's second half, once the batch Queue filled has executed.
+func (p *Pipeline) Complete(write func([]byte)) {
+	calls, outs, n := p.calls, p.outs, p.n
 	p.holdReplies()
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
@@ -98,7 +125,7 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 		last = cmd.Name
 	}
 	if p.e.measured {
-		elapsed := time.Since(start)
+		elapsed := time.Since(p.start)
 		for i := range calls[:n] {
 			m := p.e.unknown
 			if cmd := calls[i].cmd; cmd != nil {

@@ -19,12 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sessproxy/sessproxy/bench/internal/evloop"
 	"github.com/sessproxy/sessproxy/bench/internal/resp2"
 )
 
@@ -35,140 +34,50 @@ func main() {
 	}
 }
 
-// client is one accepted connection.
-type client struct {
-	fd      int
-	in, out []byte
-	dirty   bool // out has bytes to write this iteration
-	polling bool // EPOLLOUT is armed: out did not fit in the socket
-	closed  bool
-}
-
-// owed is a run of replies due to one client, in upstream order.
-type owed struct {
-	c *client
-	n int
-}
-
-type loop struct {
-	ep, lfd, up int
-	clients     map[int]*client
-	upIn, upOut []byte
-	upPolling   bool
-	queue       []owed // replies the upstream owes, oldest first
-	dirty       []*client
-	buf         []byte
-}
-
 func run(args []string) error {
 	if len(args) != 2 {
 		return errors.New("usage: epollfloor LISTEN_ADDR UPSTREAM_ADDR")
 	}
-	runtime.LockOSThread()
-	l := &loop{clients: map[int]*client{}, buf: make([]byte, 64<<10)}
-	var err error
-	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return fmt.Errorf("epoll_create: %w", err)
-	}
-	if l.lfd, err = listen(args[0]); err != nil {
+	up, err := dial(args[1])
+	if err != nil {
 		return err
 	}
-	if l.up, err = dial(args[1]); err != nil {
+	f := &floor{up: up}
+	l, err := evloop.Listen(args[0], f)
+	if err != nil {
 		return err
 	}
-	for _, fd := range []int{l.lfd, l.up} {
-		if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
-			return err
-		}
+	if err := l.Watch(up, unix.EPOLLIN); err != nil {
+		return err
 	}
-	return l.serve()
+	return l.Run()
 }
 
-func (l *loop) ctl(op, fd int, events uint32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(l.ep, op, fd, &ev); err != nil {
-		return fmt.Errorf("epoll_ctl: %w", err)
-	}
-	return nil
+// owed is a run of replies due to one client, in upstream order.
+type owed struct {
+	c *evloop.Client
+	n int
 }
 
-func (l *loop) serve() error {
-	events := make([]unix.EpollEvent, 512)
-	for {
-		n, err := unix.EpollWait(l.ep, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("epoll_wait: %w", err)
-		}
-		for _, ev := range events[:n] {
-			fd := int(ev.Fd)
-			switch {
-			case fd == l.lfd:
-				l.accept()
-			case fd == l.up:
-				if ev.Events&unix.EPOLLOUT != 0 {
-					l.upPolling = false // flushUpstream re-arms it if still needed
-				}
-				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-					if err := l.readUpstream(); err != nil {
-						return err
-					}
-				}
-			default:
-				c := l.clients[fd]
-				if c == nil {
-					continue
-				}
-				if ev.Events&unix.EPOLLOUT != 0 && !c.dirty {
-					c.dirty = true
-					l.dirty = append(l.dirty, c)
-				}
-				if ev.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-					l.readClient(c)
-				}
-			}
-		}
-		if err := l.flushUpstream(); err != nil {
-			return err
-		}
-		l.flushClients()
-	}
+// floor forwards every client's commands on one upstream connection.
+type floor struct {
+	up          int
+	upIn, upOut []byte
+	upPolling   bool
+	queue       []owed // replies the upstream owes, oldest first
+	buf         [64 << 10]byte
 }
 
-func (l *loop) accept() {
-	for {
-		fd, _, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
-			return // EAGAIN, or a failed accept: the listener stays armed
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		if l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN) != nil {
-			unix.Close(fd)
-			continue
-		}
-		l.clients[fd] = &client{fd: fd}
-	}
-}
+func (f *floor) Open(*evloop.Loop, *evloop.Client)   {}
+func (f *floor) Closed(*evloop.Loop, *evloop.Client) {} // replies still owed to it are dropped
 
-// readClient reads once (level-triggered: epoll reports the rest) and
-// forwards every whole command.
-func (l *loop) readClient(c *client) {
-	n, err := unix.Read(c.fd, l.buf)
-	if n <= 0 {
-		if n == 0 || !errors.Is(err, unix.EAGAIN) {
-			l.close(c)
-		}
-		return
-	}
-	c.in = append(c.in, l.buf[:n]...)
+// Read forwards every whole command in c.In.
+func (f *floor) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
 	at, count := 0, 0
-	for at < len(c.in) {
-		m, err := resp2.Frame(c.in[at:])
+	for at < len(c.In) {
+		m, err := resp2.Frame(c.In[at:])
 		if err != nil {
-			l.close(c)
-			return
+			return 0, err
 		}
 		if m == 0 {
 			break
@@ -177,20 +86,24 @@ func (l *loop) readClient(c *client) {
 		count++
 	}
 	if count == 0 {
-		return
+		return 0, nil
 	}
-	l.upOut = append(l.upOut, c.in[:at]...)
-	c.in = append(c.in[:0], c.in[at:]...)
-	if k := len(l.queue); k > 0 && l.queue[k-1].c == c {
-		l.queue[k-1].n += count
+	f.upOut = append(f.upOut, c.In[:at]...)
+	if k := len(f.queue); k > 0 && f.queue[k-1].c == c {
+		f.queue[k-1].n += count
 	} else {
-		l.queue = append(l.queue, owed{c, count})
+		f.queue = append(f.queue, owed{c, count})
 	}
+	return at, nil
 }
 
-// readUpstream reads once and hands each whole reply to the client owed it.
-func (l *loop) readUpstream() error {
-	n, err := unix.Read(l.up, l.buf)
+// Ready reads the upstream once and hands each whole reply to the client
+// owed it; EPOLLOUT only says the upstream can take the rest (Idle).
+func (f *floor) Ready(l *evloop.Loop, _ int, events uint32) error {
+	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+		return nil
+	}
+	n, err := unix.Read(f.up, f.buf[:])
 	switch {
 	case n == 0:
 		return errors.New("upstream closed")
@@ -199,112 +112,51 @@ func (l *loop) readUpstream() error {
 	case n < 0:
 		return fmt.Errorf("read upstream: %w", err)
 	}
-	l.upIn = append(l.upIn, l.buf[:n]...)
+	f.upIn = append(f.upIn, f.buf[:n]...)
 	at := 0
-	for at < len(l.upIn) {
-		m, err := resp2.Frame(l.upIn[at:])
+	for at < len(f.upIn) {
+		m, err := resp2.Frame(f.upIn[at:])
 		if err != nil {
 			return fmt.Errorf("read upstream: %w", err)
 		}
 		if m == 0 {
 			break
 		}
-		if len(l.queue) == 0 {
+		if len(f.queue) == 0 {
 			return errors.New("upstream sent a reply nobody asked for")
 		}
-		head := &l.queue[0]
-		if c := head.c; !c.closed {
-			c.out = append(c.out, l.upIn[at:at+m]...)
-			if !c.dirty {
-				c.dirty = true
-				l.dirty = append(l.dirty, c)
-			}
-		}
+		head := &f.queue[0]
+		l.Write(head.c, f.upIn[at:at+m])
 		if head.n--; head.n == 0 {
-			l.queue = l.queue[1:]
+			f.queue = f.queue[1:]
 		}
 		at += m
 	}
-	l.upIn = append(l.upIn[:0], l.upIn[at:]...)
+	f.upIn = append(f.upIn[:0], f.upIn[at:]...)
 	return nil
 }
 
-func (l *loop) flushUpstream() error {
-	if len(l.upOut) == 0 {
+// Idle writes what the iteration's clients sent upstream, in one write.
+func (f *floor) Idle(l *evloop.Loop) error {
+	if len(f.upOut) == 0 {
 		return nil
 	}
-	n, err := unix.Write(l.up, l.upOut)
+	n, err := unix.Write(f.up, f.upOut)
 	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		return fmt.Errorf("write upstream: %w", err)
 	}
 	if n > 0 {
-		l.upOut = append(l.upOut[:0], l.upOut[n:]...)
+		f.upOut = append(f.upOut[:0], f.upOut[n:]...)
 	}
-	if len(l.upOut) > 0 && !l.upPolling {
-		l.upPolling = true
-		return l.ctl(unix.EPOLL_CTL_MOD, l.up, unix.EPOLLIN|unix.EPOLLOUT)
-	}
-	if len(l.upOut) == 0 && l.upPolling {
-		l.upPolling = false
-		return l.ctl(unix.EPOLL_CTL_MOD, l.up, unix.EPOLLIN)
+	switch {
+	case len(f.upOut) > 0 && !f.upPolling:
+		f.upPolling = true
+		return l.Modify(f.up, unix.EPOLLIN|unix.EPOLLOUT)
+	case len(f.upOut) == 0 && f.upPolling:
+		f.upPolling = false
+		return l.Modify(f.up, unix.EPOLLIN)
 	}
 	return nil
-}
-
-func (l *loop) flushClients() {
-	for _, c := range l.dirty {
-		c.dirty = false
-		if c.closed || len(c.out) == 0 {
-			continue
-		}
-		n, err := unix.Write(c.fd, c.out)
-		if err != nil && !errors.Is(err, unix.EAGAIN) {
-			l.close(c)
-			continue
-		}
-		if n > 0 {
-			c.out = append(c.out[:0], c.out[n:]...)
-		}
-		switch {
-		case len(c.out) > 0 && !c.polling:
-			c.polling = true
-			_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLIN|unix.EPOLLOUT)
-		case len(c.out) == 0 && c.polling:
-			c.polling = false
-			_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLIN)
-		}
-	}
-	l.dirty = l.dirty[:0]
-}
-
-// close forgets a client; replies still owed to it are read and dropped.
-func (l *loop) close(c *client) {
-	if c.closed {
-		return
-	}
-	c.closed = true
-	delete(l.clients, c.fd)
-	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
-	unix.Close(c.fd)
-}
-
-func listen(addr string) (int, error) {
-	sa, err := sockaddr(addr)
-	if err != nil {
-		return -1, err
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("socket: %w", err)
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(fd, sa); err != nil {
-		return -1, fmt.Errorf("bind %s: %w", addr, err)
-	}
-	if err := unix.Listen(fd, 1024); err != nil {
-		return -1, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	return fd, nil
 }
 
 // dial connects to the upstream with Go's dialer, then takes the socket
@@ -328,12 +180,4 @@ func dial(addr string) (int, error) {
 		return -1, fmt.Errorf("set non-blocking: %w", err)
 	}
 	return fd, nil
-}
-
-func sockaddr(addr string) (*unix.SockaddrInet4, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || !ap.Addr().Is4() {
-		return nil, fmt.Errorf("listen address %q: want IPv4 host:port", addr)
-	}
-	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, nil
 }

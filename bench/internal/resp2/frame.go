@@ -84,3 +84,32 @@ func atoi(b []byte) (int, bool) {
 	}
 	return n, true
 }
+
+// Args splits a command Frame accepted — an array of bulk strings — into
+// its arguments, which share frame's memory; nil if it is not one.
+func Args(frame []byte) [][]byte {
+	end := lineEnd(frame)
+	if end < 0 || frame[0] != '*' {
+		return nil
+	}
+	n, ok := atoi(frame[1 : end-2])
+	if !ok || n <= 0 {
+		return nil
+	}
+	args := make([][]byte, 0, n)
+	at := end
+	for i := 0; i < n; i++ {
+		rest := frame[at:]
+		e := lineEnd(rest)
+		if e < 0 || rest[0] != '$' {
+			return nil
+		}
+		size, ok := atoi(rest[1 : e-2])
+		if !ok || size < 0 || len(rest) < e+size+2 {
+			return nil
+		}
+		args = append(args, rest[e:e+size])
+		at += e + size + 2
+	}
+	return args
+}

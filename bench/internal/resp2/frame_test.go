@@ -36,3 +36,15 @@ func TestFrame(t *testing.T) {
 		}
 	}
 }
+
+func TestArgs(t *testing.T) {
+	got := Args([]byte("*3\r\n$3\r\nset\r\n$1\r\nk\r\n$0\r\n\r\n"))
+	if len(got) != 3 || string(got[0]) != "set" || string(got[1]) != "k" || len(got[2]) != 0 {
+		t.Fatalf("Args = %q", got)
+	}
+	for _, bad := range []string{"+OK\r\n", "*1\r\n:1\r\n", "*0\r\n", "*1\r\n$5\r\nab\r\n"} {
+		if got := Args([]byte(bad)); got != nil {
+			t.Errorf("Args(%q) = %q, want nil", bad, got)
+		}
+	}
+}
