@@ -613,3 +613,53 @@ func TestAuthTimingDoesNotTellWhichUsersExist(t *testing.T) {
 	f.expect("AUTH alice "+strings.Repeat("p", 4<<20), "+OK")
 	f.expect("AUTH pw", "+OK")
 }
+
+// Pipelines of several clients may share one batch (NewPipelineOn): each
+// queues its commands, the batch executes once for them all, and each
+// completes with its own replies in its own order — an event loop's way
+// of sending every ready client's commands in one upstream exchange.
+func TestPipelinesSharingABatch(t *testing.T) {
+	f := newFixture(t, nil)
+	b := f.e.store.NewBatch()
+	ctx := context.Background()
+	cmds := func(lines ...string) [][][]byte {
+		out := make([][][]byte, len(lines))
+		for i, l := range lines {
+			for _, a := range splitArgs(l) {
+				out[i] = append(out[i], []byte(a))
+			}
+		}
+		return out
+	}
+	one := f.e.NewPipelineOn(f.e.Connect("127.0.0.1:2", "127.0.0.1:6380"), b)
+	two := f.e.NewPipelineOn(f.e.Connect("127.0.0.1:3", "127.0.0.1:6380"), b)
+	one.Queue(ctx, cmds(`SET sess:a {"n":1}`, "GET sess:b", "PING"))
+	two.Queue(ctx, cmds(`SESS.SET b {"n":2}`, "DEL sess:c", "GET sess:a"))
+	if err := b.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	replies := func(p *Pipeline) []string {
+		var out bytes.Buffer
+		p.Complete(func(r []byte) { out.Write(r) })
+		var got []string
+		r := bufio.NewReader(&out)
+		for r.Buffered() > 0 || out.Len() > 0 {
+			v, err := readReply(r)
+			if err != nil {
+				break
+			}
+			got = append(got, v)
+		}
+		return got
+	}
+	// Within one exchange the clients' commands have no order between
+	// them: two's GET sess:a may or may not see one's SET.
+	if got, want := replies(one), `[+OK nil +PONG]`; fmt.Sprint(got) != want && fmt.Sprint(got) != `[+OK ${"n":2} +PONG]` {
+		t.Errorf("first client's replies = %q, want %s (or sess:b already written)", got, want)
+	}
+	if got := replies(two); len(got) != 3 || got[0] != "+OK" || got[1] != ":0" || (got[2] != "nil" && got[2] != `${"n":1}`) {
+		t.Errorf("second client's replies = %q", got)
+	}
+	f.expect("GET sess:a", `${"n":1}`)
+	f.expect("SESS.GET b", `${"n":2}`)
+}

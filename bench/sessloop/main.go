@@ -5,12 +5,11 @@
 // proposes for issue 16, not a server. One thread reads every ready
 // client, dispatches its commands (the whole policy: resolve, codec, TTL,
 // typed tombstones) into one batch shared by every client of the
-// iteration, and hands the batch to a worker goroutine that executes it —
-// one upstream pipeline through the store's lane — while the loop fills
-// the next; when the worker is done the loop writes those clients'
+// iteration, executes that batch once — one upstream pipeline through the
+// store's lane, from the loop's own goroutine — and writes each client's
 // replies. It has none of the proxy's limits, timeouts, TLS, transactions
-// or metrics server; a command that needs a second round trip during
-// dispatch takes it from inside the loop.
+// or metrics server; a command that needs a second round trip (a miss's
+// hash check, a WRONGTYPE's TYPE) takes it from inside the loop.
 //
 //	sessloop LISTEN_ADDR UPSTREAM_ADDR
 //
@@ -24,8 +23,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sessproxy/sessproxy/bench/internal/evloop"
 	"github.com/sessproxy/sessproxy/bench/internal/resp2"
@@ -65,89 +62,44 @@ func run(args []string) error {
 		TombstoneFormat: store.TombstoneTyped, TombstoneTransition: -1,
 		Codec: cdc, Metrics: reg,
 	})
-	s, err := newServer(ctx, eng, st)
-	if err != nil {
-		return err
-	}
+	s := &server{ctx: ctx, eng: eng, batch: st.NewBatch()}
 	l, err := evloop.Listen(args[0], s)
 	if err != nil {
-		return err
-	}
-	if err := l.Watch(s.efd, unix.EPOLLIN); err != nil {
 		return err
 	}
 	return l.Run()
 }
 
-// server queues the clients of an iteration on one shared batch, and keeps
-// one batch executing on a worker goroutine while the loop fills the next:
-// Redis works while the loop reads, dispatches and writes, as it does
-// behind twemproxy. A client whose batch is in flight is not dispatched
-// again until its replies are written (its bytes wait in its In).
+// server runs every client of an iteration on one shared batch.
 type server struct {
 	ctx     context.Context
 	eng     *commands.Engine
-	batches [2]*store.Batch
-	filling int              // the batch being filled: 0 or 1
-	pending []*evloop.Client // queued on it, in order
-	// inflight is the batch the worker executes (nil: none); its clients
-	// come back on done, with a wake-up on efd for the loop.
-	inflight []*evloop.Client
-	work     chan *store.Batch
-	done     chan struct{}
-	efd      int
+	batch   *store.Batch
+	pending []*evloop.Client // queued this iteration, in order
 }
 
-// conn is a client's engine side, a pipeline on each batch, and the bytes
-// its queued commands' arguments point into until Complete.
+// conn is a client's engine side, and the bytes its queued commands'
+// arguments point into until Complete.
 type conn struct {
 	client *commands.Client
-	p      [2]*commands.Pipeline
-	on     int  // the batch its last commands were queued on
-	busy   bool // queued, replies not yet written
+	p      *commands.Pipeline
 	held   []byte
 	cmds   [][][]byte
 }
 
-func newServer(ctx context.Context, eng *commands.Engine, st *store.Store) (*server, error) {
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	s := &server{ctx: ctx, eng: eng, batches: [2]*store.Batch{st.NewBatch(), st.NewBatch()},
-		work: make(chan *store.Batch), done: make(chan struct{}, 1), efd: efd}
-	go s.execute()
-	return s, nil
-}
-
-// execute runs on its own goroutine: each batch handed over is executed,
-// then the loop is told (done for the memory order, efd to wake it).
-func (s *server) execute() {
-	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	for b := range s.work {
-		_ = b.Exec(s.ctx) // each command's own result carries a failure
-		s.done <- struct{}{}
-		_, _ = unix.Write(s.efd, one)
-	}
-}
-
 func (s *server) Open(_ *evloop.Loop, c *evloop.Client) {
 	client := s.eng.Connect("sessloop", "sessloop")
-	c.State = &conn{client: client, p: [2]*commands.Pipeline{
-		s.eng.NewPipelineOn(client, s.batches[0]), s.eng.NewPipelineOn(client, s.batches[1])}}
+	c.State = &conn{client: client, p: s.eng.NewPipelineOn(client, s.batch)}
 }
 
 func (s *server) Closed(_ *evloop.Loop, c *evloop.Client) {
 	s.eng.Disconnect(c.State.(*conn).client)
 }
 
-// Read queues every whole command in c.In on the batch being filled,
-// unless c's previous commands are still in flight.
+func (s *server) Ready(*evloop.Loop, int, uint32) error { return nil }
+
+// Read queues every whole command in c.In on the shared batch.
 func (s *server) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
-	cn := c.State.(*conn)
-	if cn.busy {
-		return 0, nil
-	}
 	at := 0
 	for at < len(c.In) {
 		m, err := resp2.Frame(c.In[at:])
@@ -162,6 +114,7 @@ func (s *server) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
 	if at == 0 {
 		return 0, nil
 	}
+	cn := c.State.(*conn)
 	cn.held = append(cn.held[:0], c.In[:at]...) // c.In is compacted after Read
 	cn.cmds = cn.cmds[:0]
 	for rest := cn.held; len(rest) > 0; {
@@ -173,44 +126,22 @@ func (s *server) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
 		cn.cmds = append(cn.cmds, args)
 		rest = rest[m:]
 	}
-	cn.on, cn.busy = s.filling, true
-	cn.p[cn.on].Queue(s.ctx, cn.cmds)
+	cn.p.Queue(s.ctx, cn.cmds)
 	s.pending = append(s.pending, c)
 	return at, nil
 }
 
-// Ready is the worker's wake-up: the batch in flight has executed; its
-// clients' replies are written, and what they sent meanwhile is queued.
-func (s *server) Ready(l *evloop.Loop, fd int, _ uint32) error {
-	var buf [8]byte
-	if _, err := unix.Read(fd, buf[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return fmt.Errorf("read eventfd: %w", err)
-	}
-	select {
-	case <-s.done:
-	default:
+// Idle executes the iteration's batch once, then writes every queued
+// client's replies.
+func (s *server) Idle(l *evloop.Loop) error {
+	if len(s.pending) == 0 {
 		return nil
 	}
-	done := s.inflight
-	s.inflight = nil
-	for _, c := range done {
-		cn := c.State.(*conn)
-		cn.p[cn.on].Complete(func(reply []byte) { l.Write(c, reply) })
-		cn.busy = false
-		l.Feed(c)
+	_ = s.batch.Exec(s.ctx) // each command's own result carries a failure
+	for _, c := range s.pending {
+		c.State.(*conn).p.Complete(func(reply []byte) { l.Write(c, reply) })
 	}
-	return nil
-}
-
-// Idle hands the filled batch to the worker when none is in flight.
-func (s *server) Idle(*evloop.Loop) error {
-	if s.inflight != nil || len(s.pending) == 0 {
-		return nil
-	}
-	s.inflight = append([]*evloop.Client(nil), s.pending...)
 	clear(s.pending)
 	s.pending = s.pending[:0]
-	s.work <- s.batches[s.filling]
-	s.filling ^= 1
 	return nil
 }

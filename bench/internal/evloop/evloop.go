@@ -199,20 +199,6 @@ func (l *Loop) flush() {
 	l.dirty = l.dirty[:0]
 }
 
-// Feed hands c.In to the Handler again, for a Handler that left bytes
-// there until it could take them (its Read returned 0).
-func (l *Loop) Feed(c *Client) {
-	if c.closed || len(c.In) == 0 {
-		return
-	}
-	took, err := l.h.Read(l, c)
-	if err != nil {
-		l.Close(c)
-		return
-	}
-	c.In = append(c.In[:0], c.In[took:]...)
-}
-
 // Close forgets a client.
 func (l *Loop) Close(c *Client) {
 	if c.closed {
