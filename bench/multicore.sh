@@ -27,7 +27,7 @@ dry=
 case ${1:-} in
 --dry-run) dry=1 ;;
 "") ;;
-*) sed -n '2,23p' "$0" >&2; exit 2 ;;
+*) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac
 
 cpus=$(nproc)

@@ -42,7 +42,7 @@ type nativeSet struct {
 // read raw is no error to go-redis, and a cluster's auto-pipeliner must
 // see MOVED and ASK to follow them. settle turns the reply back into the
 // command's error once its pipeline has run (sender.sendWave). The command
-// is held by value, in nativeSet's one allocation (newRawSet).
+// is held by value, in nativeSet's one allocation (init).
 type rawSet struct {
 	redis.RawWriteToCmd
 	reply previousReply

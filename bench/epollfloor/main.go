@@ -71,7 +71,10 @@ type floor struct {
 func (f *floor) Open(*evloop.Loop, *evloop.Client)   {}
 func (f *floor) Closed(*evloop.Loop, *evloop.Client) {} // replies still owed to it are dropped
 
-// Read forwards every whole command in c.In.
+// Read forwards every whole command in c.In. Anything else that frames
+// (an empty array, a reply) closes the client: Redis would answer it with
+// nothing, or drop the shared connection, and every later reply would go
+// to the wrong client.
 func (f *floor) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
 	at, count := 0, 0
 	for at < len(c.In) {
@@ -81,6 +84,9 @@ func (f *floor) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
 		}
 		if m == 0 {
 			break
+		}
+		if resp2.Args(c.In[at:at+m]) == nil {
+			return 0, errors.New("not a command")
 		}
 		at += m
 		count++

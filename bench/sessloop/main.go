@@ -139,7 +139,11 @@ func (s *server) Idle(l *evloop.Loop) error {
 	}
 	_ = s.batch.Exec(s.ctx) // each command's own result carries a failure
 	for _, c := range s.pending {
-		c.State.(*conn).p.Complete(func(reply []byte) { l.Write(c, reply) })
+		cn := c.State.(*conn)
+		cn.p.Complete(func(reply []byte) { l.Write(c, reply) })
+		if cn.client.Closing() { // QUIT: its reply, then the close
+			l.CloseAfterWrite(c)
+		}
 	}
 	clear(s.pending)
 	s.pending = s.pending[:0]

@@ -27,6 +27,7 @@ type Client struct {
 	dirty   bool // out has bytes to write this iteration
 	polling bool // EPOLLOUT is armed: out did not fit in the socket
 	closed  bool
+	closing bool // close once out is written (CloseAfterWrite)
 	// State is the Handler's own, per client.
 	State any
 }
@@ -97,6 +98,12 @@ func (l *Loop) markDirty(c *Client) {
 		c.dirty = true
 		l.dirty = append(l.dirty, c)
 	}
+}
+
+// CloseAfterWrite closes c once what is queued for it is written (QUIT).
+func (l *Loop) CloseAfterWrite(c *Client) {
+	c.closing = true
+	l.markDirty(c)
 }
 
 // Run serves, on the calling goroutine locked to its thread.
@@ -176,6 +183,9 @@ func (l *Loop) read(c *Client) {
 func (l *Loop) flush() {
 	for _, c := range l.dirty {
 		c.dirty = false
+		if !c.closed && len(c.out) == 0 && c.closing {
+			l.Close(c)
+		}
 		if c.closed || len(c.out) == 0 {
 			continue
 		}
@@ -186,6 +196,10 @@ func (l *Loop) flush() {
 		}
 		if n > 0 {
 			c.out = append(c.out[:0], c.out[n:]...)
+		}
+		if len(c.out) == 0 && c.closing {
+			l.Close(c)
+			continue
 		}
 		switch {
 		case len(c.out) > 0 && !c.polling:

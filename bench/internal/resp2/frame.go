@@ -39,6 +39,9 @@ func frame(b []byte, depth int) (int, error) {
 		if len(b)-end < n+2 {
 			return 0, nil
 		}
+		if b[end+n] != '\r' || b[end+n+1] != '\n' {
+			return 0, ErrFrame
+		}
 		return end + n + 2, nil
 	}
 	at := end
@@ -62,14 +65,14 @@ func lineEnd(b []byte) int {
 	return -1
 }
 
-// atoi parses a RESP length: an optional minus and at most 10 digits, so
-// it cannot overflow.
+// atoi parses a RESP length: an optional minus and at most 9 digits (Redis
+// caps a bulk at 512 MB), so it cannot overflow even a 32-bit int.
 func atoi(b []byte) (int, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 10 {
+	if len(b) == 0 || len(b) > 9 {
 		return 0, false
 	}
 	n := 0
@@ -105,7 +108,7 @@ func Args(frame []byte) [][]byte {
 			return nil
 		}
 		size, ok := atoi(rest[1 : e-2])
-		if !ok || size < 0 || len(rest) < e+size+2 {
+		if !ok || size < 0 || len(rest) < e+size+2 || rest[e+size] != '\r' || rest[e+size+1] != '\n' {
 			return nil
 		}
 		args = append(args, rest[e:e+size])

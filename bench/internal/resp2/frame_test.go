@@ -26,7 +26,8 @@ func TestFrame(t *testing.T) {
 		{"+OK", 0, false},
 		{"PING\r\n", 0, true},
 		{"$abc\r\n", 0, true},
-		{"$12345678901\r\n", 0, true},
+		{"$1234567890\r\n", 0, true},
+		{"$1\r\naXY", 0, true},
 		{strings.Repeat("*1\r\n", maxDepth+2) + ":1\r\n", 0, true},
 	}
 	for _, c := range cases {
@@ -42,7 +43,7 @@ func TestArgs(t *testing.T) {
 	if len(got) != 3 || string(got[0]) != "set" || string(got[1]) != "k" || len(got[2]) != 0 {
 		t.Fatalf("Args = %q", got)
 	}
-	for _, bad := range []string{"+OK\r\n", "*1\r\n:1\r\n", "*0\r\n", "*1\r\n$5\r\nab\r\n"} {
+	for _, bad := range []string{"+OK\r\n", "*1\r\n:1\r\n", "*0\r\n", "*1\r\n$5\r\nab\r\n", "*1\r\n$1\r\naXY"} {
 		if got := Args([]byte(bad)); got != nil {
 			t.Errorf("Args(%q) = %q, want nil", bad, got)
 		}
