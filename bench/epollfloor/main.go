@@ -76,20 +76,10 @@ func (f *floor) Closed(*evloop.Loop, *evloop.Client) {} // replies still owed to
 // nothing, or drop the shared connection, and every later reply would go
 // to the wrong client.
 func (f *floor) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
-	at, count := 0, 0
-	for at < len(c.In) {
-		m, err := resp2.Frame(c.In[at:])
-		if err != nil {
-			return 0, err
-		}
-		if m == 0 {
-			break
-		}
-		if resp2.Args(c.In[at:at+m]) == nil {
-			return 0, errors.New("not a command")
-		}
-		at += m
-		count++
+	count := 0
+	at, err := resp2.Commands(c.In, func([][]byte) { count++ })
+	if err != nil {
+		return 0, err
 	}
 	if count == 0 {
 		return 0, nil

@@ -100,31 +100,16 @@ func (s *server) Ready(*evloop.Loop, int, uint32) error { return nil }
 
 // Read queues every whole command in c.In on the shared batch.
 func (s *server) Read(_ *evloop.Loop, c *evloop.Client) (int, error) {
-	at := 0
-	for at < len(c.In) {
-		m, err := resp2.Frame(c.In[at:])
-		if err != nil {
-			return 0, err
-		}
-		if m == 0 {
-			break
-		}
-		at += m
+	cn := c.State.(*conn)
+	// The arguments must outlive c.In, which is compacted after Read.
+	cn.held = append(cn.held[:0], c.In...)
+	cn.cmds = cn.cmds[:0]
+	at, err := resp2.Commands(cn.held, func(args [][]byte) { cn.cmds = append(cn.cmds, args) })
+	if err != nil {
+		return 0, err
 	}
 	if at == 0 {
 		return 0, nil
-	}
-	cn := c.State.(*conn)
-	cn.held = append(cn.held[:0], c.In[:at]...) // c.In is compacted after Read
-	cn.cmds = cn.cmds[:0]
-	for rest := cn.held; len(rest) > 0; {
-		m, _ := resp2.Frame(rest)
-		args := resp2.Args(rest[:m])
-		if args == nil {
-			return 0, errors.New("not a command")
-		}
-		cn.cmds = append(cn.cmds, args)
-		rest = rest[m:]
 	}
 	cn.p.Queue(s.ctx, cn.cmds)
 	s.pending = append(s.pending, c)

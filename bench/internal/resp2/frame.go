@@ -116,3 +116,28 @@ func Args(frame []byte) [][]byte {
 	}
 	return args
 }
+
+// errNotCommand is a whole value that is not a command (Args refuses it).
+var errNotCommand = errors.New("not a command: want an array of bulk strings")
+
+// Commands calls each with the arguments of every whole command at the
+// start of b (they share b's memory) and returns how many bytes those
+// commands take; a trailing partial command is left for later. A value that
+// is not a command is an error: a floor forwarding it would get no reply,
+// or a dropped upstream connection, and misroute every reply after it.
+func Commands(b []byte, each func(args [][]byte)) (int, error) {
+	at := 0
+	for at < len(b) {
+		m, err := Frame(b[at:])
+		if err != nil || m == 0 {
+			return at, err
+		}
+		args := Args(b[at : at+m])
+		if args == nil {
+			return at, errNotCommand
+		}
+		each(args)
+		at += m
+	}
+	return at, nil
+}

@@ -49,3 +49,14 @@ func TestArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestCommands(t *testing.T) {
+	var names []string
+	n, err := Commands([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI"), func(args [][]byte) { names = append(names, string(args[0])) })
+	if n != 34 || err != nil || strings.Join(names, " ") != "PING GET" {
+		t.Fatalf("Commands = %d, %v, %q; want 34, nil, [PING GET]", n, err, names)
+	}
+	if _, err := Commands([]byte("*0\r\n"), func([][]byte) {}); err == nil {
+		t.Fatal("an empty array was taken for a command")
+	}
+}
