@@ -225,9 +225,6 @@ func (l *Loop) Close(c *Client) {
 	l.h.Closed(l, c)
 }
 
-// Closed reports whether the loop has closed c.
-func (c *Client) Closed() bool { return c.closed }
-
 func listen(addr string) (int, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().Is4() {
