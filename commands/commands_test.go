@@ -614,13 +614,15 @@ func TestAuthTimingDoesNotTellWhichUsersExist(t *testing.T) {
 	f.expect("AUTH pw", "+OK")
 }
 
-// Pipelines of several clients may share one batch (NewPipelineOn): each
-// queues its commands, the batch executes once for them all, and each
+// Pipelines of several clients may share one round (NewPipelineIn): each
+// queues its commands, the round executes once for them all, and each
 // completes with its own replies in its own order — an event loop's way
-// of sending every ready client's commands in one upstream exchange.
-func TestPipelinesSharingABatch(t *testing.T) {
+// of sending every ready client's commands in one upstream exchange. A
+// shared pipeline stops before a command that needs a connection of its
+// own, and says how many it queued.
+func TestPipelinesSharingARound(t *testing.T) {
 	f := newFixture(t, nil)
-	b := f.e.store.NewBatch()
+	b := f.e.NewRound()
 	ctx := context.Background()
 	cmds := func(lines ...string) [][][]byte {
 		out := make([][][]byte, len(lines))
@@ -631,13 +633,15 @@ func TestPipelinesSharingABatch(t *testing.T) {
 		}
 		return out
 	}
-	one := f.e.NewPipelineOn(f.e.Connect("127.0.0.1:2", "127.0.0.1:6380"), b)
-	two := f.e.NewPipelineOn(f.e.Connect("127.0.0.1:3", "127.0.0.1:6380"), b)
-	one.Queue(ctx, cmds(`SET sess:a {"n":1}`, "GET sess:b", "PING"))
-	two.Queue(ctx, cmds(`SESS.SET b {"n":2}`, "DEL sess:c", "GET sess:a"))
-	if err := b.Exec(ctx); err != nil {
-		t.Fatal(err)
+	one := f.e.NewPipelineIn(f.e.Connect("127.0.0.1:2", "127.0.0.1:6380"), b)
+	two := f.e.NewPipelineIn(f.e.Connect("127.0.0.1:3", "127.0.0.1:6380"), b)
+	if n := one.Queue(ctx, cmds(`SET sess:a {"n":1}`, "GET sess:b", "PING", "MULTI", "PING")); n != 3 {
+		t.Errorf("first client's Queue = %d, want 3: it stops before MULTI", n)
 	}
+	if n := two.Queue(ctx, cmds(`SESS.SET b {"n":2}`, "DEL sess:c", "GET sess:a", "CLIENT SETNAME x")); n != 4 {
+		t.Errorf("second client's Queue = %d, want 4: CLIENT SETNAME needs no connection of its own", n)
+	}
+	b.Exec(ctx)
 	replies := func(p *Pipeline) []string {
 		var out bytes.Buffer
 		p.Complete(func(r []byte) { out.Write(r) })
@@ -657,9 +661,14 @@ func TestPipelinesSharingABatch(t *testing.T) {
 	if got, want := fmt.Sprint(replies(one)), `[+OK nil +PONG]`; got != want {
 		t.Errorf("first client's replies = %s, want %s", got, want)
 	}
-	if got, want := fmt.Sprint(replies(two)), `[+OK :0 ${"n":1}]`; got != want {
+	if got, want := fmt.Sprint(replies(two)), `[+OK :0 ${"n":1} +OK]`; got != want {
 		t.Errorf("second client's replies = %s, want %s", got, want)
 	}
 	f.expect("GET sess:a", `${"n":1}`)
 	f.expect("SESS.GET b", `${"n":2}`)
+	for _, cmd := range []string{"MULTI", "WATCH sess:a", "SUBSCRIBE __redis__:invalidate", "client Tracking on", "KEYS *", "SESS.ALL", "DBSIZE"} {
+		if one.Queue(ctx, cmds(cmd)) != 0 {
+			t.Errorf("%s was queued on a shared pipeline", cmd)
+		}
+	}
 }

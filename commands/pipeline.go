@@ -18,6 +18,10 @@ type Pipeline struct {
 	e      *Engine
 	client *Client
 	batch  *store.Batch
+	// shared: the batch is a Round's, executed by whoever holds the
+	// round; Queue stops before a command that needs a connection of its
+	// own (needsOwnConn), and the round's holder accounts its replies.
+	shared bool
 	calls  []Call
 	outs   []resp.Writer
 	meter  Meter
@@ -46,15 +50,33 @@ const replyWriterCap = 16 << 10
 
 // NewPipeline returns the pipeline of a connected client.
 func (e *Engine) NewPipeline(c *Client) *Pipeline {
-	return e.NewPipelineOn(c, e.store.NewBatch())
+	return &Pipeline{e: e, client: c, batch: e.store.NewBatch()}
 }
 
-// NewPipelineOn returns a pipeline of c that queues on b, which other
-// pipelines may share: whoever holds b executes it between their Queue and
-// their Complete (bench/sessloop). The replies' bytes are reported to the
-// meter of whichever Completes first.
-func (e *Engine) NewPipelineOn(c *Client, b *store.Batch) *Pipeline {
-	return &Pipeline{e: e, client: c, batch: b}
+// Round is one upstream batch shared by the pipelines of several clients
+// (NewPipelineIn): the proxy's event loop queues every ready client's
+// commands on it and executes it once, one round trip for them all.
+type Round struct{ batch *store.Batch }
+
+// NewRound returns an empty round.
+func (e *Engine) NewRound() *Round { return &Round{batch: e.store.NewBatch()} }
+
+// Exec executes what the round's pipelines queued. A failure reaches every
+// command's own result, where Complete answers it.
+func (r *Round) Exec(ctx context.Context) { _ = r.batch.Exec(ctx) }
+
+// TakeReplyBytes is the size of the replies received since it was last
+// called, for server.max_inflight_bytes: the round's holder accounts them,
+// since they belong to several clients.
+func (r *Round) TakeReplyBytes() int64 { return r.batch.TakeReplyBytes() }
+
+// NewPipelineIn returns a pipeline of c that queues on r: whoever holds r
+// executes it between the pipeline's Queue and its Complete. Queue stops
+// before a command that needs a connection of its own (MULTI, WATCH,
+// SUBSCRIBE, CLIENT TRACKING, a scan of the whole keyspace): the caller
+// hands the client and that command over to a goroutine of its own.
+func (e *Engine) NewPipelineIn(c *Client, r *Round) *Pipeline {
+	return &Pipeline{e: e, client: c, batch: r.batch, shared: true}
 }
 
 // Run executes cmds (each a command name and its arguments) and hands each
@@ -74,9 +96,13 @@ func (p *Pipeline) Run(ctx context.Context, cmds [][][]byte, write func([]byte))
 // Queue is Run's first half: it dispatches cmds, which queue their
 // upstream operations in the pipeline's batch. Complete, once the batch has
 // executed, writes the replies. Run is the two with the Exec between; an
-// event loop may queue several pipelines on one batch (NewPipelineOn) and
-// execute it once for them all.
-func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) {
+// event loop queues several pipelines on one Round (NewPipelineIn) and
+// executes it once for them all.
+//
+// It returns how many of cmds it dispatched: all of them, except after
+// QUIT, or, on a shared pipeline, before a command that needs a connection
+// of its own. Complete answers those.
+func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 	p.start = time.Now()
 	p.client.Touch(p.start)
 	if cap(p.calls) < len(cmds) {
@@ -92,6 +118,10 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) {
 	}
 	p.n = len(cmds)
 	for i, args := range cmds {
+		if p.shared && p.e.needsOwnConn(p.client, args) {
+			p.n = i
+			break
+		}
 		outs[i].Reset(p.client.Proto())
 		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf, meter: p.meter}
 		p.guard(&calls[i], p.e.Dispatch)
@@ -100,12 +130,18 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) {
 			break
 		}
 	}
+	return p.n
 }
 
 // Complete is Run's second half, once the batch Queue filled has executed.
 func (p *Pipeline) Complete(write func([]byte)) {
 	calls, outs, n := p.calls, p.outs, p.n
-	p.holdReplies()
+	if n == 0 {
+		return
+	}
+	if !p.shared {
+		p.holdReplies()
+	}
 	for i := 0; i < n; i++ {
 		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)

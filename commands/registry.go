@@ -1,6 +1,9 @@
 package commands
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Command is a registry entry.
 type Command struct {
@@ -30,7 +33,25 @@ const (
 	flagNS                         // takes a trailing NS <name> (every SESS.*, set in New)
 	flagNoTx                       // refused inside MULTI: it must run the batch mid-way, reads the store directly, or changes the connection (multi.go)
 	flagFlush                      // runs the commands queued before it first, so it sees their writes: it reads the store directly or pins a connection (Dispatch)
+	flagOwnConn                    // needs a connection goroutine of its own: it pins an upstream connection, pushes, or scans the keyspace (needsOwnConn)
 )
+
+// needsOwnConn says whether args is a command the proxy's event loop must
+// not run: it would pin an upstream connection for the client (MULTI,
+// WATCH), make the connection carry pushes (SUBSCRIBE, CLIENT TRACKING), or
+// walk the whole keyspace while every other client of the loop waits
+// (KEYS, SESS.ALL…). The loop hands such a client over to a goroutine of
+// its own, for the rest of its life, before the command runs.
+func (e *Engine) needsOwnConn(cl *Client, args [][]byte) bool {
+	cmd := e.lookup(cl, args[0])
+	if cmd == nil || cmd.Flags&flagOwnConn == 0 {
+		return false
+	}
+	if cmd.Name == "client" {
+		return len(args) > 1 && strings.EqualFold(string(args[1]), "tracking")
+	}
+	return true
+}
 
 // table is every command sessproxy answers. A name that is not here gets
 // an error reply naming it, and the connection stays open.
@@ -40,26 +61,26 @@ func (e *Engine) table() []*Command {
 		{Name: "ping", Arity: -1, Flags: flagConn | flagNoAuth, Handler: e.ping},
 		{Name: "echo", Arity: 2, Flags: flagConn, Handler: e.echo},
 		{Name: "quit", Arity: -1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.quit},
-		{Name: "subscribe", Arity: -2, Flags: flagConn | flagNoTx, Handler: e.subscribe},     // __redis__:invalidate only (redirect.go)
-		{Name: "unsubscribe", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.unsubscribe}, // redirect.go
+		{Name: "subscribe", Arity: -2, Flags: flagConn | flagNoTx | flagOwnConn, Handler: e.subscribe}, // __redis__:invalidate only (redirect.go)
+		{Name: "unsubscribe", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.unsubscribe},           // redirect.go
 		{Name: "reset", Arity: 1, Flags: flagConn | flagNoAuth | flagTxControl, Handler: e.reset},
 		{Name: "auth", Arity: -2, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.auth},
 		{Name: "hello", Arity: -1, Flags: flagConn | flagNoAuth | flagNoTx, Handler: e.hello},
 		{Name: "select", Arity: 2, Flags: flagConn, Handler: e.selectDB},
-		{Name: "client", Arity: -2, Flags: flagConn | flagNoTx, Handler: e.client},
+		{Name: "client", Arity: -2, Flags: flagConn | flagNoTx | flagOwnConn, Handler: e.client},
 		{Name: "readonly", Arity: 1, Flags: flagConn, Handler: e.okReply},
 		{Name: "readwrite", Arity: 1, Flags: flagConn, Handler: e.okReply},
 		{Name: "info", Arity: -1, Flags: flagConn | flagNoTx, Handler: e.info},
 		{Name: "command", Arity: -1, Flags: flagConn, Handler: e.command},
 		{Name: "time", Arity: 1, Flags: flagConn, Handler: e.time},
-		{Name: "memory", Arity: -2, Flags: flagRead, Keys: memoryKeys, Handler: e.memory},         // keys.go
-		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessLength}, // bulk.go
+		{Name: "memory", Arity: -2, Flags: flagRead, Keys: memoryKeys, Handler: e.memory},                       // keys.go
+		{Name: "dbsize", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessLength}, // bulk.go
 
 		// Transactions (multi.go).
-		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.multi},
+		{Name: "multi", Arity: 1, Flags: flagConn | flagTxControl | flagOwnConn, Handler: e.multi},
 		{Name: "exec", Arity: 1, Flags: flagConn | flagTxControl | flagFlush, Handler: e.exec},
 		{Name: "discard", Arity: 1, Flags: flagConn | flagTxControl, Handler: e.discard},
-		{Name: "watch", Arity: -2, Flags: flagTxControl | flagFlush, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
+		{Name: "watch", Arity: -2, Flags: flagTxControl | flagFlush | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.watch},
 		{Name: "unwatch", Arity: 1, Flags: flagConn, Handler: e.unwatch},
 
 		// Scripts, run wrapped in the policy (scripts.go, scriptwrap.go).
@@ -91,14 +112,14 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.destroyowner", Arity: 2, Flags: flagWrite | flagNoTx, Handler: e.sessDestroyOwner},
 
 		// Bulk (bulk.go).
-		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessIDs},
-		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessAll},
-		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessLength},
+		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessIDs},
+		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessAll},
+		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessLength},
 		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessScan},
-		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush, Handler: e.sessClear},
-		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush, Handler: e.sessSweep},
+		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessClear},
+		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessSweep},
 		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.scan},
-		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.keys},
+		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.keys},
 
 		// Strings on session keys (strings.go).
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,6 +95,11 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 		Version:    "test",
 	}
 	popts := proxy.Options{Listen: "127.0.0.1:0", MaxRequestBytes: 8 << 20}
+	// make test runs the suite once more with the clients served by event
+	// loops (server.event_loops).
+	if n, err := strconv.Atoi(os.Getenv("SESSPROXY_TEST_EVENT_LOOPS")); err == nil {
+		popts.EventLoops = n
+	}
 	if tweak != nil {
 		tweak(&copts, &popts)
 	}

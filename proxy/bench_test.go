@@ -31,7 +31,7 @@ func BenchmarkServer(b *testing.B) {
 	}
 	b.Cleanup(func() { st.Close() })
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 48 * time.Hour, FromCookie: true, Touch: true}})
-	srv := New(eng, Options{Listen: "127.0.0.1:0"})
+	srv := New(eng, testOpts(Options{Listen: "127.0.0.1:0"}))
 	if err := srv.Listen(); err != nil {
 		b.Fatal(err)
 	}

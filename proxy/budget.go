@@ -47,6 +47,19 @@ func (b *budget) acquire(n int64) {
 	<-w.ready // release took the bytes for us
 }
 
+// tryAcquire takes n bytes if they fit now and no one is waiting, for an
+// event loop, which must not wait: its client waits unread instead, and is
+// tried again.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiting) == 0 && b.fits(n) {
+		b.used += n
+		return true
+	}
+	return false
+}
+
 // take holds n more bytes without waiting: bytes already in memory.
 func (b *budget) take(n int64) {
 	b.mu.Lock()

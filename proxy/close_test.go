@@ -60,7 +60,7 @@ func startCountingServer(t *testing.T, opts Options) (*Server, *closeCounts) {
 	counts := &closeCounts{}
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}, Metrics: counts})
 	opts.Listen = "127.0.0.1:0"
-	srv := New(eng, opts)
+	srv := New(eng, testOpts(opts))
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

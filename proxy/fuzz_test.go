@@ -106,7 +106,7 @@ func FuzzServerConnection(f *testing.F) {
 	}
 	f.Cleanup(func() { st.Close() })
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
-	srv := New(eng, Options{Listen: "127.0.0.1:0", MaxRequestBytes: 1 << 16, RequestTimeout: 2 * time.Second})
+	srv := New(eng, testOpts(Options{Listen: "127.0.0.1:0", MaxRequestBytes: 1 << 16, RequestTimeout: 2 * time.Second}))
 	if err := srv.Listen(); err != nil {
 		f.Fatal(err)
 	}

@@ -37,6 +37,11 @@ type requestScanner struct {
 	// begun counts the requests begun so far; guardedConn compares it
 	// across a read to date the request in progress (request_timeout).
 	begun uint64
+	// ends, when trackEnds, gets the offset in the scanned bytes just past
+	// each request that ends in them: the event loop cuts its requests
+	// there.
+	ends      []int
+	trackEnds bool
 }
 
 type scanState uint8
@@ -102,6 +107,7 @@ func (s *requestScanner) scan(b []byte) error {
 				if b[i] == '\n' {
 					s.state = scanStart
 					i++
+					s.ended(i)
 					break
 				}
 				if s.size > s.max {
@@ -152,6 +158,7 @@ func (s *requestScanner) scan(b []byte) error {
 				s.state = scanBulkLF
 			} else {
 				s.nextArg()
+				s.ended(i)
 			}
 		}
 	}
@@ -202,6 +209,13 @@ func (s *requestScanner) header() error {
 	return nil
 }
 
+// ended records a request's end at i, if that is where one ended.
+func (s *requestScanner) ended(i int) {
+	if s.trackEnds && s.state == scanStart {
+		s.ends = append(s.ends, i)
+	}
+}
+
 func (s *requestScanner) nextArg() {
 	if s.args <= 0 {
 		s.state = scanStart
@@ -238,6 +252,11 @@ type guardedConn struct {
 	// this client holds one (see largeReads).
 	large      largeReads
 	holdsLarge bool
+	// prefix is what an event loop had read from the client and not run
+	// when it handed the client over (loop.handOver), already scanned;
+	// handedOver is the client's state, for Server.accept.
+	prefix     []byte
+	handedOver *connState
 }
 
 // waitLarge takes a slot for reading a large request, if the request in
@@ -307,6 +326,11 @@ func isTimeout(err error) bool {
 // itself (redcon would not) and fails, which makes redcon close the
 // connection.
 func (c *guardedConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
 	mid := c.midRequest()
 	c.waitLarge(mid)
 	if c.idle > 0 || c.requestTimeout > 0 {

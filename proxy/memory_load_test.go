@@ -69,7 +69,7 @@ func startLoadProxy(t *testing.T) *loadProxy {
 func startServerOn(t *testing.T, eng *commands.Engine, opts Options) *Server {
 	t.Helper()
 	opts.Listen = "127.0.0.1:0"
-	srv := New(eng, opts)
+	srv := New(eng, testOpts(opts))
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,10 @@ type Options struct {
 	// MaxClientReplyBytes closes a client whose unsent replies grow past
 	// it, as Redis's client-output-buffer-limit does. default: 64 MiB
 	MaxClientReplyBytes int64
+	// EventLoops serves plaintext clients (TCP without TLS, and the unix
+	// socket) from this many event loops (loop.go) instead of a goroutine
+	// each; 0: a goroutine per client. Linux only. default: 0
+	EventLoops int
 	// Logger. default: no-op
 	Logger *zap.Logger
 }
@@ -93,10 +97,18 @@ type Server struct {
 	ctx       context.Context // upstream calls; cancelled when shutdown gives up
 	cancel    context.CancelFunc
 
+	// Event loops (loop.go), when server.event_loops > 0, and the
+	// listener through which they hand a client over to a goroutine of its
+	// own.
+	loops    []*loop
+	nextLoop atomic.Uint32
+	handoff  *handoffListener
+
 	draining atomic.Bool
 	mu       sync.Mutex
-	conns    map[*guardedConn]struct{}
-	allGone  chan struct{} // closed when draining and the last client left
+	conns    map[*guardedConn]struct{} // clients served by goroutines
+	loopers  int                       // clients served by event loops
+	allGone  chan struct{}             // closed when draining and the last client left
 }
 
 // connState is what the proxy keeps per client connection.
@@ -149,29 +161,37 @@ func New(engine *commands.Engine, opts Options) *Server {
 	}
 }
 
-// Listen binds the TCP listener (and the unix socket, when configured).
+// Listen binds the TCP listener (and the unix socket, when configured),
+// and opens the event loops.
 func (s *Server) Listen() error {
+	if err := s.openLoops(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.opts.Listen)
 	if err != nil {
+		s.closeLoops()
 		return fmt.Errorf("listen on %s: %w", s.opts.Listen, err)
 	}
-	if s.opts.TLSCert != "" {
+	tlsOn := s.opts.TLSCert != ""
+	if tlsOn {
 		cert, err := tls.LoadX509KeyPair(s.opts.TLSCert, s.opts.TLSKey)
 		if err != nil {
 			ln.Close()
+			s.closeLoops()
 			return fmt.Errorf("load server.tls_cert/tls_key: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	s.listeners = append(s.listeners, s.wrap(ln))
+	s.listeners = append(s.listeners, s.wrap(ln, tlsOn))
 	if s.opts.Unix != "" {
 		_ = os.Remove(s.opts.Unix) // a stale socket from a previous run
 		uln, err := net.Listen("unix", s.opts.Unix)
 		if err != nil {
 			s.closeListeners()
+			s.closeLoops()
 			return fmt.Errorf("listen on unix socket %s: %w", s.opts.Unix, err)
 		}
-		s.listeners = append(s.listeners, s.wrap(uln))
+		s.listeners = append(s.listeners, s.wrap(uln, false))
 	}
 	return nil
 }
@@ -181,12 +201,27 @@ func (s *Server) Addr() net.Addr { return s.listeners[0].Addr() }
 
 // Serve serves clients until Shutdown; it needs Listen first.
 func (s *Server) Serve() error {
-	errs := make(chan error, len(s.listeners))
+	errs := make(chan error, len(s.listeners)+len(s.loops)+1)
+	running := 0
+	serve := func(f func() error) {
+		running++
+		go func() { errs <- f() }()
+	}
 	for _, ln := range s.listeners {
-		go func() { errs <- redcon.Serve(ln, s.handle, s.accept, s.closed) }()
+		if len(s.loops) > 0 && !ln.tls {
+			serve(func() error { return s.acceptToLoops(ln) })
+			continue
+		}
+		serve(func() error { return redcon.Serve(ln, s.handle, s.accept, s.closed) })
+	}
+	if len(s.loops) > 0 {
+		for _, l := range s.loops {
+			serve(l.run)
+		}
+		serve(func() error { return redcon.Serve(s.handoff, s.handle, s.accept, s.closed) })
 	}
 	var first error
-	for range s.listeners {
+	for range running {
 		if err := <-errs; err != nil && first == nil {
 			first = err
 		}
@@ -206,10 +241,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// progress finishes and is flushed first.
 		_ = c.SetReadDeadline(time.Now())
 	}
-	if len(s.conns) == 0 {
+	if len(s.conns)+s.loopers == 0 {
 		s.closeAllGone()
 	}
 	s.mu.Unlock()
+	for _, l := range s.loops {
+		l.wakeUp() // they drain their clients the same way
+	}
 	select {
 	case <-s.allGone:
 		s.cancel()
@@ -221,6 +259,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 		s.mu.Unlock()
+		for _, l := range s.loops {
+			l.abort()
+		}
 		return fmt.Errorf("shutdown: %d clients still connected: %w", s.connCount(), ctx.Err())
 	}
 }
@@ -237,12 +278,15 @@ func (s *Server) Ready(ctx context.Context) error {
 func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + s.loopers
 }
 
 func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
 		ln.Listener.Close()
+	}
+	if s.handoff != nil {
+		s.handoff.Close()
 	}
 }
 
@@ -256,26 +300,47 @@ func (s *Server) closeAllGone() {
 
 func (s *Server) accept(rc redcon.Conn) bool {
 	gc := rc.NetConn().(*guardedConn)
+	if st := gc.handedOver; st != nil {
+		// An event loop's client, counted in s.conns when it was handed
+		// over (loop.handOver).
+		gc.handedOver = nil
+		rc.SetContext(st)
+		return true
+	}
+	if !s.admit(gc.Conn, func() { s.conns[gc] = struct{}{} }) {
+		return false
+	}
+	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
+	rc.SetContext(s.newConnState(client, gc))
+	return true
+}
+
+// admit counts a new client in (add, under s.mu), or refuses it past
+// max_clients and while draining, with Redis's words.
+func (s *Server) admit(c net.Conn, add func()) bool {
 	s.mu.Lock()
-	if s.draining.Load() || len(s.conns) >= s.opts.MaxClients {
+	if s.draining.Load() || len(s.conns)+s.loopers >= s.opts.MaxClients {
 		s.mu.Unlock()
 		s.engine.Rejected()
 		// redcon calls accept from its accept loop, and on a TLS listener
 		// this write runs the handshake first, which reads: bound both
 		// ways, or one silent client would stop every later connection.
-		_ = gc.Conn.SetDeadline(time.Now().Add(time.Second))
-		_, _ = gc.Conn.Write([]byte(msgMaxClients))
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		_, _ = c.Write([]byte(msgMaxClients))
 		return false
 	}
-	s.conns[gc] = struct{}{}
+	add()
 	s.mu.Unlock()
-	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
+	return true
+}
+
+// newConnState is what a goroutine serving client on gc keeps.
+func (s *Server) newConnState(client *commands.Client, gc *guardedConn) *connState {
 	st := &connState{client: client, pipeline: s.engine.NewPipeline(client), conn: gc, s: s}
 	st.pipeline.SetMeter(st)
 	st.push.st = st
 	client.SetPusher(&st.push)
-	rc.SetContext(st)
-	return true
+	return st
 }
 
 func (s *Server) closed(rc redcon.Conn, err error) {
@@ -335,10 +400,16 @@ func (s *Server) forget(st *connState) {
 	st.push.close()
 	s.mu.Lock()
 	delete(s.conns, st.conn)
-	if s.draining.Load() && len(s.conns) == 0 {
+	s.lastOneOut()
+	s.mu.Unlock()
+}
+
+// lastOneOut lets Shutdown return once a draining server's last client has
+// left; under s.mu.
+func (s *Server) lastOneOut() {
+	if s.draining.Load() && len(s.conns)+s.loopers == 0 {
 		s.closeAllGone()
 	}
-	s.mu.Unlock()
 }
 
 // handle runs the first command of a pipeline together with every other
@@ -413,10 +484,13 @@ func (st *connState) hold(args [][][]byte) {
 // left: redcon closes all its connections as soon as Accept fails.
 type drainListener struct {
 	net.Listener
-	s *Server
+	s   *Server
+	tls bool // served by goroutines even with event loops
 }
 
-func (s *Server) wrap(ln net.Listener) *drainListener { return &drainListener{Listener: ln, s: s} }
+func (s *Server) wrap(ln net.Listener, tls bool) *drainListener {
+	return &drainListener{Listener: ln, s: s, tls: tls}
+}
 
 func (l *drainListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
@@ -426,13 +500,18 @@ func (l *drainListener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
+	return l.s.guard(c), nil
+}
+
+// guard wraps a client's connection in the proxy's limits.
+func (s *Server) guard(c net.Conn) *guardedConn {
 	return &guardedConn{
 		Conn:           c,
-		scanner:        requestScanner{max: l.s.opts.MaxRequestBytes},
-		idle:           l.s.opts.IdleTimeout,
-		requestTimeout: max(l.s.opts.RequestTimeout, 0),
-		writeTimeout:   max(l.s.opts.RequestTimeout, 0),
-		draining:       &l.s.draining,
-		large:          l.s.large,
-	}, nil
+		scanner:        requestScanner{max: s.opts.MaxRequestBytes},
+		idle:           s.opts.IdleTimeout,
+		requestTimeout: max(s.opts.RequestTimeout, 0),
+		writeTimeout:   max(s.opts.RequestTimeout, 0),
+		draining:       &s.draining,
+		large:          s.large,
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +48,7 @@ func serveUnmanaged(t *testing.T, opts Options) (srv *Server, served <-chan erro
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	srv = New(eng, opts)
+	srv = New(eng, testOpts(opts))
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func (s *Server) anyMidRequest() bool {
 			return true
 		}
 	}
-	return false
+	return s.loopsMidRequest()
 }
 
 // chunkReader returns one chunk per Read.
@@ -270,4 +272,14 @@ func TestRedconArgsOutliveTheNextRead(t *testing.T) {
 	if got := fmt.Sprintf("%s %s", first[0].Args[0], first[0].Args[1]); got != "GET first" {
 		t.Fatalf("the first command reads %q after the next read", got)
 	}
+}
+
+// testOpts serves the test's clients from event loops when
+// SESSPROXY_TEST_EVENT_LOOPS says how many (make test runs this package
+// both ways).
+func testOpts(opts Options) Options {
+	if n, err := strconv.Atoi(os.Getenv("SESSPROXY_TEST_EVENT_LOOPS")); err == nil && opts.EventLoops == 0 {
+		opts.EventLoops = n
+	}
+	return opts
 }

@@ -139,7 +139,7 @@ func TestDepartedClientsCommandsDoNotBlockAccepting(t *testing.T) {
 	}
 	t.Cleanup(func() { up.stall.Store(false); st.Close() })
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
-	srv := New(eng, Options{Listen: "127.0.0.1:0"})
+	srv := New(eng, testOpts(Options{Listen: "127.0.0.1:0"}))
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func run(args []string) error {
 		TombstoneFormat: store.TombstoneTyped, TombstoneTransition: -1,
 		Codec: cdc, Metrics: reg,
 	})
-	s := &server{ctx: ctx, eng: eng, batch: st.NewBatch()}
+	s := &server{ctx: ctx, eng: eng, round: eng.NewRound()}
 	l, err := evloop.Listen(args[0], s)
 	if err != nil {
 		return err
@@ -74,7 +74,7 @@ func run(args []string) error {
 type server struct {
 	ctx     context.Context
 	eng     *commands.Engine
-	batch   *store.Batch
+	round   *commands.Round
 	pending []*evloop.Client // queued this iteration, in order
 }
 
@@ -89,7 +89,7 @@ type conn struct {
 
 func (s *server) Open(_ *evloop.Loop, c *evloop.Client) {
 	client := s.eng.Connect("sessloop", "sessloop")
-	c.State = &conn{client: client, p: s.eng.NewPipelineOn(client, s.batch)}
+	c.State = &conn{client: client, p: s.eng.NewPipelineIn(client, s.round)}
 }
 
 func (s *server) Closed(_ *evloop.Loop, c *evloop.Client) {
@@ -122,7 +122,7 @@ func (s *server) Idle(l *evloop.Loop) error {
 	if len(s.pending) == 0 {
 		return nil
 	}
-	_ = s.batch.Exec(s.ctx) // each command's own result carries a failure
+	s.round.Exec(s.ctx)
 	for _, c := range s.pending {
 		cn := c.State.(*conn)
 		cn.p.Complete(func(reply []byte) { l.Write(c, reply) })

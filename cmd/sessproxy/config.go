@@ -48,6 +48,7 @@ type ServerConfig struct {
 	MaxRequestBytes     int64    `toml:"max_request_bytes"`
 	MaxInflightBytes    int64    `toml:"max_inflight_bytes"`
 	MaxClientReplyBytes int64    `toml:"max_client_reply_bytes"`
+	EventLoops          int      `toml:"event_loops"`
 	HashIDs             bool     `toml:"hash_ids"`
 	// MaxTransactions bounds the clients in WATCH or MULTI, each holding
 	// an upstream connection; MaxTransactionCommands the commands one
@@ -304,6 +305,9 @@ func (c *Config) validate() error {
 	if c.Server.MaxClientReplyBytes < 1<<20 {
 		bad("server.max_client_reply_bytes", "must be >= 1048576")
 	}
+	if c.Server.EventLoops < 0 || c.Server.EventLoops > 1024 {
+		bad("server.event_loops", "must be between 0 and 1024")
+	}
 	if c.Server.MaxTransactions <= 0 {
 		bad("server.max_transactions", "must be > 0")
 	}
@@ -553,6 +557,7 @@ func (c *Config) proxyOptions() proxy.Options {
 		MaxRequestBytes:     c.Server.MaxRequestBytes,
 		MaxInflightBytes:    c.Server.MaxInflightBytes,
 		MaxClientReplyBytes: c.Server.MaxClientReplyBytes,
+		EventLoops:          c.Server.EventLoops,
 	}
 }
 

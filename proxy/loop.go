@@ -1,0 +1,965 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Event loops (server.event_loops). A goroutine per client costs, per
+// request, a read that finds nothing before each wait and a park and a
+// wake-up in Go's scheduler: about twice twemproxy's CPU per request at
+// pipeline depth 1 (docs/performance.md, issue 16). A loop serves its
+// clients from one goroutine locked to its thread, as twemproxy does: one
+// level-triggered epoll set; each ready client read once per iteration;
+// the whole commands of every client queued on one shared Round, executed
+// once (one upstream round trip for all of them); each client's replies
+// written.
+//
+// A loop's client has the protections of a goroutine's: the request
+// scanner, max_clients, the inflight budget (a client whose batch does not
+// fit waits, unread), max_client_reply_bytes, request_timeout for requests
+// and for replies, idle_timeout, the slots for large requests, the close
+// reasons in the metrics, panic recovery and the shutdown drain. What the
+// loop must not run (commands.NewPipelineIn: MULTI, WATCH, SUBSCRIBE,
+// CLIENT TRACKING, scans of the whole keyspace) hands the client over, with
+// everything it sent from that command on, to a goroutine of its own for
+// the rest of its life (handOver). TLS clients are served by goroutines.
+
+// loop is one event loop.
+type loop struct {
+	s     *Server
+	ep    int // epoll
+	wake  int // eventfd: new clients, shutdown
+	buf   []byte
+	round *commands.Round
+	// tick is how often the timeouts are checked (0: never).
+	tick      time.Duration
+	lastSweep time.Time
+
+	clients map[int]*loopClient
+	ready   []*loopClient // clients with commands to run
+	running []*loopClient // queued on the round this iteration
+	toArm   []*loopClient // whose epoll events may change (armAll)
+	// waitingLarge counts clients waiting for a large read's slot.
+	waitingLarge int
+	args         [][][]byte // scratch for Queue
+	ends         []int      // scratch for the scanner
+
+	drainSince time.Time // when the loop saw the server draining
+	// partial counts clients part-way through sending a request; atomic
+	// only so that a test can watch it from another goroutine.
+	partial atomic.Int32
+
+	mu      sync.Mutex // guards what other goroutines hand the loop
+	inbox   []newClient
+	aborted bool
+	stopped bool
+}
+
+type newClient struct {
+	fd          int
+	addr, local string
+}
+
+// loopClient is one client of a loop.
+type loopClient struct {
+	s      *Server
+	fd     int
+	addr   string
+	client *commands.Client
+	pipe   *commands.Pipeline
+
+	scanner requestScanner
+	in      []byte        // the request in progress, after the last whole one
+	cmds    []loopCommand // whole commands not yet run
+	cmdSize int           // their arguments' bytes
+
+	out     []byte // replies not yet written
+	outHeld int64  // out's bytes held in the budget
+
+	// The batch on the round: its request's bytes held in the budget,
+	// the replies metered for it, how many commands it ran.
+	cost    int64
+	replies int64
+	ran     int
+	// The last batch's request cost and reply bytes (replyRatio).
+	lastCost, lastReplies int64
+
+	lastActive   time.Time // idle_timeout: its last read, or its last replies written
+	requestStart time.Time // request_timeout, for a request being read
+	wroteAt      time.Time // request_timeout, for replies being written
+	largeWait    time.Time // waiting for a large read's slot since
+	holdsLarge   bool
+	partial      bool // counted in loop.partial
+
+	events     uint32 // armed in epoll
+	registered bool   // in epoll
+	queued     bool   // in ready
+	toArm      bool   // in toArm
+	running    bool
+	blocked    bool // its batch did not fit in the budget
+	overLimit  bool // past max_client_reply_bytes
+	handoff    bool // its next command needs a goroutine of its own
+	closeAfter bool // close once out is written
+	discard    bool // run what it sent, answer no one: it has gone
+	closed     bool
+}
+
+// loopCommand is a whole command and the bytes it came in.
+type loopCommand struct {
+	args [][]byte
+	raw  []byte
+}
+
+// openLoops opens server.event_loops loops.
+func (s *Server) openLoops() error {
+	tick := time.Duration(0)
+	for _, t := range []time.Duration{s.opts.IdleTimeout, s.opts.RequestTimeout} {
+		if t > 0 && (tick == 0 || t/10 < tick) {
+			tick = t / 10
+		}
+	}
+	if tick != 0 {
+		tick = min(max(tick, time.Millisecond), 100*time.Millisecond)
+	}
+	for range s.opts.EventLoops {
+		l := &loop{s: s, buf: make([]byte, 64<<10), round: s.engine.NewRound(), tick: tick, clients: map[int]*loopClient{}}
+		var err error
+		if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			s.closeLoops()
+			return fmt.Errorf("server.event_loops: epoll_create: %w", err)
+		}
+		if l.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+			unix.Close(l.ep)
+			s.closeLoops()
+			return fmt.Errorf("server.event_loops: eventfd: %w", err)
+		}
+		s.loops = append(s.loops, l)
+		if err := l.ctl(unix.EPOLL_CTL_ADD, l.wake, unix.EPOLLIN); err != nil {
+			s.closeLoops()
+			return err
+		}
+	}
+	if len(s.loops) > 0 {
+		s.handoff = newHandoffListener(s)
+	}
+	return nil
+}
+
+// closeLoops closes loops that never ran (Listen failed).
+func (s *Server) closeLoops() {
+	for _, l := range s.loops {
+		unix.Close(l.ep)
+		unix.Close(l.wake)
+	}
+	s.loops = nil
+}
+
+// acceptToLoops accepts ln's clients and gives each, as a bare file
+// descriptor, to a loop in turn.
+func (s *Server) acceptToLoops(ln *drainListener) error {
+	for {
+		c, err := ln.Listener.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors, most likely: the clients already
+			// served go on, and so does accepting, a moment later.
+			s.log.Warn("accept failed", zap.Error(err))
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if !s.admit(c, func() { s.loopers++ }) {
+			c.Close()
+			continue
+		}
+		addr, local := c.RemoteAddr().String(), c.LocalAddr().String()
+		fd, err := detach(c)
+		if err != nil {
+			s.log.Warn("client closed: cannot take its connection", zap.Error(err))
+			s.loopClientLeft()
+			continue
+		}
+		s.loops[int(s.nextLoop.Add(1))%len(s.loops)].add(newClient{fd: fd, addr: addr, local: local})
+	}
+}
+
+// detach takes c's file descriptor out of Go's poller and closes c: a
+// duplicate, non-blocking, owned by the caller.
+func detach(c net.Conn) (int, error) {
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("cannot serve a %T from an event loop", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// loopClientLeft uncounts a loop's client.
+func (s *Server) loopClientLeft() {
+	s.mu.Lock()
+	s.loopers--
+	s.lastOneOut()
+	s.mu.Unlock()
+}
+
+// add gives the loop a new client, from the accepting goroutine.
+func (l *loop) add(nc newClient) {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		unix.Close(nc.fd)
+		l.s.loopClientLeft()
+		return
+	}
+	l.inbox = append(l.inbox, nc)
+	l.mu.Unlock()
+	l.wakeUp()
+}
+
+// wakeUp makes the loop look at its inbox and the server's state.
+func (l *loop) wakeUp() {
+	one := [8]byte{1}
+	_, _ = unix.Write(l.wake, one[:])
+}
+
+// abort makes the loop close every client at once and stop (Shutdown gave
+// up waiting).
+func (l *loop) abort() {
+	l.mu.Lock()
+	l.aborted = true
+	l.mu.Unlock()
+	l.wakeUp()
+}
+
+func (l *loop) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.ep, op, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// run serves until the server has drained, on a goroutine locked to its
+// thread.
+func (l *loop) run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.Close(l.ep)
+	defer unix.Close(l.wake)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(l.ep, events, l.waitMillis())
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			l.closeAll()
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		now := time.Now()
+		for _, ev := range events[:max(n, 0)] {
+			fd := int(ev.Fd)
+			if fd == l.wake {
+				var b [8]byte
+				_, _ = unix.Read(l.wake, b[:])
+				continue
+			}
+			if c := l.clients[fd]; c != nil {
+				l.event(c, ev.Events, now)
+			}
+		}
+		if l.takeInbox(now) {
+			l.closeAll()
+			return nil
+		}
+		l.dispatch(now)
+		if l.tick > 0 && now.Sub(l.lastSweep) >= l.tick || l.waitingLarge > 0 || l.s.draining.Load() {
+			l.sweep(now)
+		}
+		l.armAll()
+		if l.s.draining.Load() && len(l.clients) == 0 && l.stop() {
+			return nil
+		}
+	}
+}
+
+// waitMillis is how long epoll_wait may sleep: until the next sweep, or a
+// moment while some client waits for the budget or a large read's slot,
+// which other goroutines give back without waking the loop.
+func (l *loop) waitMillis() int {
+	for _, c := range l.ready {
+		if !c.blocked {
+			return 0
+		}
+	}
+	switch {
+	case len(l.ready) > 0 || l.waitingLarge > 0:
+		return 1
+	case l.s.draining.Load():
+		return 10
+	case l.tick > 0 && len(l.clients) > 0:
+		return int(max(l.tick/time.Millisecond, 1))
+	}
+	return -1
+}
+
+// takeInbox registers new clients; true: the loop must stop at once.
+func (l *loop) takeInbox(now time.Time) bool {
+	l.mu.Lock()
+	inbox, aborted := l.inbox, l.aborted
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, nc := range inbox {
+		c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true}, lastActive: now}
+		c.client = l.s.engine.Connect(nc.addr, nc.local)
+		c.pipe = l.s.engine.NewPipelineIn(c.client, l.round)
+		c.pipe.SetMeter(c)
+		l.clients[c.fd] = c
+		if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, unix.EPOLLIN); err != nil {
+			l.s.log.Warn("client closed: cannot watch its connection", zap.Error(err))
+			l.close(c)
+			continue
+		}
+		c.registered, c.events = true, unix.EPOLLIN
+	}
+	return aborted
+}
+
+// stop ends a drained loop unless a client arrived meanwhile.
+func (l *loop) stop() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.inbox) > 0 {
+		return false
+	}
+	l.stopped = true
+	return true
+}
+
+// event handles what epoll reported for c.
+func (l *loop) event(c *loopClient, ev uint32, now time.Time) {
+	defer l.recover(c)
+	if ev&unix.EPOLLOUT != 0 {
+		l.flush(c, now)
+	}
+	if c.closed {
+		return
+	}
+	switch {
+	case ev&unix.EPOLLIN != 0 && c.events&unix.EPOLLIN != 0:
+		l.read(c, now)
+	case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && len(c.out) == 0:
+		// Reported whatever was armed: the client is gone.
+		l.depart(c)
+	}
+}
+
+// recover is the last line for a bug in the loop: drop the client, keep
+// serving the others.
+func (l *loop) recover(c *loopClient) {
+	if r := recover(); r != nil {
+		l.s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		if !c.closed && c.fd >= 0 {
+			_, _ = unix.Write(c.fd, []byte("-"+msgInternal+"\r\n"))
+		}
+		c.running = false
+		l.close(c)
+	}
+}
+
+// read reads what the client sent, once, and cuts it into whole commands.
+func (l *loop) read(c *loopClient, now time.Time) {
+	n, err := unix.Read(c.fd, l.buf)
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		return
+	}
+	if n <= 0 {
+		l.depart(c) // it left, or its connection failed
+		return
+	}
+	c.lastActive = now
+	data := l.buf[:n]
+	begun := c.scanner.begun
+	c.scanner.ends = l.ends[:0]
+	lerr := c.scanner.scan(data)
+	ends := c.scanner.ends
+	l.ends, c.scanner.ends = ends[:0], nil
+	if lerr != nil {
+		var le *limitError
+		errors.As(lerr, &le)
+		l.refuse(c, le, lerr.Error())
+		return
+	}
+	mid := c.scanner.state != scanStart
+	if mid && c.scanner.begun != begun {
+		c.requestStart = now
+	}
+	l.setPartial(c, mid)
+	if len(ends) == 0 {
+		c.in = append(c.in, data...)
+	} else if !l.cut(c, data, ends) {
+		return
+	}
+	if mid && !c.holdsLarge && c.scanner.size >= largeRequestBytes {
+		l.takeLarge(c, now)
+	}
+	l.settle(c, now)
+}
+
+// cut parses the whole requests that end in data (at ends) into commands.
+// They get one copy of their bytes, which their arguments point into
+// until they have run; what follows the last is kept for the next read.
+func (l *loop) cut(c *loopClient, data []byte, ends []int) bool {
+	last := ends[len(ends)-1]
+	base := len(c.in)
+	chunk := make([]byte, base+last)
+	copy(chunk, c.in)
+	copy(chunk[base:], data[:last])
+	c.in = append(c.in[:0], data[last:]...)
+	if cap(c.in) > 64<<10 && len(c.in) == 0 {
+		c.in = nil
+	}
+	start := 0
+	for _, e := range ends {
+		raw := chunk[start : base+e]
+		start = base + e
+		cmd, err := redcon.Parse(raw)
+		if err != nil {
+			if raw[0] != '*' && len(splitBlank(raw)) == 0 {
+				continue // an empty inline line, which redcon skips too
+			}
+			l.refuse(c, nil, "ERR "+err.Error())
+			return false
+		}
+		c.cmds = append(c.cmds, loopCommand{args: cmd.Args, raw: raw})
+		for _, a := range cmd.Args {
+			c.cmdSize += len(a)
+		}
+	}
+	return true
+}
+
+// splitBlank is raw without blanks and line ends.
+func splitBlank(raw []byte) []byte {
+	var out []byte
+	for _, b := range raw {
+		if b != ' ' && b != '\r' && b != '\n' && b != '\t' {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// refuse answers a request that broke a limit or the protocol and closes
+// the client once the answer is written; the commands it sent whole
+// before it run, unanswered, as they do for a goroutine's client.
+func (l *loop) refuse(c *loopClient, le *limitError, msg string) {
+	l.s.log.Warn("client closed: request refused", zap.String("addr", c.addr), zap.String("reason", msg), zap.Int64("max_request_bytes", l.s.opts.MaxRequestBytes))
+	if le != nil && le.tooLarge {
+		l.s.engine.Closed(commands.CloseRequestTooLarge)
+	} else {
+		l.s.engine.Closed(commands.CloseProtocolError)
+	}
+	c.in = nil
+	c.discard, c.closeAfter = true, true
+	l.queueOut(c, []byte("-"+msg+"\r\n"))
+	c.wroteAt = time.Now()
+	l.flush(c, c.wroteAt)
+}
+
+// takeLarge takes a slot for reading a large request, or stops reading the
+// client until one is free (largeReads).
+func (l *loop) takeLarge(c *loopClient, now time.Time) {
+	select {
+	case l.s.large <- struct{}{}:
+		c.holdsLarge = true
+		if !c.largeWait.IsZero() {
+			// The wait is the proxy's, not the client's.
+			c.requestStart = c.requestStart.Add(now.Sub(c.largeWait))
+			c.largeWait = time.Time{}
+			l.waitingLarge--
+		}
+	default:
+		if c.largeWait.IsZero() {
+			c.largeWait = now
+			l.waitingLarge++
+		}
+	}
+}
+
+func (c *loopClient) releaseLarge(s *Server) {
+	if c.holdsLarge {
+		c.holdsLarge = false
+		<-s.large
+	}
+}
+
+// Replies is commands.Meter: reply bytes a command fetched for the client
+// before its batch's end (the chunks of a large MGET).
+func (c *loopClient) Replies(n int64) bool {
+	c.s.budget.take(n)
+	c.replies += n
+	if c.replies+int64(len(c.out)) > c.s.opts.MaxClientReplyBytes {
+		c.overLimit = true
+	}
+	return !c.overLimit
+}
+
+// setPartial keeps loop.partial.
+func (l *loop) setPartial(c *loopClient, mid bool) {
+	if mid != c.partial {
+		c.partial = mid
+		if mid {
+			l.partial.Add(1)
+		} else {
+			l.partial.Add(-1)
+		}
+	}
+}
+
+// mid says whether the client is part-way through sending a request.
+func (c *loopClient) mid() bool { return c.scanner.state != scanStart }
+
+// replyRatio is connState.replyRatio.
+func (c *loopClient) replyRatio() int64 {
+	if c.lastCost == 0 {
+		return 64
+	}
+	return max(1, c.lastReplies/c.lastCost)
+}
+
+// holding says whether its commands wait for the rest of a pipeline the
+// client is part-way through sending (Server.handle).
+func (c *loopClient) holding() bool {
+	return c.mid() && !c.discard && len(c.cmds) <= maxHeldCommands && c.cmdSize <= maxHeldBytes && int64(c.cmdSize)*c.replyRatio() <= maxHeldReplyBytes
+}
+
+func (c *loopClient) runnable() bool {
+	return len(c.cmds) > 0 && !c.running && !c.handoff && (c.discard || len(c.out) == 0 && !c.holding())
+}
+
+func (c *loopClient) wantsRead() bool {
+	return !c.discard && !c.closeAfter && !c.handoff && !c.running && !c.blocked &&
+		len(c.out) == 0 && c.largeWait.IsZero() && (len(c.cmds) == 0 || c.holding())
+}
+
+// settle decides what comes next for c: close it, hand it over, run its
+// commands, and which events to watch.
+func (l *loop) settle(c *loopClient, now time.Time) {
+	if c.closed || c.running {
+		return
+	}
+	switch {
+	case len(c.cmds) == 0 && (c.discard || c.closeAfter) && len(c.out) == 0:
+		l.close(c)
+		return
+	case c.handoff && len(c.out) == 0:
+		l.handOver(c, now)
+		return
+	}
+	if c.runnable() && !c.queued {
+		c.queued = true
+		l.ready = append(l.ready, c)
+	}
+	l.arm(c)
+}
+
+// arm marks c's epoll events for a look at the end of the iteration: a
+// client served in one iteration (read, run, answered) ends it wanting
+// what it wanted before, so at pipeline depth 1 no epoll_ctl is made.
+func (l *loop) arm(c *loopClient) {
+	if !c.toArm {
+		c.toArm = true
+		l.toArm = append(l.toArm, c)
+	}
+}
+
+// armAll watches, for every client marked, what it is waiting for.
+func (l *loop) armAll() {
+	for _, c := range l.toArm {
+		c.toArm = false
+		if c.closed || !c.registered {
+			continue
+		}
+		var want uint32
+		if c.wantsRead() {
+			want |= unix.EPOLLIN
+		}
+		if len(c.out) > 0 {
+			want |= unix.EPOLLOUT
+		}
+		if want == c.events {
+			continue
+		}
+		if want&unix.EPOLLIN != 0 && c.events&unix.EPOLLIN == 0 {
+			c.lastActive = time.Now() // idle_timeout counts from here
+		}
+		c.events = want
+		_ = l.ctl(unix.EPOLL_CTL_MOD, c.fd, want)
+	}
+	clear(l.toArm)
+	l.toArm = l.toArm[:0]
+}
+
+// dispatch queues the commands of every ready client on the round,
+// executes it once, and answers each client.
+func (l *loop) dispatch(now time.Time) {
+	ready := l.ready
+	l.ready = nil
+	for _, c := range ready {
+		c.queued = false
+		if c.closed || !c.runnable() {
+			continue
+		}
+		l.queue(c, now)
+	}
+	clear(ready)
+	if len(l.running) == 0 {
+		return
+	}
+	l.exec()
+	fetched := l.round.TakeReplyBytes()
+	l.s.budget.take(fetched)
+	for _, c := range l.running {
+		l.complete(c, now)
+	}
+	l.s.budget.release(fetched)
+	clear(l.running)
+	l.running = l.running[:0]
+}
+
+// queue puts c's next batch on the round: its commands whose replies are
+// expected (at its last ratio) to stay under maxHeldReplyBytes, once their
+// request's bytes fit in the budget.
+func (l *loop) queue(c *loopClient, now time.Time) {
+	defer l.recover(c)
+	n, est := 0, int64(0)
+	for n < len(c.cmds) && (n == 0 || est <= maxHeldReplyBytes) {
+		est += requestCost([][][]byte{c.cmds[n].args}) * c.replyRatio()
+		n++
+	}
+	args := l.args[:0]
+	for _, cmd := range c.cmds[:n] {
+		args = append(args, cmd.args)
+	}
+	cost := requestCost(args)
+	if !l.s.budget.tryAcquire(cost) {
+		c.blocked = true
+		c.queued = true
+		l.ready = append(l.ready, c) // tried again next iteration
+		l.arm(c)
+		clear(args)
+		return
+	}
+	c.blocked = false
+	c.ran = c.pipe.Queue(l.s.ctx, args)
+	clear(args)
+	l.args = args[:0]
+	if c.ran < n && !c.client.Closing() {
+		c.handoff = true
+	}
+	if c.ran == 0 {
+		l.s.budget.release(cost)
+		l.settle(c, now)
+		return
+	}
+	c.cost, c.running = cost, true
+	l.running = append(l.running, c)
+}
+
+// exec executes the round.
+func (l *loop) exec() {
+	defer func() {
+		// Each command's result says what became of it; Complete answers.
+		if r := recover(); r != nil {
+			l.s.log.Error("panic executing a round", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	l.round.Exec(l.s.ctx)
+}
+
+// complete writes c's replies, after the round has executed.
+func (l *loop) complete(c *loopClient, now time.Time) {
+	defer l.recover(c)
+	mark := len(c.out)
+	if mark == 0 {
+		c.wroteAt = now // the replies wait for the client from now
+	}
+	c.pipe.Complete(func(b []byte) {
+		if !c.discard {
+			c.out = append(c.out, b...)
+		}
+	})
+	c.running = false
+	produced := int64(len(c.out) - mark)
+	l.s.budget.take(produced)
+	c.outHeld += produced
+	l.s.budget.release(c.cost + c.replies)
+	c.lastCost, c.lastReplies = c.cost, produced+c.replies
+	c.cost, c.replies = 0, 0
+	for _, cmd := range c.cmds[:c.ran] {
+		for _, a := range cmd.args {
+			c.cmdSize -= len(a)
+		}
+	}
+	c.cmds = append(c.cmds[:0], c.cmds[c.ran:]...)
+	clear(c.cmds[len(c.cmds):cap(c.cmds)])
+	if len(c.cmds) == 0 && cap(c.cmds) > 256 {
+		c.cmds = nil
+	}
+	if !c.mid() {
+		c.releaseLarge(l.s) // its large request, if any, has run
+	}
+	switch {
+	case c.overLimit || produced > l.s.opts.MaxClientReplyBytes:
+		l.s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", c.addr), zap.Int64("max_client_reply_bytes", l.s.opts.MaxClientReplyBytes))
+		l.s.engine.Closed(commands.CloseReplyLimit)
+		l.s.budget.release(produced)
+		c.outHeld -= produced
+		c.out = c.out[:mark]
+		l.queueOut(c, []byte(errReplyLimit(l.s.opts.MaxClientReplyBytes)))
+		c.cmds, c.cmdSize, c.handoff, c.closeAfter = nil, 0, false, true
+	case c.client.Closing(): // QUIT: its reply, then the close
+		c.cmds, c.cmdSize, c.handoff, c.closeAfter = nil, 0, false, true
+	}
+	l.flush(c, now)
+}
+
+// queueOut adds b to what c is sent, held in the budget until written.
+func (l *loop) queueOut(c *loopClient, b []byte) {
+	c.out = append(c.out, b...)
+	l.s.budget.take(int64(len(b)))
+	c.outHeld += int64(len(b))
+}
+
+// flush writes what c has queued, as much as its socket takes.
+func (l *loop) flush(c *loopClient, now time.Time) {
+	if c.closed {
+		return
+	}
+	if c.discard && !c.closeAfter {
+		l.dropOut(c)
+	}
+	written := 0
+	for written < len(c.out) {
+		n, err := unix.Write(c.fd, c.out[written:])
+		if n > 0 {
+			written += n
+			c.wroteAt = now // a piece taken: the next has request_timeout
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if err != nil {
+			l.s.budget.release(int64(written))
+			c.outHeld -= int64(written)
+			c.out = c.out[written:]
+			l.depart(c)
+			return
+		}
+	}
+	if written > 0 {
+		l.s.budget.release(int64(written))
+		c.outHeld -= int64(written)
+		if written == len(c.out) {
+			c.out = c.out[:0]
+			if cap(c.out) > flushBytes {
+				c.out = nil
+			}
+			c.lastActive = now
+		} else {
+			c.out = append(c.out[:0], c.out[written:]...)
+		}
+	}
+	l.settle(c, now)
+}
+
+// dropOut forgets what c was to be sent.
+func (l *loop) dropOut(c *loopClient) {
+	l.s.budget.release(c.outHeld)
+	c.outHeld, c.out = 0, nil
+}
+
+// depart handles a client that has gone, or is being closed: what it sent
+// whole still runs, unanswered, as Redis would have run it; then it is
+// closed.
+func (l *loop) depart(c *loopClient) {
+	if c.closed {
+		return
+	}
+	c.discard, c.closeAfter = true, false
+	c.in = nil
+	l.dropOut(c)
+	if c.handoff {
+		// Its own-connection command and what followed: no one is left
+		// to hand them to.
+		c.cmds, c.cmdSize, c.handoff = nil, 0, false
+	}
+	if c.registered {
+		// Stop epoll reporting its hang-up while its commands wait.
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+		c.registered, c.events = false, 0
+	}
+	l.settle(c, time.Now())
+}
+
+// close closes c and gives back everything it held.
+func (l *loop) close(c *loopClient) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.registered {
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	}
+	unix.Close(c.fd)
+	delete(l.clients, c.fd)
+	l.setPartial(c, false)
+	l.dropOut(c)
+	if !c.running {
+		l.s.budget.release(c.cost + c.replies)
+		c.cost, c.replies = 0, 0
+	}
+	c.releaseLarge(l.s)
+	if !c.largeWait.IsZero() {
+		l.waitingLarge--
+	}
+	c.cmds, c.in = nil, nil
+	l.s.engine.Disconnect(c.client)
+	l.s.loopClientLeft()
+}
+
+// closeAll closes every client at once.
+func (l *loop) closeAll() {
+	for _, c := range l.clients {
+		c.running = false
+		l.close(c)
+	}
+	l.mu.Lock()
+	l.stopped = true
+	inbox := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, nc := range inbox {
+		unix.Close(nc.fd)
+		l.s.loopClientLeft()
+	}
+}
+
+// handOver moves c to a goroutine of its own, with what it sent from its
+// next command on: the loop must not run that command. Its replies so far
+// are written; its requests already scanned are not scanned again.
+func (l *loop) handOver(c *loopClient, now time.Time) {
+	if l.s.draining.Load() {
+		// A draining server starts no transaction or subscription.
+		l.depart(c)
+		return
+	}
+	var prefix []byte
+	for _, cmd := range c.cmds {
+		prefix = append(prefix, cmd.raw...)
+	}
+	prefix = append(prefix, c.in...)
+	if c.registered {
+		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+		c.registered = false
+	}
+	delete(l.clients, c.fd)
+	l.setPartial(c, false)
+	c.closed = true
+	if !c.largeWait.IsZero() {
+		l.waitingLarge--
+	}
+	f := os.NewFile(uintptr(c.fd), c.addr)
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		l.s.log.Warn("client closed: cannot hand it over to a goroutine", zap.String("addr", c.addr), zap.Error(err))
+		c.releaseLarge(l.s)
+		l.s.engine.Disconnect(c.client)
+		l.s.loopClientLeft()
+		return
+	}
+	gc := l.s.guard(nc)
+	gc.scanner = c.scanner
+	gc.scanner.trackEnds, gc.scanner.ends = false, nil
+	gc.partial.Store(c.mid())
+	gc.requestStart, gc.holdsLarge, gc.prefix = c.requestStart, c.holdsLarge, prefix
+	st := l.s.newConnState(c.client, gc)
+	st.lastCost, st.lastReplies = c.lastCost, c.lastReplies
+	gc.handedOver = st
+	l.s.mu.Lock()
+	l.s.loopers--
+	l.s.conns[gc] = struct{}{}
+	l.s.mu.Unlock()
+	l.s.handoff.give(gc)
+}
+
+// sweep applies the timeouts and the drain.
+func (l *loop) sweep(now time.Time) {
+	l.lastSweep = now
+	draining := l.s.draining.Load()
+	if draining && l.drainSince.IsZero() {
+		l.drainSince = now
+	}
+	rt, idle := l.s.opts.RequestTimeout, l.s.opts.IdleTimeout
+	for _, c := range l.clients {
+		reading := c.events&unix.EPOLLIN != 0
+		switch {
+		case c.running:
+		case len(c.out) > 0 && rt > 0 && now.Sub(c.wroteAt) >= rt:
+			l.s.log.Warn("client closed: replies not taken in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
+			l.s.engine.Closed(commands.CloseWriteTimeout)
+			l.depart(c)
+		case c.discard:
+		case !c.largeWait.IsZero():
+			l.takeLarge(c, now)
+			l.settle(c, now)
+		case reading && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
+			l.s.log.Warn("client closed: request not completed in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
+			l.s.engine.Closed(commands.CloseRequestTimeout)
+			l.depart(c)
+		case reading && idle > 0 && now.Sub(c.lastActive) >= idle && !draining:
+			l.s.engine.Closed(commands.CloseIdleTimeout)
+			l.depart(c)
+		case draining && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
+			// Past the moment given to finish a command: the commands
+			// before it run, unanswered.
+			l.depart(c)
+		case draining && !c.mid() && len(c.out) == 0 && len(c.cmds) == 0 && !c.handoff && !c.blocked:
+			l.depart(c) // at rest
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package proxy
+
+func (s *Server) loopsMidRequest() bool { return false }

@@ -1,0 +1,202 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// loopsMidRequest says whether some loop's client has sent part of a
+// command.
+func (s *Server) loopsMidRequest() bool {
+	for _, l := range s.loops {
+		if l.partial.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// served counts the clients served by goroutines and by loops.
+func (s *Server) served() (goroutines, loops int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns), s.loopers
+}
+
+// waitServed polls until the server serves the clients it should.
+func waitServed(t *testing.T, srv *Server, goroutines, loops int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		g, l := srv.served()
+		if g == goroutines && l == loops {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clients served by goroutines %d, by loops %d; want %d and %d", g, l, goroutines, loops)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// readLines reads n reply lines.
+func readLines(t *testing.T, r *bufio.Reader, n int) []string {
+	t.Helper()
+	var got []string
+	for range n {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, strings.TrimSpace(line))
+	}
+	return got
+}
+
+// With server.event_loops, plaintext clients are served by the loops, on
+// TCP and on the unix socket, and a pipeline far larger than one read
+// comes back whole and in order.
+func TestEventLoopsServeClients(t *testing.T) {
+	sock := t.TempDir() + "/s.sock"
+	srv := startServer(t, Options{EventLoops: 2, Unix: sock})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	u, ur := dial(t, "unix", sock)
+	if got := roundTrip(t, u, ur, "PING\r\n"); got != "+PONG" {
+		t.Fatalf("PING over the unix socket: %q", got)
+	}
+	var req strings.Builder
+	const n = 20000
+	for i := range n {
+		req.WriteString(respCommand("SET", fmt.Sprint("sess:k", i), fmt.Sprintf(`{"n":%d}`, i)))
+		req.WriteString(respCommand("GET", fmt.Sprint("sess:k", i)))
+	}
+	go io.WriteString(c, req.String())
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	for i := range n {
+		got := readLines(t, r, 3)
+		v := fmt.Sprintf(`{"n":%d}`, i)
+		if want := []string{"+OK", fmt.Sprint("$", len(v)), v}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("command pair %d: %q, want %q", i, got, want)
+		}
+	}
+	waitServed(t, srv, 0, 2)
+}
+
+// A command the loop must not run (MULTI, WATCH, SUBSCRIBE, CLIENT
+// TRACKING…) moves its client to a goroutine of its own before it runs,
+// with everything the client sent after it, whole or not: the replies come
+// in order, and nothing is lost or read twice.
+func TestEventLoopHandsOverAClientForATransaction(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	other, otherR := dial(t, "tcp", srv.Addr().String())
+	if got := roundTrip(t, other, otherR, "PING\r\n"); got != "+PONG" {
+		t.Fatal(got)
+	}
+	waitServed(t, srv, 0, 2)
+	// More commands than are held for the rest of a pipeline (so they
+	// run at once), MULTI and a transaction in the same read, the last
+	// command cut in two.
+	exec := "*1\r\n$4\r\nEXEC\r\n"
+	pings := strings.Repeat("PING\r\n", maxHeldCommands+10)
+	if _, err := io.WriteString(c, pings+respCommand("SET", "sess:a", "{}")+"MULTI\r\n"+respCommand("SET", "sess:b", "{}")+"GET sess:a\r\n"+exec[:7]); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxHeldCommands + 10 {
+		if got := readLines(t, r, 1)[0]; got != "+PONG" {
+			t.Fatalf("PING %d: %q", i, got)
+		}
+	}
+	if got := readLines(t, r, 1)[0]; got != "+OK" {
+		t.Fatalf("SET: %q", got)
+	}
+	// The goroutine holds what came with the half command, as it does
+	// for a client of its own (Server.handle).
+	waitServed(t, srv, 1, 1)
+	if _, err := io.WriteString(c, exec[7:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLines(t, r, 7); fmt.Sprint(got) != "[+OK +QUEUED +QUEUED *2 +OK $2 {}]" {
+		t.Fatalf("the transaction: %q", got)
+	}
+	if got := roundTrip(t, c, r, "GET sess:b\r\n"); got != "$2" {
+		t.Fatalf("GET b after the transaction: %q", got)
+	}
+	readLines(t, r, 1)
+	// The client that stayed on the loop is still served there.
+	if got := roundTrip(t, other, otherR, "GET sess:b\r\n"); got != "$2" {
+		t.Fatalf("the loop's other client: %q", got)
+	}
+}
+
+// CLIENT TRACKING moves its client to a goroutine, which carries the
+// invalidation pushes; a client that only reads and writes stays on the
+// loop.
+func TestEventLoopHandsOverATrackingClient(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	w, wr := dial(t, "tcp", srv.Addr().String())
+	if _, err := io.WriteString(c, "HELLO 3\r\nPING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for line := ""; line != "+PONG"; {
+		line = readLines(t, r, 1)[0] // HELLO's map, then PING's reply
+	}
+	if got := roundTrip(t, c, r, "CLIENT TRACKING on\r\n"); got != "+OK" {
+		t.Fatalf("CLIENT TRACKING on: %q", got)
+	}
+	if got := roundTrip(t, c, r, "GET sess:t\r\n"); got != "_" {
+		t.Fatalf("GET: %q", got)
+	}
+	waitServed(t, srv, 1, 1)
+	if got := roundTrip(t, w, wr, "SET sess:t {}\r\n"); got != "+OK" {
+		t.Fatalf("SET by the other client: %q", got)
+	}
+	if got := readLines(t, r, 4); fmt.Sprint(got) != "[>2 $10 invalidate *1]" {
+		t.Fatalf("push: %q", got)
+	}
+}
+
+// A client that leaves while its commands wait for the budget, or in the
+// middle of a request, leaves nothing held: the budget and the client
+// count go back to zero.
+func TestEventLoopClientsLeaveNothingHeld(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 2, MaxInflightBytes: 1 << 10})
+	var conns []net.Conn
+	for i := range 20 {
+		c, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := strings.Repeat("x", 4<<10)
+		fmt.Fprintf(c, "*3\r\n$3\r\nSET\r\n$2\r\nk%d\r\n$%d\r\n%s\r\n*2\r\n$3\r\nGET\r\n$2\r\nk%d\r\n*3\r\n$3\r\nSET", i%10, len(big), big, i%10)
+		conns = append(conns, c)
+	}
+	waitServed(t, srv, 0, 20)
+	for _, c := range conns {
+		c.Close()
+	}
+	waitServed(t, srv, 0, 0)
+	for deadline := time.Now().Add(5 * time.Second); srv.budget.held() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget held %d after every client left", srv.budget.held())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// respCommand is args as a RESP request.
+func respCommand(args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	return b.String()
+}
