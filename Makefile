@@ -14,6 +14,10 @@ FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./comma
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 9m -skip '^TestChaos' ./...
+	# The proxy package again with a goroutine per client (server.event_loops
+	# = -1): by default plaintext clients are served from event loops, and
+	# TLS and handed-over clients by goroutines, so both ways must hold.
+	SESSPROXY_TEST_EVENT_LOOPS=-1 $(GO) test -race -count=1 -timeout 5m ./proxy/
 	$(MAKE) chaos
 	$(MAKE) php
 	# Memory bounds (10,000 idle clients, unread replies) are measured
@@ -48,7 +52,9 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
-	done
+	done; \
+	echo "fuzz FuzzServerConnection for $(FUZZTIME), a goroutine per client"; \
+	SESSPROXY_TEST_EVENT_LOOPS=-1 $(GO) test -run '^$$' -fuzz '^FuzzServerConnection$$' -fuzztime $(FUZZTIME) ./proxy/
 
 vet:
 	$(GO) vet ./...

@@ -27,6 +27,7 @@ func (e *Engine) chunks(c *Call, args [][]byte, step int, queue func(first int, 
 	if !e.flushBefore(c) {
 		return false
 	}
+	c.setAsideReplies()
 	for lo := 0; lo < len(args); lo += maxChunkKeys * step {
 		hi := min(lo+maxChunkKeys*step, len(args))
 		refs, _ := e.resolveAll(c, args[lo:hi], step)
@@ -45,6 +46,16 @@ func (e *Engine) chunks(c *Call, args [][]byte, step int, queue func(first int, 
 		}
 	}
 	return true
+}
+
+// setAsideReplies keeps the reply bytes received so far out of this
+// command's account when its batch is a round's: they are the other
+// clients' (their holder accounts them, Round.TakeReplyBytes), and the
+// chunks that follow report only their own.
+func (c *Call) setAsideReplies() {
+	if c.round != nil {
+		c.round.setAside += c.Batch.TakeReplyBytes()
+	}
 }
 
 // holdReplies reports the replies received since the last report to the

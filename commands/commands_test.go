@@ -666,7 +666,7 @@ func TestPipelinesSharingARound(t *testing.T) {
 	}
 	f.expect("GET sess:a", `${"n":1}`)
 	f.expect("SESS.GET b", `${"n":2}`)
-	for _, cmd := range []string{"MULTI", "WATCH sess:a", "SUBSCRIBE __redis__:invalidate", "client Tracking on", "KEYS *", "SESS.ALL", "DBSIZE"} {
+	for _, cmd := range []string{"MULTI", "WATCH sess:a", "SUBSCRIBE __redis__:invalidate", "client Tracking on", "KEYS *", "SESS.ALL", "DBSIZE", "SCAN 0", "SESS.SCAN 0"} {
 		if one.Queue(ctx, cmds(cmd)) != 0 {
 			t.Errorf("%s was queued on a shared pipeline", cmd)
 		}

@@ -323,6 +323,7 @@ type Call struct {
 	Batch  *store.Batch
 	conf   *reloadable // the TTL policy and users this command runs under
 	meter  Meter       // the proxy's account of the replies held; nil: none
+	round  *Round      // the round Batch belongs to; nil: the client's own batch
 	then   func()
 	cmd    *Command // the registry entry Dispatch found; nil for an unknown name
 	result Result   // how it ended, once its reply is written
@@ -356,7 +357,9 @@ func (e *Engine) takeNS(c *Call) bool {
 	return true
 }
 
-// Then registers fn to write the reply once the batch has executed.
+// Then registers fn to write the reply once the batch has executed. A
+// Then may queue a follow-up (the TYPE after a miss) and register another
+// Then: it runs after the batch has executed once more (finish).
 func (c *Call) Then(fn func()) { c.then = fn }
 
 // Finish runs the function registered with Then, if any.
@@ -364,6 +367,42 @@ func (c *Call) Finish() {
 	if fn := c.then; fn != nil {
 		c.then = nil
 		fn()
+	}
+}
+
+// maxFollowUps bounds the follow-ups one command's Thens chain; none
+// chains more than two.
+const maxFollowUps = 4
+
+// finishPass runs the pending Then of each of calls once; it says whether
+// some queued a follow-up, which needs the batch executed again.
+func (e *Engine) finishPass(calls []Call) (more bool) {
+	for i := range calls {
+		if calls[i].then != nil {
+			e.guard(&calls[i], (*Call).Finish)
+			more = more || calls[i].then != nil
+		}
+	}
+	return more
+}
+
+// finish runs the calls' Thens to the end: the follow-ups a pass queues
+// go out together, in one execution of the batch (exec), before the next
+// pass.
+func (e *Engine) finish(calls []Call, exec func()) {
+	for pass := 0; e.finishPass(calls); pass++ {
+		if pass == maxFollowUps {
+			for i := range calls {
+				if calls[i].then != nil {
+					// A bug, not a client's doing: answer it, keep serving.
+					calls[i].then = nil
+					calls[i].Out.Reset(calls[i].Out.Proto)
+					calls[i].Out.Error(msgInternal)
+				}
+			}
+			return
+		}
+		exec()
 	}
 }
 

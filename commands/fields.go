@@ -23,13 +23,16 @@ func (e *Engine) sessFGet(c *Call) {
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
-		if !ok || (payload == nil && e.wrongTypeIfHash(c, ref)) {
-			return
-		}
-		if v := gjson.GetBytes(payload, field); v.Exists() {
-			c.Out.BulkString(v.Raw)
-		} else {
-			c.Out.Null()
+		switch {
+		case !ok:
+		case payload == nil:
+			e.thenUnlessHash(c, ref, c.Out.Null)
+		default:
+			if v := gjson.GetBytes(payload, field); v.Exists() {
+				c.Out.BulkString(v.Raw)
+			} else {
+				c.Out.Null()
+			}
 		}
 	})
 }
@@ -47,17 +50,24 @@ func (e *Engine) sessFMGet(c *Call) {
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
-		if !ok || (payload == nil && e.wrongTypeIfHash(c, ref)) {
+		if !ok {
 			return
 		}
-		c.Out.Array(len(fields))
-		for _, f := range fields {
-			if v := gjson.GetBytes(payload, f); payload != nil && v.Exists() {
-				c.Out.BulkString(v.Raw)
-			} else {
-				c.Out.Null()
+		answer := func() {
+			c.Out.Array(len(fields))
+			for _, f := range fields {
+				if v := gjson.GetBytes(payload, f); payload != nil && v.Exists() {
+					c.Out.BulkString(v.Raw)
+				} else {
+					c.Out.Null()
+				}
 			}
 		}
+		if payload == nil {
+			e.thenUnlessHash(c, ref, answer)
+			return
+		}
+		answer()
 	})
 }
 

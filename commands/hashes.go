@@ -237,24 +237,26 @@ func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 	})
 }
 
-// hashSession reads the hash session at ref at once (sliding it under
+// thenHashSession reads the hash session at ref (sliding it under
 // ttl.idle when slide is set), for a string read that found nothing there
-// or a WRONGTYPE: found says whether a hash is there, and payload is its
-// fields as a JSON object of strings (SESS.GET, SESS.ALL).
-func (e *Engine) hashSession(c *Call, ref keyRef, slide bool) (payload []byte, found bool, err error) {
+// or a WRONGTYPE, and hands answer what it found: whether a hash is there,
+// and its fields as a JSON object of strings (SESS.GET). Called from a
+// Then: the read goes out in the next round trip, with every other
+// command's follow-up (Engine.finish), and answer runs after it.
+func (e *Engine) thenHashSession(c *Call, ref keyRef, slide bool, answer func(payload []byte, found bool, err error)) {
 	idle := c.policy(ref.ns).Idle
 	if !slide {
 		idle = 0
 	}
 	res := c.Batch.HashRead(ref.key, idle, "HGETALL")
-	if err := c.exec(); err != nil {
-		return nil, false, err
-	}
-	v, found, err := res.Result()
-	if err != nil || !found {
-		return nil, false, err
-	}
-	return hashJSON(v), true, nil
+	c.Then(func() {
+		v, found, err := res.Result()
+		if err != nil || !found {
+			answer(nil, false, err)
+			return
+		}
+		answer(hashJSON(v), true, nil)
+	})
 }
 
 // hashJSON renders HGETALL's flat reply as a JSON object of strings, keys
@@ -271,24 +273,24 @@ func hashJSON(v interface{}) []byte {
 	return out
 }
 
-// wrongTypeIfHash answers WRONGTYPE, and returns true, when the key a
-// string read found empty holds a hash session: a read that shared an MGET
-// sees a hash as missing, where GET itself answers WRONGTYPE.
-func (e *Engine) wrongTypeIfHash(c *Call, ref keyRef) bool {
+// thenUnlessHash answers WRONGTYPE when the key a string read found
+// empty holds a hash session (a read that shared an MGET sees a hash as
+// missing, where GET itself answers WRONGTYPE), and otherwise lets missing
+// answer. Called from a Then: the TYPE goes out in the next round trip,
+// with every other command's follow-up (Engine.finish), so a pipeline's
+// misses, or an event loop's, cost one round trip together.
+func (e *Engine) thenUnlessHash(c *Call, ref keyRef, missing func()) {
 	// Redis's own TYPE: a tombstone is a string, and only a hash matters.
 	res := c.Batch.Forward(true, "type", ref.key)
-	if err := c.exec(); err != nil {
-		e.fail(c, ref, err)
-		return true
-	}
-	t, err := res.Result()
-	switch {
-	case err != nil:
-		e.fail(c, ref, err)
-		return true
-	case t == "hash":
-		c.Out.Error(msgWrongType)
-		return true
-	}
-	return false
+	c.Then(func() {
+		t, err := res.Result()
+		switch {
+		case err != nil:
+			e.fail(c, ref, err)
+		case t == "hash":
+			c.Out.Error(msgWrongType)
+		default:
+			missing()
+		}
+	})
 }

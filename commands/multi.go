@@ -239,9 +239,7 @@ func (e *Engine) exec(c *Call) {
 		e.fail(c, keyRef{}, err)
 		return
 	}
-	for i := range calls {
-		e.guard(&calls[i], (*Call).Finish)
-	}
+	e.finish(calls, func() { _ = batch.Exec(c.Ctx) })
 	if c.meter != nil {
 		c.meter.Replies(batch.TakeReplyBytes())
 	}

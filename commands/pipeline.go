@@ -18,17 +18,18 @@ type Pipeline struct {
 	e      *Engine
 	client *Client
 	batch  *store.Batch
-	// shared: the batch is a Round's, executed by whoever holds the
-	// round; Queue stops before a command that needs a connection of its
+	// round, when the batch is a Round's, executed by whoever holds the
+	// round: Queue stops before a command that needs a connection of its
 	// own (needsOwnConn), and the round's holder accounts its replies.
-	shared bool
-	calls  []Call
-	outs   []resp.Writer
-	meter  Meter
-	// The batch Queue dispatched, for Complete: when it started, and how
-	// many of its calls ran (fewer than queued after QUIT).
+	round *Round
+	calls []Call
+	outs  []resp.Writer
+	meter Meter
+	// The batch Queue dispatched, for Complete: when it started, how many
+	// of its calls ran (fewer than queued after QUIT), and its context.
 	start time.Time
 	n     int
+	ctx   context.Context
 }
 
 // Meter is how the proxy accounts the replies a client's commands hold
@@ -56,7 +57,12 @@ func (e *Engine) NewPipeline(c *Client) *Pipeline {
 // Round is one upstream batch shared by the pipelines of several clients
 // (NewPipelineIn): the proxy's event loop queues every ready client's
 // commands on it and executes it once, one round trip for them all.
-type Round struct{ batch *store.Batch }
+type Round struct {
+	batch *store.Batch
+	// setAside are reply bytes received for the round's other clients
+	// while one command ran the round mid-way (Call.setAsideReplies).
+	setAside int64
+}
 
 // NewRound returns an empty round.
 func (e *Engine) NewRound() *Round { return &Round{batch: e.store.NewBatch()} }
@@ -68,7 +74,11 @@ func (r *Round) Exec(ctx context.Context) { _ = r.batch.Exec(ctx) }
 // TakeReplyBytes is the size of the replies received since it was last
 // called, for server.max_inflight_bytes: the round's holder accounts them,
 // since they belong to several clients.
-func (r *Round) TakeReplyBytes() int64 { return r.batch.TakeReplyBytes() }
+func (r *Round) TakeReplyBytes() int64 {
+	n := r.setAside + r.batch.TakeReplyBytes()
+	r.setAside = 0
+	return n
+}
 
 // NewPipelineIn returns a pipeline of c that queues on r: whoever holds r
 // executes it between the pipeline's Queue and its Complete. Queue stops
@@ -76,7 +86,7 @@ func (r *Round) TakeReplyBytes() int64 { return r.batch.TakeReplyBytes() }
 // SUBSCRIBE, CLIENT TRACKING, a scan of the whole keyspace): the caller
 // hands the client and that command over to a goroutine of its own.
 func (e *Engine) NewPipelineIn(c *Client, r *Round) *Pipeline {
-	return &Pipeline{e: e, client: c, batch: r.batch, shared: true}
+	return &Pipeline{e: e, client: c, batch: r.batch, round: r}
 }
 
 // Run executes cmds (each a command name and its arguments) and hands each
@@ -116,14 +126,14 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 	if p.client.authConf != conf {
 		p.e.reauthorise(p.client, conf)
 	}
-	p.n = len(cmds)
+	p.n, p.ctx = len(cmds), ctx
 	for i, args := range cmds {
-		if p.shared && p.e.needsOwnConn(p.client, args) {
+		if p.round != nil && p.e.needsOwnConn(p.client, args) {
 			p.n = i
 			break
 		}
 		outs[i].Reset(p.client.Proto())
-		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, conf: conf, meter: p.meter}
+		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, round: p.round, conf: conf, meter: p.meter}
 		p.guard(&calls[i], p.e.Dispatch)
 		if p.client.closeAfter {
 			p.n = i + 1
@@ -133,17 +143,26 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 	return p.n
 }
 
-// Complete is Run's second half, once the batch Queue filled has executed.
+// FinishPass runs, once the round Queue filled has executed, the pending
+// reply of each command; it says whether some queued a follow-up (the TYPE
+// after a miss), which needs the round executed again before the next
+// pass. An event loop runs a pass for every pipeline of the round, then
+// executes the round once for all their follow-ups.
+func (p *Pipeline) FinishPass() bool { return p.e.finishPass(p.calls[:p.n]) }
+
+// Complete is Run's second half, once the batch Queue filled has executed:
+// it finishes every command (their follow-ups executed together) and
+// writes the replies.
 func (p *Pipeline) Complete(write func([]byte)) {
 	calls, outs, n := p.calls, p.outs, p.n
 	if n == 0 {
 		return
 	}
-	if !p.shared {
+	if p.round == nil {
 		p.holdReplies()
 	}
+	p.e.finish(calls[:n], func() { _ = p.batch.Exec(p.ctx) })
 	for i := 0; i < n; i++ {
-		p.guard(&calls[i], (*Call).Finish)
 		write(outs[i].Buf)
 		if cap(outs[i].Buf) > replyWriterCap {
 			outs[i].Buf = nil
@@ -171,6 +190,7 @@ func (p *Pipeline) Complete(write func([]byte)) {
 		}
 	}
 	clear(calls[:n])
+	p.ctx = nil
 	p.client.mu.Lock()
 	p.client.lastCmd = last
 	p.client.mu.Unlock()

@@ -115,10 +115,10 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.ids", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessIDs},
 		{Name: "sess.all", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessAll},
 		{Name: "sess.length", Arity: 1, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessLength},
-		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.sessScan},
+		{Name: "sess.scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessScan},
 		{Name: "sess.clear", Arity: 1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessClear},
 		{Name: "sess.sweep", Arity: -1, Flags: flagWrite | flagAdmin | flagNoTx | flagFlush | flagOwnConn, Handler: e.sessSweep},
-		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush, Handler: e.scan},
+		{Name: "scan", Arity: -2, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.scan},
 		{Name: "keys", Arity: 2, Flags: flagRead | flagNoTx | flagFlush | flagOwnConn, Handler: e.keys},
 
 		// Strings on session keys (strings.go).

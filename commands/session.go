@@ -58,15 +58,16 @@ func (e *Engine) sessGet(c *Call) {
 			e.replySession(c, ref, v, err)
 			return
 		}
-		payload, found, herr := e.hashSession(c, ref, true)
-		switch {
-		case herr != nil:
-			e.fail(c, ref, herr)
-		case found:
-			c.Out.Bulk(payload)
-		default:
-			c.Out.Null()
-		}
+		e.thenHashSession(c, ref, true, func(payload []byte, found bool, herr error) {
+			switch {
+			case herr != nil:
+				e.fail(c, ref, herr)
+			case found:
+				c.Out.Bulk(payload)
+			default:
+				c.Out.Null()
+			}
+		})
 	})
 }
 

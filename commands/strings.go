@@ -28,7 +28,8 @@ func (e *Engine) get(c *Call) {
 // missing.
 func (e *Engine) replyStringRead(c *Call, ref keyRef, res store.GetResult) {
 	v, err := res.Result()
-	if errors.Is(err, store.ErrNotFound) && e.wrongTypeIfHash(c, ref) {
+	if errors.Is(err, store.ErrNotFound) {
+		e.thenUnlessHash(c, ref, func() { e.replySession(c, ref, v, err) })
 		return
 	}
 	e.replySession(c, ref, v, err)
@@ -579,10 +580,11 @@ func (e *Engine) strlen(c *Call) {
 	res := c.Batch.Get(ref.key)
 	c.Then(func() {
 		if v, ok := e.readSession(c, ref, res); ok {
-			if v == nil && e.wrongTypeIfHash(c, ref) {
+			if v == nil {
+				e.thenUnlessHash(c, ref, func() { c.Out.Int(0) }) // no session
 				return
 			}
-			c.Out.Int(int64(len(v))) // 0 when there is no session
+			c.Out.Int(int64(len(v)))
 		}
 	})
 }

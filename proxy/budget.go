@@ -47,17 +47,44 @@ func (b *budget) acquire(n int64) {
 	<-w.ready // release took the bytes for us
 }
 
-// tryAcquire takes n bytes if they fit now and no one is waiting, for an
-// event loop, which must not wait: its client waits unread instead, and is
-// tried again.
-func (b *budget) tryAcquire(n int64) bool {
+// enqueue takes n bytes now if they fit and no one is waiting, or takes a
+// place in the queue: for an event loop, which must not wait. Its client
+// waits unread instead, and the loop checks granted each iteration.
+func (b *budget) enqueue(n int64) *budgetWaiter {
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.waiting) == 0 && b.fits(n) {
 		b.used += n
-		return true
+		close(w.ready)
+		return w
 	}
-	return false
+	b.waiting = append(b.waiting, w)
+	return w
+}
+
+// granted says whether w's bytes are taken.
+func (w *budgetWaiter) granted() bool {
+	select {
+	case <-w.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// cancel gives up w's place, or its bytes if they were granted.
+func (b *budget) cancel(w *budgetWaiter) {
+	b.mu.Lock()
+	for i, q := range b.waiting {
+		if q == w {
+			b.waiting = append(b.waiting[:i], b.waiting[i+1:]...)
+			b.mu.Unlock()
+			return
+		}
+	}
+	b.mu.Unlock()
+	b.release(w.n) // granted meanwhile
 }
 
 // take holds n more bytes without waiting: bytes already in memory.

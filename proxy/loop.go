@@ -42,11 +42,15 @@ import (
 
 // loop is one event loop.
 type loop struct {
-	s     *Server
-	ep    int // epoll
-	wake  int // eventfd: new clients, shutdown
-	buf   []byte
-	round *commands.Round
+	s  *Server
+	ep int // epoll
+	// epFile is ep in Go's poller, which the loop parks on when it has
+	// nothing to do (wait).
+	epFile *os.File
+	epRaw  syscall.RawConn
+	wake   int // eventfd: new clients, shutdown
+	buf    []byte
+	round  *commands.Round
 	// tick is how often the timeouts are checked (0: never).
 	tick      time.Duration
 	lastSweep time.Time
@@ -69,6 +73,7 @@ type loop struct {
 	inbox   []newClient
 	aborted bool
 	stopped bool
+	closed  bool // ep and wake are closed: wakeUp must not write
 }
 
 type newClient struct {
@@ -97,6 +102,7 @@ type loopClient struct {
 	cost    int64
 	replies int64
 	ran     int
+	waiter  *budgetWaiter // its place in the budget's queue while blocked
 	// The last batch's request cost and reply bytes (replyRatio).
 	lastCost, lastReplies int64
 
@@ -137,15 +143,30 @@ func (s *Server) openLoops() error {
 	if tick != 0 {
 		tick = min(max(tick, time.Millisecond), 100*time.Millisecond)
 	}
-	for range s.opts.EventLoops {
+	n := s.opts.EventLoops
+	if n == 0 {
+		// The loops wait for Redis in turn; the other half of the CPUs
+		// runs go-redis's readers and writers, the collector, and the
+		// goroutines of handed-over and TLS clients.
+		n = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	for range max(n, 0) {
 		l := &loop{s: s, buf: make([]byte, 64<<10), round: s.engine.NewRound(), tick: tick, clients: map[int]*loopClient{}}
 		var err error
 		if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 			s.closeLoops()
 			return fmt.Errorf("server.event_loops: epoll_create: %w", err)
 		}
+		// Non-blocking, so that os.NewFile puts it in Go's poller.
+		_ = unix.SetNonblock(l.ep, true)
+		l.epFile = os.NewFile(uintptr(l.ep), "epoll")
+		if l.epRaw, err = l.epFile.SyscallConn(); err != nil {
+			l.epFile.Close()
+			s.closeLoops()
+			return fmt.Errorf("server.event_loops: %w", err)
+		}
 		if l.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
-			unix.Close(l.ep)
+			l.epFile.Close()
 			s.closeLoops()
 			return fmt.Errorf("server.event_loops: eventfd: %w", err)
 		}
@@ -164,10 +185,22 @@ func (s *Server) openLoops() error {
 // closeLoops closes loops that never ran (Listen failed).
 func (s *Server) closeLoops() {
 	for _, l := range s.loops {
-		unix.Close(l.ep)
-		unix.Close(l.wake)
+		l.closeFds()
 	}
 	s.loops = nil
+}
+
+// closeFds closes the loop's epoll and eventfd, once: a wakeUp after that
+// must not write to a descriptor number the process has given to another
+// file since.
+func (l *loop) closeFds() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		l.epFile.Close()
+		unix.Close(l.wake)
+	}
 }
 
 // acceptToLoops accepts ln's clients and gives each, as a bare file
@@ -251,7 +284,11 @@ func (l *loop) add(nc newClient) {
 // wakeUp makes the loop look at its inbox and the server's state.
 func (l *loop) wakeUp() {
 	one := [8]byte{1}
-	_, _ = unix.Write(l.wake, one[:])
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		_, _ = unix.Write(l.wake, one[:])
+	}
 }
 
 // abort makes the loop close every client at once and stop (Shutdown gave
@@ -274,14 +311,11 @@ func (l *loop) ctl(op, fd int, events uint32) error {
 // run serves until the server has drained, on a goroutine locked to its
 // thread.
 func (l *loop) run() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer unix.Close(l.ep)
-	defer unix.Close(l.wake)
+	defer l.closeFds()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(l.ep, events, l.waitMillis())
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		n, err := l.wait(events)
+		if err != nil {
 			l.closeAll()
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
@@ -312,6 +346,40 @@ func (l *loop) run() error {
 	}
 }
 
+// wait returns the events ready, waiting at most waitMillis for some. It
+// waits parked in Go's poller, not in epoll_wait: a goroutine blocked in a
+// system call keeps its P until the runtime's monitor takes it back (up to
+// 10 ms when idle), and while the loop held it that way, no thread was
+// left to poll the network for the process's other goroutines — a
+// go-redis client in the same process, a TLS client, /metrics — which
+// then waited for the monitor, about 8 ms a request.
+func (l *loop) wait(events []unix.EpollEvent) (int, error) {
+	n, err := unix.EpollWait(l.ep, events, 0)
+	ms := l.waitMillis()
+	if n != 0 || ms == 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+		return max(n, 0), err
+	}
+	deadline := time.Time{}
+	if ms > 0 {
+		deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
+	}
+	_ = l.epFile.SetReadDeadline(deadline)
+	var werr error
+	err = l.epRaw.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		return n > 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("wait for epoll: %w", err)
+	case werr != nil:
+		return 0, fmt.Errorf("epoll_wait: %w", werr)
+	}
+	return n, nil
+}
+
 // waitMillis is how long epoll_wait may sleep: until the next sweep, or a
 // moment while some client waits for the budget or a large read's slot,
 // which other goroutines give back without waking the loop.
@@ -339,19 +407,25 @@ func (l *loop) takeInbox(now time.Time) bool {
 	l.inbox = nil
 	l.mu.Unlock()
 	for _, nc := range inbox {
-		c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true}, lastActive: now}
-		c.client = l.s.engine.Connect(nc.addr, nc.local)
-		c.pipe = l.s.engine.NewPipelineIn(c.client, l.round)
-		c.pipe.SetMeter(c)
-		l.clients[c.fd] = c
-		if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, unix.EPOLLIN); err != nil {
-			l.s.log.Warn("client closed: cannot watch its connection", zap.Error(err))
-			l.close(c)
-			continue
-		}
-		c.registered, c.events = true, unix.EPOLLIN
+		l.register(nc, now)
 	}
 	return aborted
+}
+
+// register makes nc one of the loop's clients.
+func (l *loop) register(nc newClient, now time.Time) {
+	c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true}, lastActive: now}
+	c.client = l.s.engine.Connect(nc.addr, nc.local)
+	defer l.recover(c)
+	c.pipe = l.s.engine.NewPipelineIn(c.client, l.round)
+	c.pipe.SetMeter(c)
+	l.clients[c.fd] = c
+	if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, unix.EPOLLIN); err != nil {
+		l.s.log.Warn("client closed: cannot watch its connection", zap.Error(err))
+		l.close(c)
+		return
+	}
+	c.registered, c.events = true, unix.EPOLLIN
 }
 
 // stop ends a drained loop unless a client arrived meanwhile.
@@ -388,10 +462,10 @@ func (l *loop) event(c *loopClient, ev uint32, now time.Time) {
 func (l *loop) recover(c *loopClient) {
 	if r := recover(); r != nil {
 		l.s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-		if !c.closed && c.fd >= 0 {
+		if !c.closed && len(c.out) == 0 {
 			_, _ = unix.Write(c.fd, []byte("-"+msgInternal+"\r\n"))
 		}
-		c.running = false
+		c.running, c.discard, c.cmds = false, false, nil
 		l.close(c)
 	}
 }
@@ -579,10 +653,13 @@ func (l *loop) settle(c *loopClient, now time.Time) {
 		return
 	}
 	switch {
-	case len(c.cmds) == 0 && (c.discard || c.closeAfter) && len(c.out) == 0:
+	case len(c.out) > 0:
+	case c.handoff && c.discard, len(c.cmds) == 0 && (c.discard || c.closeAfter):
+		// Gone, or refused; what it sent whole and the loop must not
+		// run runs on a goroutine, unanswered (close).
 		l.close(c)
 		return
-	case c.handoff && len(c.out) == 0:
+	case c.handoff:
 		l.handOver(c, now)
 		return
 	}
@@ -647,10 +724,20 @@ func (l *loop) dispatch(now time.Time) {
 		return
 	}
 	l.exec()
+	// The follow-ups the replies need (the TYPE after a miss) go out
+	// together, one execution of the round for every client's.
+	for pass := 0; pass < maxFollowUpPasses && l.finishPass(); pass++ {
+		l.exec()
+	}
 	fetched := l.round.TakeReplyBytes()
 	l.s.budget.take(fetched)
+	// The replies wait for their clients from now, not from before the
+	// round (request_timeout, idle_timeout).
+	now = time.Now()
 	for _, c := range l.running {
-		l.complete(c, now)
+		if !c.closed {
+			l.complete(c, now)
+		}
 	}
 	l.s.budget.release(fetched)
 	clear(l.running)
@@ -672,7 +759,13 @@ func (l *loop) queue(c *loopClient, now time.Time) {
 		args = append(args, cmd.args)
 	}
 	cost := requestCost(args)
-	if !l.s.budget.tryAcquire(cost) {
+	if c.waiter == nil {
+		// A place in the budget's queue, first come first served with
+		// the goroutines' clients; the same commands are tried until
+		// then (the client is not read meanwhile).
+		c.waiter = l.s.budget.enqueue(cost)
+	}
+	if !c.waiter.granted() {
 		c.blocked = true
 		c.queued = true
 		l.ready = append(l.ready, c) // tried again next iteration
@@ -680,20 +773,43 @@ func (l *loop) queue(c *loopClient, now time.Time) {
 		clear(args)
 		return
 	}
-	c.blocked = false
+	c.blocked, c.cost, c.waiter = false, c.waiter.n, nil
 	c.ran = c.pipe.Queue(l.s.ctx, args)
 	clear(args)
 	l.args = args[:0]
 	if c.ran < n && !c.client.Closing() {
+		// The next command needs a goroutine of its own: the client
+		// moves to one, or, gone, has it run there unanswered (close).
 		c.handoff = true
 	}
 	if c.ran == 0 {
-		l.s.budget.release(cost)
+		l.s.budget.release(c.cost)
+		c.cost = 0
 		l.settle(c, now)
 		return
 	}
-	c.cost, c.running = cost, true
+	c.running = true
 	l.running = append(l.running, c)
+}
+
+// maxFollowUpPasses bounds the rounds of follow-ups run for every client
+// at once; Complete finishes, client by client, whatever is left.
+const maxFollowUpPasses = 4
+
+// finishPass runs a pass of every running client's pending replies; it
+// says whether some queued a follow-up.
+func (l *loop) finishPass() (more bool) {
+	for _, c := range l.running {
+		if !c.closed && l.finishClientPass(c) {
+			more = true
+		}
+	}
+	return more
+}
+
+func (l *loop) finishClientPass(c *loopClient) (more bool) {
+	defer l.recover(c)
+	return c.pipe.FinishPass()
 }
 
 // exec executes the round.
@@ -822,11 +938,6 @@ func (l *loop) depart(c *loopClient) {
 	c.discard, c.closeAfter = true, false
 	c.in = nil
 	l.dropOut(c)
-	if c.handoff {
-		// Its own-connection command and what followed: no one is left
-		// to hand them to.
-		c.cmds, c.cmdSize, c.handoff = nil, 0, false
-	}
 	if c.registered {
 		// Stop epoll reporting its hang-up while its commands wait.
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
@@ -852,11 +963,27 @@ func (l *loop) close(c *loopClient) {
 		l.s.budget.release(c.cost + c.replies)
 		c.cost, c.replies = 0, 0
 	}
+	if c.waiter != nil {
+		l.s.budget.cancel(c.waiter)
+		c.waiter = nil
+	}
 	c.releaseLarge(l.s)
 	if !c.largeWait.IsZero() {
 		l.waitingLarge--
 	}
+	cmds := c.cmds
 	c.cmds, c.in = nil, nil
+	if c.discard && len(cmds) > 0 {
+		// Whole commands of a client that has gone, which the loop must
+		// not run (a transaction, a keyspace walk): they run, unanswered,
+		// as Redis would have run them, on a goroutine of their own.
+		held := make([][][]byte, len(cmds))
+		for i, cmd := range cmds {
+			held[i] = cmd.args
+		}
+		l.s.runDeparted(c.client, l.s.engine.NewPipeline(c.client), held, l.s.loopClientLeft)
+		return
+	}
 	l.s.engine.Disconnect(c.client)
 	l.s.loopClientLeft()
 }
@@ -864,7 +991,7 @@ func (l *loop) close(c *loopClient) {
 // closeAll closes every client at once.
 func (l *loop) closeAll() {
 	for _, c := range l.clients {
-		c.running = false
+		c.running, c.discard, c.cmds = false, false, nil
 		l.close(c)
 	}
 	l.mu.Lock()
@@ -882,11 +1009,6 @@ func (l *loop) closeAll() {
 // next command on: the loop must not run that command. Its replies so far
 // are written; its requests already scanned are not scanned again.
 func (l *loop) handOver(c *loopClient, now time.Time) {
-	if l.s.draining.Load() {
-		// A draining server starts no transaction or subscription.
-		l.depart(c)
-		return
-	}
 	var prefix []byte
 	for _, cmd := range c.cmds {
 		prefix = append(prefix, cmd.raw...)
@@ -934,32 +1056,39 @@ func (l *loop) sweep(now time.Time) {
 	if draining && l.drainSince.IsZero() {
 		l.drainSince = now
 	}
-	rt, idle := l.s.opts.RequestTimeout, l.s.opts.IdleTimeout
 	for _, c := range l.clients {
-		reading := c.events&unix.EPOLLIN != 0
-		switch {
-		case c.running:
-		case len(c.out) > 0 && rt > 0 && now.Sub(c.wroteAt) >= rt:
-			l.s.log.Warn("client closed: replies not taken in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
-			l.s.engine.Closed(commands.CloseWriteTimeout)
-			l.depart(c)
-		case c.discard:
-		case !c.largeWait.IsZero():
-			l.takeLarge(c, now)
-			l.settle(c, now)
-		case reading && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
-			l.s.log.Warn("client closed: request not completed in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
-			l.s.engine.Closed(commands.CloseRequestTimeout)
-			l.depart(c)
-		case reading && idle > 0 && now.Sub(c.lastActive) >= idle && !draining:
-			l.s.engine.Closed(commands.CloseIdleTimeout)
-			l.depart(c)
-		case draining && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
-			// Past the moment given to finish a command: the commands
-			// before it run, unanswered.
-			l.depart(c)
-		case draining && !c.mid() && len(c.out) == 0 && len(c.cmds) == 0 && !c.handoff && !c.blocked:
-			l.depart(c) // at rest
-		}
+		l.sweepClient(c, now, draining)
 	}
+}
+
+// sweepClient applies the timeouts and the drain to c.
+func (l *loop) sweepClient(c *loopClient, now time.Time, draining bool) {
+	defer l.recover(c)
+	rt, idle := l.s.opts.RequestTimeout, l.s.opts.IdleTimeout
+	reading := c.events&unix.EPOLLIN != 0
+	switch {
+	case c.running:
+	case len(c.out) > 0 && rt > 0 && now.Sub(c.wroteAt) >= rt:
+		l.s.log.Warn("client closed: replies not taken in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
+		l.s.engine.Closed(commands.CloseWriteTimeout)
+		l.depart(c)
+	case c.discard:
+	case !c.largeWait.IsZero():
+		l.takeLarge(c, now)
+		l.settle(c, now)
+	case reading && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
+		l.s.log.Warn("client closed: request not completed in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
+		l.s.engine.Closed(commands.CloseRequestTimeout)
+		l.depart(c)
+	case reading && idle > 0 && now.Sub(c.lastActive) >= idle && !draining:
+		l.s.engine.Closed(commands.CloseIdleTimeout)
+		l.depart(c)
+	case draining && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
+		// Past the moment given to finish a command: the commands
+		// before it run, unanswered.
+		l.depart(c)
+	case draining && !c.mid() && len(c.out) == 0 && len(c.cmds) == 0 && !c.handoff && !c.blocked:
+		l.depart(c) // at rest
+	}
+
 }

@@ -9,7 +9,7 @@ import "errors"
 type loop struct{}
 
 func (s *Server) openLoops() error {
-	if s.opts.EventLoops > 0 {
+	if s.opts.EventLoops > 0 { // 0, the default, means none here
 		return errors.New("server.event_loops needs Linux (epoll)")
 	}
 	return nil

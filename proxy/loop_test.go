@@ -200,3 +200,49 @@ func respCommand(args ...string) string {
 	}
 	return b.String()
 }
+
+// A client refused for breaking the protocol is answered and closed, even
+// when what it sent before holds a command the loop would hand over
+// (MULTI): it never reaches a goroutine.
+func TestEventLoopRefusedClientIsNotHandedOver(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nGET"); err != nil {
+		t.Fatal(err)
+	}
+	for !srv.anyMidRequest() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := io.WriteString(c, "X"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLines(t, r, 1)[0]; got != "-ERR Protocol error: invalid bulk length" {
+		t.Fatalf("reply to the bad header: %q", got)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("after the refusal: %v, want the connection closed", err)
+	}
+	waitServed(t, srv, 0, 0)
+}
+
+// A client that leaves part-way through a command, after whole commands
+// the loop must hand over (KEYS), has them all run, unanswered, as Redis
+// would have run them: the loop runs what it may, a goroutine the rest.
+func TestEventLoopDepartedClientsCommandsAllRun(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	c, _ := dial(t, "tcp", srv.Addr().String())
+	if _, err := io.WriteString(c, respCommand("SET", "sess:a", "{}")+"KEYS *\r\n"+respCommand("SET", "sess:b", "{}")+"*2\r\n$3\r\nGET"); err != nil {
+		t.Fatal(err)
+	}
+	for !srv.anyMidRequest() {
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	waitServed(t, srv, 0, 0)
+	o, or := dial(t, "tcp", srv.Addr().String())
+	for _, k := range []string{"sess:a", "sess:b"} {
+		if got := roundTrip(t, o, or, "EXISTS "+k+"\r\n"); got != ":1" {
+			t.Errorf("EXISTS %s after the client left: %s, want :1", k, got)
+		}
+	}
+}

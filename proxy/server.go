@@ -50,7 +50,9 @@ type Options struct {
 	MaxClientReplyBytes int64
 	// EventLoops serves plaintext clients (TCP without TLS, and the unix
 	// socket) from this many event loops (loop.go) instead of a goroutine
-	// each; 0: a goroutine per client. Linux only. default: 0
+	// each; 0: one per two CPUs (GOMAXPROCS), at least one, where epoll
+	// exists (Linux), else none; negative: none, a goroutine per client.
+	// default: 0
 	EventLoops int
 	// Logger. default: no-op
 	Logger *zap.Logger
@@ -380,16 +382,29 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 	// so this upstream I/O runs on its own goroutine. The connection stays
 	// in s.conns until it is done: Shutdown waits for it, and cancels
 	// s.ctx (which ends it) when it gives up.
+	s.runDeparted(nil, st.pipeline, held, func() {
+		// The replies no one will read still passed through the budget.
+		s.budget.release(st.replies)
+		st.replies = 0
+		s.forget(st)
+	})
+}
+
+// runDeparted runs, on a goroutine of their own and answering no one, the
+// whole commands a departed client left, then calls done (which forgets
+// the client). client, when not nil, is disconnected first.
+func (s *Server) runDeparted(client *commands.Client, p *commands.Pipeline, held [][][]byte, done func()) {
 	go func() {
-		defer s.forget(st)
+		defer done()
+		if client != nil {
+			defer s.engine.Disconnect(client)
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("panic running a departed client's commands", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			}
 		}()
-		// The replies no one will read still passed through the budget.
-		defer func() { s.budget.release(st.replies); st.replies = 0 }()
-		st.pipeline.Run(s.ctx, held, func([]byte) {})
+		p.Run(s.ctx, held, func([]byte) {})
 	}()
 }
 

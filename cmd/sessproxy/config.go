@@ -305,8 +305,8 @@ func (c *Config) validate() error {
 	if c.Server.MaxClientReplyBytes < 1<<20 {
 		bad("server.max_client_reply_bytes", "must be >= 1048576")
 	}
-	if c.Server.EventLoops < 0 || c.Server.EventLoops > 1024 {
-		bad("server.event_loops", "must be between 0 and 1024")
+	if c.Server.EventLoops < -1 || c.Server.EventLoops > 1024 {
+		bad("server.event_loops", "must be -1 (none), 0 (one per two CPUs) or up to 1024")
 	}
 	if c.Server.MaxTransactions <= 0 {
 		bad("server.max_transactions", "must be > 0")
