@@ -59,8 +59,9 @@ type loop struct {
 	ready   []*loopClient // clients with commands to run
 	running []*loopClient // queued on the round this iteration
 	toArm   []*loopClient // whose epoll events may change (armAll)
-	// waitingLarge counts clients waiting for a large read's slot.
-	waitingLarge int
+	// largeWaiters are the clients waiting for a large read's slot,
+	// retried every iteration (the rest are swept on the tick).
+	largeWaiters []*loopClient
 	args         [][][]byte // scratch for Queue
 	ends         []int      // scratch for the scanner
 
@@ -74,6 +75,8 @@ type loop struct {
 	aborted bool
 	stopped bool
 	closed  bool // ep and wake are closed: wakeUp must not write
+	// failed: the loop stopped on an error; new clients go to the others.
+	failed atomic.Bool
 }
 
 type newClient struct {
@@ -222,6 +225,13 @@ func (s *Server) acceptToLoops(ln *drainListener) error {
 			c.Close()
 			continue
 		}
+		l := s.pickLoop()
+		if l == nil {
+			s.log.Error("client closed: every event loop has stopped")
+			c.Close()
+			s.loopClientLeft()
+			continue
+		}
 		addr, local := c.RemoteAddr().String(), c.LocalAddr().String()
 		fd, err := detach(c)
 		if err != nil {
@@ -229,8 +239,19 @@ func (s *Server) acceptToLoops(ln *drainListener) error {
 			s.loopClientLeft()
 			continue
 		}
-		s.loops[int(s.nextLoop.Add(1))%len(s.loops)].add(newClient{fd: fd, addr: addr, local: local})
+		l.add(newClient{fd: fd, addr: addr, local: local})
 	}
+}
+
+// pickLoop is the next loop in turn that has not failed; nil when none is
+// left.
+func (s *Server) pickLoop() *loop {
+	for range s.loops {
+		if l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]; !l.failed.Load() {
+			return l
+		}
+	}
+	return nil
 }
 
 // detach takes c's file descriptor out of Go's poller and closes c: a
@@ -316,8 +337,12 @@ func (l *loop) run() error {
 	for {
 		n, err := l.wait(events)
 		if err != nil {
+			// Not expected (a bad descriptor, a kernel refusal): this
+			// loop's clients are closed, the other loops serve on.
+			l.failed.Store(true)
+			l.s.log.Error("event loop stopped", zap.Error(err))
 			l.closeAll()
-			return fmt.Errorf("epoll_wait: %w", err)
+			return fmt.Errorf("event loop: %w", err)
 		}
 		now := time.Now()
 		for _, ev := range events[:max(n, 0)] {
@@ -336,7 +361,10 @@ func (l *loop) run() error {
 			return nil
 		}
 		l.dispatch(now)
-		if l.tick > 0 && now.Sub(l.lastSweep) >= l.tick || l.waitingLarge > 0 || l.s.draining.Load() {
+		if len(l.largeWaiters) > 0 {
+			l.retryLarge(now)
+		}
+		if l.tick > 0 && now.Sub(l.lastSweep) >= l.tick || l.s.draining.Load() {
 			l.sweep(now)
 		}
 		l.armAll()
@@ -355,8 +383,11 @@ func (l *loop) run() error {
 // then waited for the monitor, about 8 ms a request.
 func (l *loop) wait(events []unix.EpollEvent) (int, error) {
 	n, err := unix.EpollWait(l.ep, events, 0)
+	if errors.Is(err, unix.EINTR) {
+		n, err = 0, nil
+	}
 	ms := l.waitMillis()
-	if n != 0 || ms == 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+	if n > 0 || ms == 0 || err != nil {
 		return max(n, 0), err
 	}
 	deadline := time.Time{}
@@ -390,7 +421,7 @@ func (l *loop) waitMillis() int {
 		}
 	}
 	switch {
-	case len(l.ready) > 0 || l.waitingLarge > 0:
+	case len(l.ready) > 0 || len(l.largeWaiters) > 0:
 		return 1
 	case l.s.draining.Load():
 		return 10
@@ -580,13 +611,45 @@ func (l *loop) takeLarge(c *loopClient, now time.Time) {
 			// The wait is the proxy's, not the client's.
 			c.requestStart = c.requestStart.Add(now.Sub(c.largeWait))
 			c.largeWait = time.Time{}
-			l.waitingLarge--
 		}
 	default:
 		if c.largeWait.IsZero() {
 			c.largeWait = now
-			l.waitingLarge++
+			l.largeWaiters = append(l.largeWaiters, c)
 		}
+	}
+}
+
+// retryLarge gives the clients waiting for a large read's slot another
+// try, in the order they began waiting.
+func (l *loop) retryLarge(now time.Time) {
+	waiting := l.largeWaiters[:0]
+	for _, c := range l.largeWaiters {
+		if c.closed || c.largeWait.IsZero() {
+			continue
+		}
+		l.retryClientLarge(c, now)
+		if !c.largeWait.IsZero() {
+			waiting = append(waiting, c)
+		}
+	}
+	clear(l.largeWaiters[len(waiting):])
+	l.largeWaiters = waiting
+}
+
+func (l *loop) retryClientLarge(c *loopClient, now time.Time) {
+	defer l.recover(c)
+	if c.discard {
+		c.largeWait = time.Time{} // gone: it reads nothing more
+		return
+	}
+	select {
+	case l.s.large <- struct{}{}:
+		c.holdsLarge = true
+		c.requestStart = c.requestStart.Add(now.Sub(c.largeWait))
+		c.largeWait = time.Time{}
+		l.settle(c, now)
+	default:
 	}
 }
 
@@ -856,6 +919,9 @@ func (l *loop) complete(c *loopClient, now time.Time) {
 		c.releaseLarge(l.s) // its large request, if any, has run
 	}
 	switch {
+	case c.discard && (c.overLimit || c.client.Closing()):
+		// Gone: no one to tell; what is left is dropped.
+		c.cmds, c.cmdSize, c.handoff = nil, 0, false
 	case c.overLimit || produced > l.s.opts.MaxClientReplyBytes:
 		l.s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", c.addr), zap.Int64("max_client_reply_bytes", l.s.opts.MaxClientReplyBytes))
 		l.s.engine.Closed(commands.CloseReplyLimit)
@@ -968,9 +1034,6 @@ func (l *loop) close(c *loopClient) {
 		c.waiter = nil
 	}
 	c.releaseLarge(l.s)
-	if !c.largeWait.IsZero() {
-		l.waitingLarge--
-	}
 	cmds := c.cmds
 	c.cmds, c.in = nil, nil
 	if c.discard && len(cmds) > 0 {
@@ -1021,9 +1084,6 @@ func (l *loop) handOver(c *loopClient, now time.Time) {
 	delete(l.clients, c.fd)
 	l.setPartial(c, false)
 	c.closed = true
-	if !c.largeWait.IsZero() {
-		l.waitingLarge--
-	}
 	f := os.NewFile(uintptr(c.fd), c.addr)
 	nc, err := net.FileConn(f)
 	f.Close()
@@ -1072,10 +1132,7 @@ func (l *loop) sweepClient(c *loopClient, now time.Time, draining bool) {
 		l.s.log.Warn("client closed: replies not taken in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
 		l.s.engine.Closed(commands.CloseWriteTimeout)
 		l.depart(c)
-	case c.discard:
-	case !c.largeWait.IsZero():
-		l.takeLarge(c, now)
-		l.settle(c, now)
+	case c.discard, !c.largeWait.IsZero():
 	case reading && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
 		l.s.log.Warn("client closed: request not completed in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
 		l.s.engine.Closed(commands.CloseRequestTimeout)
@@ -1083,7 +1140,7 @@ func (l *loop) sweepClient(c *loopClient, now time.Time, draining bool) {
 	case reading && idle > 0 && now.Sub(c.lastActive) >= idle && !draining:
 		l.s.engine.Closed(commands.CloseIdleTimeout)
 		l.depart(c)
-	case draining && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
+	case draining && reading && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
 		// Past the moment given to finish a command: the commands
 		// before it run, unanswered.
 		l.depart(c)

@@ -283,3 +283,48 @@ func testOpts(opts Options) Options {
 	}
 	return opts
 }
+
+// A draining server writes every reply of the commands it ran, even to a
+// client that reads them slowly and is part-way through sending its next
+// command; only then, that command unfinished, is the client closed.
+func TestShutdownWritesRepliesToASlowReader(t *testing.T) {
+	srv, served := serveUnmanaged(t, Options{})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	value := `{"v":"` + strings.Repeat("x", 20<<10) + `"}`
+	if got := roundTrip(t, c, r, "*3\r\n$3\r\nSET\r\n$8\r\nsess:big\r\n$"+strconv.Itoa(len(value))+"\r\n"+value+"\r\n"); got != "+OK" {
+		t.Fatalf("SET: %q", got)
+	}
+	// More GETs than a pipeline holds back, so they run at once; their
+	// replies (6 MB) fill the socket; then half a command.
+	const gets = 300
+	go io.WriteString(c, strings.Repeat("*2\r\n$3\r\nGET\r\n$8\r\nsess:big\r\n", gets)+"*2\r\n$3\r\nGET")
+	for !srv.anyMidRequest() {
+		time.Sleep(time.Millisecond)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	// Past the moment a draining server gives a half-sent command.
+	time.Sleep(drainFinishRequest + 500*time.Millisecond)
+	for i := range gets {
+		if line, err := r.ReadString('\n'); err != nil || line != "$"+strconv.Itoa(len(value))+"\r\n" {
+			t.Fatalf("reply %d: %q, %v", i, line, err)
+		}
+		if _, err := r.Discard(len(value) + 2); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("after the replies: %v, want the connection closed", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
