@@ -23,6 +23,7 @@ test: deps vet
 	# Memory bounds (10,000 idle clients, unread replies) are measured
 	# without the race detector, whose shadow memory inflates RSS.
 	$(GO) test -count=1 -run '^TestMemory' -v ./proxy/
+	SESSPROXY_TEST_EVENT_LOOPS=-1 $(GO) test -count=1 -run '^TestMemory' -v ./proxy/
 	# The request path under new inputs for a moment each (the seeds
 	# already ran above); a crasher lands in testdata/fuzz/ to commit.
 	$(MAKE) fuzz FUZZTIME=10s

@@ -39,16 +39,22 @@ const (
 // needsOwnConn says whether args is a command the proxy's event loop must
 // not run: it would pin an upstream connection for the client (MULTI,
 // WATCH), make the connection carry pushes (SUBSCRIBE, CLIENT TRACKING), or
-// walk the whole keyspace while every other client of the loop waits
-// (KEYS, SESS.ALL…). The loop hands such a client over to a goroutine of
-// its own, for the rest of its life, before the command runs.
+// take many round trips while every other client of the loop waits (KEYS,
+// SESS.ALL…, and a multi-key command large enough to run in chunks). The
+// loop hands such a client over to a goroutine of its own, for the rest
+// of its life, before the command runs.
 func (e *Engine) needsOwnConn(cl *Client, args [][]byte) bool {
 	cmd := e.lookup(cl, args[0])
 	if cmd == nil || cmd.Flags&flagOwnConn == 0 {
 		return false
 	}
-	if cmd.Name == "client" {
+	switch cmd.Name {
+	case "client":
 		return len(args) > 1 && strings.EqualFold(string(args[1]), "tracking")
+	case "mget", "del", "unlink", "exists":
+		return len(args)-1 > maxChunkKeys // chunks.go
+	case "mset":
+		return (len(args)-1)/2 > maxChunkKeys
 	}
 	return true
 }
@@ -123,7 +129,7 @@ func (e *Engine) table() []*Command {
 
 		// Strings on session keys (strings.go).
 		{Name: "get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.get},
-		{Name: "mget", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.mget},
+		{Name: "mget", Arity: -2, Flags: flagRead | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.mget},
 		{Name: "set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.set},
 		{Name: "setex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Second)},
 		{Name: "psetex", Arity: 4, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.setexIn(time.Millisecond)},
@@ -131,7 +137,7 @@ func (e *Engine) table() []*Command {
 		{Name: "getset", Arity: 3, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getset},
 		{Name: "getex", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getex},
 		{Name: "getdel", Arity: 2, Flags: flagWrite | flagNoTx, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.getdel},
-		{Name: "mset", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 2, Handler: e.mset},
+		{Name: "mset", Arity: -3, Flags: flagWrite | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 2, Handler: e.mset},
 		{Name: "strlen", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.strlen},
 
 		// Hash sessions (hashes.go).
@@ -152,9 +158,9 @@ func (e *Engine) table() []*Command {
 		{Name: "hscan", Arity: -3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.hscan},
 
 		// Keys (keys.go).
-		{Name: "del", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
-		{Name: "unlink", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
-		{Name: "exists", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.exists},
+		{Name: "del", Arity: -2, Flags: flagWrite | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
+		{Name: "unlink", Arity: -2, Flags: flagWrite | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.del},
+		{Name: "exists", Arity: -2, Flags: flagRead | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.exists},
 		{Name: "expire", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
 		{Name: "pexpire", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
 		{Name: "expireat", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.expire},
