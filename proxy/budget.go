@@ -47,6 +47,18 @@ func (b *budget) acquire(n int64) {
 	<-w.ready // release took the bytes for us
 }
 
+// tryAcquire takes n bytes if they fit now and no one is waiting: an
+// event loop's common case, without a waiter to allocate.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiting) == 0 && b.fits(n) {
+		b.used += n
+		return true
+	}
+	return false
+}
+
 // enqueue takes n bytes now if they fit and no one is waiting, or takes a
 // place in the queue: for an event loop, which must not wait. Its client
 // waits unread instead, and the loop checks granted each iteration.

@@ -176,3 +176,40 @@ func TestBudgetConcurrentNoDeadlock(t *testing.T) {
 		t.Fatalf("held %d after every release, want 0", got)
 	}
 }
+
+// An event loop's client never waits in the budget: tryAcquire takes what
+// fits when no one queues, enqueue takes a place in the same first-come
+// queue as the goroutines' clients, and cancel gives the place back, or
+// the bytes when they were granted meanwhile.
+func TestBudgetEnqueueGrantedCancel(t *testing.T) {
+	b := newBudget(100)
+	if !b.tryAcquire(80) {
+		t.Fatal("tryAcquire(80) of an empty budget of 100 failed")
+	}
+	if b.tryAcquire(30) {
+		t.Fatal("tryAcquire(30) with 80 of 100 held succeeded")
+	}
+	w := b.enqueue(30)
+	if w.granted() {
+		t.Fatal("a waiter for 30 with 80 of 100 held was granted")
+	}
+	if b.tryAcquire(10) {
+		t.Fatal("tryAcquire(10) went ahead of a waiter")
+	}
+	b.cancel(w) // its place given up
+	if !b.tryAcquire(10) {
+		t.Fatal("tryAcquire(10) failed with 80 of 100 held and no waiter")
+	}
+	w = b.enqueue(30)
+	b.release(90) // everything: the waiter is granted
+	if !w.granted() || b.held() != 30 {
+		t.Fatalf("after release: granted %v, held %d; want true, 30", w.granted(), b.held())
+	}
+	b.cancel(w) // granted meanwhile: its bytes come back
+	if got := b.held(); got != 0 {
+		t.Fatalf("held %d after cancelling a granted waiter, want 0", got)
+	}
+	if w := b.enqueue(30); !w.granted() || b.held() != 30 {
+		t.Fatalf("enqueue(30) of an empty budget: granted %v, held %d", w.granted(), b.held())
+	}
+}

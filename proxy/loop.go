@@ -822,21 +822,24 @@ func (l *loop) queue(c *loopClient, now time.Time) {
 		args = append(args, cmd.args)
 	}
 	cost := requestCost(args)
-	if c.waiter == nil {
+	if c.waiter == nil && !l.s.budget.tryAcquire(cost) {
 		// A place in the budget's queue, first come first served with
 		// the goroutines' clients; the same commands are tried until
 		// then (the client is not read meanwhile).
 		c.waiter = l.s.budget.enqueue(cost)
 	}
-	if !c.waiter.granted() {
-		c.blocked = true
-		c.queued = true
-		l.ready = append(l.ready, c) // tried again next iteration
-		l.arm(c)
-		clear(args)
-		return
+	if c.waiter != nil {
+		if !c.waiter.granted() {
+			c.blocked = true
+			c.queued = true
+			l.ready = append(l.ready, c) // tried again next iteration
+			l.arm(c)
+			clear(args)
+			return
+		}
+		cost, c.waiter = c.waiter.n, nil
 	}
-	c.blocked, c.cost, c.waiter = false, c.waiter.n, nil
+	c.blocked, c.cost = false, cost
 	c.ran = c.pipe.Queue(l.s.ctx, args)
 	clear(args)
 	l.args = args[:0]
