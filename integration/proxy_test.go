@@ -99,8 +99,6 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 	// loops (server.event_loops).
 	if n, err := strconv.Atoi(os.Getenv("SESSPROXY_TEST_EVENT_LOOPS")); err == nil {
 		popts.EventLoops = n
-	} else if up.mode == store.ModeSentinel {
-		popts.EventLoops = -1 // what cmd/sessproxy's default means behind Sentinel (Config.eventLoops)
 	}
 	if tweak != nil {
 		tweak(&copts, &popts)

@@ -557,23 +557,8 @@ func (c *Config) proxyOptions() proxy.Options {
 		MaxRequestBytes:     c.Server.MaxRequestBytes,
 		MaxInflightBytes:    c.Server.MaxInflightBytes,
 		MaxClientReplyBytes: c.Server.MaxClientReplyBytes,
-		EventLoops:          c.eventLoops(),
+		EventLoops:          c.Server.EventLoops,
 	}
-}
-
-// eventLoops is server.event_loops, with 0 (one per two CPUs) meaning none
-// behind Sentinel: there the chaos test's manual failover lost
-// acknowledged writes with loops (2 of 11 runs in session 13; never in any
-// run with a goroutine per client). A SENTINEL FAILOVER does not pause writes, and a
-// loop sends every client's writes in one round, so the few writes the old
-// master acknowledges just before the promotion, and its replica never
-// receives, are a round's (docs/performance.md). A number asks for loops
-// anyway.
-func (c *Config) eventLoops() int {
-	if c.Server.EventLoops == 0 && c.Upstream.Mode == store.ModeSentinel {
-		return -1
-	}
-	return c.Server.EventLoops
 }
 
 // requestTimeout maps the file's 0 (off) to proxy.Options' negative: its

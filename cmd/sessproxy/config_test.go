@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sessproxy/sessproxy/commands"
-	"github.com/sessproxy/sessproxy/store"
 )
 
 func TestExampleConfigIsTheDefaults(t *testing.T) {
@@ -277,28 +276,5 @@ func TestRequestTimeoutZeroIsOff(t *testing.T) {
 	c.Server.RequestTimeout = 0
 	if got := c.proxyOptions().RequestTimeout; got >= 0 {
 		t.Fatalf("request_timeout 0 gives proxy.Options.RequestTimeout %v, want negative (off)", got)
-	}
-}
-
-// server.event_loops = 0 means loops, but none behind Sentinel (see
-// Config.eventLoops); a number is taken as it is.
-func TestEventLoopsDefaultBehindSentinel(t *testing.T) {
-	tests := []struct {
-		mode  string
-		loops int
-		want  int
-	}{
-		{store.ModeStandalone, 0, 0},
-		{store.ModeCluster, 0, 0},
-		{store.ModeSentinel, 0, -1},
-		{store.ModeSentinel, 2, 2},
-		{store.ModeStandalone, -1, -1},
-	}
-	for _, tt := range tests {
-		c := defaultConfig()
-		c.Upstream.Mode, c.Server.EventLoops = tt.mode, tt.loops
-		if got := c.proxyOptions().EventLoops; got != tt.want {
-			t.Errorf("mode %s, event_loops %d: proxy EventLoops %d, want %d", tt.mode, tt.loops, got, tt.want)
-		}
 	}
 }
