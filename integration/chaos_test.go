@@ -285,8 +285,8 @@ func TestChaosSentinelFailover(t *testing.T) {
 	// SENTINEL FAILOVER does not pause writes, as CLUSTER FAILOVER does:
 	// the old master acknowledges writes until it notices its replica
 	// has gone, and those its replica had not received are lost with its
-	// resync, whatever the proxy does (4 of them in a session-13 run with
-	// a goroutine per client as with event loops; min-replicas-to-write
+	// resync, whatever the proxy does (in session 13's runs: 1 with a
+	// goroutine per client, 6 and 4 with event loops; min-replicas-to-write
 	// narrows that window, it does not close it). The test pauses writes
 	// on the old master for the switch, as an operator would, so what it
 	// counts is the proxy's doing: a write it acknowledges is on the new
