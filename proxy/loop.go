@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -559,7 +560,7 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int) bool {
 		start = base + e
 		cmd, err := redcon.Parse(raw)
 		if err != nil {
-			if raw[0] != '*' && len(splitBlank(raw)) == 0 {
+			if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
 				continue // an empty inline line, which redcon skips too
 			}
 			l.refuse(c, nil, "ERR "+err.Error())
@@ -571,17 +572,6 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int) bool {
 		}
 	}
 	return true
-}
-
-// splitBlank is raw without blanks and line ends.
-func splitBlank(raw []byte) []byte {
-	var out []byte
-	for _, b := range raw {
-		if b != ' ' && b != '\r' && b != '\n' && b != '\t' {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // refuse answers a request that broke a limit or the protocol and closes
@@ -687,12 +677,7 @@ func (l *loop) setPartial(c *loopClient, mid bool) {
 func (c *loopClient) mid() bool { return c.scanner.state != scanStart }
 
 // replyRatio is connState.replyRatio.
-func (c *loopClient) replyRatio() int64 {
-	if c.lastCost == 0 {
-		return 64
-	}
-	return max(1, c.lastReplies/c.lastCost)
-}
+func (c *loopClient) replyRatio() int64 { return replyRatio(c.lastCost, c.lastReplies) }
 
 // holding says whether its commands wait for the rest of a pipeline the
 // client is part-way through sending (Server.handle).

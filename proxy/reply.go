@@ -31,11 +31,15 @@ func (s *Server) run(st *connState, args [][][]byte) {
 // replyRatio is how many bytes of replies the client's last batch brought
 // per byte of request, at least 1; before any batch, assumed 64 (an MGET
 // of sessions of a few hundred bytes).
-func (st *connState) replyRatio() int {
-	if st.lastCost == 0 {
+func (st *connState) replyRatio() int { return int(replyRatio(st.lastCost, st.lastReplies)) }
+
+// replyRatio is the reply bytes per request byte of a client's last batch
+// (cost, replies), at least 1; 64 before any batch.
+func replyRatio(cost, replies int64) int64 {
+	if cost == 0 {
 		return 64
 	}
-	return int(max(1, st.lastReplies/st.lastCost))
+	return max(1, replies/cost)
 }
 
 // runBatches runs args as batches whose replies are expected (at the
