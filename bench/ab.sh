@@ -3,8 +3,9 @@
 # small value through each, against one fresh redis-server, with redis-benchmark's
 # throughput and p99 per target, interleaved round by round. For trying a change (a
 # build, a flag, an environment variable) before a full `make bench`.
-# AB_WORKLOADS picks the workloads (default "GET SET"); SESS.SET-P16 is SESS.SET of a
-# 1 KB session at depth 16 (Redis itself gets SET … EX 86400).
+# AB_WORKLOADS picks the workloads (default "GET SET"); GET-P16 and SET-P16 are the same
+# at depth 16; SESS.SET-P16 is SESS.SET of a 1 KB session at depth 16 (Redis itself gets
+# SET … EX 86400).
 #
 #   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
 #
@@ -58,8 +59,10 @@ for workload in ${AB_WORKLOADS:-GET SET}; do
 	case $workload in
 	GET) args=(GET 'sess:__rand_int__') ;;
 	SET) args=(SET 'sess:__rand_int__' "$value") ;;
+	GET-P16) depth=16 args=(GET 'sess:__rand_int__') ;;
+	SET-P16) depth=16 args=(SET 'sess:__rand_int__' "$value") ;;
 	SESS.SET-P16) depth=16 args=(SESS.SET __rand_int__ "$session") ;;
-	*) echo "ab.sh: unknown workload $workload (GET, SET, SESS.SET-P16)" >&2; exit 2 ;;
+	*) echo "ab.sh: unknown workload $workload (GET, SET, GET-P16, SET-P16, SESS.SET-P16)" >&2; exit 2 ;;
 	esac
 	for ((round = 1; round <= rounds; round++)); do
 		line="${workload%-P16} -P $depth round $round:"

@@ -44,10 +44,13 @@ type laneReq struct {
 }
 
 // laneCount is how many pipelines may be in flight at once: one per two
-// of the process's CPUs (one on a 2-core machine, where a second lane
-// measured no faster), at least one.
+// of the process's CPUs, at least two. A goroutine per client measured no
+// faster with a second lane on two CPUs, but the proxy's event loops (at
+// least two, proxy/loop.go) each wait for their round's replies: with one
+// lane the second loop's round waited for the first's, and Redis idled
+// while a loop worked.
 func laneCount() int {
-	return max(1, runtime.GOMAXPROCS(0)/2)
+	return max(2, runtime.GOMAXPROCS(0)/2)
 }
 
 func newLanes(s *Store, node *redis.Client, n int) *lanes {
