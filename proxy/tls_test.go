@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,10 +9,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +85,9 @@ func TestTLSRefusalDoesNotBlockAccepting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
+	// The silent one must be refused while first holds the only place:
+	// accepted after first's close, it would take the place and keep it.
+	waitRejected(t, first, 1)
 	first.Close()
 	// A place is free again: a new client must get in, which needs the
 	// accept loop past the silent one. The bound is loose: under -race in a
@@ -99,5 +105,38 @@ func TestTLSRefusalDoesNotBlockAccepting(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no client got in after a silent refused one: last reply %q", line[:n])
 		}
+	}
+}
+
+// waitRejected polls INFO stats on c until the server has refused n
+// connections.
+func waitRejected(t *testing.T, c net.Conn, n int) {
+	t.Helper()
+	r := bufio.NewReader(c)
+	want := "rejected_connections:" + strconv.Itoa(n) + "\r\n"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := c.Write([]byte("INFO stats\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		head, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(head, "$") {
+			t.Fatalf("INFO stats: %q %v", head, err)
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+		if err != nil {
+			t.Fatalf("INFO stats: %q", head)
+		}
+		body := make([]byte, size+2)
+		if _, err := io.ReadFull(r, body); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(body), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not refuse %d connection(s): %q", n, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
