@@ -151,13 +151,13 @@ func (s *Server) openLoops() error {
 	if n == 0 {
 		// The other half of the CPUs runs go-redis's readers and writers,
 		// the collector, and the goroutines of handed-over and TLS
-		// clients. At least two: a loop waits for each round's replies,
-		// and with one, Redis idled while the loop read, parsed and
-		// answered, and the loop idled while Redis ran the round; two
-		// loops overlap the two (one lane each, store.laneCount). On two
-		// CPUs, SET -P 16 went from 0.30 to 0.44 of direct, GET -P 16
-		// from 0.61 to 0.75 (docs/performance.md, session 14).
-		n = max(2, runtime.GOMAXPROCS(0)/2)
+		// clients. One on two CPUs: a second loop overlaps Redis's work
+		// with the proxy's (a loop waits for each round's replies) and
+		// served 20-45% more writes at -P 16 there, but cost 6-19% more
+		// CPU per request and 0.8-1.3 ms more p99 at -P 1, where web apps'
+		// session stores live (docs/performance.md, session 14);
+		// server.event_loops = 2 asks for it.
+		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	for range max(n, 0) {
 		l := &loop{s: s, buf: make([]byte, 64<<10), round: s.engine.NewRound(), tick: tick, clients: map[int]*loopClient{}}

@@ -50,7 +50,7 @@ type Options struct {
 	MaxClientReplyBytes int64
 	// EventLoops serves plaintext clients (TCP without TLS, and the unix
 	// socket) from this many event loops (loop.go) instead of a goroutine
-	// each; 0: one per two CPUs (GOMAXPROCS), at least two, where epoll
+	// each; 0: one per two CPUs (GOMAXPROCS), at least one, where epoll
 	// exists (Linux), else none; negative: none, a goroutine per client.
 	// default: 0
 	EventLoops int

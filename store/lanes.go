@@ -45,10 +45,10 @@ type laneReq struct {
 
 // laneCount is how many pipelines may be in flight at once: one per two
 // of the process's CPUs, at least two. A goroutine per client measured no
-// faster with a second lane on two CPUs, but the proxy's event loops (at
-// least two, proxy/loop.go) each wait for their round's replies: with one
+// faster with a second lane on two CPUs, but two event loops there
+// (server.event_loops = 2) each wait for their round's replies: with one
 // lane the second loop's round waited for the first's, and Redis idled
-// while a loop worked.
+// while a loop worked (docs/performance.md, session 14).
 func laneCount() int {
 	return max(2, runtime.GOMAXPROCS(0)/2)
 }

@@ -306,7 +306,7 @@ func (c *Config) validate() error {
 		bad("server.max_client_reply_bytes", "must be >= 1048576")
 	}
 	if c.Server.EventLoops < -1 || c.Server.EventLoops > 1024 {
-		bad("server.event_loops", "must be -1 (none), 0 (one per two CPUs, at least two) or up to 1024")
+		bad("server.event_loops", "must be -1 (none), 0 (one per two CPUs) or up to 1024")
 	}
 	if c.Server.MaxTransactions <= 0 {
 		bad("server.max_transactions", "must be > 0")
