@@ -44,13 +44,14 @@ type laneReq struct {
 }
 
 // laneCount is how many pipelines may be in flight at once: one per two
-// of the process's CPUs, at least two. A goroutine per client measured no
-// faster with a second lane on two CPUs, but two event loops there
-// (server.event_loops = 2) each wait for their round's replies: with one
-// lane the second loop's round waited for the first's, and Redis idled
-// while a loop worked (docs/performance.md, session 14).
-func laneCount() int {
-	return max(2, runtime.GOMAXPROCS(0)/2)
+// of the process's CPUs, at least one, and at least asked (Options.Lanes).
+// A goroutine per client measured no faster with a second lane on two
+// CPUs, and SET -P 1 slower (fewer commands share a pipeline); but two
+// event loops there (server.event_loops = 2) each wait for their round's
+// replies, and with one lane the second loop's round waited for the
+// first's while Redis idled (docs/performance.md, session 14).
+func laneCount(asked int) int {
+	return max(1, runtime.GOMAXPROCS(0)/2, asked)
 }
 
 func newLanes(s *Store, node *redis.Client, n int) *lanes {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -71,5 +72,20 @@ func TestLanesPickRoundRobin(t *testing.T) {
 	}
 	if len(seen) != 3 || seen[0] != 3 || seen[1] != 3 || seen[2] != 3 {
 		t.Fatalf("9 picks over 3 lanes: %v", seen)
+	}
+}
+
+// The lanes are one per two CPUs, at least one, or as many as asked when
+// that is more (a lane per event loop).
+func TestLaneCount(t *testing.T) {
+	def := max(1, runtime.GOMAXPROCS(0)/2)
+	if got := laneCount(0); got != def {
+		t.Errorf("laneCount(0) = %d, want %d", got, def)
+	}
+	if got := laneCount(def + 3); got != def+3 {
+		t.Errorf("laneCount(%d) = %d, want as many", def+3, got)
+	}
+	if got := laneCount(1); got != def {
+		t.Errorf("laneCount(1) = %d, want %d", got, def)
 	}
 }

@@ -64,6 +64,11 @@ type Options struct {
 	// Needs AutoPipeline. default: false (the config file's default is
 	// true)
 	Combine bool
+	// Lanes is the least number of shared pipelines in flight at once
+	// (lanes.go), with AutoPipeline outside a cluster, or per master in
+	// one: the proxy asks for one per event loop, so that every loop's
+	// round has a lane of its own. default: one per two CPUs, at least one
+	Lanes int
 	// MaxPinned bounds the upstream connections held for clients'
 	// transactions (WATCH, MULTI), per node, in a pool apart from PoolSize.
 	// default: 1000
@@ -168,7 +173,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	switch {
 	case opts.AutoPipeline && s.cluster == nil:
-		s.lanes = newLanes(s, s.client.(*redis.Client), laneCount())
+		s.lanes = newLanes(s, s.client.(*redis.Client), laneCount(opts.Lanes))
 	case opts.AutoPipeline:
 		// A cluster: each master has lanes (clusterTransport), and
 		// go-redis's auto-pipeliner takes what they do not, routing each
@@ -176,17 +181,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// keeps its order) and full duplex: the next batch is written while
 		// the previous one's replies are read, so Redis and the proxy work
 		// at the same time instead of taking turns.
-		opts := redis.DefaultAutoPipelineOptions()
-		opts.FullDuplex = true
+		apOpts := redis.DefaultAutoPipelineOptions()
+		apOpts.FullDuplex = true
 		ap, err := s.client.(interface {
 			AsyncAutoPipelineWithOptions(*redis.AutoPipelineOptions) (*redis.AutoPipeliner, error)
-		}).AsyncAutoPipelineWithOptions(opts)
+		}).AsyncAutoPipelineWithOptions(apOpts)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("start auto-pipelining: %w", err)
 		}
 		s.ap = ap
-		s.nodes = &clusterLanes{s: s, n: laneCount(), nodes: make(map[*redis.Client]*lanes)}
+		s.nodes = &clusterLanes{s: s, n: laneCount(opts.Lanes), nodes: make(map[*redis.Client]*lanes)}
 	}
 	if opts.AutoPipeline && opts.Combine {
 		s.writes = newCombiner(s)

@@ -445,9 +445,11 @@ func (c *Config) storeOptions() (store.Options, error) {
 		MaxPinned:        c.Server.MaxTransactions,
 		AutoPipeline:     c.Upstream.AutoPipeline,
 		Combine:          c.Upstream.Combine,
-		DialTimeout:      time.Duration(c.Upstream.DialTimeout),
-		ReadTimeout:      time.Duration(c.Upstream.ReadTimeout),
-		WriteTimeout:     time.Duration(c.Upstream.WriteTimeout),
+		// A lane per event loop: each loop's round in flight at once.
+		Lanes:        max(c.Server.EventLoops, 0),
+		DialTimeout:  time.Duration(c.Upstream.DialTimeout),
+		ReadTimeout:  time.Duration(c.Upstream.ReadTimeout),
+		WriteTimeout: time.Duration(c.Upstream.WriteTimeout),
 	}
 	t := c.Upstream.TLS
 	if !t.Enabled {

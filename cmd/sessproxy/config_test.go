@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -276,5 +277,24 @@ func TestRequestTimeoutZeroIsOff(t *testing.T) {
 	c.Server.RequestTimeout = 0
 	if got := c.proxyOptions().RequestTimeout; got >= 0 {
 		t.Fatalf("request_timeout 0 gives proxy.Options.RequestTimeout %v, want negative (off)", got)
+	}
+}
+
+// server.event_loops asks the store for a lane per loop; 0 and -1 leave
+// the store's default.
+func TestEventLoopsAskALanePerLoop(t *testing.T) {
+	for loops, want := range map[int]int{-1: 0, 0: 0, 2: 2, 6: 6} {
+		path := writeConfig(t, fmt.Sprintf("[server]\nevent_loops = %d\n", loops))
+		cfg, err := configFromFlags("test", []string{"-config", path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts, err := cfg.storeOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.Lanes != want {
+			t.Errorf("event_loops = %d: store lanes %d, want %d", loops, opts.Lanes, want)
+		}
 	}
 }
