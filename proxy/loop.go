@@ -638,13 +638,9 @@ func (l *loop) retryClientLarge(c *loopClient, now time.Time) {
 		c.largeWait = time.Time{} // gone: it reads nothing more
 		return
 	}
-	select {
-	case l.s.large <- struct{}{}:
-		c.holdsLarge = true
-		c.requestStart = c.requestStart.Add(now.Sub(c.largeWait))
-		c.largeWait = time.Time{}
+	l.takeLarge(c, now)
+	if c.largeWait.IsZero() { // it got a slot
 		l.settle(c, now)
-	default:
 	}
 }
 

@@ -116,15 +116,9 @@ func waitRejected(t *testing.T, c net.Conn, n int) {
 	want := "rejected_connections:" + strconv.Itoa(n) + "\r\n"
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := c.Write([]byte("INFO stats\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		head, err := r.ReadString('\n')
+		head := roundTrip(t, c, r, "INFO stats\r\n")
+		size, err := strconv.Atoi(strings.TrimPrefix(head, "$"))
 		if err != nil || !strings.HasPrefix(head, "$") {
-			t.Fatalf("INFO stats: %q %v", head, err)
-		}
-		size, err := strconv.Atoi(strings.TrimSpace(head[1:]))
-		if err != nil {
 			t.Fatalf("INFO stats: %q", head)
 		}
 		body := make([]byte, size+2)
