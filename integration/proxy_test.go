@@ -104,6 +104,10 @@ func startSibling(t *testing.T, up *upstream, tweak func(*commands.Options, *pro
 		tweak(&copts, &popts)
 	}
 	copts.Metrics = reg
+	if copts.Logger == nil && popts.Logger == nil {
+		log := newProxyLog(t, up) // runs after the shutdown below
+		copts.Logger, popts.Logger = log, log
+	}
 	srv := proxy.New(commands.New(st, copts), popts)
 	if err := srv.Listen(); err != nil {
 		t.Fatalf("proxy listen: %v", err)
