@@ -89,6 +89,11 @@ func (e *Engine) NewPipelineIn(c *Client, r *Round) *Pipeline {
 	return &Pipeline{e: e, client: c, batch: r.batch, round: r}
 }
 
+// Join makes the pipeline queue its next commands on r: an event loop
+// keeps several rounds in flight, and a client's next batch goes on
+// whichever is being filled. Only between Complete and the next Queue.
+func (p *Pipeline) Join(r *Round) { p.batch, p.round = r.batch, r }
+
 // Run executes cmds (each a command name and its arguments) and hands each
 // reply to write, in order. It stops early after QUIT.
 //

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,11 +26,12 @@ import (
 // request, a read that finds nothing before each wait and a park and a
 // wake-up in Go's scheduler: about twice twemproxy's CPU per request at
 // pipeline depth 1 (docs/performance.md, issue 16). A loop serves its
-// clients from one goroutine locked to its thread, as twemproxy does: one
+// clients from one goroutine, as twemproxy does from one thread: one
 // level-triggered epoll set; each ready client read once per iteration;
 // the whole commands of every client queued on one shared Round, executed
 // once (one upstream round trip for all of them); each client's replies
-// written.
+// written. A deep round is executed on the loop's executor goroutine while
+// the loop fills the next (loopRounds).
 //
 // A loop's client has the protections of a goroutine's: the request
 // scanner, max_clients, the inflight budget (a client whose batch does not
@@ -49,16 +51,21 @@ type loop struct {
 	// nothing to do (wait).
 	epFile *os.File
 	epRaw  syscall.RawConn
-	wake   int // eventfd: new clients, shutdown
+	wake   int // eventfd: new clients, shutdown, a round executed
 	buf    []byte
-	round  *commands.Round
+	// free are the rounds not in flight; the last is the one dispatch
+	// fills.
+	// done receives the rounds their executors have finished.
+	rounds   []*loopRound
+	free     []*loopRound
+	inflight int
+	done     chan *loopRound
 	// tick is how often the timeouts are checked (0: never).
 	tick      time.Duration
 	lastSweep time.Time
 
 	clients map[int]*loopClient
 	ready   []*loopClient // clients with commands to run
-	running []*loopClient // queued on the round this iteration
 	toArm   []*loopClient // whose epoll events may change (armAll)
 	// largeWaiters are the clients waiting for a large read's slot,
 	// retried every iteration (the rest are swept on the tick).
@@ -70,6 +77,9 @@ type loop struct {
 	// partial counts clients part-way through sending a request; atomic
 	// only so that a test can watch it from another goroutine.
 	partial atomic.Int32
+	// sent counts the rounds sent to an executor, overlapped the clients
+	// queued while one was in flight; atomic only for the tests.
+	sent, overlapped atomic.Int64
 
 	mu      sync.Mutex // guards what other goroutines hand the loop
 	inbox   []newClient
@@ -109,6 +119,12 @@ type loopClient struct {
 	waiter  *budgetWaiter // its place in the budget's queue while blocked
 	// The last batch's request cost and reply bytes (replyRatio).
 	lastCost, lastReplies int64
+	// outQueued is len(out) when its batch was queued, for Replies on the
+	// executor's goroutine (the loop may drop out meanwhile: depart).
+	outQueued int64
+	// panicked: a panic on the executor's goroutine while finishing its
+	// replies; the loop closes it once the round is done (recover).
+	panicked any
 
 	lastActive   time.Time // idle_timeout: its last read, or its last replies written
 	requestStart time.Time // request_timeout, for a request being read
@@ -121,7 +137,10 @@ type loopClient struct {
 	registered bool   // in epoll
 	queued     bool   // in ready
 	toArm      bool   // in toArm
-	running    bool
+	running    bool   // its batch is on a round in flight: the executor's until done
+	// readable: epoll said it sent more while running; it is not read
+	// (its commands are the executor's) and stops being watched until done.
+	readable   bool
 	blocked    bool // its batch did not fit in the budget
 	overLimit  bool // past max_client_reply_bytes
 	handoff    bool // its next command needs a goroutine of its own
@@ -160,7 +179,12 @@ func (s *Server) openLoops() error {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	for range max(n, 0) {
-		l := &loop{s: s, buf: make([]byte, 64<<10), round: s.engine.NewRound(), tick: tick, clients: map[int]*loopClient{}}
+		l := &loop{s: s, buf: make([]byte, 64<<10), tick: tick, clients: map[int]*loopClient{}, done: make(chan *loopRound, loopRounds)}
+		for range loopRounds {
+			r := &loopRound{round: s.engine.NewRound(), jobs: make(chan struct{}, 1)}
+			l.rounds = append(l.rounds, r)
+			l.free = append(l.free, r)
+		}
 		var err error
 		if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 			s.closeLoops()
@@ -335,10 +359,18 @@ func (l *loop) ctl(op, fd int, events uint32) error {
 	return nil
 }
 
-// run serves until the server has drained, on a goroutine locked to its
-// thread.
+// run serves until the server has drained. Its rounds' executors live as
+// long as it does.
 func (l *loop) run() error {
 	defer l.closeFds()
+	for _, r := range l.rounds {
+		go l.executor(r)
+	}
+	defer func() {
+		for _, r := range l.rounds {
+			close(r.jobs)
+		}
+	}()
 	events := make([]unix.EpollEvent, 256)
 	for {
 		n, err := l.wait(events)
@@ -366,6 +398,7 @@ func (l *loop) run() error {
 			l.closeAll()
 			return nil
 		}
+		l.collect()
 		l.dispatch(now)
 		if len(l.largeWaiters) > 0 {
 			l.retryLarge(now)
@@ -454,7 +487,7 @@ func (l *loop) register(nc newClient, now time.Time) {
 	c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true}, lastActive: now}
 	c.client = l.s.engine.Connect(nc.addr, nc.local)
 	defer l.recover(c)
-	c.pipe = l.s.engine.NewPipelineIn(c.client, l.round)
+	c.pipe = l.s.engine.NewPipelineIn(c.client, l.rounds[0].round) // Join picks each batch's
 	c.pipe.SetMeter(c)
 	l.clients[c.fd] = c
 	if err := l.ctl(unix.EPOLL_CTL_ADD, c.fd, unix.EPOLLIN); err != nil {
@@ -486,6 +519,12 @@ func (l *loop) event(c *loopClient, ev uint32, now time.Time) {
 		return
 	}
 	switch {
+	case ev&unix.EPOLLIN != 0 && c.events&unix.EPOLLIN != 0 && c.running:
+		// More while its batch is out: read once it is done; unwatched
+		// till then, or level-triggered epoll would report it again and
+		// again (armAll).
+		c.readable = true
+		l.arm(c)
 	case ev&unix.EPOLLIN != 0 && c.events&unix.EPOLLIN != 0:
 		l.read(c, now)
 	case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && len(c.out) == 0:
@@ -656,7 +695,7 @@ func (c *loopClient) releaseLarge(s *Server) {
 func (c *loopClient) Replies(n int64) bool {
 	c.s.budget.take(n)
 	c.replies += n
-	if c.replies+int64(len(c.out)) > c.s.opts.MaxClientReplyBytes {
+	if c.replies+c.outQueued > c.s.opts.MaxClientReplyBytes {
 		c.overLimit = true
 	}
 	return !c.overLimit
@@ -733,7 +772,9 @@ func (l *loop) arm(c *loopClient) {
 func (l *loop) armAll() {
 	for _, c := range l.toArm {
 		c.toArm = false
-		if c.closed || !c.registered {
+		if c.closed || !c.registered || c.running && !c.readable {
+			// A running client stays watched as it was: at depth 1 it
+			// sends nothing more until answered, and no epoll_ctl is made.
 			continue
 		}
 		var want uint32
@@ -756,47 +797,153 @@ func (l *loop) armAll() {
 	l.toArm = l.toArm[:0]
 }
 
-// dispatch queues the commands of every ready client on the round,
-// executes it once, and answers each client.
+// A loop has two rounds. A round of at least minSentRound commands (deep
+// pipelines) goes to its executor, and while it is in flight the loop
+// reads the clients that become ready and queues them on the other; that
+// one goes out the moment the first is back, before the first's clients
+// are answered. A loop that waited for each round's replies left Redis
+// idle while it read, queued and answered, and itself idle while Redis
+// worked (docs/performance.md, sessions 14 and 15). A smaller round the
+// loop executes itself, as before: at depth 1 the two goroutine hand-offs
+// and the loop's wake-ups for each client ready meanwhile cost more than
+// the overlap bought (SET and GET at -P 1, 50 clients: 15-25% fewer a
+// second when every round went to the executor).
+const (
+	loopRounds   = 2
+	minSentRound = 128
+)
+
+// loopRound is one of a loop's rounds: the clients whose batches it
+// carries. A running client's pipeline and commands are the round's
+// executor's until the round is done; the loop neither reads it nor queues
+// it meanwhile.
+type loopRound struct {
+	round   *commands.Round
+	running []*loopClient
+	// commands: how many its clients queued on it.
+	commands int
+	fetched  int64 // reply bytes received executing it, for the budget
+	jobs     chan struct{}
+}
+
+// dispatch queues the commands of every ready client on the round being
+// filled and, when no round is in flight, starts it.
 func (l *loop) dispatch(now time.Time) {
-	ready := l.ready
-	l.ready = nil
-	for _, c := range ready {
-		c.queued = false
-		if c.closed || !c.runnable() {
-			continue
-		}
-		l.queue(c, now)
-	}
-	clear(ready)
-	if len(l.running) == 0 {
+	if len(l.free) == 0 {
 		return
 	}
-	l.exec()
-	// The follow-ups the replies need (the TYPE after a miss) go out
-	// together, one execution of the round for every client's.
-	for pass := 0; pass < maxFollowUpPasses && l.finishPass(); pass++ {
-		l.exec()
+	r := l.free[len(l.free)-1]
+	if len(l.ready) > 0 {
+		ready := l.ready
+		l.ready = nil
+		for _, c := range ready {
+			c.queued = false
+			if c.closed || !c.runnable() {
+				continue
+			}
+			l.queue(r, c, now)
+			if l.inflight > 0 && c.running {
+				l.overlapped.Add(1)
+			}
+		}
+		clear(ready)
 	}
-	fetched := l.round.TakeReplyBytes()
-	l.s.budget.take(fetched)
+	if l.inflight == 0 {
+		l.start(r, true)
+	}
+}
+
+// start sends r to its executor, or, if it is small and inline allows,
+// executes it on the loop and answers its clients.
+func (l *loop) start(r *loopRound, inline bool) {
+	switch {
+	case len(r.running) == 0:
+	case r.commands >= minSentRound:
+		l.free = l.free[:len(l.free)-1]
+		l.inflight++
+		l.sent.Add(1)
+		r.jobs <- struct{}{}
+	case inline:
+		l.free = l.free[:len(l.free)-1]
+		l.execute(r)
+		l.completeRound(r)
+	}
+}
+
+// executor executes r each time the loop hands it over, gives it back and
+// wakes the loop.
+func (l *loop) executor(r *loopRound) {
+	for range r.jobs {
+		l.execute(r)
+		l.done <- r
+		l.wakeUp()
+	}
+}
+
+// execute executes r's round and the follow-ups its replies need (the TYPE
+// after a miss), all of its clients' together, one execution per pass.
+func (l *loop) execute(r *loopRound) {
+	l.exec(r.round)
+	for pass := 0; pass < maxFollowUpPasses && l.finishPass(r); pass++ {
+		l.exec(r.round)
+	}
+	r.fetched = r.round.TakeReplyBytes()
+}
+
+// collect answers the clients of the round its executor is done with, after
+// sending the round filled meanwhile: Redis serves that one while the loop
+// writes the replies.
+func (l *loop) collect() {
+	select {
+	case r := <-l.done:
+		l.inflight--
+		if len(l.free) > 0 {
+			l.start(l.free[len(l.free)-1], false) // a small one waits for dispatch
+		}
+		l.completeRound(r)
+	default:
+	}
+}
+
+// completeRound answers r's clients and frees r.
+func (l *loop) completeRound(r *loopRound) {
+	l.s.budget.take(r.fetched)
 	// The replies wait for their clients from now, not from before the
 	// round (request_timeout, idle_timeout).
-	now = time.Now()
-	for _, c := range l.running {
-		if !c.closed {
+	now := time.Now()
+	for _, c := range r.running {
+		switch {
+		case c.panicked != nil:
+			l.closePanicked(c)
+		case !c.closed:
 			l.complete(c, now)
 		}
 	}
-	l.s.budget.release(fetched)
-	clear(l.running)
-	l.running = l.running[:0]
+	l.s.budget.release(r.fetched)
+	r.fetched, r.commands = 0, 0
+	clear(r.running)
+	r.running = r.running[:0]
+	// First, not last: the last free round is the one being filled,
+	// which may already hold clients.
+	l.free = slices.Insert(l.free, 0, r)
+}
+
+// awaitRounds waits for every round in flight and frees it unanswered:
+// the loop is closing every client at once.
+func (l *loop) awaitRounds() {
+	for l.inflight > 0 {
+		r := <-l.done
+		l.inflight--
+		clear(r.running)
+		r.running, r.fetched, r.commands = r.running[:0], 0, 0
+		l.free = slices.Insert(l.free, 0, r)
+	}
 }
 
 // queue puts c's next batch on the round: its commands whose replies are
 // expected (at its last ratio) to stay under maxHeldReplyBytes, once their
 // request's bytes fit in the budget.
-func (l *loop) queue(c *loopClient, now time.Time) {
+func (l *loop) queue(r *loopRound, c *loopClient, now time.Time) {
 	defer l.recover(c)
 	n, est := 0, int64(0)
 	for n < len(c.cmds) && (n == 0 || est <= maxHeldReplyBytes) {
@@ -826,6 +973,8 @@ func (l *loop) queue(c *loopClient, now time.Time) {
 		cost, c.waiter = c.waiter.n, nil
 	}
 	c.blocked, c.cost = false, cost
+	c.outQueued = int64(len(c.out))
+	c.pipe.Join(r.round)
 	c.ran = c.pipe.Queue(l.s.ctx, args)
 	clear(args)
 	l.args = args[:0]
@@ -841,38 +990,61 @@ func (l *loop) queue(c *loopClient, now time.Time) {
 		return
 	}
 	c.running = true
-	l.running = append(l.running, c)
+	r.running = append(r.running, c)
+	r.commands += c.ran
 }
 
 // maxFollowUpPasses bounds the rounds of follow-ups run for every client
 // at once; Complete finishes, client by client, whatever is left.
 const maxFollowUpPasses = 4
 
-// finishPass runs a pass of every running client's pending replies; it
-// says whether some queued a follow-up.
-func (l *loop) finishPass() (more bool) {
-	for _, c := range l.running {
-		if !c.closed && l.finishClientPass(c) {
+// finishPass runs a pass of the pending replies of r's clients; it says
+// whether some queued a follow-up.
+func (l *loop) finishPass(r *loopRound) (more bool) {
+	for _, c := range r.running {
+		if l.finishClientPass(c) {
 			more = true
 		}
 	}
 	return more
 }
 
+// finishClientPass runs on the executor's goroutine: a panic is logged
+// there, and the loop closes the client once the round is done
+// (closePanicked).
 func (l *loop) finishClientPass(c *loopClient) (more bool) {
-	defer l.recover(c)
+	if c.panicked != nil {
+		return false
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			l.s.log.Error("panic serving client", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			c.panicked = p
+		}
+	}()
 	return c.pipe.FinishPass()
 }
 
-// exec executes the round.
-func (l *loop) exec() {
+// closePanicked closes a client whose replies panicked on the executor's
+// goroutine, as recover does on the loop's.
+func (l *loop) closePanicked(c *loopClient) {
+	c.panicked = nil
+	if !c.closed && len(c.out) == 0 {
+		_, _ = unix.Write(c.fd, []byte("-"+msgInternal+"\r\n"))
+	}
+	c.running, c.discard, c.cmds = false, false, nil
+	l.close(c)
+}
+
+// exec executes a round.
+func (l *loop) exec(round *commands.Round) {
 	defer func() {
 		// Each command's result says what became of it; Complete answers.
 		if r := recover(); r != nil {
 			l.s.log.Error("panic executing a round", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 		}
 	}()
-	l.round.Exec(l.s.ctx)
+	round.Exec(l.s.ctx)
 }
 
 // complete writes c's replies, after the round has executed.
@@ -887,7 +1059,7 @@ func (l *loop) complete(c *loopClient, now time.Time) {
 			c.out = append(c.out, b...)
 		}
 	})
-	c.running = false
+	c.running, c.readable = false, false
 	produced := int64(len(c.out) - mark)
 	l.s.budget.take(produced)
 	c.outHeld += produced
@@ -1042,6 +1214,7 @@ func (l *loop) close(c *loopClient) {
 
 // closeAll closes every client at once.
 func (l *loop) closeAll() {
+	l.awaitRounds()
 	for _, c := range l.clients {
 		c.running, c.discard, c.cmds = false, false, nil
 		l.close(c)

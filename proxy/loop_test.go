@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -245,6 +246,151 @@ func TestEventLoopDepartedClientsCommandsAllRun(t *testing.T) {
 	for _, k := range []string{"sess:a", "sess:b"} {
 		if got := roundTrip(t, o, or, "EXISTS "+k+"\r\n"); got != ":1" {
 			t.Errorf("EXISTS %s after the client left: %s, want :1", k, got)
+		}
+	}
+}
+
+// Deep pipelines from many clients go out on the loop's executor, and the
+// clients that become ready while a round is in flight are queued on the
+// next one, a client at depth 1 among them (a small round the loop
+// executes itself): every client gets every reply, whole and in order.
+func TestEventLoopOverlapsRounds(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	const clients, batches, pairs = 8, 5, 80 // 160 commands a batch: minSentRound
+	var wg sync.WaitGroup
+	errs := make(chan error, clients+1)
+	for i := range clients {
+		wg.Go(func() { errs <- pipelinePairs(srv.Addr().String(), i, batches, pairs) })
+	}
+	stop := make(chan struct{})
+	pinged := make(chan error, 1)
+	go func() { pinged <- pingUntil(srv.Addr().String(), stop) }()
+	wg.Wait()
+	close(stop)
+	errs <- <-pinged
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	l := srv.loops[0]
+	if l.sent.Load() == 0 || l.overlapped.Load() == 0 {
+		t.Errorf("rounds sent to the executor %d, clients queued while one was in flight %d; want both above 0", l.sent.Load(), l.overlapped.Load())
+	}
+}
+
+// pipelinePairs sends batches of pairs SET and GET of client i's keys, one
+// batch at a time, and checks each reply.
+func pipelinePairs(addr string, i, batches, pairs int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for b := range batches {
+		var req strings.Builder
+		for j := range pairs {
+			key := fmt.Sprintf("sess:c%d:%d", i, j)
+			req.WriteString(respCommand("SET", key, fmt.Sprintf(`{"b":%d}`, b)))
+			req.WriteString(respCommand("GET", key))
+		}
+		if _, err := io.WriteString(c, req.String()); err != nil {
+			return err
+		}
+		for j := range pairs {
+			value := fmt.Sprintf(`{"b":%d}`, b)
+			want := []string{"+OK", fmt.Sprintf("$%d", len(value)), value}
+			for _, w := range want {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return fmt.Errorf("client %d, batch %d, pair %d: %w", i, b, j, err)
+				}
+				if got := strings.TrimSpace(line); got != w {
+					return fmt.Errorf("client %d, batch %d, pair %d: %q, want %q", i, b, j, got, w)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// A client that sends a deep pipeline and leaves at once, its round maybe
+// in flight, has every command run, as Redis would have.
+func TestEventLoopClientLeavingADeepPipelineHasItRun(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	const n = 300
+	var req strings.Builder
+	keys := []string{"EXISTS"}
+	for i := range n {
+		key := fmt.Sprint("sess:left", i)
+		req.WriteString(respCommand("SET", key, "{}"))
+		keys = append(keys, key)
+	}
+	c, _ := dial(t, "tcp", srv.Addr().String())
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitServed(t, srv, 0, 0)
+	o, or := dial(t, "tcp", srv.Addr().String())
+	if got := roundTrip(t, o, or, respCommand(keys...)); got != fmt.Sprintf(":%d", n) {
+		t.Errorf("EXISTS of the %d keys after the client left: %s", n, got)
+	}
+}
+
+// pingUntil sends PING after PING until stop, each answered within 5s.
+func pingUntil(addr string, stop <-chan struct{}) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+			return err
+		}
+		if line, err := r.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			return fmt.Errorf("PING %d: %q, %v", n, line, err)
+		}
+	}
+}
+
+// A command queued while a deep round is in flight, alone on the next
+// round (too small for the executor), is run once the deep round is back,
+// with no other client to send anything after it.
+func TestEventLoopRunsASmallRoundQueuedBehindADeepOne(t *testing.T) {
+	srv := startServer(t, Options{EventLoops: 1})
+	deep, dr := dial(t, "tcp", srv.Addr().String())
+	probe, pr := dial(t, "tcp", srv.Addr().String())
+	var req strings.Builder
+	const n = 2 * minSentRound
+	for i := range n {
+		req.WriteString(respCommand("SET", fmt.Sprint("sess:deep", i), "{}"))
+	}
+	for try := range 20 {
+		if _, err := io.WriteString(deep, req.String()); err != nil {
+			t.Fatal(err)
+		}
+		_ = probe.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(probe, "PING\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := pr.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			t.Fatalf("try %d: PING sent behind %d SETs: %q, %v", try, n, line, err)
+		}
+		for i, got := range readLines(t, dr, n) {
+			if got != "+OK" {
+				t.Fatalf("try %d: SET %d: %q", try, i, got)
+			}
 		}
 	}
 }
