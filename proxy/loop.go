@@ -53,13 +53,12 @@ type loop struct {
 	epRaw  syscall.RawConn
 	wake   int // eventfd: new clients, shutdown, a round executed
 	buf    []byte
+	rounds []*loopRound // all of them (loopRounds)
 	// free are the rounds not in flight; the last is the one dispatch
 	// fills.
-	// done receives the rounds their executors have finished.
-	rounds   []*loopRound
 	free     []*loopRound
 	inflight int
-	done     chan *loopRound
+	done     chan *loopRound // the rounds their executors have finished
 	// tick is how often the timeouts are checked (0: never).
 	tick      time.Duration
 	lastSweep time.Time
@@ -806,8 +805,8 @@ func (l *loop) armAll() {
 // worked (docs/performance.md, sessions 14 and 15). A smaller round the
 // loop executes itself, as before: at depth 1 the two goroutine hand-offs
 // and the loop's wake-ups for each client ready meanwhile cost more than
-// the overlap bought (SET and GET at -P 1, 50 clients: 15-25% fewer a
-// second when every round went to the executor).
+// the overlap bought (SET and GET at -P 1, 50 clients: 9-35% fewer a
+// second when every round went to the executor; bench/results run 63).
 const (
 	loopRounds   = 2
 	minSentRound = 128
@@ -920,11 +919,14 @@ func (l *loop) completeRound(r *loopRound) {
 		}
 	}
 	l.s.budget.release(r.fetched)
-	r.fetched, r.commands = 0, 0
+	l.freeRound(r)
+}
+
+// freeRound empties r and puts it first among the free rounds, not last:
+// the last is the one being filled, which may already hold clients.
+func (l *loop) freeRound(r *loopRound) {
 	clear(r.running)
-	r.running = r.running[:0]
-	// First, not last: the last free round is the one being filled,
-	// which may already hold clients.
+	r.running, r.fetched, r.commands = r.running[:0], 0, 0
 	l.free = slices.Insert(l.free, 0, r)
 }
 
@@ -932,11 +934,8 @@ func (l *loop) completeRound(r *loopRound) {
 // the loop is closing every client at once.
 func (l *loop) awaitRounds() {
 	for l.inflight > 0 {
-		r := <-l.done
 		l.inflight--
-		clear(r.running)
-		r.running, r.fetched, r.commands = r.running[:0], 0, 0
-		l.free = slices.Insert(l.free, 0, r)
+		l.freeRound(<-l.done)
 	}
 }
 
