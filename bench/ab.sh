@@ -5,7 +5,7 @@
 # build, a flag, an environment variable) before a full `make bench`.
 # AB_WORKLOADS picks the workloads (default "GET SET"); GET-P16 and SET-P16 are the same
 # at depth 16; SESS.SET-P16 is SESS.SET of a 1 KB session at depth 16 (Redis itself gets
-# SET … EX 86400).
+# SET … EX 86400). AB_CLIENTS is redis-benchmark's -c (default 50).
 #
 #   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
 #
@@ -71,7 +71,7 @@ for workload in ${AB_WORKLOADS:-GET SET}; do
 			# Redis itself has no SESS.SET: it gets the SET EX a session store sends.
 			[[ $name == direct && ${args[0]} == SESS.SET ]] && target_args=(SET 'sess:__rand_int__' "$session" EX 86400)
 			# --csv: rps is the 7th column from the end, p99 the 2nd.
-			figures=$(timeout 120 redis-benchmark -p "${ports[$name]}" --csv -q -n "$requests" -c 50 \
+			figures=$(timeout 120 redis-benchmark -p "${ports[$name]}" --csv -q -n "$requests" -c "${AB_CLIENTS:-50}" \
 				-r 100000 -P "$depth" "${target_args[@]}" 2>/dev/null | tail -n 1 |
 				awk -F, '{ r = $(NF - 6); p = $(NF - 1); gsub(/"/, "", r); gsub(/"/, "", p); printf "%.0f/%s", r, p }') ||
 				figures=error

@@ -796,20 +796,23 @@ func (l *loop) armAll() {
 	l.toArm = l.toArm[:0]
 }
 
-// A loop has two rounds. A round of at least minSentRound commands (deep
-// pipelines) goes to its executor, and while it is in flight the loop
-// reads the clients that become ready and queues them on the other; that
-// one goes out the moment the first is back, before the first's clients
-// are answered. A loop that waited for each round's replies left Redis
-// idle while it read, queued and answered, and itself idle while Redis
-// worked (docs/performance.md, sessions 14 and 15). A smaller round the
-// loop executes itself, as before: at depth 1 the two goroutine hand-offs
-// and the loop's wake-ups for each client ready meanwhile cost more than
-// the overlap bought (SET and GET at -P 1, 50 clients: 9-35% fewer a
-// second when every round went to the executor; bench/results run 63).
+// A loop has two rounds. A round of deep pipelines (at least minSentRound
+// commands, minSentDepth a client on average) goes to its executor, and
+// while it is in flight the loop reads the clients that become ready and
+// queues them on the other; that one goes out the moment the first is
+// back, before the first's clients are answered. A loop that waited for
+// each round's replies left Redis idle while it read, queued and
+// answered, and itself idle while Redis worked (docs/performance.md,
+// sessions 14 and 15). Any other round the loop executes itself, as
+// before: at depth 1 the two goroutine hand-offs, and the loop's wake-ups
+// for each client answered that sends its next command, cost more than
+// the overlap bought: 9-35% fewer SETs and GETs a second with 50 clients
+// when every round went to the executor (bench/results run 63), up to 15%
+// with 256 clients when rounds of 128 went (run 64).
 const (
 	loopRounds   = 2
 	minSentRound = 128
+	minSentDepth = 4
 )
 
 // loopRound is one of a loop's rounds: the clients whose batches it
@@ -852,12 +855,18 @@ func (l *loop) dispatch(now time.Time) {
 	}
 }
 
-// start sends r to its executor, or, if it is small and inline allows,
+// deep says whether r goes to its executor: deep pipelines, not many
+// clients at depth 1.
+func (r *loopRound) deep() bool {
+	return r.commands >= minSentRound && r.commands >= minSentDepth*len(r.running)
+}
+
+// start sends r to its executor if it is deep, or, if inline allows,
 // executes it on the loop and answers its clients.
 func (l *loop) start(r *loopRound, inline bool) {
 	switch {
 	case len(r.running) == 0:
-	case r.commands >= minSentRound:
+	case r.deep():
 		l.free = l.free[:len(l.free)-1]
 		l.inflight++
 		l.sent.Add(1)
@@ -897,7 +906,7 @@ func (l *loop) collect() {
 	case r := <-l.done:
 		l.inflight--
 		if len(l.free) > 0 {
-			l.start(l.free[len(l.free)-1], false) // a small one waits for dispatch
+			l.start(l.free[len(l.free)-1], false) // another waits for dispatch
 		}
 		l.completeRound(r)
 	default:

@@ -394,3 +394,24 @@ func TestEventLoopRunsASmallRoundQueuedBehindADeepOne(t *testing.T) {
 		}
 	}
 }
+
+// A round goes to the executor for deep pipelines, not for many clients
+// at depth 1, nor for a few commands.
+func TestLoopRoundDeep(t *testing.T) {
+	clients := func(n int) []*loopClient { return make([]*loopClient, n) }
+	for _, tt := range []struct {
+		commands, clients int
+		want              bool
+	}{
+		{minSentRound, 1, true},
+		{16 * 50, 50, true},           // 50 clients at depth 16
+		{256, 256, false},             // 256 clients at depth 1
+		{minSentRound - 1, 1, false},  // a shallow round
+		{minSentDepth * 40, 40, true}, // 160 commands, 4 a client
+	} {
+		r := &loopRound{commands: tt.commands, running: clients(tt.clients)}
+		if got := r.deep(); got != tt.want {
+			t.Errorf("a round of %d commands from %d clients: deep %v, want %v", tt.commands, tt.clients, got, tt.want)
+		}
+	}
+}
