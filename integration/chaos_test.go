@@ -36,6 +36,12 @@ const (
 	chaosWorkers = 8
 	chaosKeys    = 64
 	chaosPace    = 2 * time.Millisecond
+	// chaosDeep is the depth of one more worker's pipelines, one per
+	// chaosDeepPace: deep enough that the proxy's event loop sends the
+	// round to its executor (proxy/loop.go, minSentRound), which the
+	// faults then meet too.
+	chaosDeep     = 160
+	chaosDeepPace = 20 * time.Millisecond
 	// chaosProgress is how many writes the load must have acknowledged
 	// before a fault, and again after recovery before it stops.
 	chaosProgress = 200
@@ -80,11 +86,14 @@ func (l *ackLog) counts() (acked, failed int) {
 }
 
 // chaosLoad is chaosWorkers writing through the proxy until stopped,
-// alternating SESS.SET and SET sess:… EX.
+// alternating SESS.SET and SET sess:… EX, and one worker writing
+// pipelines of chaosDeep SETs.
 type chaosLoad struct {
 	log  *ackLog
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// deepAcked counts the deep worker's acknowledged writes.
+	deepAcked atomic.Int64
 }
 
 // chaosKey is worker w's key i: 64 hash tags, so the load's keys sit in 64
@@ -121,12 +130,48 @@ func startLoad(t *testing.T, p *proxyHandle, log *ackLog) *chaosLoad {
 			}
 		})
 	}
+	deep := p.client(t, func(o *redis.Options) { o.PoolSize, o.MaxRetries, o.ReadTimeout = 1, -1, 10*time.Second })
+	l.wg.Go(func() { l.writeDeep(deep) })
 	return l
 }
 
-func (l *chaosLoad) halt() {
+// writeDeep is the deep worker: a pipeline of chaosDeep SETs of its own
+// keys, each recorded, one pipeline per chaosDeepPace.
+func (l *chaosLoad) writeDeep(c *redis.Client) {
+	pace := time.NewTicker(chaosDeepPace)
+	defer pace.Stop()
+	keys, values := make([]string, chaosDeep), make([]string, chaosDeep)
+	cmds := make([]*redis.StatusCmd, chaosDeep)
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-pace.C:
+		}
+		pipe := c.Pipeline()
+		for i := range chaosDeep {
+			keys[i] = chaosKey(chaosWorkers, i)
+			values[i] = fmt.Sprintf(`{"w":%d,"n":%d}`, chaosWorkers, l.log.seq.Add(1))
+			cmds[i] = pipe.Set(bg, keys[i], values[i], 10*time.Minute)
+		}
+		_, _ = pipe.Exec(bg) // each command's own result is recorded
+		for i, cmd := range cmds {
+			l.log.record(keys[i], values[i], cmd.Err())
+			if cmd.Err() == nil {
+				l.deepAcked.Add(1)
+			}
+		}
+	}
+}
+
+// halt stops the load; the deep worker must have had writes acknowledged.
+func (l *chaosLoad) halt(t *testing.T) {
+	t.Helper()
 	close(l.stop)
 	l.wg.Wait()
+	if l.deepAcked.Load() == 0 {
+		t.Errorf("no write of the deep worker's pipelines was acknowledged")
+	}
 }
 
 // waitAcked polls until the log has acknowledged n more writes than from.
@@ -251,7 +296,7 @@ func TestChaosStandaloneKill(t *testing.T) {
 	served := waitServed(t, probe, []string{"sess:probe"})
 	acked, _ := log.counts()
 	waitAcked(t, log, acked, chaosProgress)
-	load.halt()
+	load.halt(t)
 
 	missing := verifyAcked(t, direct, log)
 	acked, failed := log.counts()
@@ -322,7 +367,7 @@ func TestChaosSentinelFailover(t *testing.T) {
 	}
 	acked, _ := log.counts()
 	waitAcked(t, log, acked, chaosProgress)
-	load.halt()
+	load.halt(t)
 
 	missing := verifyAcked(t, newDirect, log)
 	acked, failed := log.counts()
@@ -462,7 +507,7 @@ func (cc *chaosCluster) kill(t *testing.T, name string) {
 	if down == 0 {
 		t.Errorf("no /readyz answer between the kill and the promotion")
 	}
-	load.halt()
+	load.halt(t)
 
 	missing := verifyAcked(t, cc.direct(t), cc.log)
 	gap := served.Sub(promoted)
@@ -504,7 +549,7 @@ func (cc *chaosCluster) manualFailover(t *testing.T) {
 	served := waitServed(t, cc.probe, cc.probes)
 	acked, _ = cc.log.counts()
 	waitAcked(t, cc.log, acked, chaosProgress)
-	load.halt()
+	load.halt(t)
 
 	missing := verifyAcked(t, cc.direct(t), cc.log)
 	gap := served.Sub(promoted)
@@ -546,7 +591,7 @@ func (cc *chaosCluster) slotMigration(t *testing.T) {
 	took := time.Since(began)
 	acked, _ = cc.log.counts()
 	waitAcked(t, cc.log, acked, chaosProgress)
-	load.halt()
+	load.halt(t)
 
 	missing := verifyAcked(t, cc.direct(t), cc.log)
 	for _, s := range slots {
