@@ -37,6 +37,8 @@ func TestDecide(t *testing.T) {
 		{"cookie past is expired", `{"cookie":{"expires":"` + in(-time.Minute) + `"}}`, 0, Decision{Expired: true}},
 		{"cookie beyond max clamped", `{"cookie":{"expires":"` + in(90*24*time.Hour) + `"}}`, 0, Decision{TTL: 30 * 24 * time.Hour, Clamped: BoundMax}},
 		{"cookie unparseable uses default", `{"cookie":{"expires":"tomorrow"}}`, 0, Decision{TTL: 24 * time.Hour}},
+		{"cookie not an object uses default", `{"cookie":"expires"}`, 0, Decision{TTL: 24 * time.Hour}},
+		{"first cookie decides", `{"cookie":{"path":"/"},"pad":"xxxx","cookie":{"expires":"` + in(2*time.Hour) + `"}}`, 0, Decision{TTL: 24 * time.Hour}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
