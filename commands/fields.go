@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 )
@@ -84,7 +85,7 @@ func (e *Engine) sessFSet(c *Call) {
 	}
 	pairs := c.Args[2:]
 	for i := 0; i < len(pairs); i += 2 {
-		if !gjson.ValidBytes(pairs[i+1]) {
+		if !codec.ValidJSON(pairs[i+1]) {
 			e.refuse(c, RefusedPayload, ref.key, errPayload("field '"+printable(string(pairs[i]))+"' is not valid JSON"))
 			return
 		}

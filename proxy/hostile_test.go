@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +103,68 @@ func TestScannerIsAlwaysOn(t *testing.T) {
 	if _, err := net.Dial("tcp", srv.Addr().String()); err != nil {
 		t.Fatalf("proxy gone: %v", err)
 	}
+}
+
+// A payload nested millions of levels deep gets an error reply, and
+// judging it costs the proxy no memory to speak of. The JSON validator
+// used to recurse once per level: the SESS.FSET below grew the proxy's
+// peak memory by more than half a gigabyte (a stack that deep), and 16 MiB
+// of brackets overflowed the stack, killing the process.
+func TestDeeplyNestedPayloadsCostNoStack(t *testing.T) {
+	srv := startServer(t, Options{MaxRequestBytes: 8 << 20})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	deep := func(bytes int) string {
+		n := bytes / 2
+		return strings.Repeat("[", n) + strings.Repeat("]", n)
+	}
+	resetPeakMemory(t)
+	before := peakMemory(t)
+	for _, cmd := range [][]string{
+		{"SESS.SET", "deep", `{"a":` + deep(1<<20-8) + `}`},
+		{"SESS.FSET", "deep", "f", deep(6 << 20)},
+	} {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(cmd))
+		for _, arg := range cmd {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(arg), arg)
+		}
+		if got := roundTrip(t, c, r, b.String()); !strings.HasPrefix(got, "-ERR invalid session payload: ") {
+			t.Errorf("%s of a deeply nested value: %q, want an invalid payload error", cmd[0], got)
+		}
+	}
+	grew := peakMemory(t) - before
+	t.Logf("peak memory grew by %d MiB", grew>>20)
+	if grew > 256<<20 {
+		t.Errorf("peak memory grew by %d MiB judging two payloads of 7 MiB together", grew>>20)
+	}
+}
+
+// resetPeakMemory starts the process's peak resident memory (VmHWM) over
+// from its current size.
+func resetPeakMemory(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// peakMemory is the process's peak resident memory in bytes (VmHWM).
+func peakMemory(t *testing.T) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }

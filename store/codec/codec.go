@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/tidwall/gjson"
 )
 
 // Format names (Options.Format).
@@ -259,7 +257,7 @@ func (c *codec) Validate(payload []byte) error {
 		return fmt.Errorf("%w: %d bytes, max_payload_bytes is %d", ErrTooLarge, len(payload), c.maxBytes)
 	}
 	if c.format != formatRaw {
-		if !gjson.ValidBytes(payload) {
+		if !ValidJSON(payload) {
 			return ErrNotJSON
 		}
 		// Valid JSON is an object exactly when it opens with '{'; asking
