@@ -78,6 +78,7 @@ func FuzzRequestScanner(f *testing.F) {
 		if errWhole != nil {
 			return
 		}
+		checkSpans(t, data)
 		rd := redcon.NewReader(bytes.NewReader(data))
 		for batches := 0; ; batches++ {
 			_, err := rd.ReadCommands()
@@ -92,6 +93,41 @@ func FuzzRequestScanner(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkSpans holds the arguments the event loop takes from the scanner's
+// spans (loop.cut) to redcon's parse of each whole request data begins.
+func checkSpans(t *testing.T, data []byte) {
+	s := requestScanner{max: 1 << 16, trackEnds: true}
+	if err := s.scan(data); err != nil {
+		t.Fatalf("scanning with spans: %v", err)
+	}
+	start, from := 0, 0
+	for k, e := range s.ends {
+		raw := data[start:e]
+		start = e
+		to := s.spanEnds[k]
+		spans := s.spans[from:to]
+		from = to
+		if raw[0] != '*' {
+			if len(spans) != 0 {
+				t.Fatalf("inline request %q has spans %v", raw, spans)
+			}
+			continue
+		}
+		cmd, err := redcon.Parse(raw)
+		if err != nil {
+			t.Fatalf("redcon.Parse(%q): %v", raw, err)
+		}
+		if len(spans) != len(cmd.Args) {
+			t.Fatalf("%q: %d spans, redcon parses %d arguments", raw, len(spans), len(cmd.Args))
+		}
+		for i, sp := range spans {
+			if got := data[sp.at : sp.at+sp.n]; !bytes.Equal(got, cmd.Args[i]) {
+				t.Fatalf("%q: argument %d is %q by its span, %q by redcon", raw, i, got, cmd.Args[i])
+			}
+		}
+	}
 }
 
 // FuzzServerConnection sends each input to a real server over TCP, as

@@ -42,7 +42,17 @@ type requestScanner struct {
 	// there.
 	ends      []int
 	trackEnds bool
+	// spans, when trackEnds, gets each argument whose bytes begin in the
+	// scanned bytes: its offset there and its length; spanEnds, beside
+	// ends, how many spans there were when each request ended. The event
+	// loop takes a request's arguments from them rather than parsing the
+	// request a second time (loop.cut).
+	spans    []argSpan
+	spanEnds []int
 }
+
+// argSpan is where one argument's bytes lie in the bytes scanned.
+type argSpan struct{ at, n int }
 
 type scanState uint8
 
@@ -138,6 +148,9 @@ func (s *requestScanner) scan(b []byte) error {
 			if err := s.header(); err != nil {
 				return err
 			}
+			if s.trackEnds && (s.state == scanBulkBody || s.state == scanBulkCR) {
+				s.spans = append(s.spans, argSpan{at: i, n: int(s.bulkLeft)})
+			}
 		case scanBulkBody:
 			n := min(int64(len(b)-i), s.bulkLeft)
 			i += int(n)
@@ -213,6 +226,7 @@ func (s *requestScanner) header() error {
 func (s *requestScanner) ended(i int) {
 	if s.trackEnds && s.state == scanStart {
 		s.ends = append(s.ends, i)
+		s.spanEnds = append(s.spanEnds, len(s.spans))
 	}
 }
 

@@ -71,6 +71,8 @@ type loop struct {
 	largeWaiters []*loopClient
 	args         [][][]byte // scratch for Queue
 	ends         []int      // scratch for the scanner
+	spans        []argSpan  // scratch for the scanner
+	spanEnds     []int      // scratch for the scanner
 
 	drainSince time.Time // when the loop saw the server draining
 	// partial counts clients part-way through sending a request; atomic
@@ -558,10 +560,12 @@ func (l *loop) read(c *loopClient, now time.Time) {
 	c.lastActive = now
 	data := l.buf[:n]
 	begun := c.scanner.begun
-	c.scanner.ends = l.ends[:0]
-	lerr := c.scanner.scan(data)
-	ends := c.scanner.ends
-	l.ends, c.scanner.ends = ends[:0], nil
+	sc := &c.scanner
+	sc.ends, sc.spans, sc.spanEnds = l.ends[:0], l.spans[:0], l.spanEnds[:0]
+	lerr := sc.scan(data)
+	ends, spans, spanEnds := sc.ends, sc.spans, sc.spanEnds
+	l.ends, l.spans, l.spanEnds = ends[:0], spans[:0], spanEnds[:0]
+	sc.ends, sc.spans, sc.spanEnds = nil, nil, nil
 	if lerr != nil {
 		var le *limitError
 		errors.As(lerr, &le)
@@ -575,7 +579,7 @@ func (l *loop) read(c *loopClient, now time.Time) {
 	l.setPartial(c, mid)
 	if len(ends) == 0 {
 		c.in = append(c.in, data...)
-	} else if !l.cut(c, data, ends) {
+	} else if !l.cut(c, data, ends, spans, spanEnds) {
 		return
 	}
 	if mid && !c.holdsLarge && c.scanner.size >= largeRequestBytes {
@@ -584,10 +588,14 @@ func (l *loop) read(c *loopClient, now time.Time) {
 	l.settle(c, now)
 }
 
-// cut parses the whole requests that end in data (at ends) into commands.
+// cut turns the whole requests that end in data (at ends) into commands.
 // They get one copy of their bytes, which their arguments point into
 // until they have run; what follows the last is kept for the next read.
-func (l *loop) cut(c *loopClient, data []byte, ends []int) bool {
+// A request begun in data takes its arguments from the scanner's spans
+// (the scanner accepts exactly what redcon parses: FuzzRequestScanner),
+// all of them in one slice allocated per read; redcon parses the rest,
+// inline requests and one begun in an earlier read.
+func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, spanEnds []int) bool {
 	last := ends[len(ends)-1]
 	base := len(c.in)
 	chunk := make([]byte, base+last)
@@ -597,20 +605,34 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int) bool {
 	if cap(c.in) > 64<<10 && len(c.in) == 0 {
 		c.in = nil
 	}
-	start := 0
-	for _, e := range ends {
+	all := make([][]byte, spanEnds[len(spanEnds)-1])
+	start, from := 0, 0
+	for k, e := range ends {
 		raw := chunk[start : base+e]
 		start = base + e
-		cmd, err := redcon.Parse(raw)
-		if err != nil {
-			if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
-				continue // an empty inline line, which redcon skips too
+		to := spanEnds[k]
+		var args [][]byte
+		if raw[0] == '*' && (k > 0 || base == 0) {
+			for j, sp := range spans[from:to] {
+				at := base + sp.at
+				all[from+j] = chunk[at : at+sp.n : at+sp.n]
 			}
-			l.refuse(c, nil, "ERR "+err.Error())
-			return false
+			args = all[from:to:to]
+		} else {
+			cmd, err := redcon.Parse(raw)
+			if err != nil {
+				if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
+					from = to
+					continue // an empty inline line, which redcon skips too
+				}
+				l.refuse(c, nil, "ERR "+err.Error())
+				return false
+			}
+			args = cmd.Args
 		}
-		c.cmds = append(c.cmds, loopCommand{args: cmd.Args, raw: raw})
-		for _, a := range cmd.Args {
+		from = to
+		c.cmds = append(c.cmds, loopCommand{args: args, raw: raw})
+		for _, a := range args {
 			c.cmdSize += len(a)
 		}
 	}
@@ -1266,7 +1288,7 @@ func (l *loop) handOver(c *loopClient, now time.Time) {
 	}
 	gc := l.s.guard(nc)
 	gc.scanner = c.scanner
-	gc.scanner.trackEnds, gc.scanner.ends = false, nil
+	gc.scanner.trackEnds, gc.scanner.ends, gc.scanner.spans, gc.scanner.spanEnds = false, nil, nil, nil
 	gc.partial.Store(c.mid())
 	gc.requestStart, gc.holdsLarge, gc.prefix = c.requestStart, c.holdsLarge, prefix
 	st := l.s.newConnState(c.client, gc)

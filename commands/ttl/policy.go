@@ -3,6 +3,7 @@ package ttl
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -108,7 +109,7 @@ func (p *Policy) Decide(payload []byte, explicit time.Duration) Decision {
 	}
 	if payload != nil && p.ReadsPayload() {
 		for _, r := range p.Rules {
-			if v := gjson.GetBytes(payload, r.Field); v.Exists() && v.String() == r.Equals {
+			if v := lookup(payload, r.Field); v.Exists() && v.String() == r.Equals {
 				return p.clamp(r.TTL)
 			}
 		}
@@ -203,7 +204,7 @@ func (p *Policy) now() time.Time {
 // none (docs/performance.md, session 15). express-session itself always
 // writes expires, null when the cookie has no maxAge.
 func cookieExpires(payload []byte) (time.Time, bool) {
-	cookie := gjson.GetBytes(payload, "cookie")
+	cookie := lookup(payload, "cookie")
 	if !cookie.IsObject() {
 		return time.Time{}, false
 	}
@@ -216,4 +217,13 @@ func cookieExpires(payload []byte) (time.Time, bool) {
 		return time.UnixMilli(v.Int()), true
 	}
 	return time.Time{}, false
+}
+
+// lookup is gjson.GetBytes without its copy: GetBytes copies what it finds
+// into new strings (the cookie object, one allocation per write), so that
+// they survive changes to the bytes. Here they are compared or parsed and
+// dropped before Decide returns, while the payload stays as it is, so the
+// result may point into it.
+func lookup(payload []byte, path string) gjson.Result {
+	return gjson.Get(unsafe.String(unsafe.SliceData(payload), len(payload)), path)
 }
