@@ -29,6 +29,9 @@ func (e *Engine) command(c *Call) {
 		}
 		c.Out.Array(len(c.Args) - 2)
 		for _, n := range c.Args[2:] {
+			if c.Out.Over() { // a name repeated to build a reply past the limit
+				return
+			}
 			if cmd := e.registry[strings.ToLower(string(n))]; cmd != nil {
 				e.commandInfo(c, cmd)
 			} else {
@@ -233,6 +236,9 @@ func (e *Engine) commandDocs(c *Call) {
 	}
 	c.Out.Map(len(cmds))
 	for _, cmd := range cmds {
+		if c.Out.Over() { // a name repeated to build a reply past the limit
+			return
+		}
 		d, _ := docOf(cmd.Name)
 		c.Out.BulkString(cmd.Name)
 		writeDoc(c.Out, cmd.Name, d)

@@ -57,6 +57,11 @@ func (e *Engine) sessFMGet(c *Call) {
 		answer := func() {
 			c.Out.Array(len(fields))
 			for _, f := range fields {
+				// Each field is a scan of the session and a copy of its
+				// value: past the client's reply limit, both are wasted.
+				if c.Out.Over() {
+					return
+				}
 				if v := gjson.GetBytes(payload, f); payload != nil && v.Exists() {
 					c.Out.BulkString(v.Raw)
 				} else {

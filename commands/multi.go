@@ -227,6 +227,7 @@ func (e *Engine) exec(c *Call) {
 	outs := make([]resp.Writer, len(t.queued))
 	for i, args := range t.queued {
 		outs[i].Reset(c.Out.Proto)
+		outs[i].Limit = c.Out.Limit // the transaction's replies become EXEC's
 		calls[i] = Call{Ctx: c.Ctx, Client: c.Client, Args: args, Out: &outs[i], Batch: batch, conf: c.conf, meter: c.meter}
 		e.guard(&calls[i], e.Dispatch)
 	}

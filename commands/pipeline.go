@@ -25,6 +25,9 @@ type Pipeline struct {
 	calls []Call
 	outs  []resp.Writer
 	meter Meter
+	// limit is shared by the batch's writers: what the meter's ReplyRoom
+	// allowed when the batch was queued.
+	limit resp.Limit
 	// The batch Queue dispatched, for Complete: when it started, how many
 	// of its calls ran (fewer than queued after QUIT), and its context.
 	start time.Time
@@ -39,6 +42,15 @@ type Meter interface {
 	// client and not yet written to it. false: the client has passed its
 	// limit of unsent replies and is being closed; stop producing more.
 	Replies(n int64) bool
+	// ReplyRoom is how many bytes the replies of the client's next batch
+	// may take as its commands build them: its limit of unsent replies
+	// less what it has not been sent yet. Past it the batch's writers drop
+	// what they are given (resp.Limit).
+	ReplyRoom() int64
+	// ReplyTooLarge says the batch's replies passed ReplyRoom. The proxy
+	// closes the client, as when Replies returns false; none of the
+	// batch's replies is written.
+	ReplyTooLarge()
 }
 
 // SetMeter makes the pipeline report the replies it holds to m.
@@ -132,12 +144,18 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 		p.e.reauthorise(p.client, conf)
 	}
 	p.n, p.ctx = len(cmds), ctx
+	var limit *resp.Limit
+	if p.meter != nil {
+		p.limit.Reset(p.meter.ReplyRoom())
+		limit = &p.limit
+	}
 	for i, args := range cmds {
 		if p.round != nil && p.e.needsOwnConn(p.client, args) {
 			p.n = i
 			break
 		}
 		outs[i].Reset(p.client.Proto())
+		outs[i].Limit = limit
 		calls[i] = Call{Ctx: ctx, Client: p.client, Args: args, Out: &outs[i], Batch: p.batch, round: p.round, conf: conf, meter: p.meter}
 		p.guard(&calls[i], p.e.Dispatch)
 		if p.client.closeAfter {
@@ -167,8 +185,14 @@ func (p *Pipeline) Complete(write func([]byte)) {
 		p.holdReplies()
 	}
 	p.e.finish(calls[:n], func() { _ = p.batch.Exec(p.ctx) })
+	over := p.limit.Over() // set from the meter, so only with one
+	if over {
+		p.meter.ReplyTooLarge()
+	}
 	for i := 0; i < n; i++ {
-		write(outs[i].Buf)
+		if !over {
+			write(outs[i].Buf)
+		}
 		if cap(outs[i].Buf) > replyWriterCap {
 			outs[i].Buf = nil
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -252,6 +253,82 @@ func TestReplyLimitClosesTheClient(t *testing.T) {
 	body := make([]byte, len(payload)+2)
 	if _, err := io.ReadFull(otherR, body); err != nil || string(body[:len(payload)]) != payload {
 		t.Fatalf("other client's GET body: %v", err)
+	}
+}
+
+// A reply the proxy builds itself, many times max_client_reply_bytes from
+// one small upstream reply (one session field asked for thousands of
+// times; one command's docs asked for thousands of times), is stopped as
+// it is built: the client gets the reply-limit error and is closed, and
+// the proxy grows by the request's cost, not by the reply. It used to build
+// the whole reply and judge it afterwards: SESS.FMGET of a 1 MiB field
+// 1,000 times held 4.4 GB for 6.5 s before answering the error.
+func TestReplyLimitHoldsWhileAReplyIsBuilt(t *testing.T) {
+	const limit = 1 << 20
+	core, logs := observer.New(zap.WarnLevel)
+	srv, counts := startCountingServer(t, Options{MaxClientReplyBytes: limit, Logger: zap.New(core)})
+	addr := srv.Addr().String()
+	c, r := dial(t, "tcp", addr)
+	field := strings.Repeat("x", 64<<10)
+	if got := roundTrip(t, c, r, encodeRESP("SESS.SET", "amp", `{"big":"`+field+`"}`)); got != "+OK" {
+		t.Fatalf("SESS.SET: %q", got)
+	}
+	repeated := func(n int, cmd []string, arg string) []string {
+		for range n {
+			cmd = append(cmd, arg)
+		}
+		return cmd
+	}
+	// Each reply would be about 80 to 130 MiB; building one whole grew the
+	// proxy by 190 to 710 MiB. Stopped at the limit, the growth is the
+	// request's and the collector's slack: about 15 MiB.
+	const maxGrowth = 32 << 20
+	tests := []struct {
+		name string
+		cmd  []string
+	}{
+		{"SESS.FMGET of a 64 KiB field 2,048 times (128 MiB)", repeated(2048, []string{"SESS.FMGET", "amp"}, "big")},
+		{"COMMAND DOCS client 40,000 times (120 MiB)", repeated(40000, []string{"COMMAND", "DOCS"}, "client")},
+		{"COMMAND INFO client 40,000 times (80 MiB)", repeated(40000, []string{"COMMAND", "INFO"}, "client")},
+	}
+	want := "-ERR reply larger than server.max_client_reply_bytes (" + strconv.Itoa(limit) + "): closing the connection\r\n"
+	for i, tt := range tests {
+		request := encodeRESP(tt.cmd...)
+		greedy, greedyR := dial(t, "tcp", addr)
+		// The memory the previous case freed, returned: reused, it would
+		// hide this case's growth.
+		debug.FreeOSMemory()
+		resetPeakMemory(t)
+		before := peakMemory(t)
+		start := time.Now()
+		_ = greedy.SetDeadline(start.Add(10 * time.Second))
+		if _, err := io.WriteString(greedy, request); err != nil {
+			t.Fatal(err)
+		}
+		// The first line only: a reply sent whole would be read into this
+		// process's memory, which is the proxy's too.
+		line, err := greedyR.ReadString('\n')
+		took := time.Since(start)
+		grew := peakMemory(t) - before
+		t.Logf("%s (%d request bytes): %q in %v, peak memory +%d MiB", tt.name, len(request), trim([]byte(line)), took, grew>>20)
+		if err != nil || line != want {
+			t.Fatalf("%s: got %q (%v), want %q", tt.name, trim([]byte(line)), err, want)
+		}
+		if rest, err := io.ReadAll(greedyR); err != nil || len(rest) != 0 {
+			t.Fatalf("%s: after the error, %d bytes (%v), want the connection closed", tt.name, len(rest), err)
+		}
+		if grew > maxGrowth {
+			t.Errorf("%s: peak memory grew by %d MiB for a limit of %d MiB", tt.name, grew>>20, limit>>20)
+		}
+		counts.waitCount(t, commands.CloseReplyLimit, int64(i+1))
+	}
+	if n := len(logs.FilterMessage("client closed: unsent replies over the limit").All()); n != len(tests) {
+		t.Errorf("%d reply-limit WARNs, want %d", n, len(tests))
+	}
+	// The client that asked for nothing large is still answered.
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got := roundTrip(t, c, r, encodeRESP("SESS.FGET", "amp", "missing")); got != "$-1" {
+		t.Errorf("other client's SESS.FGET after: %q", got)
 	}
 }
 

@@ -722,6 +722,13 @@ func (c *loopClient) Replies(n int64) bool {
 	return !c.overLimit
 }
 
+// ReplyRoom is commands.Meter: what the client's limit leaves once what
+// it had unsent when its batch was queued is taken.
+func (c *loopClient) ReplyRoom() int64 { return c.s.opts.MaxClientReplyBytes - c.outQueued }
+
+// ReplyTooLarge is commands.Meter: the batch built replies past the limit.
+func (c *loopClient) ReplyTooLarge() { c.overLimit = true }
+
 // setPartial keeps loop.partial.
 func (l *loop) setPartial(c *loopClient, mid bool) {
 	if mid != c.partial {

@@ -85,6 +85,13 @@ func (st *connState) Replies(n int64) bool {
 	return !st.overLimit
 }
 
+// ReplyRoom is commands.Meter: the whole limit, since run writes out each
+// batch's replies before the next batch starts.
+func (st *connState) ReplyRoom() int64 { return st.s.opts.MaxClientReplyBytes }
+
+// ReplyTooLarge is commands.Meter: the batch built replies past the limit.
+func (st *connState) ReplyTooLarge() { st.overLimit = true }
+
 // write queues one reply, writing out what is queued when it reaches
 // flushBytes. Past the client's limit nothing more is written: the client
 // is closed once the batch ends.
