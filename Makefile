@@ -8,7 +8,7 @@ GO ?= go
 FUZZTIME ?= 1m
 
 # Every fuzz target, as package:name (go test -fuzz takes one at a time).
-FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch
+FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch ./internal/glob/:FuzzMatch
 
 .PHONY: test deps vet build run fuzz chaos php
 
@@ -48,7 +48,8 @@ php:
 	else cat $$log; rm -f $$log; exit 1; fi
 
 # Each fuzz target for FUZZTIME: the request scanner against redcon's
-# reader, a real server over TCP, and the engine's dispatch.
+# reader, a real server over TCP, the engine's dispatch, and the glob
+# matcher against a copy of Redis's.
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} for $(FUZZTIME)"; \

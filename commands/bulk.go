@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sessproxy/sessproxy/internal/glob"
 	"github.com/sessproxy/sessproxy/store"
-	"github.com/tidwall/match"
 )
 
 // The bulk commands walk every master with SCAN, a page at a time, and run
@@ -300,7 +300,7 @@ func (e *Engine) ownedKeys(sp *space, keys []string) []string {
 // confine turns a client's MATCH pattern into one that stays inside sp's
 // prefix. A pattern that starts with the prefix goes to Redis as it is;
 // any other ("*", "user*") scans the whole prefix and is applied here as
-// a filter (with * and ? wildcards).
+// a filter, with Redis's glob syntax.
 func confine(sp *space, pattern string) (upstream, filter string) {
 	if pattern == "" || pattern == "*" {
 		return store.PrefixPattern(sp.prefix), ""
@@ -318,7 +318,7 @@ func filterKeys(keys []string, pattern string) []string {
 	}
 	out := keys[:0]
 	for _, k := range keys {
-		if match.Match(k, pattern) {
+		if glob.Match(pattern, k) {
 			out = append(out, k)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBulkCommandsSkipTombstonesAndStayInThePrefix(t *testing.T) {
@@ -74,6 +75,32 @@ func TestBulkCommandsSkipTombstonesAndStayInThePrefix(t *testing.T) {
 	if v, _ := f.m.Get("other:key"); v != "x" {
 		t.Fatal("SESS.CLEAR touched a key outside the prefix")
 	}
+}
+
+// A pattern outside the prefix is matched by the proxy: with Redis's
+// glob syntax, and in time polynomial in the pattern and the key. Each
+// '*' of "*a*a…*b*" may take any run of a's, and tidwall/match tried every
+// split: 12 stars against one 64-byte id did not finish in minutes.
+func TestKeysPatternIsMatchedInPolynomialTime(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expect("SESS.SET "+strings.Repeat("a", 64)+" {}", "+OK")
+	f.expect("SESS.SET id1 {}", "+OK")
+	f.expect("SESS.SET id2 {}", "+OK")
+	pattern := strings.Repeat("*a", 12) + "*b*" // no 'b' in the id
+	for _, cmd := range []string{"KEYS " + pattern, "SCAN 0 MATCH " + pattern + " COUNT 1000"} {
+		start := time.Now()
+		got := f.one(cmd)
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s took %v", cmd, took)
+		}
+		if strings.Contains(got, "$sess:") {
+			t.Errorf("%s = %s, want no key", cmd, got)
+		}
+	}
+	// Classes, as Redis has them (tidwall/match had none).
+	f.expect("KEYS *id[1]", "[$sess:id1]")
+	f.expect("KEYS *id[^1]", "[$sess:id2]")
+	f.expect("SCAN 0 MATCH *id[2-9] COUNT 1000", "[$0 [$sess:id2]]")
 }
 
 func TestClearNeedsAdmin(t *testing.T) {

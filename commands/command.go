@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tidwall/match"
+	"github.com/sessproxy/sessproxy/internal/glob"
 )
 
 // COMMAND [COUNT | LIST [FILTERBY …] | INFO [name …] | DOCS [name …] |
@@ -200,7 +200,7 @@ func (e *Engine) commandList(c *Call) {
 				return false
 			}
 		case "PATTERN":
-			keep = func(cmd *Command) bool { return match.Match(cmd.Name, strings.ToLower(arg)) }
+			keep = func(cmd *Command) bool { return glob.MatchFold(arg, cmd.Name) }
 		default:
 			c.Out.Error(msgSyntax)
 			return

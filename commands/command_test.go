@@ -110,6 +110,9 @@ func TestCommandDescribesTheRegistry(t *testing.T) {
 	if got := strings.Count(sess, "$sess."); got != strings.Count(sess, "$") || got < 18 {
 		t.Errorf("COMMAND LIST FILTERBY PATTERN sess.* = %s", sess)
 	}
+	if got := f.one("COMMAND LIST FILTERBY PATTERN SESS.*"); got != sess {
+		t.Errorf("COMMAND LIST FILTERBY PATTERN SESS.* = %s, want what sess.* lists: Redis ignores case there", got)
+	}
 	if got := f.one("COMMAND LIST FILTERBY ACLCAT sessions"); got != sess {
 		t.Errorf("COMMAND LIST FILTERBY ACLCAT sessions = %s, want the SESS.* commands", got)
 	}
