@@ -74,6 +74,18 @@ func errScriptCompile(err error) string {
 	return "ERR Error compiling script (new function): " + strings.ReplaceAll(err.Error(), "\n", " ")
 }
 
+// errScriptNesting refuses a script nested deeper than Lua 5.1 compiles,
+// in Redis's words (line is where the bound was passed).
+func errScriptNesting(line int) string {
+	return "ERR Error compiling script (new function): user_script:" + strconv.Itoa(line) + ": chunk has too many syntax levels"
+}
+
+// errScriptTooLarge refuses a script longer than the proxy parses
+// (maxScriptBytes); Redis has no such bound.
+func errScriptTooLarge(max int) string {
+	return "ERR script too large: sessproxy compiles scripts of at most " + strconv.Itoa(max) + " bytes (see docs/limits.md)"
+}
+
 // Messages of the script wrapper's policy refusals (scriptWriteRefusal,
 // scriptReadRefusal).
 const (

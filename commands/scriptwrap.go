@@ -492,6 +492,14 @@ func wrapScript(source string) (string, string) {
 			shebang, body = source[:i+1], source[i+1:]
 		}
 	}
+	if len(source) > maxScriptBytes {
+		return "", errScriptTooLarge(maxScriptBytes)
+	}
+	// gopher-lua's parser holds memory per level of nesting: measure it
+	// first (scriptnesting.go).
+	if depth, line := scriptNesting(body, maxScriptNesting); depth > maxScriptNesting {
+		return "", errScriptNesting(line)
+	}
 	if _, err := parse.Parse(strings.NewReader(body), "user_script"); err != nil {
 		return "", errScriptCompile(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,4 +168,53 @@ func peakMemory(t *testing.T) int64 {
 	}
 	t.Fatal("no VmHWM in /proc/self/status")
 	return 0
+}
+
+// A script nested thousands of levels deep gets Redis's compile error and
+// costs the proxy no memory to speak of. gopher-lua's parser, which the
+// proxy checks every script with, keeps a stack entry per level: 8 MiB of
+// '(' grew the proxy by 4 GB and a few at once killed it. Redis itself
+// compiles at most 200 levels.
+func TestDeeplyNestedScriptsCostNoMemory(t *testing.T) {
+	srv := startServer(t, Options{MaxRequestBytes: 8 << 20})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	const nesting = "-ERR Error compiling script (new function): user_script:1: chunk has too many syntax levels"
+	deep := func(unit string, bytes int) string { return "return " + strings.Repeat(unit, bytes/len(unit)) }
+	tests := []struct {
+		name   string
+		script string
+		want   string
+	}{
+		{"parentheses never closed", deep("(", 255<<10), nesting},
+		{"tables never closed", deep("{", 255<<10), nesting},
+		{"a chain of not", deep("not ", 255<<10), nesting},
+		{"a chain of '..'", deep("a..", 255<<10) + "a", nesting},
+		{"blocks never ended", strings.Repeat("do ", 85<<10), nesting},
+		{"2 MiB of parentheses", deep("(", 2<<20), "-ERR script too large: "},
+	}
+	for _, tt := range tests {
+		cmd := fmt.Sprintf("*3\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n0\r\n", len(tt.script), tt.script)
+		debug.FreeOSMemory()
+		resetPeakMemory(t)
+		before := peakMemory(t)
+		start := time.Now()
+		got := roundTrip(t, c, r, cmd)
+		grew := peakMemory(t) - before
+		t.Logf("%s (%d bytes): %v, peak memory +%d MiB", tt.name, len(tt.script), time.Since(start).Round(time.Millisecond), grew>>20)
+		if !strings.HasPrefix(got, tt.want) {
+			t.Errorf("EVAL of %s: %q, want %q", tt.name, got, tt.want)
+		}
+		// The request itself is held a few times over while it is read.
+		if limit := 16<<20 + 16*int64(len(tt.script)); grew > limit {
+			t.Errorf("EVAL of %s: peak memory grew by %d MiB, want at most %d", tt.name, grew>>20, limit>>20)
+		}
+	}
+	// What Redis compiles still runs.
+	script := "return " + strings.Repeat("{", 50) + "1" + strings.Repeat("}", 50)
+	script = "local t = " + script[len("return "):] + " for i = 1, 50 do t = t[1] end return t"
+	cmd := fmt.Sprintf("*3\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n0\r\n", len(script), script)
+	if got := roundTrip(t, c, r, cmd); got != ":1" {
+		t.Errorf("EVAL of a script 50 levels deep: %q, want :1", got)
+	}
 }
