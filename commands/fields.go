@@ -7,7 +7,6 @@ import (
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 )
 
 // maxUpdateAttempts bounds the read-modify-write retries of SESS.FSET and
@@ -46,7 +45,7 @@ func (e *Engine) sessFMGet(c *Call) {
 	}
 	fields := make([]string, len(c.Args)-2)
 	for i, f := range c.Args[2:] {
-		fields[i] = gjson.Escape(string(f))
+		fields[i] = string(f)
 	}
 	res := e.read(c, ref)
 	c.Then(func() {
@@ -55,15 +54,16 @@ func (e *Engine) sessFMGet(c *Call) {
 			return
 		}
 		answer := func() {
+			values := fieldValues(payload, fields)
 			c.Out.Array(len(fields))
-			for _, f := range fields {
-				// Each field is a scan of the session and a copy of its
-				// value: past the client's reply limit, both are wasted.
+			for _, v := range values {
+				// Past the client's reply limit every value written is
+				// wasted: stop.
 				if c.Out.Over() {
 					return
 				}
-				if v := gjson.GetBytes(payload, f); payload != nil && v.Exists() {
-					c.Out.BulkString(v.Raw)
+				if v != "" {
+					c.Out.BulkString(v)
 				} else {
 					c.Out.Null()
 				}
@@ -96,13 +96,7 @@ func (e *Engine) sessFSet(c *Call) {
 		}
 	}
 	e.updateFields(c, ref, true, func(payload []byte) ([]byte, int64, error) {
-		var err error
-		for i := 0; i < len(pairs); i += 2 {
-			if payload, err = sjson.SetRawBytes(payload, gjson.Escape(string(pairs[i])), pairs[i+1]); err != nil {
-				return nil, 0, err
-			}
-		}
-		return payload, int64(len(pairs) / 2), nil
+		return setFields(payload, pairs)
 	})
 }
 
@@ -114,19 +108,7 @@ func (e *Engine) sessFDel(c *Call) {
 	}
 	fields := c.Args[2:]
 	e.updateFields(c, ref, false, func(payload []byte) ([]byte, int64, error) {
-		var n int64
-		for _, f := range fields {
-			path := gjson.Escape(string(f))
-			if !gjson.GetBytes(payload, path).Exists() {
-				continue
-			}
-			var err error
-			if payload, err = sjson.DeleteBytes(payload, path); err != nil {
-				return nil, 0, err
-			}
-			n++
-		}
-		return payload, n, nil
+		return deleteFields(payload, fields)
 	})
 }
 
