@@ -6,7 +6,6 @@ import (
 
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
-	"github.com/tidwall/gjson"
 )
 
 // maxUpdateAttempts bounds the read-modify-write retries of SESS.FSET and
@@ -19,7 +18,7 @@ func (e *Engine) sessFGet(c *Call) {
 	if !ok {
 		return
 	}
-	field := gjson.Escape(string(c.Args[2]))
+	fields := []string{string(c.Args[2])}
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
@@ -28,8 +27,10 @@ func (e *Engine) sessFGet(c *Call) {
 		case payload == nil:
 			e.thenUnlessHash(c, ref, c.Out.Null)
 		default:
-			if v := gjson.GetBytes(payload, field); v.Exists() {
-				c.Out.BulkString(v.Raw)
+			// As SESS.FMGET answers it: a value that is not a JSON
+			// object has no fields.
+			if v := fieldValues(payload, fields)[0]; v != "" {
+				c.Out.BulkString(v)
 			} else {
 				c.Out.Null()
 			}
