@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"crypto/sha1"
 	"encoding/hex"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,17 @@ type scriptCache struct {
 	byHash map[string]*list.Element // of *cachedScript
 	lru    list.List                // front: most recently used
 	bytes  int
+	// parsing holds a place for each script being parsed (parseSlots).
+	parsing     chan struct{}
+	parsingOnce sync.Once
 }
+
+// parseSlots is how many scripts are parsed at once. A parse is CPU work
+// that holds up to 50 times the script's text (256 KiB at most: about 25
+// MB), and the in-flight budget counts only the request's bytes: clients
+// with goroutines of their own could otherwise parse a thousand scripts at
+// once on a few cores, none the faster. The rest wait for a place.
+func parseSlots() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // get returns the script whose client SHA-1 is hash, or nil.
 func (sc *scriptCache) get(hash string) *cachedScript {
@@ -78,7 +89,7 @@ func (sc *scriptCache) load(source string) (*cachedScript, string) {
 	if s := sc.get(hash); s != nil {
 		return s, ""
 	}
-	wrapped, msg := wrapScript(source)
+	wrapped, msg := sc.wrap(source)
 	if msg != "" {
 		return nil, msg
 	}
@@ -103,6 +114,14 @@ func (sc *scriptCache) load(source string) (*cachedScript, string) {
 		sc.bytes -= gone.size
 	}
 	return s, ""
+}
+
+// wrap is wrapScript once a place to parse is free (parseSlots).
+func (sc *scriptCache) wrap(source string) (string, string) {
+	sc.parsingOnce.Do(func() { sc.parsing = make(chan struct{}, parseSlots()) })
+	sc.parsing <- struct{}{}
+	defer func() { <-sc.parsing }()
+	return wrapScript(source)
 }
 
 // declaresNoWrites reports whether a script's shebang line (Redis 7:
