@@ -2,6 +2,7 @@
 package ttl
 
 import (
+	"bytes"
 	"time"
 	"unsafe"
 
@@ -204,6 +205,14 @@ func (p *Policy) now() time.Time {
 // none (docs/performance.md, session 15). express-session itself always
 // writes expires, null when the cookie has no maxAge.
 func cookieExpires(payload []byte) (time.Time, bool) {
+	// A session without the word has no expires key: a key is the word
+	// itself unless it has escapes (a backslash). Two vectorised scans are
+	// cheaper than gjson's two lookups (a tenth of the proxy's CPU under
+	// SET -P 16 of a small session with no expires: docs/performance.md,
+	// session 16), and sessions other than express-session's never have it.
+	if !bytes.Contains(payload, []byte("expires")) && bytes.IndexByte(payload, '\\') < 0 {
+		return time.Time{}, false
+	}
 	cookie := lookup(payload, "cookie")
 	if !cookie.IsObject() {
 		return time.Time{}, false

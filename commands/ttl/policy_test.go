@@ -38,6 +38,8 @@ func TestDecide(t *testing.T) {
 		{"cookie beyond max clamped", `{"cookie":{"expires":"` + in(90*24*time.Hour) + `"}}`, 0, Decision{TTL: 30 * 24 * time.Hour, Clamped: BoundMax}},
 		{"cookie unparseable uses default", `{"cookie":{"expires":"tomorrow"}}`, 0, Decision{TTL: 24 * time.Hour}},
 		{"cookie not an object uses default", `{"cookie":"expires"}`, 0, Decision{TTL: 24 * time.Hour}},
+		{"cookie without expires uses default", `{"cookie":{"path":"/"},"n":1}`, 0, Decision{TTL: 24 * time.Hour}},
+		{"cookie expires key escaped", `{"cookie":{"expir\u0065s":"` + in(2*time.Hour) + `"}}`, 0, Decision{TTL: 2 * time.Hour}},
 		{"first cookie decides", `{"cookie":{"path":"/"},"pad":"xxxx","cookie":{"expires":"` + in(2*time.Hour) + `"}}`, 0, Decision{TTL: 24 * time.Hour}},
 	}
 	for _, tt := range tests {
