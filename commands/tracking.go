@@ -86,6 +86,13 @@ type tracker struct {
 	clients map[*Client]*clientTracking
 	keys    map[string]map[*Client][]string // upstream key → readers → their names
 	max     int
+	// BCAST prefixes, indexed as Redis keeps them in one radix tree, so
+	// that a write costs its key's length, not a scan of every client's
+	// prefixes: a client may register hundreds of thousands. A key's
+	// followers are under its own prefixes, one per length a prefix has
+	// (bcastFollowers).
+	bcast        map[string]map[*Client]struct{} // prefix → the clients following it
+	bcastLengths []prefixLength                  // ascending
 	// The upstream tracking connections: with none up, or one down, the
 	// proxy invalidates from its own writes.
 	unsupported bool
@@ -155,15 +162,8 @@ func (f upstreamFeed) Invalidate(keys []string) {
 	for _, k := range keys {
 		t.invalidateLocked(k, out, nil)
 	}
-	for cl, ct := range t.clients {
-		if !ct.bcast {
-			continue
-		}
-		for _, k := range keys {
-			if ct.matches(k) {
-				out[cl] = append(out[cl], k)
-			}
-		}
+	for _, k := range keys {
+		t.bcastFollowers(k, func(cl *Client) { out[cl] = append(out[cl], k) })
 	}
 	for cl, names := range out {
 		cl.deliver(t.clients[cl], names)
@@ -232,14 +232,69 @@ func (t *tracker) invalidateLocked(key string, out map[*Client][]string, skip *C
 	}
 }
 
-// matches reports whether a BCAST client follows key.
-func (ct *clientTracking) matches(key string) bool {
-	for _, p := range ct.prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
+// prefixLength is a length of the tracker's BCAST prefixes and how many
+// have it, so that it goes when the last of them does.
+type prefixLength struct{ n, prefixes int }
+
+// bcastFollowers calls f for each BCAST client with a prefix that key
+// starts with: it looks key's own prefixes up, one for each length a
+// prefix has, up to key's. A client's prefixes do not overlap
+// (prefixOverlap), so at most one of them starts key, and f sees each
+// client once. t.mu held.
+func (t *tracker) bcastFollowers(key string, f func(*Client)) {
+	for _, l := range t.bcastLengths {
+		if l.n > len(key) {
+			break
+		}
+		for cl := range t.bcast[key[:l.n]] {
+			f(cl)
 		}
 	}
-	return false
+}
+
+// bcastLength finds length n in t.bcastLengths: its index, or where it
+// goes.
+func (t *tracker) bcastLength(n int) (int, bool) {
+	return slices.BinarySearchFunc(t.bcastLengths, n, func(l prefixLength, n int) int { return l.n - n })
+}
+
+// followLocked adds cl's BCAST prefixes to the index; t.mu held.
+func (t *tracker) followLocked(cl *Client, prefixes []string) {
+	if t.bcast == nil {
+		t.bcast = map[string]map[*Client]struct{}{}
+	}
+	for _, p := range prefixes {
+		followers := t.bcast[p]
+		if followers == nil {
+			followers = map[*Client]struct{}{}
+			t.bcast[p] = followers
+			i, found := t.bcastLength(len(p))
+			if !found {
+				t.bcastLengths = slices.Insert(t.bcastLengths, i, prefixLength{n: len(p)})
+			}
+			t.bcastLengths[i].prefixes++
+		}
+		followers[cl] = struct{}{}
+	}
+}
+
+// unfollowLocked takes cl's BCAST prefixes out of the index; t.mu held.
+func (t *tracker) unfollowLocked(cl *Client, prefixes []string) {
+	for _, p := range prefixes {
+		followers := t.bcast[p]
+		if _, ok := followers[cl]; !ok {
+			continue
+		}
+		delete(followers, cl)
+		if len(followers) > 0 {
+			continue
+		}
+		delete(t.bcast, p)
+		i, _ := t.bcastLength(len(p))
+		if t.bcastLengths[i].prefixes--; t.bcastLengths[i].prefixes == 0 {
+			t.bcastLengths = slices.Delete(t.bcastLengths, i, i+1)
+		}
+	}
 }
 
 // push sends a frame to a RESP3 client out of band; RESP2 clients get
@@ -420,16 +475,13 @@ func (t *tracker) wrote(w *Client, keys []trackedKey) {
 	out := map[*Client][]string{}
 	for _, k := range keys {
 		t.invalidateLocked(k.upstream, out, w)
-		for cl, ct := range t.clients {
-			if !ct.bcast || !ct.matches(k.full) {
-				continue
-			}
+		t.bcastFollowers(k.full, func(cl *Client) {
 			if cl != w {
 				out[cl] = append(out[cl], k.full)
-			} else if !ct.noloop {
+			} else if !wt.noloop {
 				wt.addOwn(k.full)
 			}
-		}
+		})
 	}
 	for cl, names := range out {
 		cl.deliver(t.clients[cl], names)
@@ -534,6 +586,9 @@ func (e *Engine) trackingOff(cl *Client) {
 				delete(t.keys, k)
 			}
 		}
+	}
+	if ct.bcast {
+		t.unfollowLocked(cl, ct.prefixes)
 	}
 	delete(t.clients, cl)
 	cl.tracking = nil
@@ -697,6 +752,16 @@ func (e *Engine) setTracking(cl *Client, o trackingOptions) string {
 		ct.keys, ct.own = old.keys, old.own
 	} else {
 		t.active.Add(1)
+	}
+	if ct.bcast {
+		// The index holds what t.clients does: old's prefixes, which
+		// come first in prefixes (a client cannot switch BCAST while
+		// tracking).
+		kept := 0
+		if old != nil && t.clients[cl] == old {
+			kept = len(old.prefixes)
+		}
+		t.followLocked(cl, prefixes[kept:])
 	}
 	t.clients[cl] = ct
 	cl.tracking = ct
