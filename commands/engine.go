@@ -119,6 +119,10 @@ type Options struct {
 	// MaxTxCommands bounds the commands one transaction queues
 	// (server.max_transaction_commands). default: 10000
 	MaxTxCommands int
+	// MaxTxBytes bounds the bytes of the arguments one transaction queues
+	// (server.max_transaction_bytes): they are held until EXEC, outside
+	// the in-flight budget. default: 64 MiB
+	MaxTxBytes int64
 	// Metrics counts commands, refusals, clamps and clients, and times the
 	// commands. default: none (and no clock read for them)
 	Metrics Metrics
@@ -192,6 +196,9 @@ func New(st *store.Store, opts Options) *Engine {
 	}
 	if opts.MaxTransactions <= 0 {
 		opts.MaxTransactions = defaultMaxTransactions
+	}
+	if opts.MaxTxBytes <= 0 {
+		opts.MaxTxBytes = defaultMaxTxBytes
 	}
 	if opts.MaxTxCommands <= 0 {
 		opts.MaxTxCommands = defaultMaxTxCommands

@@ -138,6 +138,10 @@ func errTransactionTooLong(max int) string {
 	return "ERR too many commands in the transaction: at most " + strconv.Itoa(max) + " (server.max_transaction_commands)"
 }
 
+func errTransactionTooLarge(max int64) string {
+	return "ERR transaction too large: its commands may hold at most " + strconv.FormatInt(max, 10) + " bytes (server.max_transaction_bytes)"
+}
+
 func errUnknownSubcommand(cmd, sub string) string {
 	return "ERR unknown subcommand '" + printable(sub) + "'. Try " + cmd + " HELP."
 }

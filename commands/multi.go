@@ -32,15 +32,19 @@ type txState struct {
 	executing bool   // EXEC is dispatching the queue
 	held      bool   // counts against Options.MaxTransactions
 	queued    [][][]byte
-	slotKey   string // cluster: an upstream key of the transaction's slot; "" none yet
-	slot      int    // cluster: that key's slot; -1 none yet
-	pin       *store.Pinned
+	// queuedBytes: the queued commands' arguments, which the transaction
+	// holds until EXEC (Options.MaxTxBytes).
+	queuedBytes int64
+	slotKey     string // cluster: an upstream key of the transaction's slot; "" none yet
+	slot        int    // cluster: that key's slot; -1 none yet
+	pin         *store.Pinned
 }
 
 // Defaults of the transaction limits.
 const (
 	defaultMaxTransactions = 1000
 	defaultMaxTxCommands   = 10000
+	defaultMaxTxBytes      = 64 << 20
 )
 
 // acquire makes t count against Options.MaxTransactions;
@@ -143,6 +147,9 @@ func (e *Engine) queue(c *Call, cmd *Command) {
 	case len(t.queued) >= e.opts.MaxTxCommands:
 		fail(errTransactionTooLong(e.opts.MaxTxCommands))
 		return
+	case t.queuedBytes+argsSize(c.Args) > e.opts.MaxTxBytes:
+		fail(errTransactionTooLarge(e.opts.MaxTxBytes))
+		return
 	}
 	// The dry run: what the handler answers at once is an error it would
 	// answer at EXEC too (a key outside the namespace, a bad payload, a
@@ -178,7 +185,17 @@ func (e *Engine) queue(c *Call, cmd *Command) {
 		args = append(args, []byte("NS"), []byte(c.ns.name))
 	}
 	t.queued = append(t.queued, args)
+	t.queuedBytes += argsSize(c.Args)
 	c.Out.Simple("QUEUED")
+}
+
+// argsSize is the bytes of a command's arguments.
+func argsSize(args [][]byte) int64 {
+	var n int64
+	for _, a := range args {
+		n += int64(len(a))
+	}
+	return n
 }
 
 // inSlot reports whether the upstream keys are all in the transaction's

@@ -226,6 +226,21 @@ func TestTransactionLimits(t *testing.T) {
 	}
 }
 
+// A transaction past max_transaction_bytes aborts: its queued arguments
+// are held until EXEC, outside the in-flight budget, and max_transaction_
+// commands alone let one client queue 10,000 requests of 8 MiB (a hostile
+// review held 200 MiB after 50 of them).
+func TestTransactionBytesLimit(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxTxBytes = 100 })
+	// SET sess:c {"x":"…"} is 3 + 6 + 50 bytes of arguments.
+	value := `{"x":"` + strings.Repeat("y", 42) + `"}`
+	got := f.do("MULTI", "SET sess:c "+value, "SET sess:d "+value, "EXEC", "EXISTS sess:c", "MULTI", "SET sess:e "+value, "EXEC")
+	want := []string{"+OK", "+QUEUED", "-" + errTransactionTooLarge(100), "-" + msgExecAbort, ":0", "+OK", "+QUEUED", "[+OK]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("large transaction, then a small one: %q, want %q", got, want)
+	}
+}
+
 // The owner index of a write inside a transaction is kept (sent after the
 // EXEC), and RESP3 clients get EXEC's array in RESP3.
 func TestTransactionOwnerIndexAndRESP3(t *testing.T) {

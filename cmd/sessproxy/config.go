@@ -55,6 +55,9 @@ type ServerConfig struct {
 	// transaction queues.
 	MaxTransactions        int `toml:"max_transactions"`
 	MaxTransactionCommands int `toml:"max_transaction_commands"`
+	// MaxTransactionBytes bounds the bytes of the arguments one
+	// transaction queues.
+	MaxTransactionBytes int64 `toml:"max_transaction_bytes"`
 	// TrackingMaxKeys bounds CLIENT TRACKING's table of keys read.
 	TrackingMaxKeys int `toml:"tracking_max_keys"`
 }
@@ -170,6 +173,7 @@ func defaultConfig() Config {
 			MaxClientReplyBytes:    64 << 20,
 			MaxTransactions:        1000,
 			MaxTransactionCommands: 10000,
+			MaxTransactionBytes:    64 << 20,
 			TrackingMaxKeys:        1000000,
 		},
 		Upstream: UpstreamConfig{
@@ -316,6 +320,9 @@ func (c *Config) validate() error {
 	}
 	if c.Server.MaxTransactionCommands <= 0 {
 		bad("server.max_transaction_commands", "must be > 0")
+	}
+	if c.Server.MaxTransactionBytes <= 0 {
+		bad("server.max_transaction_bytes", "must be > 0")
 	}
 	switch c.Upstream.Mode {
 	case store.ModeEmbedded:
@@ -510,6 +517,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		Users:               users,
 		MaxTransactions:     c.Server.MaxTransactions,
 		MaxTxCommands:       c.Server.MaxTransactionCommands,
+		MaxTxBytes:          c.Server.MaxTransactionBytes,
 		TrackingMaxKeys:     c.Server.TrackingMaxKeys,
 		HashIDs:             def.HashIDs,
 		DB:                  c.Upstream.DB,
