@@ -6,6 +6,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/store"
 	"github.com/sessproxy/sessproxy/store/codec"
+	"github.com/tidwall/gjson"
 )
 
 // maxUpdateAttempts bounds the read-modify-write retries of SESS.FSET and
@@ -18,7 +19,7 @@ func (e *Engine) sessFGet(c *Call) {
 	if !ok {
 		return
 	}
-	fields := []string{string(c.Args[2])}
+	field := gjson.Escape(string(c.Args[2]))
 	res := e.read(c, ref)
 	c.Then(func() {
 		payload, ok := e.readSession(c, ref, res)
@@ -27,10 +28,15 @@ func (e *Engine) sessFGet(c *Call) {
 		case payload == nil:
 			e.thenUnlessHash(c, ref, c.Out.Null)
 		default:
-			// As SESS.FMGET answers it: a value that is not a JSON
-			// object has no fields.
-			if v := fieldValues(payload, fields)[0]; v != "" {
-				c.Out.BulkString(v)
+			// One field: gjson stops where it finds it, where
+			// fieldValues validates the whole session first. A value
+			// that is not an object has no fields, as SESS.FMGET
+			// answers; one that opens like an object but is not one
+			// (stored straight into Redis) answers what gjson finds.
+			if firstByte(payload) != '{' {
+				c.Out.Null()
+			} else if v := gjson.Get(view(payload), field); v.Exists() {
+				c.Out.BulkString(v.Raw)
 			} else {
 				c.Out.Null()
 			}

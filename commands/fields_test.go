@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,4 +335,23 @@ func TestManyFieldsCostOneScan(t *testing.T) {
 		t.Logf("%s against a 1 MiB session: %v for %d fields, %v for one", tt.name, took, n, base)
 	}
 	f.expect("SESS.FMGET victim k1 k7 k8 k9 k10", "[nil nil $1 $2 $10]")
+}
+
+// TestFieldReadsDoNotCopyTheSession: reading fields of a 1 MiB session
+// allocates what the answer needs, not a copy of the session (a string
+// conversion of the payload did, for every SESS.FGET and SESS.FMGET).
+func TestFieldReadsDoNotCopyTheSession(t *testing.T) {
+	payload := []byte(`{"a":1,"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
+	fields := []string{"a", "missing"}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 20 {
+		if v := fieldValues(payload, fields); v[0] != "1" || v[1] != "" {
+			t.Fatalf("fieldValues = %q", v)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("20 reads of two fields allocated %d KiB", grew>>10)
+	}
 }
