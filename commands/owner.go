@@ -39,16 +39,22 @@ func (e *Engine) indexOwner(c *Call, ref keyRef, payload []byte) {
 	c.Batch.IndexAdd(e.ownerKey(ref.ns, owner.String()), ref.key[len(ref.ns.prefix):], c.policy(ref.ns).Max)
 }
 
-// SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner.
+// SESS.BYOWNER owner: ids of the live sessions whose owner_field is owner,
+// in the index's order.
 func (e *Engine) sessByOwner(c *Call) {
-	owner := string(c.Args[1])
-	sessions, ok := e.ownedSessions(c, c.space(e), owner)
+	var sids []string
+	ok := e.forEachOwned(c, c.space(e), string(c.Args[1]), func(owned []ownedSession) bool {
+		for _, s := range owned {
+			sids = append(sids, s.sid)
+		}
+		return true
+	})
 	if !ok {
 		return
 	}
-	c.Out.Array(len(sessions))
-	for _, s := range sessions {
-		c.Out.BulkString(s.sid)
+	c.Out.Array(len(sids))
+	for _, sid := range sids {
+		c.Out.BulkString(sid)
 	}
 }
 
@@ -61,26 +67,41 @@ func (e *Engine) sessByOwner(c *Call) {
 // belongs to owner.
 func (e *Engine) sessDestroyOwner(c *Call) {
 	owner, sp := string(c.Args[1]), c.space(e)
-	pending, ok := e.ownedSessions(c, sp, owner)
-	if !ok {
-		return
+	index := e.ownerKey(sp, owner)
+	var n int64
+	ok := e.forEachOwned(c, sp, owner, func(owned []ownedSession) bool {
+		destroyed, ok := e.destroyOwned(c, sp, owner, owned)
+		n += destroyed
+		if ok {
+			sids := make([]string, len(owned))
+			for i, s := range owned {
+				sids[i] = s.sid
+			}
+			c.Batch.IndexRemove(index, sids)
+		}
+		return ok
+	})
+	if ok {
+		c.Out.Int(n)
 	}
-	sids := make([]string, len(pending))
-	for i, s := range pending {
-		sids[i] = s.sid
-	}
+}
+
+// destroyOwned destroys the sessions of owned, one chunk of owner's index,
+// each on condition that it is still the value checked (the guard is its
+// digest), and returns how many were live. false: it answered an error.
+func (e *Engine) destroyOwned(c *Call, sp *space, owner string, pending []ownedSession) (int64, bool) {
 	var n int64
 	for attempt := 0; len(pending) > 0; attempt++ {
 		if attempt == maxUpdateAttempts {
 			c.Out.Error(errBusy(pending[0].sid))
-			return
+			return n, false
 		}
 		results := make([]store.DestroyResult, len(pending))
 		for i, s := range pending {
 			results[i] = c.Batch.GetDestroy(sp.prefix+s.sid, sp.grace, sp.format, store.GuardUnchanged(s.stored))
 		}
 		if !e.flushBefore(c) {
-			return
+			return n, false
 		}
 		var rewritten []ownedSession
 		for i, r := range results {
@@ -92,15 +113,14 @@ func (e *Engine) sessDestroyOwner(c *Call) {
 				}
 			case err != nil:
 				e.fail(c, keyRef{sid: pending[i].sid, key: sp.prefix + pending[i].sid, session: true, ns: sp}, err)
-				return
+				return n, false
 			case live:
 				n++
 			}
 		}
 		pending = rewritten
 	}
-	c.Batch.IndexRemove(e.ownerKey(sp, owner), sids)
-	c.Out.Int(n)
+	return n, true
 }
 
 // ownedSession is a session found to belong to an owner, with the stored
@@ -117,31 +137,87 @@ func (e *Engine) belongsTo(sp *space, stored []byte, owner string) bool {
 	return err == nil && gjson.GetBytes(payload, sp.ownerField).String() == owner
 }
 
-// ownedSessions reads owner's index and checks every member against the
-// session itself: members whose session is gone or now belongs to someone
-// else are pruned from the index and left out.
-func (e *Engine) ownedSessions(c *Call, sp *space, owner string) ([]ownedSession, bool) {
+// An owner index has no size bound, and checking a member means fetching
+// its session's whole value: fetched all at once, an index's sessions were
+// all held at once (100 sessions of 4 MiB: +800 MiB for a reply of 100
+// ids). So the members are checked in chunks, each decided before the next
+// is fetched. The first chunk is ownerFirstChunk members; each next one is
+// sized from the bytes the last one brought so that it brings about
+// ownerChunkBytes, growing at most twofold (sessions of very different
+// sizes can make one chunk bring more), and never past maxChunkKeys.
+const (
+	ownerFirstChunk = 16
+	ownerChunkBytes = 8 << 20
+)
+
+// nextOwnerChunk is the size of the chunk after one of n members whose
+// replies took fetched bytes.
+func nextOwnerChunk(n int, fetched int64) int {
+	next := 2 * n
+	if fetched > 0 {
+		next = int(min(int64(next), ownerChunkBytes*int64(n)/fetched))
+	}
+	return max(1, min(next, maxChunkKeys))
+}
+
+// forEachOwned reads owner's index and checks its members against the
+// sessions themselves, chunk by chunk, in the index's order: decide gets
+// each chunk's sessions that belong to owner before the next chunk is
+// fetched, and the values are dropped after it. Members whose session is
+// gone or now belongs to someone else are pruned from the index and left
+// out. false: it or decide answered an error.
+func (e *Engine) forEachOwned(c *Call, sp *space, owner string, decide func([]ownedSession) bool) bool {
 	if sp.ownerField == "" {
 		c.Out.Error(msgNoOwnerField)
-		return nil, false
+		return false
 	}
 	index := e.ownerKey(sp, owner)
 	read := c.Batch.IndexMembers(index)
 	if !e.flushBefore(c) {
-		return nil, false
+		return false
 	}
 	members, err := read.Result()
 	if err != nil {
 		e.fail(c, keyRef{}, err)
-		return nil, false
+		return false
 	}
+	// The replies received so far are held for their commands: account
+	// them now (as chunks does), so that what each chunk brings can be
+	// told apart below.
+	c.setAsideReplies()
+	if !c.holdReplies() {
+		c.Out.Error(msgReplyLimit)
+		return false
+	}
+	size := ownerFirstChunk
+	for lo := 0; lo < len(members); {
+		chunk := members[lo:min(lo+size, len(members))]
+		lo += len(chunk)
+		owned, fetched, ok := e.checkOwned(c, sp, index, owner, chunk)
+		if !ok || !decide(owned) {
+			return false
+		}
+		size = nextOwnerChunk(len(chunk), fetched)
+	}
+	return true
+}
+
+// checkOwned fetches the sessions of members, one chunk of owner's index,
+// and returns those that belong to owner, with the size of the replies
+// that brought them. Those bytes are taken out of the proxy's account of
+// replies held (TakeReplyBytes): they are dropped once the chunk is
+// decided, not held for the client, and counted as held they would add up
+// over the chunks to more than the client may hold at once. It queues
+// pruning the chunk's stale members.
+func (e *Engine) checkOwned(c *Call, sp *space, index, owner string, members []string) ([]ownedSession, int64, bool) {
 	gets := make([]store.GetResult, len(members))
 	for i, m := range members {
 		gets[i] = c.Batch.Get(sp.prefix + m)
 	}
 	if !e.flushBefore(c) {
-		return nil, false
+		return nil, 0, false
 	}
+	fetched := c.Batch.TakeReplyBytes()
 	var owned []ownedSession
 	var stale []string
 	for i, g := range gets {
@@ -152,7 +228,7 @@ func (e *Engine) ownedSessions(c *Call, sp *space, owner string) ([]ownedSession
 			continue
 		case err != nil:
 			e.fail(c, keyRef{sid: members[i], key: sp.prefix + members[i], session: true, ns: sp}, err)
-			return nil, false
+			return nil, 0, false
 		}
 		payload, _, err := sp.codec.Decode(stored)
 		if err != nil {
@@ -170,5 +246,5 @@ func (e *Engine) ownedSessions(c *Call, sp *space, owner string) ([]ownedSession
 		}
 	}
 	c.Batch.IndexRemove(index, stale)
-	return owned, true
+	return owned, fetched, true
 }

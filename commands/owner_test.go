@@ -87,3 +87,36 @@ func TestDestroyOwnerSparesASessionThatChangedOwner(t *testing.T) {
 	}
 	t.Logf("bob's write came first in %d of 300 rounds", spared)
 }
+
+// An index larger than a chunk (forEachOwned) is checked chunk by chunk:
+// the reply lists the owner's sessions in the index's order, the stale
+// members of every chunk are pruned, and every session is destroyed.
+func TestOwnerIndexLargerThanAChunk(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.OwnerField = "u" })
+	const n = 3*ownerFirstChunk + 5
+	var want, bob []string
+	for i := 0; i < n; i++ {
+		sid := fmt.Sprintf("s%03d", i)
+		f.expect(`SESS.SET `+sid+` {"u":"ada"}`, "+OK")
+		switch i % 3 {
+		case 0:
+			f.m.Del("sess:" + sid) // expired behind the proxy's back
+		case 1:
+			f.expect(`SESS.SET `+sid+` {"u":"bob"}`, "+OK")
+			bob = append(bob, "$"+sid)
+		default:
+			want = append(want, sid)
+		}
+	}
+	members, _ := f.m.Members("sessproxy:owner:sess:ada") // miniredis answers SMEMBERS sorted
+	if len(members) != n {
+		t.Fatalf("index holds %d members, want %d", len(members), n)
+	}
+	f.expect("SESS.BYOWNER ada", "[$"+strings.Join(want, " $")+"]")
+	if members, _ := f.m.Members("sessproxy:owner:sess:ada"); strings.Join(members, " ") != strings.Join(want, " ") {
+		t.Fatalf("index after SESS.BYOWNER = %v, want %v", members, want)
+	}
+	f.expect("SESS.DESTROYOWNER ada", fmt.Sprintf(":%d", len(want)))
+	f.expect("SESS.BYOWNER ada", "[]")
+	f.expect("SESS.BYOWNER bob", "["+strings.Join(bob, " ")+"]")
+}

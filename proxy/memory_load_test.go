@@ -358,3 +358,89 @@ func TestMemoryPipelinedMGetsUnread(t *testing.T) {
 	c.Close()
 	l.finish(fmt.Sprintf("%d pipelined MGETs of %d × %d KB unread", gets, keys, value>>10))
 }
+
+// SESS.BYOWNER and SESS.DESTROYOWNER check an owner's index against the
+// sessions themselves, whose values the proxy must fetch for that. An
+// index has no size bound, and fetching every member's session in one
+// round trip held them all at once (100 sessions of 4 MiB: +800 MiB of RSS
+// for a reply of 100 ids). Here 2,000 sessions of 64 KiB, 125 MiB of
+// values: the replies are the same, and the proxy holds a chunk of them at
+// a time, within the scenarios' bound. Before the chunks: +275 MiB for
+// each command with event loops; without, the fetched values counted as
+// unsent replies and the client was closed instead of answered.
+func TestMemoryOwnerCommandsHoldAChunkOfSessions(t *testing.T) {
+	rs := redistest.Standalone(t)
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := commands.New(st, commands.Options{OwnerField: "u", Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	opts := Options{MaxInflightBytes: testBudget, MaxClients: 100}
+	// As cmd/sessproxy runs it.
+	old := debug.SetMemoryLimit(MemoryLimit(opts))
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	srv := startServerOn(t, eng, opts)
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	const n, size = 2000, 64 << 10
+	value := `{"u":"ada","p":"` + strings.Repeat("x", size) + `"}`
+	w := bufio.NewWriter(c)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "*3\r\n$3\r\nSET\r\n$9\r\nsess:%04d\r\n$%d\r\n%s\r\n", i, len(value), value)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			t.Fatalf("SET %d: %q, %v", i, line, err)
+		}
+	}
+	// grown sends cmd, reads its reply's first line and lines more, and
+	// returns them with how much the process's peak RSS grew meanwhile.
+	grown := func(cmd string, lines int) (string, []string, int64) {
+		debug.FreeOSMemory()
+		resetPeakMemory(t)
+		before := peakMemory(t)
+		got := roundTrip(t, c, r, cmd)
+		rest := make([]string, lines)
+		for i := range rest {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			rest[i] = strings.TrimSpace(line)
+		}
+		return got, rest, peakMemory(t) - before
+	}
+	const bound = testBudget + rssSlack
+	got, lines, grew := grown("SESS.BYOWNER ada\r\n", 2*n)
+	t.Logf("SESS.BYOWNER over %d sessions of %d KiB: peak RSS +%d MiB", n, size>>10, grew>>20)
+	if got != fmt.Sprintf("*%d", n) {
+		t.Fatalf("SESS.BYOWNER: %q, want %d ids", got, n)
+	}
+	seen := make(map[string]bool, n)
+	for i := 1; i < len(lines); i += 2 {
+		seen[lines[i]] = true
+	}
+	for i := 0; i < n; i++ {
+		if !seen[fmt.Sprintf("%04d", i)] {
+			t.Fatalf("SESS.BYOWNER: %04d missing", i)
+		}
+	}
+	if grew > bound {
+		t.Errorf("SESS.BYOWNER grew peak RSS by %d MiB, over %d MiB of sessions", grew>>20, n*size>>20)
+	}
+	got, _, grew = grown("SESS.DESTROYOWNER ada\r\n", 0)
+	t.Logf("SESS.DESTROYOWNER over %d sessions of %d KiB: peak RSS +%d MiB", n, size>>10, grew>>20)
+	if got != fmt.Sprintf(":%d", n) {
+		t.Fatalf("SESS.DESTROYOWNER: %q, want :%d", got, n)
+	}
+	if grew > bound {
+		t.Errorf("SESS.DESTROYOWNER grew peak RSS by %d MiB, over %d MiB of sessions", grew>>20, n*size>>20)
+	}
+	if got := roundTrip(t, c, r, "SESS.BYOWNER ada\r\n"); got != "*0" {
+		t.Errorf("SESS.BYOWNER after SESS.DESTROYOWNER: %q", got)
+	}
+}
