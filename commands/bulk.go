@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,68 +52,43 @@ func (e *Engine) sessLength(c *Call) {
 }
 
 // SESS.ALL: id payload id payload … (a map in RESP3).
+//
+// Every session is held until the reply is written (a map's length comes
+// first), so the reply limit is checked as they are fetched: a chunk at a
+// time (nextChunkSize), stopping once what is gathered passes the room the
+// client's reply has left. Written, it then takes the writer over its
+// limit and the client gets the reply-limit error, as for any reply too
+// large. Gathered whole first, a namespace's sessions were all held at
+// once whatever the limit (120 sessions of 400 KiB: +52 MiB for a client
+// allowed 1 MiB).
 func (e *Engine) sessAll(c *Call) {
-	type entry struct {
-		sid     string
-		payload []byte
-	}
 	var mu sync.Mutex
-	var all []entry
+	var all []sessionEntry
+	var gathered int64
+	room := c.Out.Room()
 	sp := c.space(e)
 	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(sp.prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
-		if keys = e.sessionKeys(sp, keys); len(keys) == 0 {
-			return nil
-		}
-		gets := make([]store.GetResult, len(keys))
-		for i, k := range keys {
-			gets[i] = b.Get(k)
-		}
-		if err := b.Exec(ctx); err != nil {
-			return err
-		}
-		page := make([]entry, 0, len(keys))
-		// A hash session reads as missing in the page's MGET (or as
-		// WRONGTYPE alone): its fields are read in a second step, as a
-		// JSON object.
-		hashes := make(map[int]store.HashResult)
-		for i, g := range gets {
-			if _, err := g.Result(); err == store.ErrNotFound || store.IsWrongType(err) {
-				hashes[i] = b.HashRead(keys[i], 0, "HGETALL")
-			}
-		}
-		if len(hashes) > 0 {
-			if err := b.Exec(ctx); err != nil {
-				return err
-			}
-		}
-		for i, g := range gets {
-			if h, ok := hashes[i]; ok {
-				fields, found, err := h.Result()
-				if err != nil {
-					return err
-				}
-				if found { // else destroyed since the page was read
-					page = append(page, entry{keys[i][len(sp.prefix):], hashJSON(fields)})
-				}
-				continue
-			}
-			stored, err := g.Result()
+		keys = e.sessionKeys(sp, keys)
+		for lo, size := 0, firstChunkKeys; lo < len(keys); {
+			chunk := keys[lo:min(lo+size, len(keys))]
+			lo += len(chunk)
+			page, n, err := e.readSessions(ctx, b, sp, chunk)
 			if err != nil {
 				return err
 			}
-			sid := keys[i][len(sp.prefix):]
-			payload, _, err := sp.codec.Decode(stored)
-			if err != nil {
-				return &decodeError{sid: sid, err: err}
+			mu.Lock()
+			all = append(all, page...)
+			gathered += n
+			over := gathered > room
+			mu.Unlock()
+			if over {
+				return errGatheredPastRoom
 			}
-			page = append(page, entry{sid, payload})
+			size = nextChunkSize(len(chunk), n)
 		}
-		mu.Lock()
-		all = append(all, page...)
-		mu.Unlock()
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errGatheredPastRoom) {
 		e.fail(c, keyRef{}, err)
 		return
 	}
@@ -121,6 +97,67 @@ func (e *Engine) sessAll(c *Call) {
 		c.Out.BulkString(en.sid)
 		c.Out.Bulk(en.payload)
 	}
+}
+
+// errGatheredPastRoom stops SESS.ALL's walk once its reply cannot fit.
+var errGatheredPastRoom = errors.New("sessions gathered past the reply's room")
+
+// sessionEntry is one session of SESS.ALL's reply.
+type sessionEntry struct {
+	sid     string
+	payload []byte
+}
+
+// readSessions fetches the sessions at keys, all on b's node, and returns
+// them with their size. A hash session reads as missing in the page's
+// MGET (or as WRONGTYPE alone): its fields are read in a second step, as a
+// JSON object.
+func (e *Engine) readSessions(ctx context.Context, b *store.Batch, sp *space, keys []string) ([]sessionEntry, int64, error) {
+	gets := make([]store.GetResult, len(keys))
+	for i, k := range keys {
+		gets[i] = b.Get(k)
+	}
+	if err := b.Exec(ctx); err != nil {
+		return nil, 0, err
+	}
+	hashes := make(map[int]store.HashResult)
+	for i, g := range gets {
+		if _, err := g.Result(); err == store.ErrNotFound || store.IsWrongType(err) {
+			hashes[i] = b.HashRead(keys[i], 0, "HGETALL")
+		}
+	}
+	if len(hashes) > 0 {
+		if err := b.Exec(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	page := make([]sessionEntry, 0, len(keys))
+	var size int64
+	for i, g := range gets {
+		sid := keys[i][len(sp.prefix):]
+		var payload []byte
+		if h, ok := hashes[i]; ok {
+			fields, found, err := h.Result()
+			if err != nil {
+				return nil, 0, err
+			}
+			if !found { // destroyed since the page was read
+				continue
+			}
+			payload = hashJSON(fields)
+		} else {
+			stored, err := g.Result()
+			if err != nil {
+				return nil, 0, err
+			}
+			if payload, _, err = sp.codec.Decode(stored); err != nil {
+				return nil, 0, &decodeError{sid: sid, err: err}
+			}
+		}
+		page = append(page, sessionEntry{sid, payload})
+		size += int64(len(sid) + len(payload))
+	}
+	return page, size, nil
 }
 
 // SESS.CLEAR: destroys every session (tombstones), admin only. Locks are

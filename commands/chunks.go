@@ -125,3 +125,24 @@ func (e *Engine) sumChunked(c *Call, queue func(*Call, []keyRef) func() (int64, 
 		c.Out.Int(total)
 	}
 }
+
+// Commands that must look at whole sessions to answer (SESS.BYOWNER,
+// SESS.DESTROYOWNER, SESS.ALL) fetch them in chunks rather than all at
+// once. The first chunk is firstChunkKeys keys; each next one is sized
+// from the bytes the last one brought so that it brings about chunkBytes,
+// growing at most twofold (sessions of very different sizes can make one
+// chunk bring more), and never past maxChunkKeys.
+const (
+	firstChunkKeys = 16
+	chunkBytes     = 8 << 20
+)
+
+// nextChunkSize is the size of the chunk after one of n keys whose
+// sessions took fetched bytes.
+func nextChunkSize(n int, fetched int64) int {
+	next := 2 * n
+	if fetched > 0 {
+		next = int(min(int64(next), chunkBytes*int64(n)/fetched))
+	}
+	return max(1, min(next, maxChunkKeys))
+}

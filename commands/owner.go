@@ -140,25 +140,8 @@ func (e *Engine) belongsTo(sp *space, stored []byte, owner string) bool {
 // An owner index has no size bound, and checking a member means fetching
 // its session's whole value: fetched all at once, an index's sessions were
 // all held at once (100 sessions of 4 MiB: +800 MiB for a reply of 100
-// ids). So the members are checked in chunks, each decided before the next
-// is fetched. The first chunk is ownerFirstChunk members; each next one is
-// sized from the bytes the last one brought so that it brings about
-// ownerChunkBytes, growing at most twofold (sessions of very different
-// sizes can make one chunk bring more), and never past maxChunkKeys.
-const (
-	ownerFirstChunk = 16
-	ownerChunkBytes = 8 << 20
-)
-
-// nextOwnerChunk is the size of the chunk after one of n members whose
-// replies took fetched bytes.
-func nextOwnerChunk(n int, fetched int64) int {
-	next := 2 * n
-	if fetched > 0 {
-		next = int(min(int64(next), ownerChunkBytes*int64(n)/fetched))
-	}
-	return max(1, min(next, maxChunkKeys))
-}
+// ids). So the members are checked in chunks (nextChunkSize), each decided
+// before the next is fetched.
 
 // forEachOwned reads owner's index and checks its members against the
 // sessions themselves, chunk by chunk, in the index's order: decide gets
@@ -189,7 +172,7 @@ func (e *Engine) forEachOwned(c *Call, sp *space, owner string, decide func([]ow
 		c.Out.Error(msgReplyLimit)
 		return false
 	}
-	size := ownerFirstChunk
+	size := firstChunkKeys
 	for lo := 0; lo < len(members); {
 		chunk := members[lo:min(lo+size, len(members))]
 		lo += len(chunk)
@@ -197,7 +180,7 @@ func (e *Engine) forEachOwned(c *Call, sp *space, owner string, decide func([]ow
 		if !ok || !decide(owned) {
 			return false
 		}
-		size = nextOwnerChunk(len(chunk), fetched)
+		size = nextChunkSize(len(chunk), fetched)
 	}
 	return true
 }

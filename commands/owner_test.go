@@ -93,7 +93,7 @@ func TestDestroyOwnerSparesASessionThatChangedOwner(t *testing.T) {
 // members of every chunk are pruned, and every session is destroyed.
 func TestOwnerIndexLargerThanAChunk(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.OwnerField = "u" })
-	const n = 3*ownerFirstChunk + 5
+	const n = 3*firstChunkKeys + 5
 	var want, bob []string
 	for i := 0; i < n; i++ {
 		sid := fmt.Sprintf("s%03d", i)

@@ -218,3 +218,44 @@ func TestDeeplyNestedScriptsCostNoMemory(t *testing.T) {
 		t.Errorf("EVAL of a script 50 levels deep: %q, want :1", got)
 	}
 }
+
+// SESS.ALL stops fetching sessions once its reply cannot fit the client's
+// max_client_reply_bytes: it gathered the whole namespace first, so any
+// client, read-only included, could make the proxy hold every session in
+// Redis at once.
+func TestSessAllStopsAtTheReplyLimit(t *testing.T) {
+	const limit = 1 << 20
+	srv := startServer(t, Options{MaxClientReplyBytes: limit})
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	const sessions = 640 // of 100 KiB: 64 MiB
+	payload := `{"pad":"` + strings.Repeat("x", 100<<10) + `"}`
+	var sets strings.Builder
+	for i := range sessions {
+		sets.WriteString(encodeRESP("SESS.SET", fmt.Sprintf("s%03d", i), payload))
+	}
+	if _, err := io.WriteString(c, sets.String()); err != nil {
+		t.Fatal(err)
+	}
+	for range sessions {
+		if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+			t.Fatalf("SESS.SET: %q, %v", line, err)
+		}
+	}
+	debug.FreeOSMemory()
+	resetPeakMemory(t)
+	before := peakMemory(t)
+	got := roundTrip(t, c, r, encodeRESP("SESS.ALL"))
+	grew := peakMemory(t) - before
+	t.Logf("SESS.ALL of %d sessions of 100 KiB, 1 MiB allowed: peak memory grew by %d MiB", sessions, grew>>20)
+	if want := "-ERR reply larger than server.max_client_reply_bytes (" + strconv.Itoa(limit) + "): closing the connection"; got != want {
+		t.Errorf("SESS.ALL: %q, want %q", got, want)
+	}
+	// Gathered whole: 208 MiB. Stopped after the first chunk (16
+	// sessions): 73 MiB, most of it the embedded upstream's own work
+	// listing 640 sessions in this process (about 130 MiB allocated
+	// either way), none of it the gathered sessions.
+	if grew > 128<<20 {
+		t.Errorf("peak memory grew by %d MiB", grew>>20)
+	}
+}

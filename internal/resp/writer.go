@@ -10,6 +10,7 @@ package resp
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -48,6 +49,15 @@ func (w *Writer) room(n int) bool {
 	}
 	w.Limit.left -= int64(n)
 	return w.Limit.left >= 0
+}
+
+// Room is how many more bytes the writer may append before its limit
+// (none left once over); the largest int64 without a limit.
+func (w *Writer) Room() int64 {
+	if w.Limit == nil {
+		return math.MaxInt64
+	}
+	return max(w.Limit.left, 0)
 }
 
 // Over says whether the writer's limit has been passed: what it is given
