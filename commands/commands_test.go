@@ -679,3 +679,20 @@ func TestPipelinesSharingARound(t *testing.T) {
 	b.Exec(ctx)
 	one.Complete(func([]byte) {})
 }
+
+// An unknown command of any length is answered as unknown, and its name is
+// not kept: the client's lookup scratch grew to the longest name it had
+// sent and held it for the client's life.
+func TestLongUnknownCommandNameIsNotKept(t *testing.T) {
+	f := newFixture(t, nil)
+	name := strings.Repeat("A", 1<<20)
+	if got := f.one(name); got != "-"+errUnknownCommand(name) {
+		t.Fatalf("a 1 MiB command name: %.80q", got)
+	}
+	if c := cap(f.client.scratch); c > maxCommandName {
+		t.Errorf("the client keeps %d bytes of scratch after a long unknown name", c)
+	}
+	if got := f.one("ping"); got != "+PONG" {
+		t.Errorf("ping: %q", got)
+	}
+}

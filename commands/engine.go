@@ -473,9 +473,20 @@ func (e *Engine) Dispatch(c *Call) {
 	cmd.Handler(c)
 }
 
+// maxCommandName is longer than any command's name, the proxy's or
+// Redis's (the longest are about 20 bytes).
+const maxCommandName = 64
+
 // lookup finds a command by name, case-insensitively, without allocating.
+// A name longer than any command's is unknown without being copied: the
+// client's scratch grew to the longest name it ever sent and kept it for
+// the client's life (4 MiB a client, outside every budget, for one request
+// each).
 func (e *Engine) lookup(cl *Client, name []byte) *Command {
 	cl.scratch = cl.scratch[:0]
+	if len(name) > maxCommandName {
+		return nil
+	}
 	for _, ch := range name {
 		if 'A' <= ch && ch <= 'Z' {
 			ch += 'a' - 'A'
