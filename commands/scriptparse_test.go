@@ -25,7 +25,7 @@ func TestScriptParsesAreBounded(t *testing.T) {
 			// Flat, so within the nesting bound, and near the size bound:
 			// one of the costliest shapes to parse.
 			src := fmt.Sprintf("local x = %d", i) + strings.Repeat("+1", (maxScriptBytes-64)/2)
-			if _, msg := sc.load(src); msg != "" {
+			if _, msg, _ := sc.load(src); msg != "" {
 				t.Errorf("script %d: %s", i, msg)
 			}
 		}()

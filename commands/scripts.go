@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/sessproxy/sessproxy/store"
+	"go.uber.org/zap"
 )
 
 // Scripts (SPEC §12.2): EVAL, EVALSHA and their _RO forms run the client's
@@ -82,24 +83,25 @@ func (sc *scriptCache) exists(hash string) bool {
 }
 
 // load returns the cached script of source, wrapping and caching it when
-// it is new, or the error reply for a script that does not compile.
-func (sc *scriptCache) load(source string) (*cachedScript, string) {
+// it is new, or the error reply for a script that does not compile; fresh
+// when it was new.
+func (sc *scriptCache) load(source string) (s *cachedScript, msg string, fresh bool) {
 	sum := sha1.Sum([]byte(source))
 	hash := hex.EncodeToString(sum[:])
 	if s := sc.get(hash); s != nil {
-		return s, ""
+		return s, "", false
 	}
 	wrapped, msg := sc.wrap(source)
 	if msg != "" {
-		return nil, msg
+		return nil, msg, false
 	}
-	s := &cachedScript{hash: hash, upstream: store.NewUserScript(wrapped), lines: userLines(source), size: len(source) + len(wrapped),
+	s = &cachedScript{hash: hash, upstream: store.NewUserScript(wrapped), lines: userLines(source), size: len(source) + len(wrapped),
 		noWrites: declaresNoWrites(source)}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if el, ok := sc.byHash[hash]; ok { // loaded meanwhile by another client
 		sc.lru.MoveToFront(el)
-		return el.Value.(*cachedScript), ""
+		return el.Value.(*cachedScript), "", false
 	}
 	if sc.byHash == nil {
 		sc.byHash = make(map[string]*list.Element)
@@ -113,7 +115,7 @@ func (sc *scriptCache) load(source string) (*cachedScript, string) {
 		delete(sc.byHash, gone.hash)
 		sc.bytes -= gone.size
 	}
-	return s, ""
+	return s, "", true
 }
 
 // wrap is wrapScript once a place to parse is free (parseSlots).
@@ -185,9 +187,13 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 		}
 	} else {
 		var msg string
-		if s, msg = e.scripts.load(string(c.Args[1])); msg != "" {
+		var fresh bool
+		if s, msg, fresh = e.scripts.load(string(c.Args[1])); msg != "" {
 			c.Out.Error(msg)
 			return
+		}
+		if fresh {
+			e.preload(c, s)
 		}
 	}
 	keyArgs, userArgs := c.Args[3:3+n], c.Args[3+n:]
@@ -251,6 +257,22 @@ func (e *Engine) runScript(c *Call, bySHA, readOnly bool) {
 	})
 }
 
+// preload loads a script new to the proxy on every master before its first
+// EVALSHA, so that its first run does not meet NOSCRIPT. A NOSCRIPT is
+// recovered (loaded, sent again) unless, in the pipeline the proxy shares
+// between clients, a later write to one of its keys already ran: then it
+// keeps its error, as sending it again would reorder it after that write.
+// phpredis's lock release met exactly that: its EVAL of the release script
+// ran in one pipeline with another PHP process's SET NX polling the same
+// lock, got NOSCRIPT, and the lock stayed until it expired ("Failed to
+// release session lock", TestSentinel and TestCluster/PHPSessionLocking,
+// now and then). If loading fails here, that recovery still applies.
+func (e *Engine) preload(c *Call, s *cachedScript) {
+	if err := e.store.LoadUserScript(c.Ctx, s.upstream); err != nil {
+		e.opts.Logger.Warn("script not loaded ahead of its first run", zap.String("sha", s.hash), zap.Error(err))
+	}
+}
+
 // clientError rewrites an error reply of the wrapped script as the
 // client's script's: Redis names the wrapped script's SHA-1, and a line of
 // the wrapper when the wrapper raised the error.
@@ -292,10 +314,13 @@ func (e *Engine) script(c *Call) {
 			c.Out.Error(errArity("script|load"))
 			return
 		}
-		s, msg := e.scripts.load(string(c.Args[2]))
+		s, msg, fresh := e.scripts.load(string(c.Args[2]))
 		if msg != "" {
 			c.Out.Error(msg)
 			return
+		}
+		if fresh {
+			e.preload(c, s)
 		}
 		c.Out.BulkString(s.hash)
 	case "exists":

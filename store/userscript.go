@@ -50,6 +50,11 @@ func (b *Batch) Eval(u *UserScript, readOnly bool, keys []string, args [][]byte)
 }
 
 // loadUserScripts loads users on every master.
+// LoadUserScript loads u on every master ahead of its first EVALSHA.
+func (s *Store) LoadUserScript(ctx context.Context, u *UserScript) error {
+	return s.loadUserScripts(ctx, []*UserScript{u})
+}
+
 func (s *Store) loadUserScripts(ctx context.Context, users []*UserScript) error {
 	seen := make(map[*UserScript]bool)
 	for _, u := range users {
