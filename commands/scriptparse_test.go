@@ -2,11 +2,11 @@ package commands
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sessproxy/sessproxy/internal/procmem"
 )
 
 // TestScriptParsesAreBounded: clients that each load a different large
@@ -15,8 +15,8 @@ import (
 func TestScriptParsesAreBounded(t *testing.T) {
 	const clients = 40
 	var sc scriptCache
-	resetPeak(t)
-	before := peakRSS(t)
+	procmem.ResetPeak(t)
+	before := procmem.Peak(t)
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Add(1)
@@ -31,35 +31,9 @@ func TestScriptParsesAreBounded(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	grew := peakRSS(t) - before
+	grew := procmem.Peak(t) - before
 	t.Logf("%d scripts of %d KiB loaded at once: peak memory grew by %d MiB", clients, maxScriptBytes>>10, grew>>20)
 	if grew > 400<<20 {
 		t.Errorf("peak memory grew by %d MiB", grew>>20)
 	}
-}
-
-func resetPeak(t *testing.T) {
-	t.Helper()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func peakRSS(t *testing.T) int64 {
-	t.Helper()
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
 }

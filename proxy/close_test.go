@@ -16,6 +16,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/internal/procmem"
 	"github.com/sessproxy/sessproxy/store"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -298,8 +299,8 @@ func TestReplyLimitHoldsWhileAReplyIsBuilt(t *testing.T) {
 		// The memory the previous case freed, returned: reused, it would
 		// hide this case's growth.
 		debug.FreeOSMemory()
-		resetPeakMemory(t)
-		before := peakMemory(t)
+		procmem.ResetPeak(t)
+		before := procmem.Peak(t)
 		start := time.Now()
 		_ = greedy.SetDeadline(start.Add(10 * time.Second))
 		if _, err := io.WriteString(greedy, request); err != nil {
@@ -309,7 +310,7 @@ func TestReplyLimitHoldsWhileAReplyIsBuilt(t *testing.T) {
 		// process's memory, which is the proxy's too.
 		line, err := greedyR.ReadString('\n')
 		took := time.Since(start)
-		grew := peakMemory(t) - before
+		grew := procmem.Peak(t) - before
 		t.Logf("%s (%d request bytes): %q in %v, peak memory +%d MiB", tt.name, len(request), trim([]byte(line)), took, grew>>20)
 		if err != nil || line != want {
 			t.Fatalf("%s: got %q (%v), want %q", tt.name, trim([]byte(line)), err, want)

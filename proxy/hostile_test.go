@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/internal/procmem"
 )
 
 // Frames an attacker sent before AUTH: the first four panicked in redcon's
@@ -119,8 +120,8 @@ func TestDeeplyNestedPayloadsCostNoStack(t *testing.T) {
 		n := bytes / 2
 		return strings.Repeat("[", n) + strings.Repeat("]", n)
 	}
-	resetPeakMemory(t)
-	before := peakMemory(t)
+	procmem.ResetPeak(t)
+	before := procmem.Peak(t)
 	for _, cmd := range [][]string{
 		{"SESS.SET", "deep", `{"a":` + deep(1<<20-8) + `}`},
 		{"SESS.FSET", "deep", "f", deep(6 << 20)},
@@ -134,40 +135,11 @@ func TestDeeplyNestedPayloadsCostNoStack(t *testing.T) {
 			t.Errorf("%s of a deeply nested value: %q, want an invalid payload error", cmd[0], got)
 		}
 	}
-	grew := peakMemory(t) - before
+	grew := procmem.Peak(t) - before
 	t.Logf("peak memory grew by %d MiB", grew>>20)
 	if grew > 256<<20 {
 		t.Errorf("peak memory grew by %d MiB judging two payloads of 7 MiB together", grew>>20)
 	}
-}
-
-// resetPeakMemory starts the process's peak resident memory (VmHWM) over
-// from its current size.
-func resetPeakMemory(t *testing.T) {
-	t.Helper()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// peakMemory is the process's peak resident memory in bytes (VmHWM).
-func peakMemory(t *testing.T) int64 {
-	t.Helper()
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc/self/status")
-	return 0
 }
 
 // A script nested thousands of levels deep gets Redis's compile error and
@@ -196,11 +168,11 @@ func TestDeeplyNestedScriptsCostNoMemory(t *testing.T) {
 	for _, tt := range tests {
 		cmd := fmt.Sprintf("*3\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n0\r\n", len(tt.script), tt.script)
 		debug.FreeOSMemory()
-		resetPeakMemory(t)
-		before := peakMemory(t)
+		procmem.ResetPeak(t)
+		before := procmem.Peak(t)
 		start := time.Now()
 		got := roundTrip(t, c, r, cmd)
-		grew := peakMemory(t) - before
+		grew := procmem.Peak(t) - before
 		t.Logf("%s (%d bytes): %v, peak memory +%d MiB", tt.name, len(tt.script), time.Since(start).Round(time.Millisecond), grew>>20)
 		if !strings.HasPrefix(got, tt.want) {
 			t.Errorf("EVAL of %s: %q, want %q", tt.name, got, tt.want)
@@ -243,10 +215,10 @@ func TestSessAllStopsAtTheReplyLimit(t *testing.T) {
 		}
 	}
 	debug.FreeOSMemory()
-	resetPeakMemory(t)
-	before := peakMemory(t)
+	procmem.ResetPeak(t)
+	before := procmem.Peak(t)
 	got := roundTrip(t, c, r, encodeRESP("SESS.ALL"))
-	grew := peakMemory(t) - before
+	grew := procmem.Peak(t) - before
 	t.Logf("SESS.ALL of %d sessions of 100 KiB, 1 MiB allowed: peak memory grew by %d MiB", sessions, grew>>20)
 	if want := "-ERR reply larger than server.max_client_reply_bytes (" + strconv.Itoa(limit) + "): closing the connection"; got != want {
 		t.Errorf("SESS.ALL: %q, want %q", got, want)

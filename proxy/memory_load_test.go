@@ -20,6 +20,7 @@ import (
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
 	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/internal/procmem"
 	"github.com/sessproxy/sessproxy/store"
 )
 
@@ -144,7 +145,7 @@ type load struct {
 
 func (p *loadProxy) measure(t *testing.T) *load {
 	debug.FreeOSMemory()
-	l := &load{t: t, p: p, before: rssBytes(t), heap: heapInUse(), stop: make(chan struct{}), started: time.Now()}
+	l := &load{t: t, p: p, before: procmem.RSS(t), heap: heapInUse(), stop: make(chan struct{}), started: time.Now()}
 	l.peak.Store(l.before)
 	l.done.Add(2)
 	go func() { // RSS sampler
@@ -156,7 +157,7 @@ func (p *loadProxy) measure(t *testing.T) *load {
 			case <-l.stop:
 				return
 			case <-tick.C:
-				if rss := rssBytes(t); rss > l.peak.Load() {
+				if rss := procmem.RSS(t); rss > l.peak.Load() {
 					l.peak.Store(rss)
 				}
 			}
@@ -401,8 +402,8 @@ func TestMemoryOwnerCommandsHoldAChunkOfSessions(t *testing.T) {
 	// returns them with how much the process's peak RSS grew meanwhile.
 	grown := func(cmd string, lines int) (string, []string, int64) {
 		debug.FreeOSMemory()
-		resetPeakMemory(t)
-		before := peakMemory(t)
+		procmem.ResetPeak(t)
+		before := procmem.Peak(t)
 		got := roundTrip(t, c, r, cmd)
 		rest := make([]string, lines)
 		for i := range rest {
@@ -412,7 +413,7 @@ func TestMemoryOwnerCommandsHoldAChunkOfSessions(t *testing.T) {
 			}
 			rest[i] = strings.TrimSpace(line)
 		}
-		return got, rest, peakMemory(t) - before
+		return got, rest, procmem.Peak(t) - before
 	}
 	const bound = testBudget + rssSlack
 	got, lines, grew := grown("SESS.BYOWNER ada\r\n", 2*n)

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/internal/procmem"
 )
 
 // TestMain runs the memory tests with the shipped binary's GC target.
@@ -27,23 +29,6 @@ func TestMain(m *testing.M) {
 		debug.SetGCPercent(GCPercent)
 	}
 	os.Exit(m.Run())
-}
-
-// rssBytes is this process's resident set size.
-func rssBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc/self/status")
-	return 0
 }
 
 // 10,000 idle clients must cost the proxy under 200 MB of RSS. The clients
@@ -59,7 +44,7 @@ func TestMemoryTenThousandIdleClients(t *testing.T) {
 	// and count against the clients (an event loop's client costs less
 	// than that garbage).
 	debug.FreeOSMemory()
-	before := rssBytes(t)
+	before := procmem.RSS(t)
 
 	child := exec.Command(os.Args[0], "-test.run=^TestMemoryIdleClientsHelper$")
 	child.Env = append(os.Environ(), "SESSPROXY_IDLE_ADDR="+srv.Addr().String(), "SESSPROXY_IDLE_CLIENTS="+strconv.Itoa(clients))
@@ -84,7 +69,7 @@ func TestMemoryTenThousandIdleClients(t *testing.T) {
 		t.Fatalf("client process: %q, %v", line, err)
 	}
 	debug.FreeOSMemory()
-	grown := rssBytes(t) - before
+	grown := procmem.RSS(t) - before
 	t.Logf("%d idle clients: proxy RSS grew by %.1f MB (%.1f KB per client)", clients, float64(grown)/(1<<20), float64(grown)/clients/1024)
 	if grown > 200<<20 {
 		t.Fatalf("%d idle clients cost %d MB, over 200 MB", clients, grown>>20)
