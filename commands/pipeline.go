@@ -149,6 +149,7 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 		p.limit.Reset(p.meter.ReplyRoom())
 		limit = &p.limit
 	}
+	p.markParty()
 	for i, args := range cmds {
 		if p.round != nil && p.e.needsOwnConn(p.client, args) {
 			p.n = i
@@ -171,7 +172,19 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 // after a miss), which needs the round executed again before the next
 // pass. An event loop runs a pass for every pipeline of the round, then
 // executes the round once for all their follow-ups.
-func (p *Pipeline) FinishPass() bool { return p.e.finishPass(p.calls[:p.n]) }
+func (p *Pipeline) FinishPass() bool {
+	p.markParty()
+	return p.e.finishPass(p.calls[:p.n])
+}
+
+// markParty tells a round's batch that what is queued next is this
+// client's: if some of it must be sent again (a failover's NOSCRIPT), its
+// order matters only among the client's own commands (store.Batch.SetParty).
+func (p *Pipeline) markParty() {
+	if p.round != nil {
+		p.batch.SetParty(p.client.ID)
+	}
+}
 
 // Complete is Run's second half, once the batch Queue filled has executed:
 // it finishes every command (their follow-ups executed together) and
@@ -184,6 +197,7 @@ func (p *Pipeline) Complete(write func([]byte)) {
 	if p.round == nil {
 		p.holdReplies()
 	}
+	p.markParty()
 	p.e.finish(calls[:n], func() { _ = p.batch.Exec(p.ctx) })
 	over := p.limit.Over() // set from the meter, so only with one
 	if over {

@@ -255,3 +255,43 @@ func TestNewScriptIsLoadedUpstreamFirst(t *testing.T) {
 	}
 	f.expect("EVALSHA "+s.hash+" 0", ":2")
 }
+
+// A script that meets NOSCRIPT (its node lost its scripts) in a round it
+// shares with another client's write to the same key is still run: the
+// clients' commands have no order between them, so it runs after that
+// write. Before, the write that ran after it kept it from going again,
+// and the client got NOSCRIPT (phpredis's lock release, another PHP
+// process polling the lock with SET NX).
+func TestRoundSendsAScriptAgainAfterAnotherClientsWrite(t *testing.T) {
+	f := newFixture(t, nil)
+	const script = `EVAL 'return redis.call("SET", KEYS[1], ARGV[1])' 1 sess:a_LOCK `
+	f.expect(script+"first", "$OK")
+	direct := redis.NewClient(&redis.Options{Addr: f.m.Addr()})
+	defer direct.Close()
+	if err := direct.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	round := f.e.NewRound()
+	mine := f.e.NewPipelineIn(f.e.Connect("127.0.0.1:2", "127.0.0.1:6380"), round)
+	other := f.e.NewPipelineIn(f.e.Connect("127.0.0.1:3", "127.0.0.1:6380"), round)
+	mine.Queue(ctx, [][][]byte{toArgs(script + "mine")})
+	other.Queue(ctx, [][][]byte{toArgs("SET sess:a_LOCK other")})
+	round.Exec(ctx)
+	for p, want := range map[*Pipeline]string{mine: "$OK", other: "+OK"} {
+		var out bytes.Buffer
+		p.Complete(func(r []byte) { out.Write(r) })
+		if got, _ := readReply(bufio.NewReader(&out)); got != want {
+			t.Errorf("reply %q, want %q", got, want)
+		}
+	}
+	f.expect("GET sess:a_LOCK", "$mine")
+}
+
+func toArgs(line string) [][]byte {
+	var out [][]byte
+	for _, a := range splitArgs(line) {
+		out = append(out, []byte(a))
+	}
+	return out
+}

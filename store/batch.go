@@ -52,6 +52,46 @@ type Batch struct {
 	// grouped marks the batch a combiner sends a group with, which must
 	// not be handed to a combiner again.
 	grouped bool
+	// parties records whose operations these are, where one batch carries
+	// several clients' (an event loop's round, a combiner's group):
+	// recovery may then send a client's command again after another
+	// client's (sender.again).
+	parties []partyMark
+}
+
+// partyMark says that the operations from ops[from] on, until the next
+// mark, were queued by the party id: a client, whose operations keep
+// their order among themselves but not among other clients'. 0: not known.
+type partyMark struct {
+	from int
+	id   int64
+}
+
+// SetParty says that the operations queued next, until the next
+// SetParty, are client id's (not 0). A batch no one calls it on is one
+// party's, as recovery has always assumed.
+func (b *Batch) SetParty(id int64) {
+	if n := len(b.parties); n > 0 && b.parties[n-1].from == len(b.ops) {
+		b.parties[n-1].id = id
+		return
+	}
+	b.parties = append(b.parties, partyMark{from: len(b.ops), id: id})
+}
+
+// partiesOf returns, for each of n operations, its party under marks
+// (0: not known).
+func partiesOf(marks []partyMark, n int) []int64 {
+	out := make([]int64, n)
+	for i, m := range marks {
+		to := n
+		if i+1 < len(marks) {
+			to = marks[i+1].from
+		}
+		for j := m.from; j < to; j++ {
+			out[j] = m.id
+		}
+	}
+	return out
 }
 
 // opKind says how an operation becomes upstream commands.
@@ -217,7 +257,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 		}
 	}
 	b.plan.build(b.ops, b.s.slotMigrating)
-	b.out.exec(ctx, b.ops, &b.plan)
+	b.out.exec(ctx, b.ops, b.parties, &b.plan)
 	b.plan.deliver(b.ops)
 	return ctx.Err()
 }
@@ -231,6 +271,7 @@ func (b *Batch) reset() {
 	b.slab = nil
 	clear(b.ops)
 	b.ops = b.ops[:0]
+	b.parties = b.parties[:0]
 	b.plan.reset()
 }
 

@@ -136,6 +136,10 @@ func newCombiner(s *Store) *groupCommit[op] {
 // sendGroup sends group, reads or writes of one slot, as one batch (which
 // also recovers from NOSCRIPT and TRYAGAIN).
 func sendGroup(ctx context.Context, b *Batch, group []op) {
-	b.ops = append(b.ops, group...)
+	// Each operation is a different client's batch of one.
+	for i := range group {
+		b.SetParty(int64(i) + 1)
+		b.ops = append(b.ops, group[i])
+	}
 	_ = b.Exec(ctx) // each operation's error is its own
 }

@@ -71,8 +71,9 @@ type sender struct {
 	pending  []int
 }
 
-// exec sends p's calls, then recovers.
-func (sn *sender) exec(ctx context.Context, ops []op, p *plan) {
+// exec sends p's calls, then recovers; parties says whose ops are
+// (Batch.SetParty).
+func (sn *sender) exec(ctx context.Context, ops []op, parties []partyMark, p *plan) {
 	pending := sn.pending[:0]
 	for i := range p.calls {
 		if !p.calls[i].split {
@@ -80,7 +81,7 @@ func (sn *sender) exec(ctx context.Context, ops []op, p *plan) {
 		}
 	}
 	sn.send(ctx, p, pending)
-	sn.recover(ctx, ops, p, pending)
+	sn.recover(ctx, ops, parties, p, pending)
 	sn.pending = pending[:0]
 }
 
@@ -105,7 +106,19 @@ const maxRecoveryRounds = 3
 // undo it. Such a read keeps its first answer, and then a write before it
 // to one of its keys is not sent again either: the answer would be stale.
 // Such a write keeps its error.
-func (sn *sender) recover(ctx context.Context, ops []op, p *plan, sent []int) {
+//
+// That rule orders every command of the batch after the ones before it,
+// which is right for one client's. Where the batch carries several
+// clients' (parties), none of them has an answer yet, so any order among
+// different clients' commands is one Redis could have run them in: a
+// command also goes again when no later command of its own client keeps
+// its first result, whatever other clients' commands did to its keys. It
+// then runs after them, and its client's later commands after it.
+// Without that, one client's write to a key (a PHP process polling a lock
+// with SET NX) made another's script that met NOSCRIPT on the same key
+// (the lock's release) fail.
+func (sn *sender) recover(ctx context.Context, ops []op, parties []partyMark, p *plan, sent []int) {
+	var party []int64 // each op's, once a round needs it
 	for round := 0; round < maxRecoveryRounds; round++ {
 		first, noScript := -1, false
 		for i, c := range sent {
@@ -135,7 +148,10 @@ func (sn *sender) recover(ctx context.Context, ops []op, p *plan, sent []int) {
 				return
 			}
 		}
-		if sent = sn.again(ops, p, sent[first:]); len(sent) == 0 {
+		if party == nil {
+			party = partiesOf(parties, len(ops))
+		}
+		if sent = sn.again(ops, party, p, sent[first:]); len(sent) == 0 {
 			return
 		}
 		sn.send(ctx, p, sent)
@@ -151,18 +167,37 @@ func (c *call) didNotRun() bool {
 // again returns, in order, the calls of sent (from the first that did not
 // run on) to send again, as recover describes. It splits the runs that got
 // TRYAGAIN into their per-key calls; those not sent again keep the
-// TRYAGAIN.
-func (sn *sender) again(ops []op, p *plan, sent []int) []int {
+// TRYAGAIN. party is each op's client (0: not known).
+func (sn *sender) again(ops []op, party []int64, p *plan, sent []int) []int {
 	// Walking backwards collects the keys of the writes that ran after each
 	// call (ran), and of the reads after it that keep their first answer
 	// (pinned): a write sent again before such a read would make its answer
-	// stale, so it keeps its error instead. resend[i], or per key of a split
-	// run keyResend[i], says what goes again.
+	// stale, so it keeps its error instead. kept holds the clients with a
+	// later command that keeps its first result, ran or read (keptUnknown:
+	// one whose client is not known). resend[i], or per key of a split run
+	// keyResend[i], says what goes again.
 	resend := make([]bool, len(sent))
 	keyResend := make([][]bool, len(sent))
 	ran, pinned := make(map[string]bool), make(map[string]bool)
 	ranUnknown, pinnedUnknown := false, false // keys the proxy cannot name
-	free := func(c *call, keys []string, write bool) bool {
+	kept, keptUnknown := make(map[int64]bool), false
+	// last: nothing of the clients of ops after them stays, so they can go
+	// after everything that ran.
+	last := func(ops []int) bool {
+		if keptUnknown {
+			return false
+		}
+		for _, o := range ops {
+			if who := party[o]; who == 0 || kept[who] {
+				return false
+			}
+		}
+		return true
+	}
+	free := func(c *call, ops []int, keys []string, write bool) bool {
+		if last(ops) {
+			return true
+		}
 		if ranUnknown || (write && pinnedUnknown) {
 			return false
 		}
@@ -176,6 +211,13 @@ func (sn *sender) again(ops []op, p *plan, sent []int) []int {
 		}
 		return true
 	}
+	keep := func(o int) {
+		if who := party[o]; who != 0 {
+			kept[who] = true
+		} else {
+			keptUnknown = true
+		}
+	}
 	for i := len(sent) - 1; i >= 0; i-- {
 		c := &p.calls[sent[i]]
 		switch {
@@ -184,26 +226,35 @@ func (sn *sender) again(ops []op, p *plan, sent []int) []int {
 			all := true
 			keyResend[i] = make([]bool, len(c.keys))
 			for j := range c.keys {
-				keyResend[i][j] = free(c, c.keys[j:j+1], !c.read)
+				keyResend[i][j] = free(c, c.ops[j:j+1], c.keys[j:j+1], !c.read)
 				all = all && keyResend[i][j]
 			}
 			if all && isNoScript(c.cmd.Err()) {
 				resend[i], keyResend[i] = true, nil
 			}
 		case c.didNotRun():
-			resend[i] = free(c, c.keys, !c.read)
+			resend[i] = free(c, c.ops, c.keys, !c.read)
 		case c.read:
-			if resend[i] = free(c, c.keys, false); !resend[i] {
+			if resend[i] = free(c, c.ops, c.keys, false); !resend[i] {
 				pinnedUnknown = pinnedUnknown || c.opaque
 				for _, k := range c.keys {
 					pinned[k] = true
 				}
+				for _, o := range c.ops {
+					keep(o)
+				}
 			}
 		case c.opaque:
 			ranUnknown = true
+			for _, o := range c.ops {
+				keep(o)
+			}
 		default:
 			for _, k := range c.keys {
 				ran[k] = true
+			}
+			for _, o := range c.ops {
+				keep(o)
 			}
 		}
 	}

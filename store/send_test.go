@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,113 @@ func TestSendKeepsErrorWhenLaterWriteRan(t *testing.T) {
 	}
 	if v, _ := read.Result(); v != "first" {
 		t.Fatalf("read before a later write to its key: %v, want its first answer", v)
+	}
+}
+
+// In a batch of several clients (an event loop's round), another client's
+// later write to the key does not keep a command from going again: no
+// client has its answer yet, so the command may run after that write. Its
+// own client's later read goes again after it and sees it.
+func TestSendAgainAfterAnotherClientsWrite(t *testing.T) {
+	b, sent, _ := fakeBatch(func(round int, cmd string) (interface{}, error) {
+		switch {
+		case round == 0 && strings.HasPrefix(cmd, "evalsha"):
+			return nil, errNoScriptReply
+		case strings.HasPrefix(cmd, "evalsha"):
+			return []interface{}{int64(1)}, nil
+		case strings.HasPrefix(cmd, "set"):
+			return "OK", nil
+		}
+		return "round " + strconv.Itoa(round), nil
+	})
+	b.SetParty(1)
+	release := b.Write("lock", Write{Value: []byte("v"), TTL: time.Second, Cond: NX})
+	b.SetParty(2)
+	b.Forward(false, "set", "lock", "other")
+	b.SetParty(1)
+	read := b.Forward(true, "get", "lock")
+	if err := b.Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantRounds(t, sent.rounds,
+		[]string{"evalsha write 1 lock v 1000 NX  0 0 ", "set lock other", "get lock"},
+		[]string{"evalsha write 1 lock v 1000 NX  0 0 ", "get lock"})
+	wantWrite(t, release, Applied, nil)
+	if v, _ := read.Result(); v != "round 1" {
+		t.Fatalf("the client's read after its write: %v, want the answer sent after the write (round 1)", v)
+	}
+}
+
+// A command still keeps its error when a later command of its own client
+// keeps its first result, even on other keys: going again would put it
+// after that command. Without parties (one client's batch), another
+// write to the key keeps it too.
+func TestSendKeepsErrorWhenOwnLaterCommandStays(t *testing.T) {
+	for _, parties := range []bool{true, false} {
+		b, sent, _ := fakeBatch(func(round int, cmd string) (interface{}, error) {
+			switch {
+			case strings.HasPrefix(cmd, "evalsha"):
+				return nil, errNoScriptReply
+			case strings.HasPrefix(cmd, "set"):
+				return "OK", nil
+			}
+			return "first", nil
+		})
+		party := func(id int64) {
+			if parties {
+				b.SetParty(id)
+			}
+		}
+		party(1)
+		w := b.Write("a", Write{Value: []byte("v"), TTL: time.Second, Cond: NX})
+		party(2)
+		b.Forward(false, "set", "a", "other")
+		party(1)
+		b.Forward(false, "set", "b", "mine")
+		if err := b.Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(sent.rounds) != 1 {
+			t.Fatalf("parties %v: sent %d rounds, want 1: nothing can go again", parties, len(sent.rounds))
+		}
+		if _, _, err := w.Result(); !isNoScript(err) {
+			t.Fatalf("parties %v: write before its client's own later write: %v, want its NOSCRIPT", parties, err)
+		}
+	}
+}
+
+// In a merged run of several clients' writes, each key's write goes again
+// by its own client's rule: another client's later write to a keeps
+// nothing, but b's client has a later write of its own.
+func TestSendAgainSplitsRunByClient(t *testing.T) {
+	b, sent, _ := fakeBatch(func(round int, cmd string) (interface{}, error) {
+		switch {
+		case round == 0 && strings.HasPrefix(cmd, "evalsha"):
+			return nil, errTryAgainReply
+		case strings.HasPrefix(cmd, "evalsha"):
+			return []interface{}{int64(1)}, nil
+		}
+		return "OK", nil
+	})
+	b.SetParty(1)
+	one := b.Write("a", Write{Value: []byte("1"), TTL: time.Second})
+	b.SetParty(2)
+	two := b.Write("b", Write{Value: []byte("2"), TTL: time.Second})
+	b.SetParty(3)
+	b.Forward(false, "set", "a", "x")
+	b.Forward(false, "set", "b", "x")
+	b.SetParty(2)
+	b.Forward(false, "set", "c", "y")
+	inSlot(b, 42)
+	if err := b.Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantRounds(t, sent.rounds,
+		[]string{"evalsha setMany 2 a b 1 1000 2 1000", "set a x", "set b x", "set c y"},
+		[]string{"evalsha setMany 1 a 1 1000"})
+	wantWrite(t, one, Applied, nil)
+	if _, _, err := two.Result(); !isTryAgain(err) {
+		t.Fatalf("client 2's write, before its own later write: %v, want its TRYAGAIN", err)
 	}
 }
 
