@@ -213,6 +213,12 @@ func errHashTooLarge(sid string, max int) string {
 	return "ERR hash session " + printable(sid) + " would exceed codec.max_payload_bytes (" + strconv.Itoa(max) + " bytes of fields and values): nothing written"
 }
 
+// errHashTooManyFields refuses a hash write that would take the hash past
+// codec.max_hash_fields.
+func errHashTooManyFields(sid string, max int) string {
+	return "ERR hash session " + printable(sid) + " would exceed codec.max_hash_fields (" + strconv.Itoa(max) + " fields): nothing written"
+}
+
 func errHashArgs(cmd string, max int) string {
 	return "ERR too many arguments for '" + cmd + "' on a session key: at most " + strconv.Itoa(max) + " after the key"
 }
