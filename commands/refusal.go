@@ -171,6 +171,9 @@ func (e *Engine) scriptRefusal(sp *space, msg string) (reason Refusal, key strin
 		return RefusedTombstone, sp.storageKey(sid), true
 	case strings.HasPrefix(msg, "ERR invalid session payload: larger than"):
 		return RefusedTooLarge, "", true
+	case strings.HasPrefix(msg, msgHashSession) && strings.Contains(msg, msgHashWouldExceed):
+		sid, _, _ := strings.Cut(strings.TrimPrefix(msg, msgHashSession), msgHashWouldExceed)
+		return RefusedTooLarge, sp.storageKey(sid), true
 	case strings.HasPrefix(msg, "ERR invalid session payload:"):
 		return RefusedPayload, "", true
 	case strings.HasPrefix(msg, msgPersistDenied):

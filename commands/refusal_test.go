@@ -89,6 +89,8 @@ func TestRefusedWritesAreLoggedAndCounted(t *testing.T) {
 			`HSET sess:hb f ` + secret, RefusedTooLarge, "sess:hb", "-ERR hash session hb would exceed codec.max_payload_bytes"},
 		{"a hash session write past max_hash_fields", func(o *Options) { o.MaxHashFields = 1 }, nil,
 			`HSET sess:hf f ` + secret + ` g ` + secret, RefusedTooLarge, "sess:hf", "-ERR hash session hf would exceed codec.max_hash_fields"},
+		{"a script's hash write past max_hash_fields", func(o *Options) { o.MaxHashFields = 1 }, nil,
+			`EVAL 'return redis.pcall("HSET", KEYS[1], "f", ARGV[1], "g", ARGV[1])' 1 sess:hs ` + secret, RefusedTooLarge, "sess:hs", "-ERR hash session hs would exceed codec.max_hash_fields"},
 		{"a write outside the prefix", nil, nil,
 			`SET other:k ` + secret, RefusedOutsidePrefix, "other:k", "-NOPERM "},
 		{"PERSIST under deny", nil, []string{`SESS.SET ps {}`},

@@ -108,10 +108,20 @@ func TestDefaultConfigBoundsWhatAHashWriteCostsRedis(t *testing.T) {
 		t.Error("the refused field was written")
 	}
 
+	// A client's script's hash writes are bounded the same way.
+	const scriptHSet = "return redis.pcall('hset', KEYS[1], ARGV[1], ARGV[2])"
+	if got := do("EVAL", scriptHSet, "1", "sess:full", "one-more", ""); !strings.HasPrefix(got, refused[:len(refused)-len(": nothing written")]) {
+		t.Errorf("a script's HSET of field %d = %q, want %q…", limit+1, got, refused)
+	}
+
 	small, _ := perWrite(20, "HSET", "sess:small", "f", "x")
 	atCap, reply := perWrite(20, "HSET", "sess:full", "0", "x")
 	if reply != ":0" {
 		t.Errorf("HSET of a field a full hash has = %q, want :0", reply)
+	}
+	scriptAtCap, reply := perWrite(20, "EVAL", scriptHSet, "1", "sess:full", "0", "y")
+	if reply != ":0" {
+		t.Errorf("a script's HSET of a field a full hash has = %q, want :0", reply)
 	}
 
 	// A hash of tiny fields that fits max_payload_bytes, written before the
@@ -132,16 +142,26 @@ func TestDefaultConfigBoundsWhatAHashWriteCostsRedis(t *testing.T) {
 	if !strings.HasPrefix(reply, "-ERR hash session big would exceed") {
 		t.Errorf("HSET on a hash of %d fields = %q, want it refused", bigFields, reply)
 	}
+	scriptBig, reply := perWrite(5, "EVAL", scriptHSet, "1", "sess:big", "0", "y")
+	if !strings.HasPrefix(reply, "-ERR hash session big would exceed") {
+		t.Errorf("a script's HSET on a hash of %d fields = %q, want it refused", bigFields, reply)
+	}
 	if v := rdb.HGet(ctx, "sess:big", "0").Val(); v != "" {
-		t.Errorf("the refused write left field 0 = %q", v)
+		t.Errorf("the refused writes left field 0 = %q", v)
 	}
 
 	t.Logf("Redis time per HSET through the proxy: %v on a hash of 1 field, %v at max_hash_fields (%d fields), %v on a hash of %d fields",
 		small, atCap, limit, big, bigFields)
+	t.Logf("Redis time per script HSET: %v at max_hash_fields, %v on a hash of %d fields", scriptAtCap, scriptBig, bigFields)
 	for _, m := range []struct {
 		what string
 		d    time.Duration
-	}{{fmt.Sprintf("at max_hash_fields (%d)", limit), atCap}, {fmt.Sprintf("on %d fields", bigFields), big}} {
+	}{
+		{fmt.Sprintf("at max_hash_fields (%d)", limit), atCap},
+		{fmt.Sprintf("on %d fields", bigFields), big},
+		{"in a script at max_hash_fields", scriptAtCap},
+		{fmt.Sprintf("in a script on %d fields", bigFields), scriptBig},
+	} {
 		if m.d > maxRedisPerWrite {
 			t.Errorf("a hash write %s cost Redis %v, want at most %v", m.what, m.d, maxRedisPerWrite)
 		}
