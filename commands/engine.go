@@ -96,6 +96,11 @@ type Options struct {
 	// MaxHashBytes bounds a hash session: the lengths of its fields and
 	// values together (codec.max_payload_bytes). default: 0 (no bound)
 	MaxHashBytes int
+	// MaxHashFields bounds a hash session's number of fields
+	// (codec.max_hash_fields). Measuring MaxHashBytes reads the whole hash
+	// on Redis at every write, so this also bounds what a write costs
+	// Redis; set it whenever MaxHashBytes is set. default: 0 (no bound)
+	MaxHashFields int
 	// RequirePass is the password of the default user. default: none
 	RequirePass string
 	// Users are named users with roles. default: none
@@ -219,7 +224,7 @@ func New(st *store.Store, opts Options) *Engine {
 	// fields are cleared so that nothing reads them by mistake.
 	opts.Policy, opts.RequirePass, opts.Users = ttl.Policy{}, "", nil
 	opts.Prefix, opts.OwnerField, opts.LockSuffixes, opts.Codec = "", "", nil, nil
-	opts.Tombstones, opts.Grace, opts.OnWrite, opts.MaxHashBytes, opts.HashIDs = false, 0, "", 0, false
+	opts.Tombstones, opts.Grace, opts.OnWrite, opts.MaxHashBytes, opts.MaxHashFields, opts.HashIDs = false, 0, "", 0, 0, false
 	opts.TombstoneFormat, opts.TombstoneTransition = "", 0
 	opts.Namespaces = nil
 	e.opts = opts

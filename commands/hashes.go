@@ -119,11 +119,12 @@ func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply ha
 	p := c.policy(ref.ns)
 	// No payload to read a TTL from: the default (or idle), clamped.
 	w := store.HashWrite{
-		Cmd:      cmd,
-		Args:     c.Args[2:],
-		TTL:      e.writeTTL(e.decide(ref.ns, p, nil, 0)),
-		Slide:    p.Idle > 0,
-		MaxBytes: ref.ns.maxHashBytes,
+		Cmd:       cmd,
+		Args:      c.Args[2:],
+		TTL:       e.writeTTL(e.decide(ref.ns, p, nil, 0)),
+		Slide:     p.Idle > 0,
+		MaxBytes:  ref.ns.maxHashBytes,
+		MaxFields: ref.ns.maxHashFields,
 	}
 	res := c.Batch.HashWrite(ref.key, w)
 	c.Then(func() {
@@ -133,6 +134,8 @@ func (e *Engine) hashWrite(c *Call, cmd string, forwarded forwardFlags, reply ha
 			reply(c, nil, true)
 		case errors.Is(err, store.ErrHashTooLarge):
 			e.refuse(c, RefusedTooLarge, ref.key, errHashTooLarge(ref.sid, ref.ns.maxHashBytes))
+		case errors.Is(err, store.ErrHashTooManyFields):
+			e.refuse(c, RefusedTooLarge, ref.key, errHashTooManyFields(ref.sid, ref.ns.maxHashFields))
 		case err != nil:
 			e.fail(c, ref, err)
 		default:

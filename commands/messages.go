@@ -208,10 +208,24 @@ func errBusy(sid string) string {
 }
 
 // errHashTooLarge refuses a hash write that would take the hash past
-// codec.max_payload_bytes (its fields and values together).
+// codec.max_payload_bytes (its fields and values together). The script
+// wrapper words its own refusals of hash writes the same (scriptwrap.go).
 func errHashTooLarge(sid string, max int) string {
-	return "ERR hash session " + printable(sid) + " would exceed codec.max_payload_bytes (" + strconv.Itoa(max) + " bytes of fields and values): nothing written"
+	return msgHashSession + printable(sid) + msgHashWouldExceed + "codec.max_payload_bytes (" + strconv.Itoa(max) + " bytes of fields and values): nothing written"
 }
+
+// errHashTooManyFields refuses a hash write that would take the hash past
+// codec.max_hash_fields.
+func errHashTooManyFields(sid string, max int) string {
+	return msgHashSession + printable(sid) + msgHashWouldExceed + "codec.max_hash_fields (" + strconv.Itoa(max) + " fields): nothing written"
+}
+
+// The parts of a hash write's refusal around the session id, by which a
+// script's refusal is recognised (scriptRefusal).
+const (
+	msgHashSession     = "ERR hash session "
+	msgHashWouldExceed = " would exceed "
+)
 
 func errHashArgs(cmd string, max int) string {
 	return "ERR too many arguments for '" + cmd + "' on a session key: at most " + strconv.Itoa(max) + " after the key"

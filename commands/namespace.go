@@ -23,18 +23,19 @@ type Namespace struct {
 	// Name is what SESS.* … NS <name> calls it. Required, unique.
 	Name string
 	// Prefix, OwnerField, LockSuffixes, Policy, Tombstones, Grace, OnWrite,
-	// Codec, MaxHashBytes and HashIDs are as in Options, for this
-	// namespace's keys.
-	Prefix       string
-	OwnerField   string
-	LockSuffixes []string
-	Policy       ttl.Policy
-	Tombstones   bool
-	Grace        time.Duration
-	OnWrite      string
-	Codec        codec.Codec
-	MaxHashBytes int
-	HashIDs      bool
+	// Codec, MaxHashBytes, MaxHashFields and HashIDs are as in Options, for
+	// this namespace's keys.
+	Prefix        string
+	OwnerField    string
+	LockSuffixes  []string
+	Policy        ttl.Policy
+	Tombstones    bool
+	Grace         time.Duration
+	OnWrite       string
+	Codec         codec.Codec
+	MaxHashBytes  int
+	MaxHashFields int
+	HashIDs       bool
 	// TombstoneFormat and TombstoneTransition are as in Options.
 	TombstoneFormat     store.TombstoneFormat
 	TombstoneTransition time.Duration
@@ -47,19 +48,20 @@ const DefaultNamespace = "default"
 // space is a namespace as the engine serves it. Its TTL policy is in the
 // reloadable configuration, at policies[index].
 type space struct {
-	index        int
-	name         string
-	alias        string // the default namespace's second name (Options.DefaultAlias)
-	prefix       string
-	ownerField   string
-	lockSuffixes []string
-	tombstones   bool
-	grace        time.Duration // the tombstone lifetime; zero when tombstones are off
-	onWrite      string
-	codec        codec.Codec
-	maxHashBytes int
-	hashIDs      bool
-	format       store.TombstoneFormat // of the tombstones it writes
+	index         int
+	name          string
+	alias         string // the default namespace's second name (Options.DefaultAlias)
+	prefix        string
+	ownerField    string
+	lockSuffixes  []string
+	tombstones    bool
+	grace         time.Duration // the tombstone lifetime; zero when tombstones are off
+	onWrite       string
+	codec         codec.Codec
+	maxHashBytes  int
+	maxHashFields int
+	hashIDs       bool
+	format        store.TombstoneFormat // of the tombstones it writes
 	// nativeAt is when its common-case writes become Redis's own SET …
 	// GET (store.Write.Native): under the typed format, once the string
 	// tombstones of a proxy not yet switched have expired. Zero: never.
@@ -76,7 +78,7 @@ func newSpace(index int, ns Namespace, started time.Time) *space {
 	}
 	sp := &space{index: index, name: ns.Name, prefix: ns.Prefix, ownerField: ns.OwnerField,
 		lockSuffixes: slices.Clone(ns.LockSuffixes), tombstones: ns.Tombstones, onWrite: ns.OnWrite,
-		codec: ns.Codec, maxHashBytes: ns.MaxHashBytes, hashIDs: ns.HashIDs}
+		codec: ns.Codec, maxHashBytes: ns.MaxHashBytes, maxHashFields: ns.MaxHashFields, hashIDs: ns.HashIDs}
 	sp.format = ns.TombstoneFormat
 	if sp.format == "" {
 		sp.format = store.TombstoneString
@@ -114,7 +116,7 @@ func (sp *space) nativeWrites() bool {
 func (o *Options) defaultNamespace() Namespace {
 	return Namespace{Name: DefaultNamespace, Prefix: o.Prefix, OwnerField: o.OwnerField, LockSuffixes: o.LockSuffixes,
 		Policy: o.Policy, Tombstones: o.Tombstones, Grace: o.Grace, OnWrite: o.OnWrite, Codec: o.Codec,
-		MaxHashBytes: o.MaxHashBytes, HashIDs: o.HashIDs,
+		MaxHashBytes: o.MaxHashBytes, MaxHashFields: o.MaxHashFields, HashIDs: o.HashIDs,
 		TombstoneFormat: o.TombstoneFormat, TombstoneTransition: o.TombstoneTransition}
 }
 

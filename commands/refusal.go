@@ -18,7 +18,7 @@ type Refusal uint8
 const (
 	RefusedTombstone     Refusal = iota // the session was destroyed: -TOMBSTONE, or success under tombstone.on_write = "ignore"
 	RefusedPayload                      // the codec refused the payload: not JSON, not an object, the codec's header magic
-	RefusedTooLarge                     // a payload over codec.max_payload_bytes, or a hash session that would pass it
+	RefusedTooLarge                     // a payload over codec.max_payload_bytes, or a hash session that would pass it or codec.max_hash_fields
 	RefusedOutsidePrefix                // a write to a key outside the prefix under session.outside_prefix = "deny"
 	RefusedPersist                      // PERSIST (or GETEX PERSIST) under ttl.persist = "deny"
 	RefusedNoExpires                    // a session with no cookie.expires and no TTL of its own under ttl.require_expires
@@ -171,6 +171,9 @@ func (e *Engine) scriptRefusal(sp *space, msg string) (reason Refusal, key strin
 		return RefusedTombstone, sp.storageKey(sid), true
 	case strings.HasPrefix(msg, "ERR invalid session payload: larger than"):
 		return RefusedTooLarge, "", true
+	case strings.HasPrefix(msg, msgHashSession) && strings.Contains(msg, msgHashWouldExceed):
+		sid, _, _ := strings.Cut(strings.TrimPrefix(msg, msgHashSession), msgHashWouldExceed)
+		return RefusedTooLarge, sp.storageKey(sid), true
 	case strings.HasPrefix(msg, "ERR invalid session payload:"):
 		return RefusedPayload, "", true
 	case strings.HasPrefix(msg, msgPersistDenied):

@@ -76,6 +76,22 @@ func TestScriptWritesGetThePolicyTTL(t *testing.T) {
 	}
 }
 
+func TestScriptHashWritesAreBoundedAsTheProxysAre(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxHashBytes, o.MaxHashFields = 16, 2 })
+	f.wantCall(":2", "EVAL", "return redis.call('hset', KEYS[1], 'a', '1', 'b', '2')", "1", "sess:h")
+	f.wantCall("-"+errHashTooManyFields("h", 2), "EVAL", "return redis.pcall('hset', KEYS[1], 'a', '9', 'c', '3')", "1", "sess:h")
+	f.wantCall("-"+errHashTooManyFields("h", 2), "EVAL", "return redis.pcall('hincrby', KEYS[1], 'c', '1')", "1", "sess:h")
+	f.wantCall("-"+errHashTooLarge("h", 16), "EVAL", "return redis.pcall('hset', KEYS[1], 'a', '12345678901234')", "1", "sess:h") // 17 bytes
+	// The script goes on after a refusal it catches, and sees nothing of it.
+	f.wantCall("[$a $1 $b $2]", "EVAL", "redis.pcall('hsetnx', KEYS[1], 'c', '3') return redis.call('hgetall', KEYS[1])", "1", "sess:h")
+	f.wantCallError(errHashTooManyFields("new", 2), "EVAL", "return redis.call('hset', KEYS[1], 'a', '1', 'b', '2', 'c', '3')", "1", "sess:new")
+	if f.m.Exists("sess:new") {
+		t.Error("a refused script write created the hash")
+	}
+	f.wantCall(":1", "EVAL", "return redis.call('hdel', KEYS[1], 'b')", "1", "sess:h")
+	f.wantCall(":1", "EVAL", "return redis.call('hset', KEYS[1], 'c', '3')", "1", "sess:h")
+}
+
 func TestScriptDelLeavesATombstoneThatRefusesScriptWrites(t *testing.T) {
 	f := newFixture(t, nil)
 	f.expect("SESS.SET a {}", "+OK")

@@ -48,9 +48,12 @@ local others = {}
 for s in string.gmatch(P[18], '[^\n]+') do others[#others + 1] = s end
 -- typed: tombstone.format = "typed", a destroy writes a set.
 local typed = P[19] == 'typed'
-local NP = 20
+-- max_fields: codec.max_hash_fields (0: none); max_bytes bounds a hash
+-- session's fields and values together as well.
+local max_fields = tonumber(P[20])
+local NP = 21
 local names, first = __sp_K, NP + 1
-if P[20] == '1' then
+if P[21] == '1' then
   names = {}
   for i = 1, #__sp_K do names[i] = P[NP + i] end
   first = NP + #__sp_K + 1
@@ -341,9 +344,42 @@ local function on_session(p, e, name, a)
     a[1], a[3] = 'PEXPIRE', fmt(ms)
     return call(p, unpack(a))
   end
-  -- hash writes: the hash gets the policy TTL, as a SET without one does
+  -- hash writes: bounded as the proxy's own are (store/hash.go), the
+  -- fields first, with HLEN, so that summing the sizes never reads more
+  -- than max_fields fields; a write past a bound is undone. The hash gets
+  -- the policy TTL, as a SET without one does.
+  local fields, old, existed
+  if name ~= 'hdel' and (max_fields > 0 or max_bytes > 0) and a[3] ~= nil then
+    fields = {}
+    for i = 3, #a, 2 do fields[#fields + 1] = a[i] end
+    existed = R.call('EXISTS', k) == 1
+    old = R.pcall('HMGET', k, unpack(fields))
+    if failed(old) then fields = nil end -- not a hash: the command answers WRONGTYPE
+  end
   local r = call(p, unpack(a))
-  if not failed(r) and R.call('EXISTS', k) == 1 then R.call('PEXPIRE', k, fmt(default_ms)) end
+  if failed(r) then return r end
+  if fields then
+    local over
+    if max_fields > 0 and R.call('HLEN', k) > max_fields then
+      over = 'codec.max_hash_fields (' .. max_fields .. ' fields)'
+    elseif max_bytes > 0 then
+      local size = 0
+      local all = R.call('HGETALL', k)
+      for i = 1, #all do size = size + #all[i] end
+      if size > max_bytes then over = 'codec.max_payload_bytes (' .. max_bytes .. ' bytes of fields and values)' end
+    end
+    if over then
+      if not existed then
+        R.call('DEL', k)
+      else
+        for i = 1, #fields do
+          if old[i] then R.call('HSET', k, fields[i], old[i]) else R.call('HDEL', k, fields[i]) end
+        end
+      end
+      return fail(p, '` + msgHashSession + `' .. cap(e.sid) .. '` + msgHashWouldExceed + `' .. over .. ': nothing written')
+    end
+  end
+  if R.call('EXISTS', k) == 1 then R.call('PEXPIRE', k, fmt(default_ms)) end
   return r
 end
 
@@ -476,7 +512,7 @@ return finish(__sp_user())
 
 // scriptPolicyFields is how many ARGV the policy takes ahead of the
 // user's (the wrapper's NP).
-const scriptPolicyFields = 20
+const scriptPolicyFields = 21
 
 // wrapScript returns the upstream text of a client's script, or the error
 // reply for one that does not compile. The script is parsed on its own
@@ -559,6 +595,7 @@ func (e *Engine) scriptPolicyArgs(conf *reloadable, sp *space, readOnly bool, cl
 	}
 	str(strings.Join(others, "\n"))
 	str(string(sp.format))
+	ms(int64(sp.maxHashFields))
 	if clear != nil {
 		str("1")
 		for _, c := range clear {

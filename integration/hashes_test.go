@@ -192,6 +192,15 @@ func testHashMaxPayload(t *testing.T, up *upstream) {
 	wantErr(t, c, refused("new"), "HSET", "sess:new", "a", strings.Repeat("x", 70))
 	wantReply(t, c, 0, "EXISTS", "sess:new")
 	p.wantMissing(t, "sess:new")
+
+	// The bound on fields, through the proxy and in a script.
+	p = startProxy(t, up, func(o *commands.Options, _ *proxy.Options) { o.MaxHashBytes, o.MaxHashFields = max, 2 })
+	c = p.client(t)
+	const many = "ERR hash session many would exceed codec.max_hash_fields (2 fields): nothing written"
+	wantReply(t, c, 2, "HSET", "sess:many", "a", "1", "b", "2")
+	wantErr(t, c, many, "HSET", "sess:many", "c", "3")
+	wantErr(t, c, many, "EVAL", "return redis.pcall('hset', KEYS[1], 'c', '3')", 1, "sess:many")
+	p.wantHash(t, "sess:many", map[string]string{"a": "1", "b": "2"})
 }
 
 func testHashOutsidePrefix(t *testing.T, up *upstream) {

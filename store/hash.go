@@ -19,6 +19,10 @@ import (
 // size bound; nothing was written.
 var ErrHashTooLarge = errors.New("hash session too large")
 
+// ErrHashTooManyFields is a hash write refused because the hash would pass
+// its bound on fields; nothing was written.
+var ErrHashTooManyFields = errors.New("hash session has too many fields")
+
 // luaHashType is shared by the hash scripts: kind(k) is 'hash', 'none'
 // (missing), 'tombstone', or nil after it has answered WRONGTYPE for any
 // other type, which the caller returns as is.
@@ -38,15 +42,22 @@ end
 // hashWriteScript runs one hash write on a session key.
 // ARGV: the command (HSET, HSETNX, HDEL, HINCRBY, HINCRBYFLOAT), ttl ms,
 // "1" to set that TTL on every write (ttl.idle) rather than only on a key
-// without one, the size bound in bytes ("0": none), then the command's own
-// arguments after the key.
+// without one, the size bound in bytes ("0": none), the bound on fields
+// ("0": none), then the command's own arguments after the key.
 // The size of a hash is the sum of the lengths of its fields and values.
 // The command runs first and is undone (the fields it touched put back)
-// when the hash would pass the bound: the script is atomic, so nobody sees
+// when the hash would pass a bound: the script is atomic, so nobody sees
 // the write, and the one rule covers HINCRBY, whose result is only known
 // once Redis has computed it.
-// Returns {1, reply} done, {-1} tombstoned, {-2} too large, nothing
-// written; or the command's own error reply (WRONGTYPE, not an integer…).
+// Redis keeps no running size of a hash, so the size is summed over the
+// whole hash (HGETALL): the field bound is checked first, with HLEN, which
+// costs the same whatever the hash holds, so the sum never runs over more
+// than that many fields. A hash that got past the bounds some other way (a
+// direct write, an older proxy) takes only HDEL, at the cost of its
+// arguments.
+// Returns {1, reply} done, {-1} tombstoned, {-2} too large, {-3} too many
+// fields, nothing written; or the command's own error reply (WRONGTYPE,
+// not an integer…).
 var hashWriteScript = newScript(luaHashType + `
 local k = KEYS[1]
 local cmd = ARGV[1]
@@ -55,21 +66,28 @@ if t == nil then return redis.error_reply(wrongtype) end
 if t == 'tombstone' then return {-1} end
 if cmd == 'HDEL' and t == 'none' then return {1, 0} end
 local args = {}
-for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
-local max = tonumber(ARGV[4])
+for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
+local max, maxf = tonumber(ARGV[4]), tonumber(ARGV[5])
+local bounded = (max > 0 or maxf > 0) and cmd ~= 'HDEL'
 local fields, old = {}, {}
-if max > 0 and cmd ~= 'HDEL' then
+if bounded then
   -- HSET, HSETNX, HINCRBY, HINCRBYFLOAT: a field, then its argument.
   for i = 1, #args, 2 do fields[#fields + 1] = args[i] end
   old = redis.call('HMGET', k, unpack(fields))
 end
 local reply = redis.pcall(cmd, k, unpack(args))
 if type(reply) == 'table' and reply.err then return reply end
-if max > 0 and cmd ~= 'HDEL' then
-  local size = 0
-  local all = redis.call('HGETALL', k)
-  for i = 1, #all do size = size + #all[i] end
-  if size > max then
+if bounded then
+  local over
+  if maxf > 0 and redis.call('HLEN', k) > maxf then
+    over = -3
+  elseif max > 0 then
+    local size = 0
+    local all = redis.call('HGETALL', k)
+    for i = 1, #all do size = size + #all[i] end
+    if size > max then over = -2 end
+  end
+  if over then
     if t == 'none' then
       redis.call('DEL', k)
     else
@@ -77,7 +95,7 @@ if max > 0 and cmd ~= 'HDEL' then
         if old[i] then redis.call('HSET', k, fields[i], old[i]) else redis.call('HDEL', k, fields[i]) end
       end
     end
-    return {-2}
+    return {over}
   end
 end
 if redis.call('EXISTS', k) == 1 and (ARGV[3] == '1' or redis.call('PTTL', k) < 0) then
@@ -118,6 +136,11 @@ type HashWrite struct {
 	// write that would pass it gives ErrHashTooLarge and writes nothing.
 	// 0: no bound.
 	MaxBytes int
+	// MaxFields bounds the hash's number of fields; a write that would
+	// pass it gives ErrHashTooManyFields and writes nothing. It also
+	// bounds what measuring MaxBytes costs Redis: with MaxBytes and no
+	// MaxFields, every write reads the whole hash. 0: no bound.
+	MaxFields int
 }
 
 // IsWrongType reports whether err is Redis's WRONGTYPE reply.
@@ -131,7 +154,8 @@ type HashResult struct{ cmd *redis.Cmd }
 // Result is the command's reply as go-redis decodes it, and whether the
 // key holds a hash (a read of a missing or tombstoned key: false, nil).
 // A write to a tombstone gives ErrTombstoned; one past the size bound,
-// ErrHashTooLarge; Redis's own error replies (WRONGTYPE…) come as they are.
+// ErrHashTooLarge, or past the bound on fields, ErrHashTooManyFields;
+// Redis's own error replies (WRONGTYPE…) come as they are.
 func (r HashResult) Result() (interface{}, bool, error) {
 	vals, err := r.cmd.Slice()
 	if err != nil {
@@ -142,6 +166,8 @@ func (r HashResult) Result() (interface{}, bool, error) {
 		return nil, false, ErrTombstoned
 	case -2:
 		return nil, false, ErrHashTooLarge
+	case -3:
+		return nil, false, ErrHashTooManyFields
 	case 1:
 		if len(vals) > 1 {
 			return vals[1], true, nil
@@ -157,8 +183,8 @@ func (b *Batch) HashWrite(key string, w HashWrite) HashResult {
 	if w.Slide {
 		slide = "1"
 	}
-	args := make([]interface{}, 0, 4+len(w.Args))
-	args = append(args, w.Cmd, msArg(w.TTL), slide, maxArg(w.MaxBytes))
+	args := make([]interface{}, 0, 5+len(w.Args))
+	args = append(args, w.Cmd, msArg(w.TTL), slide, maxArg(w.MaxBytes), maxArg(w.MaxFields))
 	for _, a := range w.Args {
 		args = append(args, a)
 	}

@@ -144,6 +144,11 @@ type CodecConfig struct {
 	CompressMinBytes int      `toml:"compress_min_bytes"`
 	EncryptKeys      []string `toml:"encrypt_keys"`
 	MaxPayloadBytes  int      `toml:"max_payload_bytes"`
+	// MaxHashFields bounds a hash session's fields. The byte bound above
+	// is measured by reading the whole hash on Redis at every write; this
+	// bound is checked first, in constant time, so that reading never
+	// runs over more fields than this.
+	MaxHashFields int `toml:"max_hash_fields"`
 }
 
 type LogConfig struct {
@@ -200,7 +205,7 @@ func defaultConfig() Config {
 			Format: string(store.TombstoneTyped)},
 		Scripts: ScriptsConfig{Mode: commands.ScriptsPolicy},
 		Codec: CodecConfig{Format: codec.FormatJSON, Compress: codec.CompressNone, CompressMinBytes: codec.DefaultCompressMinBytes,
-			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20},
+			EncryptKeys: []string{}, MaxPayloadBytes: 1 << 20, MaxHashFields: 1024},
 		Log:     LogConfig{Level: "info", Format: "console"},
 		Metrics: MetricsConfig{Addr: "127.0.0.1:9380"},
 		Users:   []UserConfig{},
@@ -513,6 +518,7 @@ func (c *Config) commandOptions() (commands.Options, error) {
 		ScriptsMode:         c.Scripts.Mode,
 		Codec:               def.Codec,
 		MaxHashBytes:        def.MaxHashBytes,
+		MaxHashFields:       def.MaxHashFields,
 		RequirePass:         c.Server.RequirePass,
 		Users:               users,
 		MaxTransactions:     c.Server.MaxTransactions,

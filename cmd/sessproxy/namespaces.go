@@ -168,6 +168,11 @@ func (v namespaceView) validate(bad func(key, why string), fail func(error), max
 	if int64(v.codec.MaxPayloadBytes) > maxRequestBytes {
 		bad(k+"max_payload_bytes", "must be <= server.max_request_bytes")
 	}
+	// No "0 = unbounded": without the bound every hash write would cost
+	// Redis time in proportion to the hash (docs/limits.md).
+	if v.codec.MaxHashFields <= 0 {
+		bad(k+"max_hash_fields", "must be > 0")
+	}
 }
 
 func (v namespaceView) codecOptions() codecOptions {
@@ -219,7 +224,8 @@ func (v namespaceView) options() (commands.Namespace, error) {
 		Codec:               cd,
 		// A hash session's fields are stored as the application sent
 		// them; the same bound applies to their total.
-		MaxHashBytes: v.codec.MaxPayloadBytes,
-		HashIDs:      v.hashIDs,
+		MaxHashBytes:  v.codec.MaxPayloadBytes,
+		MaxHashFields: v.codec.MaxHashFields,
+		HashIDs:       v.hashIDs,
 	}, nil
 }
