@@ -19,17 +19,23 @@ import (
 // ARGV ahead of the user's arguments (scriptPolicyArgs), so one wrapped
 // script serves every policy a reload can bring.
 
-// scriptHead captures the globals the wrapper needs, then shadows them
-// and the escape hatches to the real ones, on one line.
-const scriptHead = `local __sp_R, __sp_K, __sp_A, __sp_G = redis, KEYS, ARGV, _G ` +
+// scriptHead shadows the globals the wrapper replaces, and the escape
+// hatches to the real ones, in a block around the user's function, on one
+// line. Every local in scope of the user's text is one the user may name:
+// the real redis, KEYS, ARGV and _G are captured only after the block
+// (scriptTail), where the user's text cannot see them, and __sp_bind hands
+// the user's function the wrapped ones.
+const scriptHead = `local __sp_bind, __sp_user do ` +
 	`local redis, KEYS, ARGV, _G, debug, getfenv, setfenv, loadstring, load, loadfile, dofile, require, module ` +
-	`local __sp_user = function(...) `
+	`__sp_bind = function(r, k, a, g) redis, KEYS, ARGV, _G = r, k, a, g end ` +
+	`__sp_user = function(...) `
 
 // scriptTail is the wrapper proper. ARGV (the real one) starts with the
 // policy, scriptPolicyArgs fields in the order below; with hash_ids the
 // clients' names of KEYS follow; then the user's arguments.
 const scriptTail = `
-end
+end end
+local __sp_R, __sp_K, __sp_A, __sp_G = redis, KEYS, ARGV, _G
 local R, P = __sp_R, __sp_A
 local prefix = P[1]
 local default_ms, min_ms, max_ms = tonumber(P[2]), tonumber(P[3]), tonumber(P[4])
@@ -486,9 +492,19 @@ local function run(p, ...)
 end
 
 local meta = {__index = R, __metatable = false}
-redis = setmetatable({call = function(...) return run(false, ...) end, pcall = function(...) return run(true, ...) end}, meta)
-KEYS, ARGV = names, uargv
-_G = setmetatable({redis = redis, KEYS = KEYS, ARGV = ARGV}, {__index = __sp_G, __metatable = false})
+local wrapped = setmetatable({call = function(...) return run(false, ...) end, pcall = function(...) return run(true, ...) end}, meta)
+-- The user's _G reads the real globals but for the ones the head shadows:
+-- the real _G (whose redis is the real one) and what compiles text against
+-- it (loadstring, load) would hand the user's text the real redis.
+local hidden = {_G = true, debug = true, getfenv = true, setfenv = true, loadstring = true, load = true,
+  loadfile = true, dofile = true, require = true, module = true}
+local G = {redis = wrapped, KEYS = names, ARGV = uargv}
+G._G = G
+setmetatable(G, {__metatable = false, __index = function(_, name)
+  if hidden[name] then return nil end
+  return __sp_G[name]
+end})
+__sp_bind(wrapped, names, uargv, G)
 
 -- finish bounds the TTL of every declared key the script wrote, in case a
 -- path above left one without (they all set it; this is the backstop).

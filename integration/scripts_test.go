@@ -64,6 +64,19 @@ func testScriptPolicy(t *testing.T, up *upstream) {
 	p.wantMissing(t, "sess:undeclared")
 	p.wantMissing(t, "outside")
 
+	// The user's text cannot reach the real redis: not through the
+	// wrapper's own locals (the head once held them in scope), nor through
+	// _G (whose _G, loadstring and load were the real ones). Each of these
+	// would have written a session key undeclared and without a TTL.
+	for _, real := range []string{"__sp_R", "__sp_G.redis", "_G._G.redis", "_G._G._G.redis", "rawget(_G, '_G').redis",
+		"_G.loadstring('return redis')()", "_G.load('return redis')()", "_G['load' .. 'string']('return redis')()"} {
+		v, err := c.Do(bg, "EVAL", "return "+real+".call('set', 'sess:planted', '{}')", 0).Result()
+		if err == nil {
+			t.Errorf("a script reached the real redis through %s: %v", real, v)
+		}
+		p.wantMissing(t, "sess:planted")
+	}
+
 	// DEL of a session leaves a tombstone; a script write to it errors and
 	// writes nothing; a script read sees no session.
 	wantReply(t, c, 1, "EVAL", "return redis.call('del', KEYS[1])", 1, key)
