@@ -223,6 +223,11 @@ func (e *Engine) decodeMeta(sp *space, stored []byte) (decoded, error) {
 
 // decode turns a stored value back into the client's payload.
 func (e *Engine) decode(c *Call, ref keyRef, stored []byte) ([]byte, bool) {
+	if c.Out.Over() {
+		// The client's replies are past its limit and will not be written:
+		// a value decompressing to megabytes is not worth decoding.
+		return nil, true
+	}
 	v, _, err := ref.ns.codec.Decode(stored)
 	if err != nil {
 		c.Out.Error(errDecode(ref.sid, err))

@@ -57,6 +57,14 @@ func (e *Engine) mget(c *Call) {
 // once the batch has run. It checks every value before anything is
 // answered, so an error is the whole reply rather than half of one; it
 // answers the error itself and returns false.
+//
+// It stops decoding once the values it holds pass what the client may
+// still be answered (its reply limit): a value in Redis that decompresses
+// a thousandfold (written there by something other than the proxy) would
+// otherwise be held decoded once per key the request names — six keys of
+// one planted 2 KB value held 385 MB for a client allowed 1 MiB of
+// replies. What was decoded is answered, which passes the limit, and the
+// limit's error takes the reply's place.
 func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 	for _, r := range refs {
 		if r.session && (c.policy(r.ns).Idle > 0 || c.policy(r.ns).Absolute > 0) {
@@ -70,6 +78,7 @@ func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 	res := c.Batch.MGet(keys)
 	return func() ([][]byte, bool) {
 		vals := make([][]byte, len(refs))
+		var held int64
 		for i, r := range refs {
 			var v []byte
 			var err error
@@ -90,10 +99,14 @@ func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 				return nil, false
 			}
 			vals[i] = v
+			if held += int64(len(v)); held > c.Out.Room() {
+				return vals[:i+1], true // past the reply limit already (above)
+			}
 		}
 		return vals, true
 	}
 }
+
 
 // replyValues answers an array of values, nil ones as nulls.
 func replyValues(c *Call, vals [][]byte) {
@@ -126,6 +139,7 @@ func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool
 	}
 	return func() ([][]byte, bool) {
 		vals := make([][]byte, len(refs))
+		var held int64
 		for i, r := range refs {
 			if !r.session {
 				v, err := plain[i].Result()
@@ -146,6 +160,9 @@ func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool
 				return nil, false
 			}
 			vals[i] = v
+			if held += int64(len(v)); held > c.Out.Room() {
+				return vals[:i+1], true // past the reply limit already (above)
+			}
 		}
 		return vals, true
 	}

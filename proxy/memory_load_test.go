@@ -22,6 +22,7 @@ import (
 	"github.com/sessproxy/sessproxy/integration/redistest"
 	"github.com/sessproxy/sessproxy/internal/procmem"
 	"github.com/sessproxy/sessproxy/store"
+	"github.com/sessproxy/sessproxy/store/codec"
 )
 
 // The memory budget's scenarios, each against a real redis-server so the
@@ -443,5 +444,68 @@ func TestMemoryOwnerCommandsHoldAChunkOfSessions(t *testing.T) {
 	}
 	if got := roundTrip(t, c, r, "SESS.BYOWNER ada\r\n"); got != "*0" {
 		t.Errorf("SESS.BYOWNER after SESS.DESTROYOWNER: %q", got)
+	}
+}
+
+// A session value in Redis that decompresses a thousandfold (written
+// there by something other than the proxy: a codec lets no client store
+// one) is decoded once per key an MGET names: six names of one planted
+// 2 KB value held 385 MB for a client allowed 1 MiB of replies. MGET now
+// stops decoding once what it holds passes the client's reply room, and
+// the client gets the reply limit's error.
+func TestMemoryMGetOfDecompressionBombs(t *testing.T) {
+	rs := redistest.Standalone(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	zstdCodec := func(max int) codec.Codec {
+		c, err := codec.New(codec.Options{Compress: codec.CompressZstd, MaxPayloadBytes: max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	eng := commands.New(st, commands.Options{Codec: zstdCodec(1 << 20),
+		Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	opts := Options{MaxInflightBytes: testBudget, MaxClients: 100, MaxClientReplyBytes: 1 << 20}
+	old := debug.SetMemoryLimit(MemoryLimit(opts))
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	srv := startServerOn(t, eng, opts)
+
+	// 64 MiB of JSON, stored as a codec that allowed it would store it.
+	payload := make([]byte, 64<<20)
+	for i := range payload {
+		payload[i] = ' '
+	}
+	copy(payload, `{"a":"`)
+	copy(payload[len(payload)-2:], `"}`)
+	stored, err := zstdCodec(64<<20).Encode(payload, codec.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = nil
+	up := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer up.Close()
+	if err := up.Set(ctx, "sess:bomb", stored, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, r := dial(t, "tcp", srv.Addr().String())
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	debug.FreeOSMemory()
+	procmem.ResetPeak(t)
+	before := procmem.Peak(t)
+	const names = 6
+	got := roundTrip(t, c, r, "MGET"+strings.Repeat(" sess:bomb", names)+"\r\n")
+	grew := procmem.Peak(t) - before
+	t.Logf("MGET naming a %d-byte value (64 MiB decoded) %d times: peak RSS +%d MiB; reply %.60q", len(stored), names, grew>>20, got)
+	if !strings.HasPrefix(got, "-") {
+		t.Errorf("MGET of %d × 64 MiB for a client allowed 1 MiB of replies: %.60q, want the reply limit's error", names, got)
+	}
+	// One decoded value, and the decoder's own, is what it may hold.
+	if bound := int64(2*64<<20 + rssSlack); grew > bound {
+		t.Errorf("MGET grew peak RSS by %d MiB, over %d MiB", grew>>20, bound>>20)
 	}
 }

@@ -324,7 +324,8 @@ func (c *codec) Decode(stored []byte) ([]byte, Meta, error) {
 		conv := c.conv()
 		defer c.convs.Put(conv)
 		// JSON text runs up to about 1.5x its MessagePack size.
-		if body, err = conv.toJSON(make([]byte, 0, len(body)*3/2+16), body); err != nil {
+		out := make([]byte, 0, min(len(body)*3/2+16, c.comp.limit))
+		if body, err = conv.toJSON(out, body, c.comp.limit); err != nil {
 			return nil, Meta{}, err
 		}
 	}

@@ -49,6 +49,11 @@ var errTooDeep = errors.New("nested too deeply")
 // msgpackConv holds the state of one conversion; pooled by the codec so the
 // library's encoder and decoder are not rebuilt per value.
 type msgpackConv struct {
+	// limit bounds the JSON text toJSON writes (the decode limit): a body
+	// of a few bytes per element writes several times more (a nil becomes
+	// "null", a control character "\u0001"), so a stored value within the
+	// decompression limit could otherwise convert to gigabytes.
+	limit int
 	src   []byte
 	pos   int // JSON read position
 	depth int
@@ -525,9 +530,14 @@ func appendJSONFloat(dst []byte, f float64) []byte {
 	return dst
 }
 
-// toJSON appends the JSON text of the MessagePack map src to dst.
-func (c *msgpackConv) toJSON(dst, src []byte) ([]byte, error) {
-	c.src, c.depth, c.out.b = src, 0, dst
+// errConvertedTooLarge: the JSON text of a MessagePack body would pass
+// the decode limit.
+var errConvertedTooLarge = errors.New("converts to more than the decode limit")
+
+// toJSON appends the JSON text of the MessagePack map src to dst, at most
+// limit bytes of it.
+func (c *msgpackConv) toJSON(dst, src []byte, limit int) ([]byte, error) {
+	c.src, c.depth, c.out.b, c.limit = src, 0, dst, limit
 	c.rd.Reset(src)
 	c.dec.Reset(&c.rd)
 	defer func() {
@@ -551,6 +561,10 @@ func (c *msgpackConv) toJSON(dst, src []byte) ([]byte, error) {
 }
 
 func (c *msgpackConv) mpValue() error {
+	// Every value but a string writes a few bytes before the next check.
+	if len(c.out.b) > c.limit {
+		return errConvertedTooLarge
+	}
 	code, err := c.dec.PeekCode()
 	if err != nil {
 		return err
@@ -593,7 +607,9 @@ func (c *msgpackConv) mpValue() error {
 		if err != nil {
 			return err
 		}
-		c.out.b = appendJSONString(c.out.b, s)
+		if err := c.appendString(s); err != nil {
+			return err
+		}
 	case msgpcode.IsFixedMap(code) || code == msgpcode.Map16 || code == msgpcode.Map32:
 		return c.mpMap()
 	case msgpcode.IsFixedArray(code) || code == msgpcode.Array16 || code == msgpcode.Array32:
@@ -630,7 +646,10 @@ func (c *msgpackConv) mpMap() error {
 		if err != nil {
 			return err
 		}
-		c.out.b = append(appendJSONString(c.out.b, k), ':')
+		if err := c.appendString(k); err != nil {
+			return err
+		}
+		c.out.b = append(c.out.b, ':')
 		if err := c.mpValue(); err != nil {
 			return err
 		}
@@ -716,6 +735,32 @@ var mustEscape = func() (t [256]bool) {
 
 // appendJSONString appends s as a JSON string, escaping only what JSON
 // requires.
+// appendString writes s as a JSON string, unless that passes the limit.
+func (c *msgpackConv) appendString(s []byte) error {
+	// Escapes write at most six bytes for one; only a string that could
+	// pass the limit is measured first.
+	if len(c.out.b)+6*len(s)+2 > c.limit && len(c.out.b)+jsonStringLen(s) > c.limit {
+		return errConvertedTooLarge
+	}
+	c.out.b = appendJSONString(c.out.b, s)
+	return nil
+}
+
+// jsonStringLen is the length of appendJSONString's text of s.
+func jsonStringLen(s []byte) int {
+	n := len(s) + 2
+	for _, ch := range s {
+		switch {
+		case !mustEscape[ch]:
+		case ch == '"' || ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f':
+			n++
+		default:
+			n += 5
+		}
+	}
+	return n
+}
+
 func appendJSONString(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')

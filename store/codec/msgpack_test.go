@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -174,7 +175,7 @@ func TestMsgpackOutputUnchanged(t *testing.T) {
 		if len(payload) > 64<<10 {
 			continue // the largest shapes only for their digests
 		}
-		back, err := conv.toJSON(nil, out[len("hdr"):])
+		back, err := conv.toJSON(nil, out[len("hdr"):], minDecodedLimit)
 		if err != nil {
 			t.Fatalf("%s: toJSON: %v", name, err)
 		}
@@ -234,4 +235,42 @@ func msgpackShapes() map[string]string {
 		shapes[fmt.Sprint("n=", n)] = `{"arr":` + arr + `,"obj":` + obj.String() + `,"esc":` + esc + `,"plain":"` + strings.Repeat("p", n) + `"}`
 	}
 	return shapes
+}
+
+// TestMsgpackConversionIsBounded: MessagePack converts to JSON up to six
+// times its size (a control byte in a string becomes \u00XX, a nil
+// "null"), so the conversion has a bound of its own, the decode limit. A
+// stored value of 2 KB (zstd over 64 MiB of 0x01 in one string) converted
+// to 384 MiB and grew the proxy by 1.6 GB before the bound.
+func TestMsgpackConversionIsBounded(t *testing.T) {
+	conv := newMsgpackConv()
+	// {"a": "\x01" × 100}: 100 bytes of string convert to 600.
+	body := append([]byte{0x81, 0xa1, 'a', 0xd9, 100}, bytes.Repeat([]byte{1}, 100)...)
+	if _, err := conv.toJSON(nil, body, 600); !errors.Is(err, errConvertedTooLarge) {
+		t.Errorf("600 bytes of escapes under a 600-byte limit: %v, want %v", err, errConvertedTooLarge)
+	}
+	out, err := conv.toJSON(nil, body, 608)
+	if err != nil || len(out) != 608 {
+		t.Errorf("the same under 608 bytes, its exact size: %d bytes, %v", len(out), err)
+	}
+	// {"a": [nil × 1000]}: one byte each, five in JSON.
+	nils := append([]byte{0x81, 0xa1, 'a', 0xdc, 0x03, 0xe8}, bytes.Repeat([]byte{0xc0}, 1000)...)
+	if _, err := conv.toJSON(nil, nils, 4000); !errors.Is(err, errConvertedTooLarge) {
+		t.Errorf("1000 nulls under a 4000-byte limit: %v, want %v", err, errConvertedTooLarge)
+	}
+
+	// Through Decode: a stored msgpack|zstd value within the decompression
+	// limit whose JSON is past it is refused, and costs no more than the
+	// limit to find out.
+	c := mustNew(t, Options{Format: FormatMsgpack, Compress: CompressZstd})
+	n := minDecodedLimit / 4 // 16 MiB of 0x01: 96 MiB of JSON
+	big := make([]byte, 0, n+8)
+	big = append(big, 0x81, 0xa1, 'a', 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	big = append(big, bytes.Repeat([]byte{1}, n)...)
+	stored := appendHeader(nil, formatMsgpack|compressZstd<<flagCompressBit, -1)
+	stored = c.(*codec).comp.zenc.EncodeAll(big, stored)
+	t.Logf("stored value: %d bytes", len(stored))
+	if _, _, err := c.Decode(stored); !errors.Is(err, errConvertedTooLarge) {
+		t.Errorf("Decode of %d bytes converting to %d MiB: %v, want %v", len(stored), 6*n>>20, err, errConvertedTooLarge)
+	}
 }
