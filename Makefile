@@ -26,7 +26,7 @@ test: deps vet
 	SESSPROXY_TEST_EVENT_LOOPS=-1 $(GO) test -count=1 -run '^TestMemory' -v ./proxy/
 	# The request path under new inputs for a moment each (the seeds
 	# already ran above); a crasher lands in testdata/fuzz/ to commit.
-	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) fuzz FUZZTIME=5s
 
 # The fault tests (kill -9 of upstream nodes under load, failovers, a slot
 # migration, the tombstone race), run on their own so that their figures
