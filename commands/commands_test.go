@@ -696,3 +696,23 @@ func TestLongUnknownCommandNameIsNotKept(t *testing.T) {
 		t.Errorf("ping: %q", got)
 	}
 }
+
+// A client's name and its CLIENT SETINFO values are kept for the
+// connection's life, so their length is bounded (Redis's is not): 16 idle
+// clients that set 4 MiB each held 189 MB outside every budget.
+func TestClientNamesAreBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	long, longer := strings.Repeat("n", 1024), strings.Repeat("n", 1025)
+	f.expect("CLIENT SETNAME "+long, "+OK")
+	f.expect("CLIENT GETNAME", "$"+long)
+	f.expect("CLIENT SETNAME "+longer, "-ERR client name longer than 1024 bytes")
+	f.expect("CLIENT GETNAME", "$"+long)
+	f.expect("CLIENT SETINFO LIB-NAME "+longer, "-ERR lib-name longer than 1024 bytes")
+	f.expect("CLIENT SETINFO lib-ver "+longer, "-ERR lib-ver longer than 1024 bytes")
+	f.expect("CLIENT SETINFO LIB-VER 1.0", "+OK")
+	f.expect("CLIENT SETNAME 'a b'", "-"+msgClientName)
+	if got := f.one("HELLO 2 SETNAME " + longer); got != "-ERR client name longer than 1024 bytes" {
+		t.Errorf("HELLO 2 SETNAME of 1025 bytes = %.60q", got)
+	}
+	f.expect("CLIENT GETNAME", "$"+long)
+}

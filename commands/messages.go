@@ -158,6 +158,12 @@ func errSetInfoValue(attr string) string {
 	return "ERR " + strings.ToLower(attr) + " cannot contain spaces, newlines or special characters."
 }
 
+// errClientNameLength answers a client name, or a CLIENT SETINFO value
+// (what: "lib-name", "lib-ver"), longer than maxClientNameBytes.
+func errClientNameLength(what string) string {
+	return "ERR " + what + " longer than " + strconv.Itoa(maxClientNameBytes) + " bytes"
+}
+
 func errUnrecognizedOption(opt string) string {
 	return "ERR Unrecognized option '" + printable(opt) + "'"
 }
