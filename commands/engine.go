@@ -142,6 +142,10 @@ type Options struct {
 	// TRACKING clients; past it some key is invalidated to make room, as
 	// Redis's tracking-table-max-keys. default: 1000000
 	TrackingMaxKeys int
+	// TrackingMaxBytes bounds the same table's key names and client names
+	// together (with a per-entry allowance for the maps), evicting as for
+	// TrackingMaxKeys. default: 64 MiB
+	TrackingMaxBytes int64
 }
 
 // Engine runs commands against a store.

@@ -55,6 +55,25 @@ func (c *Client) SetPusher(p Pusher) { c.pusher = p }
 // defaultTrackingMaxKeys is Redis's tracking-table-max-keys default.
 const defaultTrackingMaxKeys = 1000000
 
+// defaultTrackingMaxBytes bounds the table's names as well as their count:
+// a million keys of a megabyte each (outside the prefix, passed through)
+// fit the count, and 200 of them already held 206 MB.
+const defaultTrackingMaxBytes = 64 << 20
+
+// trackingEntryBytes is what the table's maps take per entry besides the
+// name itself, roughly: a bucket's slot, a string header, a slice's.
+const trackingEntryBytes = 64
+
+func keyCost(key string) int64 { return int64(len(key)) + trackingEntryBytes }
+
+func namesCost(names []string) int64 {
+	n := int64(0)
+	for _, s := range names {
+		n += int64(len(s)) + trackingEntryBytes
+	}
+	return n
+}
+
 // clientTracking is one client's CLIENT TRACKING state. The options are
 // fixed while it is in the tracker (CLIENT TRACKING ON again replaces it);
 // keys is the tracker's, behind its lock; caching and own are the
@@ -86,6 +105,8 @@ type tracker struct {
 	clients map[*Client]*clientTracking
 	keys    map[string]map[*Client][]string // upstream key → readers → their names
 	max     int
+	// bytes is what keys holds (keyCost, namesCost), bounded by maxBytes.
+	bytes, maxBytes int64
 	// BCAST prefixes, indexed as Redis keeps them in one radix tree, so
 	// that a write costs its key's length, not a scan of every client's
 	// prefixes: a client may register hundreds of thousands. A key's
@@ -209,6 +230,7 @@ func (t *tracker) flushLocked() {
 		}
 	}
 	t.keys = map[string]map[*Client][]string{}
+	t.bytes = 0
 }
 
 // invalidateLocked takes an upstream key out of the table, adding its
@@ -220,11 +242,14 @@ func (t *tracker) invalidateLocked(key string, out map[*Client][]string, skip *C
 		return
 	}
 	delete(t.keys, key)
+	t.bytes -= keyCost(key)
 	for cl, names := range readers {
 		if cl == skip {
 			t.keys[key] = map[*Client][]string{cl: names}
+			t.bytes += keyCost(key)
 			continue
 		}
+		t.bytes -= namesCost(names)
 		if ct := t.clients[cl]; ct != nil {
 			delete(ct.keys, key)
 		}
@@ -404,22 +429,27 @@ func (t *tracker) read(cl *Client, ct *clientTracking, keys []trackedKey) {
 	for _, k := range keys {
 		readers := t.keys[k.upstream]
 		if readers == nil {
-			t.evictLocked(k.upstream)
+			t.evictLocked(k.upstream, 1)
 			readers = map[*Client][]string{}
 			t.keys[k.upstream] = readers
+			t.bytes += keyCost(k.upstream)
 		}
 		names := readers[cl]
 		if !contains(names, k.name) {
 			readers[cl] = append(names, k.name)
+			t.bytes += int64(len(k.name)) + trackingEntryBytes
 		}
 		ct.keys[k.upstream] = struct{}{}
+		t.evictLocked(k.upstream, 0)
 	}
 }
 
-// evictLocked makes room for one more key, as Redis does past
-// tracking-table-max-keys: some other key is invalidated for its readers.
-func (t *tracker) evictLocked(keep string) {
-	for len(t.keys) >= t.max {
+// evictLocked makes room for more keys, as Redis does past
+// tracking-table-max-keys: some other key than keep is invalidated for its
+// readers until the table holds at most max - room keys and maxBytes.
+func (t *tracker) evictLocked(keep string, room int) {
+	for len(t.keys) > t.max-room || t.bytes > t.maxBytes {
+		evicted := false
 		for k := range t.keys { // Go's map order: a random key
 			if k == keep {
 				continue
@@ -429,7 +459,11 @@ func (t *tracker) evictLocked(keep string) {
 			for cl, names := range out {
 				cl.deliver(t.clients[cl], names)
 			}
+			evicted = true
 			break
+		}
+		if !evicted {
+			return // keep alone is left: it stays, whatever it holds
 		}
 	}
 }
@@ -452,8 +486,10 @@ func (t *tracker) writing(w *Client, keys []trackedKey) {
 			continue
 		}
 		delete(readers, w)
+		t.bytes -= namesCost(names)
 		if len(readers) == 0 {
 			delete(t.keys, k.upstream)
+			t.bytes -= keyCost(k.upstream)
 		}
 		delete(wt.keys, k.upstream)
 		if !wt.noloop {
@@ -581,9 +617,11 @@ func (e *Engine) trackingOff(cl *Client) {
 	}
 	for k := range ct.keys {
 		if readers := t.keys[k]; readers != nil {
+			t.bytes -= namesCost(readers[cl])
 			delete(readers, cl)
 			if len(readers) == 0 {
 				delete(t.keys, k)
+				t.bytes -= keyCost(k)
 			}
 		}
 	}
@@ -744,6 +782,10 @@ func (e *Engine) setTracking(cl *Client, o trackingOptions) string {
 		t.max = e.opts.TrackingMaxKeys
 		if t.max <= 0 {
 			t.max = defaultTrackingMaxKeys
+		}
+		t.maxBytes = e.opts.TrackingMaxBytes
+		if t.maxBytes <= 0 {
+			t.maxBytes = defaultTrackingMaxBytes
 		}
 	}
 	ct := &clientTracking{bcast: o.bcast, optin: o.optin, optout: o.optout, noloop: o.noloop, prefixes: prefixes,

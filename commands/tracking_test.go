@@ -262,6 +262,33 @@ func TestTrackingTableIsBounded(t *testing.T) {
 	}
 }
 
+// The table is bounded in bytes as well as keys: a key of a megabyte
+// (outside the prefix, passed through) fits a million-key bound, and 200 of
+// them held 206 MB. Its byte count goes back down as keys leave it.
+func TestTrackingTableIsBoundedInBytes(t *testing.T) {
+	tf := newTrackingFixture(t, func(o *Options) {
+		o.TrackingMaxBytes = 3 * (100 + 2*trackingEntryBytes + 100)
+		o.OutsidePrefix = OutsidePassthrough
+	})
+	tf.reader.expect("CLIENT TRACKING ON", "+OK")
+	for i := 0; i < 10; i++ {
+		tf.reader.one(fmt.Sprintf("GET %099d", i)) // 100-byte keys outside the prefix
+	}
+	if n := tf.e.TrackedKeys(); n != 3 {
+		t.Errorf("table holds %d keys of 100 bytes, want 3 in %d bytes", n, 3*(100+2*trackingEntryBytes+100))
+	}
+	if got := tf.pushes.take(); len(got) != 7 {
+		t.Errorf("%d eviction pushes, want 7", len(got))
+	}
+	if b := tf.e.tracking.bytes; b > tf.e.tracking.maxBytes {
+		t.Errorf("table holds %d bytes, over %d", b, tf.e.tracking.maxBytes)
+	}
+	tf.reader.expect("CLIENT TRACKING OFF", "+OK")
+	if n, b := tf.e.TrackedKeys(), tf.e.tracking.bytes; n != 0 || b != 0 {
+		t.Errorf("after OFF the table holds %d keys, %d bytes", n, b)
+	}
+}
+
 func TestTrackingHashIDsReportTheClientsNames(t *testing.T) {
 	tf := newTrackingFixture(t, func(o *Options) { o.HashIDs = true })
 	tf.reader.expect("CLIENT TRACKING ON", "+OK")
