@@ -263,7 +263,8 @@ func TestMsgpackConversionIsBounded(t *testing.T) {
 	// limit whose JSON is past it is refused, and costs no more than the
 	// limit to find out.
 	c := mustNew(t, Options{Format: FormatMsgpack, Compress: CompressZstd})
-	n := minDecodedLimit / 4 // 16 MiB of 0x01: 96 MiB of JSON
+	c.(*codec).comp.limit = 1 << 20 // as 64 MiB, in less time
+	n := 256 << 10                  // of 0x01: 1.5 MiB of JSON
 	big := make([]byte, 0, n+8)
 	big = append(big, 0x81, 0xa1, 'a', 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	big = append(big, bytes.Repeat([]byte{1}, n)...)
@@ -271,6 +272,6 @@ func TestMsgpackConversionIsBounded(t *testing.T) {
 	stored = c.(*codec).comp.zenc.EncodeAll(big, stored)
 	t.Logf("stored value: %d bytes", len(stored))
 	if _, _, err := c.Decode(stored); !errors.Is(err, errConvertedTooLarge) {
-		t.Errorf("Decode of %d bytes converting to %d MiB: %v, want %v", len(stored), 6*n>>20, err, errConvertedTooLarge)
+		t.Errorf("Decode of %d bytes converting to %d KiB: %v, want %v", len(stored), 6*n>>10, err, errConvertedTooLarge)
 	}
 }
