@@ -350,9 +350,9 @@ func (s *Server) serveRequests(st *connState) (err error) {
 		}
 	}()
 	rd := newRequestReader(st.conn)
+	var args [][][]byte
 	for {
-		args, err := rd.read(st.args[:0])
-		if err != nil {
+		if args, err = rd.read(st.args[:0]); err != nil {
 			// The commands it sent whole before a refused one run, with
 			// no one left to answer (closed).
 			st.hold(args)
