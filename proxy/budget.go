@@ -131,9 +131,9 @@ func (b *budget) held() int64 {
 }
 
 // largeReads bounds how many clients may be part-way through reading a
-// large request at once. The budget is taken when a batch runs, but redcon
-// buffers a request until it is whole, and for a request of many small
-// arguments its buffers and bookkeeping cost several times the request's
+// large request at once. The budget is taken when a batch runs, but a
+// client's request is buffered until it is whole, and for a request of
+// many small arguments its buffers and bookkeeping cost several times the request's
 // bytes (three MGETs of 550,000 keys, 7.6 MB each, held about 110 MB
 // before any of them could run). A client whose request passes
 // largeRequestBytes waits for a slot before reading more of it, and gives
@@ -153,7 +153,7 @@ type largeReads chan struct{}
 const largeRequestBytes = 1 << 20
 
 // largeReadCost is how many times its size a request of small arguments
-// holds while redcon reads it (its doubling read buffer, a copy of the
+// holds while it is read (a doubling read buffer or a copy of the
 // request, and a slice header and two offsets per argument).
 const largeReadCost = 6
 

@@ -98,7 +98,7 @@ func FuzzRequestScanner(f *testing.F) {
 // checkSpans holds the arguments the event loop takes from the scanner's
 // spans (loop.cut) to redcon's parse of each whole request data begins.
 func checkSpans(t *testing.T, data []byte) {
-	s := requestScanner{max: 1 << 16, trackEnds: true}
+	s := requestScanner{max: 1 << 16, trackEnds: true, trackSpans: true}
 	if err := s.scan(data); err != nil {
 		t.Fatalf("scanning with spans: %v", err)
 	}
@@ -132,7 +132,8 @@ func checkSpans(t *testing.T, data []byte) {
 
 // FuzzServerConnection sends each input to a real server over TCP, as
 // one client that then stops sending: the request path whole (guardedConn,
-// redcon's reader, the pipeline, the engine on its embedded upstream).
+// requestReader or an event loop, the pipeline, the engine on its
+// embedded upstream).
 // Every input gets its replies and a close, no connection outlives its
 // client, and the process survives.
 func FuzzServerConnection(f *testing.F) {

@@ -6,7 +6,7 @@ import (
 )
 
 // handoffListener is how an event loop hands a client over to a goroutine
-// of its own (loop.handOver): redcon serves it as one more listener, whose
+// of its own (loop.handOver): serveGoroutines serves it as one more listener, whose
 // connections are the loops' clients, already counted and with their state
 // (guardedConn.handedOver), instead of new ones.
 type handoffListener struct {
@@ -21,13 +21,12 @@ func newHandoffListener(s *Server) *handoffListener {
 	return &handoffListener{s: s, conns: make(chan *guardedConn, 64), done: make(chan struct{})}
 }
 
-// give queues a client for redcon's accept loop.
+// give queues a client for serveGoroutines's accept loop.
 func (h *handoffListener) give(c *guardedConn) { h.conns <- c }
 
 // Accept returns the next client handed over. Once closed it still
 // returns the ones handed over meanwhile, and fails only when every client
-// has left: redcon closes all its connections as soon as Accept fails
-// (drainListener).
+// has left, so that Serve returns only then (drainListener).
 func (h *handoffListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.conns:

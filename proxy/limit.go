@@ -11,7 +11,7 @@ import (
 // requestScanner follows the RESP request stream as bytes arrive and fails
 // as soon as one request breaks a limit or the protocol.
 //
-// redcon buffers a request until it is complete and grows its buffer to
+// The proxy buffers a request until it is complete and grows its buffer to
 // fit, so the limits have to be enforced here, before those bytes are read
 // into memory: a header like $999999999999 is refused on sight. And redcon
 // trusts what it parses: `i+size+2` overflows for a size near 2^63 (an
@@ -38,17 +38,19 @@ type requestScanner struct {
 	// across a read to date the request in progress (request_timeout).
 	begun uint64
 	// ends, when trackEnds, gets the offset in the scanned bytes just past
-	// each request that ends in them: the event loop cuts its requests
-	// there.
+	// each request that ends in them: the event loop and requestReader cut
+	// their requests there.
 	ends      []int
 	trackEnds bool
-	// spans, when trackEnds, gets each argument whose bytes begin in the
-	// scanned bytes: its offset there and its length; spanEnds, beside
-	// ends, how many spans there were when each request ended. The event
-	// loop takes a request's arguments from them rather than parsing the
-	// request a second time (loop.cut).
-	spans    []argSpan
-	spanEnds []int
+	// spans, when trackSpans (with trackEnds), gets each argument whose
+	// bytes begin in the scanned bytes: its offset there and its length;
+	// spanEnds, beside ends, how many spans there were when each request
+	// ended. The event loop takes a request's arguments from them rather
+	// than parsing the request a second time (loop.cut); requestReader,
+	// which keeps its scratch per client rather than per loop, parses.
+	spans      []argSpan
+	spanEnds   []int
+	trackSpans bool
 }
 
 // argSpan is where one argument's bytes lie in the bytes scanned.
@@ -148,7 +150,7 @@ func (s *requestScanner) scan(b []byte) error {
 			if err := s.header(); err != nil {
 				return err
 			}
-			if s.trackEnds && (s.state == scanBulkBody || s.state == scanBulkCR) {
+			if s.trackSpans && (s.state == scanBulkBody || s.state == scanBulkCR) {
 				s.spans = append(s.spans, argSpan{at: i, n: int(s.bulkLeft)})
 			}
 		case scanBulkBody:
@@ -260,7 +262,9 @@ func headerInt(b []byte) (int64, bool) {
 func (s *requestScanner) ended(i int) {
 	if s.trackEnds && s.state == scanStart {
 		s.ends = append(s.ends, i)
-		s.spanEnds = append(s.spanEnds, len(s.spans))
+		if s.trackSpans {
+			s.spanEnds = append(s.spanEnds, len(s.spans))
+		}
 	}
 }
 
@@ -301,8 +305,8 @@ type guardedConn struct {
 	large      largeReads
 	holdsLarge bool
 	// prefix is what an event loop had read from the client and not run
-	// when it handed the client over (loop.handOver), already scanned;
-	// handedOver is the client's state, for Server.accept.
+	// when it handed the client over (loop.handOver), from a request's
+	// first byte; handedOver is the client's state, for Server.accept.
 	prefix     []byte
 	handedOver *connState
 }
@@ -371,12 +375,19 @@ func isTimeout(err error) bool {
 }
 
 // Read reads from the client. On a limit violation it answers the client
-// itself (redcon would not) and fails, which makes redcon close the
-// connection.
+// itself and fails, which closes the connection (serveClient).
 func (c *guardedConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
+		// It passed the loop's scanner, limits and timeouts already; this
+		// scan finds where its requests end (requestReader) and leaves the
+		// scanner where the loop's was.
 		n := copy(b, c.prefix)
-		c.prefix = c.prefix[n:]
+		if c.prefix = c.prefix[n:]; len(c.prefix) == 0 {
+			c.prefix = nil // an empty tail would keep the whole array
+		}
+		if lerr := c.scanner.scan(b[:n]); lerr != nil {
+			return 0, lerr
+		}
 		return n, nil
 	}
 	mid := c.midRequest()

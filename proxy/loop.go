@@ -485,7 +485,7 @@ func (l *loop) takeInbox(now time.Time) bool {
 
 // register makes nc one of the loop's clients.
 func (l *loop) register(nc newClient, now time.Time) {
-	c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true}, lastActive: now}
+	c := &loopClient{s: l.s, fd: nc.fd, addr: nc.addr, scanner: requestScanner{max: l.s.opts.MaxRequestBytes, trackEnds: true, trackSpans: true}, lastActive: now}
 	c.client = l.s.engine.Connect(nc.addr, nc.local)
 	defer l.recover(c)
 	c.pipe = l.s.engine.NewPipelineIn(c.client, l.rounds[0].round) // Join picks each batch's
@@ -1293,9 +1293,9 @@ func (l *loop) handOver(c *loopClient, now time.Time) {
 		l.s.loopClientLeft()
 		return
 	}
+	// gc's scanner starts afresh at the prefix's first request, which it
+	// scans again for where its requests end (guardedConn.Read).
 	gc := l.s.guard(nc)
-	gc.scanner = c.scanner
-	gc.scanner.trackEnds, gc.scanner.ends, gc.scanner.spans, gc.scanner.spanEnds = false, nil, nil, nil
 	gc.partial.Store(c.mid())
 	gc.requestStart, gc.holdsLarge, gc.prefix = c.requestStart, c.holdsLarge, prefix
 	st := l.s.newConnState(c.client, gc)

@@ -61,10 +61,9 @@ func (s *Server) runBatches(st *connState, args [][][]byte) {
 	}
 }
 
-// requestCost is what a batch's request holds: its arguments twice (in
-// redcon's read buffer, which doubles to fit a large request, and the
-// copies made of them, such as keys), and the slice header redcon parsed
-// each into.
+// requestCost is what a batch's request holds: its arguments twice (in a
+// read buffer, which doubles to fit a large request, and the copies made
+// of them, such as keys), and the slice header each was parsed into.
 func requestCost(args [][][]byte) int64 {
 	var n int64
 	for _, cmd := range args {

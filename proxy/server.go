@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime/debug"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/sessproxy/sessproxy/commands"
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 )
 
@@ -120,8 +120,8 @@ type connState struct {
 	conn     *guardedConn
 	args     [][][]byte
 	// held are the commands of a pipeline read so far while the client was
-	// still sending its next command (see handle), each in redcon's copy
-	// of its own; heldBytes is their size.
+	// still sending its next command (see handle), each in requestReader's
+	// bytes of its own; heldBytes is their size.
 	held      [][][]byte
 	heldBytes int
 	// The replies of the batch being run (see reply.go).
@@ -214,13 +214,13 @@ func (s *Server) Serve() error {
 			serve(func() error { return s.acceptToLoops(ln) })
 			continue
 		}
-		serve(func() error { return redcon.Serve(ln, s.handle, s.accept, s.closed) })
+		serve(func() error { return s.serveGoroutines(ln) })
 	}
 	if len(s.loops) > 0 {
 		for _, l := range s.loops {
 			serve(l.run)
 		}
-		serve(func() error { return redcon.Serve(s.handoff, s.handle, s.accept, s.closed) })
+		serve(func() error { return s.serveGoroutines(s.handoff) })
 	}
 	var first error
 	for range running {
@@ -300,21 +300,84 @@ func (s *Server) closeAllGone() {
 	}
 }
 
-func (s *Server) accept(rc redcon.Conn) bool {
-	gc := rc.NetConn().(*guardedConn)
+// serveGoroutines serves each client ln accepts from a goroutine of its
+// own (serveClient), until ln fails: drainListener and handoffListener fail
+// only once every client has left.
+func (s *Server) serveGoroutines(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors, most likely: the clients already
+			// served go on, and so does accepting, a moment later.
+			s.log.Warn("accept failed", zap.Error(err))
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		gc := c.(*guardedConn)
+		st := s.accept(gc)
+		if st == nil {
+			gc.Close()
+			continue
+		}
+		go s.serveClient(st)
+	}
+}
+
+// serveClient reads the client's commands and runs them until it leaves
+// or is closed.
+func (s *Server) serveClient(st *connState) {
+	err := s.serveRequests(st)
+	st.conn.Close()
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	s.closed(st, err)
+}
+
+// serveRequests serves the client until it is to be closed, and says why
+// (nil: the proxy closes it).
+func (s *Server) serveRequests(st *connState) (err error) {
+	defer func() {
+		// handle recovers its own; this is the last line for a bug in
+		// reading: drop this client, keep serving.
+		if r := recover(); r != nil {
+			s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			_, _ = st.conn.Write([]byte("-" + msgInternal + "\r\n"))
+			err = nil
+		}
+	}()
+	rd := newRequestReader(st.conn)
+	var args [][][]byte
+	for {
+		if args, err = rd.read(st.args[:0]); err != nil {
+			// The commands it sent whole before a refused one run, with
+			// no one left to answer (closed).
+			st.hold(args)
+			return err
+		}
+		if !s.handle(st, args) {
+			return nil
+		}
+	}
+}
+
+// accept returns the state of a client to serve, or nil when it is
+// refused.
+func (s *Server) accept(gc *guardedConn) *connState {
 	if st := gc.handedOver; st != nil {
 		// An event loop's client, counted in s.conns when it was handed
 		// over (loop.handOver).
 		gc.handedOver = nil
-		rc.SetContext(st)
-		return true
+		return st
 	}
 	if !s.admit(gc.Conn, func() { s.conns[gc] = struct{}{} }) {
-		return false
+		return nil
 	}
-	client := s.engine.Connect(rc.RemoteAddr(), gc.LocalAddr().String())
-	rc.SetContext(s.newConnState(client, gc))
-	return true
+	client := s.engine.Connect(gc.RemoteAddr().String(), gc.LocalAddr().String())
+	return s.newConnState(client, gc)
 }
 
 // admit counts a new client in (add, under s.mu), or refuses it past
@@ -324,9 +387,9 @@ func (s *Server) admit(c net.Conn, add func()) bool {
 	if s.draining.Load() || len(s.conns)+s.loopers >= s.opts.MaxClients {
 		s.mu.Unlock()
 		s.engine.Rejected()
-		// redcon calls accept from its accept loop, and on a TLS listener
-		// this write runs the handshake first, which reads: bound both
-		// ways, or one silent client would stop every later connection.
+		// Called from an accept loop, and on a TLS listener this write
+		// runs the handshake first, which reads: bound both ways, or one
+		// silent client would stop every later connection.
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		_, _ = c.Write([]byte(msgMaxClients))
 		return false
@@ -345,25 +408,23 @@ func (s *Server) newConnState(client *commands.Client, gc *guardedConn) *connSta
 	return st
 }
 
-func (s *Server) closed(rc redcon.Conn, err error) {
-	st, ok := rc.Context().(*connState)
-	if !ok {
-		return // refused in accept
-	}
+// closed forgets a goroutine's client that has left or been closed; err is
+// why, nil when it left.
+func (s *Server) closed(st *connState, err error) {
 	st.conn.releaseLarge()
 	var lerr *limitError
 	var timeout net.Error
 	switch {
 	case errors.As(err, &lerr):
 		// The client's own words are not logged: this is our reply to them.
-		s.log.Warn("client closed: request refused", zap.String("addr", rc.RemoteAddr()), zap.String("reason", lerr.msg), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
+		s.log.Warn("client closed: request refused", zap.String("addr", st.addr()), zap.String("reason", lerr.msg), zap.Int64("max_request_bytes", s.opts.MaxRequestBytes))
 		if lerr.tooLarge {
 			s.engine.Closed(commands.CloseRequestTooLarge)
 		} else {
 			s.engine.Closed(commands.CloseProtocolError)
 		}
 	case errors.Is(err, errRequestTimeout):
-		s.log.Warn("client closed: request not completed in time", zap.String("addr", rc.RemoteAddr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
+		s.log.Warn("client closed: request not completed in time", zap.String("addr", st.addr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
 		s.engine.Closed(commands.CloseRequestTimeout)
 	case errors.As(err, &timeout) && timeout.Timeout() && !s.draining.Load():
 		// A read's only deadline outside a drain is idle_timeout's.
@@ -375,13 +436,11 @@ func (s *Server) closed(rc redcon.Conn, err error) {
 		s.forget(st)
 		return
 	}
-	// The client left (or the server drained) part-way through a command,
-	// after commands it had sent whole: Redis would have run those, so they
-	// run, with no one left to answer. redcon calls closed holding its
-	// server's lock, which its accept loop takes for every new connection,
-	// so this upstream I/O runs on its own goroutine. The connection stays
-	// in s.conns until it is done: Shutdown waits for it, and cancels
-	// s.ctx (which ends it) when it gives up.
+	// The client left (or the server drained, or a request was refused)
+	// part-way through a command, after commands it had sent whole: Redis
+	// would have run those, so they run, with no one left to answer. The
+	// connection stays in s.conns until they are done: Shutdown waits for
+	// them, and cancels s.ctx (which ends them) when it gives up.
 	s.runDeparted(nil, st.pipeline, held, func() {
 		// The replies no one will read still passed through the budget.
 		s.budget.release(st.replies)
@@ -427,25 +486,21 @@ func (s *Server) lastOneOut() {
 	}
 }
 
-// handle runs the first command of a pipeline together with every other
-// command redcon has already read, so they share one upstream round trip.
-func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
-	st := rc.Context().(*connState)
+// handle runs the commands of a pipeline that one read brought together,
+// so they share one upstream round trip; false: the client is to be
+// closed.
+func (s *Server) handle(st *connState, args [][][]byte) (open bool) {
 	defer func() {
 		// The pipeline recovers panics per command; this is the last line
 		// for a bug in the proxy itself: drop this client, keep serving.
 		if r := recover(); r != nil {
 			s.log.Error("panic serving client", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			rc.WriteError(msgInternal)
-			rc.Close()
+			_, _ = st.conn.Write([]byte("-" + msgInternal + "\r\n"))
+			open = false
 		}
 	}()
-	args := append(st.args[:0], first.Args)
-	for _, cmd := range rc.ReadPipeline() {
-		args = append(args, cmd.Args)
-	}
-	// redcon parses what one read of at most 4 KB brought, so a pipeline of
-	// 1 KB sessions arrives as several batches, each of which would be its
+	// A read brings at most readBufferBytes of small requests, so a
+	// pipeline of 1 KB sessions arrives as several batches, each of which would be its
 	// own upstream round trip and script call. When the client is part-way
 	// through its next command, the rest of the pipeline is on its way:
 	// hold these commands and run them with it. Not after a batch whose
@@ -455,7 +510,7 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 		st.hold(args)
 		clear(args)
 		st.args = args[:0]
-		return
+		return true
 	}
 	if len(st.held) > 0 {
 		args = append(st.held, args...)
@@ -469,22 +524,26 @@ func (s *Server) handle(rc redcon.Conn, first redcon.Command) {
 	}
 	switch {
 	case st.overLimit:
-		s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", rc.RemoteAddr()), zap.Int64("max_client_reply_bytes", s.opts.MaxClientReplyBytes))
+		s.log.Warn("client closed: unsent replies over the limit", zap.String("addr", st.addr()), zap.Int64("max_client_reply_bytes", s.opts.MaxClientReplyBytes))
 		s.engine.Closed(commands.CloseReplyLimit)
 		_, _ = st.conn.Write([]byte(errReplyLimit(s.opts.MaxClientReplyBytes)))
-		rc.Close()
+		return false
 	case errors.Is(st.writeErr, errWriteTimeout):
-		s.log.Warn("client closed: replies not taken in time", zap.String("addr", rc.RemoteAddr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
+		s.log.Warn("client closed: replies not taken in time", zap.String("addr", st.addr()), zap.Duration("request_timeout", s.opts.RequestTimeout))
 		s.engine.Closed(commands.CloseWriteTimeout)
-		rc.Close()
+		return false
 	case st.writeErr != nil || st.client.Closing():
-		rc.Close()
+		return false
 	}
+	return true
 }
 
-// hold keeps args until the rest of the pipeline arrives. No copy: redcon's
-// reader gives every command a copy of its own (Command.Raw, which Args
-// slice), never its read buffer (TestRedconArgsOutliveTheNextRead).
+// addr is the client's address, for the log.
+func (st *connState) addr() string { return st.conn.RemoteAddr().String() }
+
+// hold keeps args until the rest of the pipeline arrives. No copy:
+// requestReader gives every batch's commands bytes of their own, never
+// the buffer it reads on into (TestReaderArgsOutliveTheNextRead).
 func (st *connState) hold(args [][][]byte) {
 	for _, cmd := range args {
 		for _, a := range cmd {
@@ -495,8 +554,8 @@ func (st *connState) hold(args [][][]byte) {
 }
 
 // drainListener wraps each accepted connection in a guardedConn and, once
-// the server drains, holds redcon's accept loop until every client has
-// left: redcon closes all its connections as soon as Accept fails.
+// the server drains, holds its accept loop (serveGoroutines) until every
+// client has left, so that Serve returns only then.
 type drainListener struct {
 	net.Listener
 	s   *Server
@@ -522,7 +581,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 func (s *Server) guard(c net.Conn) *guardedConn {
 	return &guardedConn{
 		Conn:           c,
-		scanner:        requestScanner{max: s.opts.MaxRequestBytes},
+		scanner:        requestScanner{max: s.opts.MaxRequestBytes, trackEnds: true},
 		idle:           s.opts.IdleTimeout,
 		requestTimeout: max(s.opts.RequestTimeout, 0),
 		writeTimeout:   max(s.opts.RequestTimeout, 0),

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
 	"github.com/sessproxy/sessproxy/store"
-	"github.com/tidwall/redcon"
 )
 
 func startServer(t *testing.T, opts Options) *Server {
@@ -240,38 +238,6 @@ func (s *Server) anyMidRequest() bool {
 		}
 	}
 	return s.loopsMidRequest()
-}
-
-// chunkReader returns one chunk per Read.
-type chunkReader struct{ chunks []string }
-
-func (r *chunkReader) Read(b []byte) (int, error) {
-	if len(r.chunks) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(b, r.chunks[0])
-	r.chunks = r.chunks[1:]
-	return n, nil
-}
-
-// connState.hold keeps the commands it holds without copying them: redcon's
-// reader must give each command a copy of its own, which the next read
-// leaves alone. This fails if a redcon upgrade hands out its read buffer.
-func TestRedconArgsOutliveTheNextRead(t *testing.T) {
-	rd := redcon.NewReader(&chunkReader{chunks: []string{
-		"*2\r\n$3\r\nGET\r\n$5\r\nfirst\r\n",
-		"*2\r\n$3\r\nSET\r\n$5\r\nxxxxx\r\n",
-	}})
-	first, err := rd.ReadCommands()
-	if err != nil || len(first) != 1 {
-		t.Fatalf("first read: %v %v", first, err)
-	}
-	if _, err := rd.ReadCommands(); err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprintf("%s %s", first[0].Args[0], first[0].Args[1]); got != "GET first" {
-		t.Fatalf("the first command reads %q after the next read", got)
-	}
 }
 
 // testOpts serves the test's clients from event loops when

@@ -1,0 +1,116 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/tidwall/redcon"
+)
+
+// requestReader reads the requests of a client served by a goroutine
+// (serveClient): TLS clients, every client when server.event_loops is
+// negative, and the clients an event loop hands over.
+//
+// redcon's reader, which read these clients before, grew its buffer to fit
+// the largest request a client sent and kept it until the client left
+// (about twice the request: 40 idle clients after one 4 MiB request each
+// held over 200 MB, past the Go memory limit's allowance). This one grows
+// the same way while a large request is read, gives the grown buffer to
+// that request's commands, and reads on into a buffer of readBufferBytes.
+//
+// What it reads has passed guardedConn's scanner, which enforces
+// max_request_bytes, the protocol, request_timeout and the slots for large
+// requests, and says where each request ends; redcon.Parse, which the
+// scanner keeps safe (FuzzRequestScanner), takes each whole request apart.
+type requestReader struct {
+	conn *guardedConn
+	buf  []byte
+	n    int // buf[:n]: read, not yet a whole request
+}
+
+const (
+	// readBufferBytes is what a goroutine's client keeps for reading
+	// between requests of this size or smaller.
+	readBufferBytes = 4 << 10
+	// maxReadBytes bounds one read into a grown buffer, so the scanner's
+	// note of where requests end (which a pipeline of tiny requests makes
+	// several times the bytes read) stays small.
+	maxReadBytes = 64 << 10
+	// maxKeptEnds bounds the scratch for those notes kept between reads.
+	maxKeptEnds = 256
+)
+
+func newRequestReader(c *guardedConn) *requestReader {
+	return &requestReader{conn: c, buf: make([]byte, readBufferBytes)}
+}
+
+// read appends the next whole commands the client sent, at least one, to
+// cmds. Each batch's commands get bytes of their own, which later reads
+// leave alone: connState.hold keeps them without a copy. On an error,
+// cmds holds the commands the client sent whole before the one at fault.
+func (r *requestReader) read(cmds [][][]byte) ([][][]byte, error) {
+	sc := &r.conn.scanner
+	for {
+		if r.n == len(r.buf) {
+			// A request larger than the buffer, bounded by
+			// max_request_bytes and, past 1 MiB, by the large-read slots.
+			grown := make([]byte, 2*len(r.buf))
+			copy(grown, r.buf[:r.n])
+			r.buf = grown
+		}
+		sc.ends = sc.ends[:0]
+		k, err := r.conn.Read(r.buf[r.n:min(len(r.buf), r.n+maxReadBytes)])
+		if err != nil {
+			return cmds, err
+		}
+		cmds, err = r.cut(cmds, k)
+		if cap(sc.ends) > maxKeptEnds {
+			sc.ends = nil
+		}
+		if err != nil || len(cmds) > 0 {
+			return cmds, err
+		}
+	}
+}
+
+// cut turns the whole requests that end in the k bytes just read into
+// commands, and keeps what follows the last of them for the next read.
+func (r *requestReader) cut(cmds [][][]byte, k int) ([][][]byte, error) {
+	ends := r.conn.scanner.ends
+	base := r.n
+	r.n += k
+	if len(ends) == 0 {
+		return cmds, nil
+	}
+	last := base + ends[len(ends)-1]
+	var whole []byte
+	if len(r.buf) > readBufferBytes {
+		// The buffer grew for a request that has now ended (it began
+		// before the buffer was full, so it is at least half of it): its
+		// commands take the buffer, and reading goes on in a small one.
+		whole = r.buf[:last:last]
+		rest := r.buf[last:r.n]
+		r.buf = make([]byte, max(readBufferBytes, 2*len(rest)))
+		r.n = copy(r.buf, rest)
+	} else {
+		whole = bytes.Clone(r.buf[:last])
+		r.n = copy(r.buf, r.buf[last:r.n])
+	}
+	start := 0
+	for _, e := range ends {
+		raw := whole[start : base+e]
+		start = base + e
+		cmd, err := redcon.Parse(raw)
+		if err != nil {
+			if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
+				continue // an empty inline line, which Redis skips too
+			}
+			// Unbalanced quotes in an inline request, the one mistake
+			// the scanner leaves to redcon.
+			msg := "ERR " + err.Error()
+			_, _ = r.conn.Write([]byte("-" + msg + "\r\n"))
+			return cmds, &limitError{msg: msg}
+		}
+		cmds = append(cmds, cmd.Args)
+	}
+	return cmds, nil
+}

@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// chunkConn is a client connection that brings one chunk per Read.
+type chunkConn struct {
+	net.Conn
+	chunks []string
+}
+
+func (c *chunkConn) Read(b []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// readerOver reads chunks as a goroutine's client's requests.
+func readerOver(chunks ...string) *requestReader {
+	return newRequestReader(&guardedConn{
+		Conn:     &chunkConn{chunks: chunks},
+		scanner:  requestScanner{max: 8 << 20, trackEnds: true},
+		draining: new(atomic.Bool),
+	})
+}
+
+// commandsOf writes each command's arguments, space-separated, one a line.
+func commandsOf(cmds [][][]byte) string {
+	var b strings.Builder
+	for _, cmd := range cmds {
+		for i, a := range cmd {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.Write(a)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func bulk(args ...string) string {
+	s := "*" + strconv.Itoa(len(args)) + "\r\n"
+	for _, a := range args {
+		s += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
+	}
+	return s
+}
+
+// Each read gives the commands that ended in it, whatever the chunks.
+func TestReaderCutsWhatEachReadBrings(t *testing.T) {
+	large := strings.Repeat("v", 100<<10)
+	tests := []struct {
+		name   string
+		chunks []string
+		want   []string // per read
+	}{
+		{"one command a read", []string{bulk("GET", "a"), bulk("GET", "b")}, []string{"GET a\n", "GET b\n"}},
+		{"a pipeline in one read", []string{bulk("GET", "a") + bulk("GET", "b")}, []string{"GET a\nGET b\n"}},
+		{"a command split across reads", []string{"*2\r\n$3\r\nGE", "T\r\n$1\r", "\na\r\n"}, []string{"GET a\n"}},
+		{"inline commands, empty lines skipped", []string{"PING\r\n\r\n  \nECHO 'x y'\n"}, []string{"PING\nECHO x y\n"}},
+		{"a large request, then a small one", []string{bulk("SET", "k", large), bulk("GET", "k")}, []string{"SET k " + large + "\n", "GET k\n"}},
+		{"a large request and the start of the next", []string{bulk("SET", "k", large) + "*2\r\n$3\r\nGET\r\n", "$1\r\nk\r\n"}, []string{"SET k " + large + "\n", "GET k\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rd := readerOver(tt.chunks...)
+			for i, want := range tt.want {
+				cmds, err := rd.read(nil)
+				if err != nil {
+					t.Fatalf("read %d: %v", i, err)
+				}
+				if got := commandsOf(cmds); got != want {
+					t.Fatalf("read %d: %.80q, want %.80q", i, got, want)
+				}
+			}
+			if cmds, err := rd.read(nil); err != io.EOF {
+				t.Fatalf("after the last: %.80q, %v; want io.EOF", commandsOf(cmds), err)
+			}
+		})
+	}
+}
+
+// connState.hold keeps the commands it holds without copying them: the
+// commands of one read must keep their bytes through the next reads. And
+// a client whose large request has been read reads on into a small buffer:
+// redcon's reader kept one of twice its largest request until it left.
+func TestReaderArgsOutliveTheNextRead(t *testing.T) {
+	large := strings.Repeat("v", 1<<20)
+	rd := readerOver(bulk("GET", "first"), bulk("SET", "large", large), bulk("SET", "xxxxx"), bulk("SET", "yyyyy"))
+	var kept [][][]byte
+	for range 4 {
+		cmds, err := rd.read(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, cmds...)
+	}
+	if got, want := commandsOf(kept), fmt.Sprintf("GET first\nSET large %s\nSET xxxxx\nSET yyyyy\n", large); got != want {
+		t.Fatalf("after four reads the commands read %.80q, want %.80q", got, want)
+	}
+	if cap(rd.buf) != readBufferBytes {
+		t.Fatalf("after a request of 1 MiB the read buffer holds %d bytes, want %d", cap(rd.buf), readBufferBytes)
+	}
+}
+
+// An inline request with unbalanced quotes is answered with redcon's (and
+// Redis's) words and refused; the commands before it are given with the
+// error, to run unanswered.
+func TestReaderRefusesUnbalancedQuotes(t *testing.T) {
+	var written strings.Builder
+	rd := newRequestReader(&guardedConn{
+		Conn:     &chunkConn{Conn: &writeConn{w: &written}, chunks: []string{bulk("GET", "a") + "ECHO \"x\n"}},
+		scanner:  requestScanner{max: 8 << 20, trackEnds: true},
+		draining: new(atomic.Bool),
+	})
+	cmds, err := rd.read(nil)
+	if err == nil || commandsOf(cmds) != "GET a\n" {
+		t.Fatalf("read: %q, %v; want GET a and an error", commandsOf(cmds), err)
+	}
+	if got, want := written.String(), "-ERR Protocol error: unbalanced quotes in request\r\n"; got != want {
+		t.Fatalf("answered %q, want %q", got, want)
+	}
+}
+
+// writeConn is a connection whose writes go to w.
+type writeConn struct {
+	net.Conn
+	w io.Writer
+}
+
+func (c *writeConn) Write(b []byte) (int, error) { return c.w.Write(b) }
