@@ -107,7 +107,6 @@ func (e *Engine) queueMGet(c *Call, refs []keyRef) func() ([][]byte, bool) {
 	}
 }
 
-
 // replyValues answers an array of values, nil ones as nulls.
 func replyValues(c *Call, vals [][]byte) {
 	c.Out.Array(len(vals))
