@@ -209,6 +209,15 @@ func (e *Engine) sessClear(c *Call) {
 	c.Out.Int(n)
 }
 
+// maxScanCount bounds SCAN's and SESS.SCAN's COUNT, a hint in Redis's
+// contract, not a promise: a page comes back in one upstream SCAN, is
+// checked for tombstones in one pipeline of as many EXISTS, and is held
+// whole. Uncapped, SCAN 0 COUNT 1000000000 walked all 200,000 sessions of
+// a keyspace in one Redis call and peaked the proxy at +395 MiB for a
+// client allowed 1 MiB of replies (hostile round 5). The keyspace walks
+// use pages of the same size (store.scanCount).
+const maxScanCount = 1000
+
 // scanArgs are the options of SESS.SCAN and SCAN.
 type scanArgs struct {
 	cursor  uint64
@@ -234,7 +243,7 @@ func parseScanArgs(args [][]byte, allowMatch bool) (scanArgs, string) {
 			if !ok || n < 1 {
 				return s, msgNotInteger
 			}
-			s.count = n
+			s.count = min(n, maxScanCount)
 		case opt == "MATCH" && allowMatch:
 			s.match = string(args[i+1])
 		case opt == "TYPE" && allowMatch:
