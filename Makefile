@@ -8,7 +8,7 @@ GO ?= go
 FUZZTIME ?= 1m
 
 # Every fuzz target, as package:name (go test -fuzz takes one at a time).
-FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzHeaderInt ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch ./internal/glob/:FuzzMatch
+FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzHeaderInt ./proxy/:FuzzParseInline ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch ./internal/glob/:FuzzMatch
 
 .PHONY: test deps vet build run fuzz chaos php
 

@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/sessproxy/sessproxy/commands"
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -623,16 +621,15 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, span
 			}
 			args = all[from:to:to]
 		} else {
-			cmd, err := redcon.Parse(raw)
-			if err != nil {
-				if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
-					from = to
-					continue // an empty inline line, which redcon skips too
-				}
+			var err error
+			if args, err = parseRequest(raw); err != nil {
 				l.refuse(c, nil, "ERR "+err.Error())
 				return false
 			}
-			args = cmd.Args
+			if len(args) == 0 {
+				from = to
+				continue // an empty inline line, which Redis skips too
+			}
 		}
 		from = to
 		c.cmds = append(c.cmds, loopCommand{args: args, raw: raw})

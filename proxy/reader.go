@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bytes"
-
-	"github.com/tidwall/redcon"
 )
 
 // requestReader reads the requests of a client served by a goroutine
@@ -19,7 +17,7 @@ import (
 //
 // What it reads has passed guardedConn's scanner, which enforces
 // max_request_bytes, the protocol, request_timeout and the slots for large
-// requests, and says where each request ends; redcon.Parse, which the
+// requests, and says where each request ends; parseRequest, which the
 // scanner keeps safe (FuzzRequestScanner), takes each whole request apart.
 type requestReader struct {
 	conn *guardedConn
@@ -99,18 +97,18 @@ func (r *requestReader) cut(cmds [][][]byte, k int) ([][][]byte, error) {
 	for _, e := range ends {
 		raw := whole[start : base+e]
 		start = base + e
-		cmd, err := redcon.Parse(raw)
+		args, err := parseRequest(raw)
 		if err != nil {
-			if raw[0] != '*' && len(bytes.Trim(raw, " \t\r\n")) == 0 {
-				continue // an empty inline line, which Redis skips too
-			}
 			// Unbalanced quotes in an inline request, the one mistake
-			// the scanner leaves to redcon.
+			// the scanner leaves to the parser.
 			msg := "ERR " + err.Error()
 			_, _ = r.conn.Write([]byte("-" + msg + "\r\n"))
 			return cmds, &limitError{msg: msg}
 		}
-		cmds = append(cmds, cmd.Args)
+		if len(args) == 0 {
+			continue // an empty inline line, which Redis skips too
+		}
+		cmds = append(cmds, args)
 	}
 	return cmds, nil
 }
