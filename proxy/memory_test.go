@@ -288,3 +288,57 @@ func TestMemoryIdleClientsAfterARequestThatSpannedReads(t *testing.T) {
 		t.Fatalf("%d idle clients hold %.1f MB, over %d KiB each: they keep their request's buffer", clients, float64(grown)/(1<<20), request>>11)
 	}
 }
+
+// A client that streams small commands keeps a read buffer the size of
+// its largest request, not of its stream. redcon's reader, which read
+// goroutine-served clients (TLS, event_loops = -1, or any client after one
+// SCAN, MULTI, WATCH…) before requestReader, doubled its buffer whenever a
+// read filled it with part of a command at its end, without moving what
+// it had consumed out of the way: 4 clients that streamed 14 MB of PINGs
+// each held +151 MiB of heap once idle (hostile round 5; +0 MiB now).
+func TestMemoryPipelinedSmallCommandsDoNotGrowTheReadBuffer(t *testing.T) {
+	srv := startServer(t, Options{})
+	const clients = 4
+	const n = 1000000 // 14 bytes each: 14 MB a client
+	cmd := "*1\r\n$4\r\nPING\r\n"
+	debug.FreeOSMemory()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heap0 := ms.HeapInuse
+	stream := strings.Repeat(cmd, n)
+	for range clients {
+		c, r := dial(t, "tcp", srv.Addr().String())
+		_ = c.SetDeadline(time.Now().Add(120 * time.Second))
+		// SCAN hands the client to a goroutine of its own.
+		if _, err := io.WriteString(c, "*2\r\n$4\r\nSCAN\r\n$1\r\n0\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ReadString('\n'); err != nil { // *2
+			t.Fatal(err)
+		}
+		for range 3 { // $1 0 *0 (the embedded upstream is empty)
+			if _, err := r.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+		}
+		go io.WriteString(c, stream)
+		buf := make([]byte, 64<<10)
+		want := n * len("+PONG\r\n")
+		for got := 0; got < want; {
+			k, err := r.Read(buf)
+			if err != nil {
+				t.Fatalf("after %d bytes: %v", got, err)
+			}
+			got += k
+		}
+	}
+	stream = ""
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	held := int64(ms.HeapInuse) - int64(heap0)
+	t.Logf("%d idle clients after streaming %d MB of PINGs each: heap in use +%d MiB", clients, n*len(cmd)/1e6, held>>20)
+	if held > 32<<20 {
+		t.Errorf("%d idle clients hold %d MiB", clients, held>>20)
+	}
+}
