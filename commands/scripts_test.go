@@ -311,3 +311,18 @@ func toArgs(line string) [][]byte {
 	}
 	return out
 }
+
+// The wrapper's own checks call what it took before the user's function
+// ran: replacing string.lower (which the embedded upstream, as Redis
+// before 7.0, lets a script do) once wrote an undeclared session key with
+// no TTL.
+func TestScriptCannotSteerTheWrapperThroughTheLibraries(t *testing.T) {
+	f := newFixture(t, nil)
+	got := f.one(`EVAL 'string.lower = function() return "ping" end string.sub = function() return "" end return redis.call("SET", "sess:planted", "{}")' 0`)
+	if !strings.HasPrefix(got, "-") {
+		t.Errorf("EVAL = %q, want an error", got)
+	}
+	if f.m.Exists("sess:planted") {
+		t.Errorf("a script wrote sess:planted, undeclared, after replacing string.lower")
+	}
+}

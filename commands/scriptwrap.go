@@ -36,6 +36,15 @@ const scriptHead = `local __sp_bind, __sp_user do ` +
 const scriptTail = `
 end end
 local __sp_R, __sp_K, __sp_A, __sp_G = redis, KEYS, ARGV, _G
+-- What the wrapper calls, taken before the user's function runs: a script
+-- could otherwise replace string.sub or tonumber (Redis before 7.0 lets it;
+-- Redis 7 makes the libraries read-only) and steer the wrapper's checks.
+local tonumber, tostring, type, error, pcall, ipairs, unpack, setmetatable, rawget =
+  tonumber, tostring, type, error, pcall, ipairs, unpack, setmetatable, rawget
+local string = {sub = string.sub, gmatch = string.gmatch, upper = string.upper, lower = string.lower,
+  format = string.format, find = string.find}
+local math = {floor = math.floor, max = math.max}
+local cjson = {decode = cjson.decode}
 local R, P = __sp_R, __sp_A
 local prefix = P[1]
 local default_ms, min_ms, max_ms = tonumber(P[2]), tonumber(P[3]), tonumber(P[4])
@@ -492,7 +501,14 @@ local function run(p, ...)
 end
 
 local meta = {__index = R, __metatable = false}
-local wrapped = setmetatable({call = function(...) return run(false, ...) end, pcall = function(...) return run(true, ...) end}, meta)
+-- The wrapper reads Redis's replies in RESP2's shapes (HGETALL's flat
+-- list, a missing value as false): under redis.setresp(3) its hash size
+-- bound summed nothing. A script keeps RESP2.
+local function setresp(v)
+  if tonumber(v) ~= 2 then fail(false, 'ERR sessproxy: redis.setresp(3) is not supported in scripts (the policy reads replies as RESP2)') end
+end
+local wrapped = setmetatable({call = function(...) return run(false, ...) end, pcall = function(...) return run(true, ...) end,
+  setresp = setresp}, meta)
 -- The user's _G reads the real globals but for the ones the head shadows:
 -- the real _G (whose redis is the real one) and what compiles text against
 -- it (loadstring, load) would hand the user's text the real redis.

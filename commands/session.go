@@ -223,11 +223,6 @@ func (e *Engine) decodeMeta(sp *space, stored []byte) (decoded, error) {
 
 // decode turns a stored value back into the client's payload.
 func (e *Engine) decode(c *Call, ref keyRef, stored []byte) ([]byte, bool) {
-	if c.Out.Over() {
-		// The client's replies are past its limit and will not be written:
-		// a value decompressing to megabytes is not worth decoding.
-		return nil, true
-	}
 	v, _, err := ref.ns.codec.Decode(stored)
 	if err != nil {
 		c.Out.Error(errDecode(ref.sid, err))
@@ -383,6 +378,12 @@ func (e *Engine) replySession(c *Call, ref keyRef, v []byte, err error) {
 		c.Out.Null()
 	case err != nil:
 		e.fail(c, ref, err)
+	case c.Out.Over():
+		// The client's replies are past its limit and will not be written:
+		// a value that decompresses to megabytes is not worth decoding
+		// only to be dropped. (Only here, where the value is the reply: a
+		// command that reads the session to decide a write decodes it.)
+		c.Out.Null()
 	default:
 		if v, ok := e.decode(c, ref, v); ok {
 			c.Out.Bulk(v)

@@ -77,6 +77,13 @@ func testScriptPolicy(t *testing.T, up *upstream) {
 		p.wantMissing(t, "sess:planted")
 	}
 
+	// redis.setresp(3) is refused: the policy reads replies as RESP2, and
+	// under RESP3 the hash size bound summed HGETALL's map as nothing.
+	wantErrContains(t, c, "redis.setresp(3) is not supported", "EVAL",
+		"redis.setresp(3) return redis.call('hset', KEYS[1], 'f', ARGV[1])", 1, "sess:resp3", strings.Repeat("x", 2<<20))
+	p.wantMissing(t, "sess:resp3")
+	wantReply(t, c, 1, "EVAL", "redis.setresp(2) return 1", 0)
+
 	// DEL of a session leaves a tombstone; a script write to it errors and
 	// writes nothing; a script read sees no session.
 	wantReply(t, c, 1, "EVAL", "return redis.call('del', KEYS[1])", 1, key)

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -600,12 +601,13 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, span
 	copy(chunk, c.in)
 	copy(chunk[base:], data[:last])
 	c.in = append(c.in[:0], data[last:]...)
-	if cap(c.in) > clientMemory && len(c.in) == 0 {
+	if cap(c.in) > clientMemory && len(c.in) <= clientMemory/2 {
 		// Grown for a request that spanned reads: an idle client keeps no
 		// more than the Go memory limit allows it (at 64 KiB, 500 clients
 		// idle after a 60 KiB request each kept 37.7 KB apiece:
-		// TestMemoryIdleClientsAfterARequestThatSpannedReads).
-		c.in = nil
+		// TestMemoryIdleClientsAfterARequestThatSpannedReads), nor does
+		// one that has begun its next request.
+		c.in = bytes.Clone(c.in)
 	}
 	all := make([][]byte, spanEnds[len(spanEnds)-1])
 	start, from := 0, 0

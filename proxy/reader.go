@@ -57,10 +57,15 @@ func (r *requestReader) read(cmds [][][]byte) ([][][]byte, error) {
 		}
 		sc.ends = sc.ends[:0]
 		k, err := r.conn.Read(r.buf[r.n:min(len(r.buf), r.n+maxReadBytes)])
-		if err != nil {
-			return cmds, err
+		if k > 0 {
+			// Bytes can come with an error (crypto/tls reads the last
+			// record and the close_notify behind it at once): the commands
+			// they finish are the client's all the same.
+			var cerr error
+			if cmds, cerr = r.cut(cmds, k); cerr != nil {
+				err = cerr
+			}
 		}
-		cmds, err = r.cut(cmds, k)
 		if cap(sc.ends) > maxKeptEnds {
 			sc.ends = nil
 		}

@@ -142,3 +142,36 @@ type writeConn struct {
 }
 
 func (c *writeConn) Write(b []byte) (int, error) { return c.w.Write(b) }
+
+// eofConn brings all its data in one Read together with io.EOF, as
+// crypto/tls does when a close_notify alert follows the last record.
+type eofConn struct {
+	net.Conn
+	data string
+}
+
+func (c *eofConn) Read(b []byte) (int, error) {
+	if c.data == "" {
+		return 0, io.EOF
+	}
+	n := copy(b, c.data)
+	c.data = c.data[n:]
+	if c.data == "" {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// A whole command that arrives in the same Read as io.EOF is handed out
+// (Redis runs it); the reader dropped it, as redcon's did.
+func TestReaderKeepsCommandsThatCameWithEOF(t *testing.T) {
+	rd := newRequestReader(&guardedConn{
+		Conn:     &eofConn{data: bulk("SET", "sess:x", "{}")},
+		scanner:  requestScanner{max: 8 << 20, trackEnds: true},
+		draining: new(atomic.Bool),
+	})
+	cmds, err := rd.read(nil)
+	if got := commandsOf(cmds); got != "SET sess:x {}\n" {
+		t.Fatalf("read gave %q, %v; want the SET (and io.EOF with it or next)", got, err)
+	}
+}

@@ -733,8 +733,6 @@ var mustEscape = func() (t [256]bool) {
 	return t
 }()
 
-// appendJSONString appends s as a JSON string, escaping only what JSON
-// requires.
 // appendString writes s as a JSON string, unless that passes the limit.
 func (c *msgpackConv) appendString(s []byte) error {
 	// Escapes write at most six bytes for one; only a string that could
@@ -761,6 +759,8 @@ func jsonStringLen(s []byte) int {
 	return n
 }
 
+// appendJSONString appends s as a JSON string, escaping only what JSON
+// requires.
 func appendJSONString(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
