@@ -1,40 +1,78 @@
 package commands
 
 // maxChunkKeys bounds the keys of one upstream command that a multi-key
-// command (MGET, MSET, DEL, UNLINK, EXISTS) becomes. A command with more
-// keys (an MGET of 550,000 keys fits in 8 MB) runs at its place in the
-// pipeline as a series of such chunks, one round trip each, so what the
-// proxy and Redis hold for it at once is one chunk's commands and replies,
-// plus the reply built so far, which the proxy accounts as it grows
-// (server.max_inflight_bytes, server.max_client_reply_bytes). 1024 keys
-// keep a chunk's round trip short for Redis (other clients wait behind
-// it) while the cost per key stays that of a pipelined batch.
+// command (MGET, MSET, DEL, UNLINK, EXISTS, SESS.DESTROY, SESS.EXISTS)
+// becomes. A command with more keys (an MGET of 550,000 keys fits in 8 MB)
+// runs at its place in the pipeline as a series of such chunks, one round
+// trip each, so what the proxy and Redis hold for it at once is one
+// chunk's commands and replies, plus the reply built so far, which the
+// proxy accounts as it grows (server.max_inflight_bytes,
+// server.max_client_reply_bytes). 1024 keys keep a chunk's round trip
+// short for Redis (other clients wait behind it) while the cost per key
+// stays that of a pipelined batch.
 const maxChunkKeys = 1024
+
+// A resolver maps a key argument to its key, answering the client when it
+// refuses it: Engine.resolve for key commands, Engine.sessionKey for the
+// ids of SESS.* commands.
+type resolver func(c *Call, arg []byte) (keyRef, bool)
+
+// chunkReplies says what becomes of a chunked command's replies from
+// Redis once a chunk is collected.
+type chunkReplies bool
+
+const (
+	// repliesHeld: they become the client's reply (MGET's values) and
+	// count as its unsent replies as they come (max_client_reply_bytes,
+	// max_inflight_bytes), so that fetching stops past its limit.
+	repliesHeld chunkReplies = true
+	// repliesDropped: each chunk is reduced to a count or an OK and its
+	// replies dropped (MSET, DEL, EXISTS, SESS.DESTROY…), as checkOwned's
+	// are. Counted as held they added up over the chunks: an EXISTS of
+	// 300,000 keys, whose reply is one integer, passed a 1 MiB limit and
+	// closed the client.
+	repliesDropped chunkReplies = false
+)
 
 // chunks runs a multi-key command whose key arguments are args[0],
 // args[step], … chunk by chunk. Every key is checked first, so a refused
 // key leaves the whole command undone, and the commands queued before it
-// run first, so it sees their writes. queue queues a chunk (its first
-// key's index and its keys) and returns what collects the chunk's results
-// once it has run, writing to c.Out; false: it answered an error, which
-// then becomes the whole reply. chunks returns whether every chunk ran.
-func (e *Engine) chunks(c *Call, args [][]byte, step int, queue func(first int, refs []keyRef) func() bool) bool {
+// run first, so it sees their writes. Each chunk's keys are resolved again
+// as it is queued: holding every key's keyRef at once would cost what the
+// chunks save. queue queues a chunk (its first key's index and its keys)
+// and returns what collects the chunk's results once it has run, writing
+// to c.Out; false: it answered an error, which then becomes the whole
+// reply. chunks returns whether every chunk ran.
+func (e *Engine) chunks(c *Call, args [][]byte, step int, resolve resolver, replies chunkReplies, queue func(first int, refs []keyRef) func() bool) bool {
 	for i := 0; i < len(args); i += step {
-		if _, ok := e.resolve(c, args[i]); !ok {
+		if _, ok := resolve(c, args[i]); !ok {
 			return false
 		}
 	}
 	if !e.flushBefore(c) {
 		return false
 	}
+	// The replies received so far are held for their commands: account
+	// them now (as the owner commands do), so that a chunk whose replies
+	// are dropped drops only its own.
 	c.setAsideReplies()
+	if !c.holdReplies() {
+		c.Out.Error(msgReplyLimit)
+		return false
+	}
 	for lo := 0; lo < len(args); lo += maxChunkKeys * step {
 		hi := min(lo+maxChunkKeys*step, len(args))
-		refs, _ := e.resolveAll(c, args[lo:hi], step)
+		refs := make([]keyRef, 0, (hi-lo+step-1)/step)
+		for i := lo; i < hi; i += step {
+			r, _ := resolve(c, args[i]) // accepted above
+			refs = append(refs, r)
+		}
 		mark := len(c.Out.Buf)
 		collect := queue(lo/step, refs)
 		_ = c.exec() // a failure reaches each result, where collect answers it
-		if !c.holdReplies() {
+		if replies == repliesDropped {
+			c.Batch.TakeReplyBytes()
+		} else if !c.holdReplies() {
 			// The proxy is closing the client; stop fetching for it.
 			c.Out.Reset(c.Out.Proto)
 			c.Out.Error(msgReplyLimit)
@@ -68,7 +106,7 @@ func (c *Call) holdReplies() bool {
 // mgetChunked is MGET with more than maxChunkKeys keys.
 func (e *Engine) mgetChunked(c *Call) {
 	keys := c.Args[1:]
-	e.chunks(c, keys, 1, func(first int, refs []keyRef) func() bool {
+	e.chunks(c, keys, 1, e.resolve, repliesHeld, func(first int, refs []keyRef) func() bool {
 		if first == 0 {
 			c.Out.Array(len(keys))
 		}
@@ -101,7 +139,7 @@ func (e *Engine) msetChunked(c *Call) {
 			}
 		}
 	}
-	ok := e.chunks(c, pairs, 2, func(first int, refs []keyRef) func() bool {
+	ok := e.chunks(c, pairs, 2, e.resolve, repliesDropped, func(first int, refs []keyRef) func() bool {
 		return e.queueMSet(c, refs, pairs[2*first+1:], values[first:first+len(refs)])
 	})
 	if ok {
@@ -109,11 +147,12 @@ func (e *Engine) msetChunked(c *Call) {
 	}
 }
 
-// sumChunked is DEL, UNLINK or EXISTS with more than maxChunkKeys keys:
-// queue queues a chunk and returns its count.
-func (e *Engine) sumChunked(c *Call, queue func(*Call, []keyRef) func() (int64, bool)) {
+// sumChunked is DEL, UNLINK, EXISTS, SESS.DESTROY or SESS.EXISTS with more
+// than maxChunkKeys keys or ids: queue queues a chunk and returns its
+// count, and the reply is the counts summed.
+func (e *Engine) sumChunked(c *Call, resolve resolver, queue func(*Call, []keyRef) func() (int64, bool)) {
 	var total int64
-	ok := e.chunks(c, c.Args[1:], 1, func(_ int, refs []keyRef) func() bool {
+	ok := e.chunks(c, c.Args[1:], 1, resolve, repliesDropped, func(_ int, refs []keyRef) func() bool {
 		count := queue(c, refs)
 		return func() bool {
 			n, ok := count()

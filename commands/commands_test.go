@@ -667,14 +667,15 @@ func TestPipelinesSharingARound(t *testing.T) {
 	f.expect("GET sess:a", `${"n":1}`)
 	f.expect("SESS.GET b", `${"n":2}`)
 	manyKeys := "MGET" + strings.Repeat(" sess:k", maxChunkKeys+1)
-	for _, cmd := range []string{"MULTI", "WATCH sess:a", "SUBSCRIBE __redis__:invalidate", "client Tracking on", "KEYS *", "SESS.ALL", "DBSIZE", "SCAN 0", "SESS.SCAN 0", manyKeys, "DEL" + manyKeys[4:]} {
+	manyIDs := strings.Repeat(" k", maxChunkKeys+1)
+	for _, cmd := range []string{"MULTI", "WATCH sess:a", "SUBSCRIBE __redis__:invalidate", "client Tracking on", "KEYS *", "SESS.ALL", "DBSIZE", "SCAN 0", "SESS.SCAN 0", manyKeys, "DEL" + manyKeys[4:], "SESS.DESTROY" + manyIDs, "SESS.EXISTS" + manyIDs} {
 		if one.Queue(ctx, cmds(cmd)) != 0 {
 			t.Errorf("%.40s was queued on a shared pipeline", cmd)
 		}
 	}
 	// Up to one chunk, a multi-key command runs on the round.
-	if n := one.Queue(ctx, cmds("MGET"+strings.Repeat(" sess:k", maxChunkKeys))); n != 1 {
-		t.Errorf("an MGET of %d keys: Queue = %d, want 1", maxChunkKeys, n)
+	if n := one.Queue(ctx, cmds("MGET"+strings.Repeat(" sess:k", maxChunkKeys), "SESS.EXISTS"+strings.Repeat(" k", maxChunkKeys))); n != 2 {
+		t.Errorf("an MGET of %d keys and a SESS.EXISTS of as many ids: Queue = %d, want 2", maxChunkKeys, n)
 	}
 	b.Exec(ctx)
 	one.Complete(func([]byte) {})

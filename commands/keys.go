@@ -12,7 +12,7 @@ import (
 // session (tombstone).
 func (e *Engine) del(c *Call) {
 	if len(c.Args)-1 > maxChunkKeys {
-		e.sumChunked(c, e.queueDestroy)
+		e.sumChunked(c, e.resolve, e.queueDestroy)
 		return
 	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)
@@ -25,7 +25,7 @@ func (e *Engine) del(c *Call) {
 // EXISTS key [key …]
 func (e *Engine) exists(c *Call) {
 	if len(c.Args)-1 > maxChunkKeys {
-		e.sumChunked(c, e.queueCountExisting)
+		e.sumChunked(c, e.resolve, e.queueCountExisting)
 		return
 	}
 	refs, ok := e.resolveAll(c, c.Args[1:], 1)

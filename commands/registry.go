@@ -53,6 +53,10 @@ func (e *Engine) needsOwnConn(cl *Client, args [][]byte) bool {
 		return len(args) > 1 && strings.EqualFold(string(args[1]), "tracking")
 	case "mget", "del", "unlink", "exists":
 		return len(args)-1 > maxChunkKeys // chunks.go
+	case "sess.destroy", "sess.exists":
+		// A trailing NS <name> counts as two ids here: at worst a client
+		// whose command runs as one chunk is handed over all the same.
+		return len(args)-1 > maxChunkKeys
 	case "mset":
 		return (len(args)-1)/2 > maxChunkKeys
 	}
@@ -103,9 +107,9 @@ func (e *Engine) table() []*Command {
 		{Name: "sess.set", Arity: -3, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessSet},
 		{Name: "sess.get", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessGet},
 		{Name: "sess.touch", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessTouch},
-		{Name: "sess.destroy", Arity: -2, Flags: flagWrite, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessDestroy},
+		{Name: "sess.destroy", Arity: -2, Flags: flagWrite | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessDestroy},
 		{Name: "sess.ttl", Arity: 2, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessTTL},
-		{Name: "sess.exists", Arity: -2, Flags: flagRead, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessExists},
+		{Name: "sess.exists", Arity: -2, Flags: flagRead | flagOwnConn, FirstKey: 1, LastKey: -1, Step: 1, Handler: e.sessExists},
 
 		// Fields (fields.go).
 		{Name: "sess.fget", Arity: 3, Flags: flagRead, FirstKey: 1, LastKey: 1, Step: 1, Handler: e.sessFGet},

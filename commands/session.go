@@ -125,6 +125,10 @@ func (e *Engine) sessTouch(c *Call) {
 
 // SESS.DESTROY sid [sid …]
 func (e *Engine) sessDestroy(c *Call) {
+	if len(c.Args)-1 > maxChunkKeys {
+		e.sumChunked(c, e.sessionKey, e.queueDestroy)
+		return
+	}
 	refs := make([]keyRef, 0, len(c.Args)-1)
 	for _, arg := range c.Args[1:] {
 		ref, ok := e.sessionKey(c, arg)
@@ -155,6 +159,10 @@ func (e *Engine) sessTTL(c *Call) {
 
 // SESS.EXISTS sid [sid …]
 func (e *Engine) sessExists(c *Call) {
+	if len(c.Args)-1 > maxChunkKeys {
+		e.sumChunked(c, e.sessionKey, e.queueCountExisting)
+		return
+	}
 	refs := make([]keyRef, 0, len(c.Args)-1)
 	for _, arg := range c.Args[1:] {
 		ref, ok := e.sessionKey(c, arg)

@@ -16,7 +16,8 @@ import (
 // (commands/chunks.go). chunkKeys is comfortably past two chunk boundaries.
 const chunkKeys = 2500
 
-func chunkSess(i int) string   { return fmt.Sprintf("sess:chunk-%05d", i) }
+func chunkSess(i int) string   { return "sess:" + chunkID(i) }
+func chunkID(i int) string     { return fmt.Sprintf("chunk-%05d", i) }
 func chunkAbsent(i int) string { return fmt.Sprintf("sess:absent-%05d", i) }
 func chunkPlain(i int) string  { return fmt.Sprintf("plain:chunk-%05d", i) }
 func chunkValue(i int) string  { return fmt.Sprintf(`{"i":%d}`, i) }
@@ -60,8 +61,8 @@ func cmdArgs(name string, keys ...string) []interface{} {
 	return a
 }
 
-// testChunkedCommands: MSET, MGET, DEL, UNLINK and EXISTS over more than
-// 1024 keys answer exactly what one command would, write what one command
+// testChunkedCommands: MSET, MGET, DEL, UNLINK, EXISTS, SESS.EXISTS and
+// SESS.DESTROY over more than 1024 keys or ids answer exactly what one command would, write what one command
 // would (policy TTLs, tombstones), and a refused key anywhere in them
 // leaves the whole command undone.
 func testChunkedCommands(t *testing.T, up *upstream) {
@@ -133,6 +134,11 @@ func testChunkedCommands(t *testing.T, up *upstream) {
 	// EXISTS over every session key (a quarter live) and one duplicate:
 	// each live one counts, the duplicate twice, tombstones not at all.
 	wantReply(t, c, chunkKeys/4+1, cmdArgs("EXISTS", append(sessKeys, chunkSess(3))...)...)
+	var ids []string
+	for i := 0; i < chunkKeys; i++ {
+		ids = append(ids, chunkID(i))
+	}
+	wantReply(t, c, chunkKeys/4+1, cmdArgs("SESS.EXISTS", append(ids, chunkID(3))...)...)
 
 	// MGET of every session key, a plain key, an absent session and a
 	// deleted plain key: the live sessions' values in order, nil for
@@ -157,6 +163,12 @@ func testChunkedCommands(t *testing.T, up *upstream) {
 		t.Fatalf("expected MGET value of %s = %v, want %q", chunkSess(3), got, chunkValue(3))
 	}
 	wantReply(t, c, want, cmdArgs("MGET", mget...)...)
+
+	// SESS.DESTROY of every id: the live ones count, every one becomes a
+	// tombstone, and SESS.EXISTS then finds none.
+	wantReply(t, c, chunkKeys/4, cmdArgs("SESS.DESTROY", ids...)...)
+	p.wantTombstones(t, sessKeys)
+	wantReply(t, c, 0, cmdArgs("SESS.EXISTS", ids...)...)
 }
 
 // wantTombstones checks each key holds a tombstone with about the grace TTL.
@@ -169,8 +181,8 @@ func (p *proxyHandle) wantTombstones(t *testing.T, keys []string) {
 	}
 }
 
-// testChunkedRefusals: a key outside the prefix (under deny) or an invalid
-// payload anywhere in a command over 1024 keys, first chunk or last,
+// testChunkedRefusals: a key outside the prefix (under deny), an invalid
+// session id or an invalid payload anywhere in a command over 1024 keys, first chunk or last,
 // refuses the whole command: nothing is written or deleted.
 func testChunkedRefusals(t *testing.T, up *upstream) {
 	p := startProxy(t, up, nil)
@@ -209,6 +221,14 @@ func testChunkedRefusals(t *testing.T, up *upstream) {
 			keys[at] = "plain"
 			for _, name := range []string{"DEL", "UNLINK", "EXISTS", "MGET"} {
 				wantErr(t, c, "NOPERM key 'plain' is outside the session namespace", cmdArgs(name, keys...)...)
+			}
+			ids := make([]string, len(live))
+			for i := range ids {
+				ids[i] = chunkID(i)
+			}
+			ids[at] = "bad id"
+			for _, name := range []string{"SESS.DESTROY", "SESS.EXISTS"} {
+				wantErr(t, c, "ERR invalid session id: contains whitespace or control characters", cmdArgs(name, ids...)...)
 			}
 			for i, e := range p.readDirect(t, live) {
 				if !e.present || e.value != chunkValue(i) {
