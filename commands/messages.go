@@ -115,6 +115,12 @@ func errTooManyTransactions(max int) string {
 	return "ERR too many transactions open: server.max_transactions (" + strconv.Itoa(max) + ") clients are in WATCH or MULTI; try again"
 }
 
+// errTooManyWatchedKeys refuses a WATCH that would make its transaction
+// watch more than maxWatchedKeys keys.
+func errTooManyWatchedKeys(max int) string {
+	return "ERR too many watched keys: a transaction may WATCH at most " + strconv.Itoa(max) + " keys (see docs/limits.md)"
+}
+
 // errTxCommandDiscarded answers each command after a refused MULTI, up to
 // its EXEC or DISCARD.
 func errTxCommandDiscarded(reason string) string {
