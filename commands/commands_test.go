@@ -316,12 +316,17 @@ func TestInvalidInputLosesNothing(t *testing.T) {
 		"GET":                        "-ERR wrong number of arguments for 'get' command",
 		"FLUSHALL":                   "-ERR unknown or unsupported command 'FLUSHALL': sessproxy serves session keys only (see docs/commands.md)",
 		"EXPIRE sess:a 10 NX XX":     "-ERR NX and XX, GT or LT options at the same time are not compatible",
-		"SELECT 3":                   "-ERR DB index is out of range: sessproxy serves db 0 only",
-		"HELLO 4":                    "-NOPROTO unsupported protocol version",
-		"AUTH pw":                    "-" + msgNoPassword,
-		"AUTH nobody pw":             "-" + msgWrongPass,
-		"HELLO 2 AUTH nobody pw":     "-" + msgWrongPass,
-		"CLIENT KILL x":              "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.",
+		// An integer past what a TTL can be: Redis 7.0.15's answers.
+		"EXPIRE sess:a 9223372036854775807":            "-ERR invalid expire time in 'expire' command",
+		"PEXPIRE sess:a 9223372036854775807":           "-ERR invalid expire time in 'pexpire' command",
+		"SETEX sess:a 9223372036854775807 {}":          "-ERR invalid expire time in 'setex' command",
+		"EXPIRE sess:a 99999999999999999999":           "-ERR value is not an integer or out of range",
+		"SELECT 3":                                     "-ERR DB index is out of range: sessproxy serves db 0 only",
+		"HELLO 4":                                      "-NOPROTO unsupported protocol version",
+		"AUTH pw":                                      "-" + msgNoPassword,
+		"AUTH nobody pw":                               "-" + msgWrongPass,
+		"HELLO 2 AUTH nobody pw":                       "-" + msgWrongPass,
+		"CLIENT KILL x":                                "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.",
 		"SESS.SET " + strings.Repeat("x", 257) + " {}": "-ERR invalid session id: longer than 256 bytes",
 	} {
 		f.expect(cmd, want)

@@ -46,9 +46,13 @@ func (e *Engine) expire(c *Call) {
 	if name[0] == 'p' {
 		unit = time.Millisecond
 	}
+	if _, ok := parseInt(c.Args[2]); !ok {
+		c.Out.Error(msgNotInteger)
+		return
+	}
 	d, ok := parseDuration(c.Args[2], unit)
 	if !ok {
-		c.Out.Error(msgNotInteger)
+		c.Out.Error(errInvalidExpire(name)) // an integer, as Redis says, but past what a TTL can be
 		return
 	}
 	// Options combine as in Redis 7: NX alone, GT or LT optionally with XX.

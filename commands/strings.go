@@ -333,11 +333,12 @@ func (e *Engine) setex(c *Call, unit time.Duration) {
 		return
 	}
 	d, ok := parseDuration(c.Args[2], unit)
+	_, integer := parseInt(c.Args[2])
 	switch {
-	case !ok:
+	case !integer:
 		c.Out.Error(msgNotInteger)
 		return
-	case d <= 0:
+	case !ok || d <= 0:
 		c.Out.Error(errInvalidExpire(string(c.Args[0])))
 		return
 	}
