@@ -1,6 +1,9 @@
 package proxy
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // budget is server.max_inflight_bytes: the bytes held, over all clients,
 // for requests being run and for replies not yet written. A connection
@@ -162,3 +165,75 @@ const largeReadCost = 6
 func newLargeReads(opts Options) largeReads {
 	return make(largeReads, max(1, opts.MaxInflightBytes/(largeReadCost*opts.MaxRequestBytes)))
 }
+
+// unfinishedBytes bounds what clients hold of requests they have not
+// finished sending, which the budget cannot see: it takes a request's
+// bytes once the request is whole. A client's unfinished request may hold
+// clientMemory (the share of the Go memory limit each client has) without
+// a charge, so session-sized requests, which arrive in one read, never
+// touch it; past that, what its buffer holds is charged here as it grows,
+// and given back once the request is whole (the budget then takes the
+// whole request, as for any other) or the client has gone.
+//
+// While what is charged is at max (half of max_inflight_bytes), a client
+// whose unfinished request is already charged is not read, and others read
+// at most clientMemory of a request; request_timeout runs meanwhile, so a
+// client that stopped sending part-way is closed and gives its bytes back.
+// One client at a time (turn) may read on while it is full, so clients
+// that each sent part of a request and wait for the others cannot all
+// wait until they time out; one holding a large read's slot always reads
+// on (largeReads bounds those).
+type unfinishedBytes struct {
+	max  int64
+	used atomic.Int64
+	turn chan struct{} // one client reading on past max
+
+	mu   sync.Mutex
+	room chan struct{} // closed, and replaced, when used falls below max
+}
+
+func newUnfinishedBytes(max int64) *unfinishedBytes {
+	return &unfinishedBytes{max: max, turn: make(chan struct{}, 1), room: make(chan struct{})}
+}
+
+// full says whether clients must stop reading unfinished requests.
+func (u *unfinishedBytes) full() bool { return u.used.Load() >= u.max }
+
+// change charges n more bytes (fewer, for n < 0), which are in memory
+// already: it never waits.
+func (u *unfinishedBytes) change(n int64) {
+	if n == 0 {
+		return
+	}
+	if now := u.used.Add(n); n < 0 && now < u.max && now-n >= u.max {
+		u.mu.Lock()
+		close(u.room)
+		u.room = make(chan struct{})
+		u.mu.Unlock()
+	}
+}
+
+// roomCh is closed once there may be room: for a goroutine to wait on
+// after it found full.
+func (u *unfinishedBytes) roomCh() <-chan struct{} {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.full() {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return u.room
+}
+
+// tryTurn takes the turn to read on past max, if no one holds it.
+func (u *unfinishedBytes) tryTurn() bool {
+	select {
+	case u.turn <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (u *unfinishedBytes) releaseTurn() { <-u.turn }

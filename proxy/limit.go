@@ -304,6 +304,12 @@ type guardedConn struct {
 	// this client holds one (see largeReads).
 	large      largeReads
 	holdsLarge bool
+	// unfinished is the server's bound on unfinished requests; this
+	// client's is charged unfinishedHeld, and holdsTurn: it may read on
+	// while that bound is full (see unfinishedBytes).
+	unfinished     *unfinishedBytes
+	unfinishedHeld int64
+	holdsTurn      bool
 	// prefix is what an event loop had read from the client and not run
 	// when it handed the client over (loop.handOver), from a request's
 	// first byte; handedOver is the client's state, for Server.accept.
@@ -330,6 +336,69 @@ func (c *guardedConn) releaseLarge() {
 		c.holdsLarge = false
 		<-c.large
 	}
+}
+
+// holdUnfinished makes n the bytes charged for this client's unfinished
+// request: bytes in memory already, none up to clientMemory. 0 when it
+// has gone.
+func (c *guardedConn) holdUnfinished(n int) {
+	if c.unfinished == nil {
+		return
+	}
+	if n <= clientMemory {
+		n = 0
+	}
+	c.unfinished.change(int64(n) - c.unfinishedHeld)
+	c.unfinishedHeld = int64(n)
+}
+
+// releaseTurn gives back the turn to read on past the bound on
+// unfinished requests, once the request it was taken for is whole.
+func (c *guardedConn) releaseTurn() {
+	if c.holdsTurn {
+		c.holdsTurn = false
+		c.unfinished.releaseTurn()
+	}
+}
+
+// awaitUnfinished waits, before the buffer of the request in progress
+// grows past clientMemory, until the bound on unfinished requests has
+// room, or this client has the turn to read on past it, or holds a large
+// read's slot. Unlike the wait for a slot, this wait counts against
+// request_timeout: a client that stopped part-way is closed by it, and
+// gives its bytes back.
+func (c *guardedConn) awaitUnfinished() error {
+	if c.unfinished == nil || c.holdsLarge || c.holdsTurn {
+		return nil
+	}
+	var timer *time.Timer
+	for c.unfinished.full() && !c.holdsTurn {
+		if c.draining.Load() {
+			return errDraining
+		}
+		// A moment at most, to see a drain.
+		wait := 100 * time.Millisecond
+		if c.requestTimeout > 0 {
+			left := time.Until(c.requestStart.Add(c.requestTimeout))
+			if left <= 0 {
+				return errRequestTimeout
+			}
+			wait = min(wait, left)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case c.unfinished.turn <- struct{}{}:
+			c.holdsTurn = true
+		case <-c.unfinished.roomCh():
+		case <-timer.C:
+		}
+	}
+	return nil
 }
 
 // drainFinishRequest is how long a draining server waits for a client to

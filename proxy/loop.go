@@ -68,10 +68,13 @@ type loop struct {
 	// largeWaiters are the clients waiting for a large read's slot,
 	// retried every iteration (the rest are swept on the tick).
 	largeWaiters []*loopClient
-	args         [][][]byte // scratch for Queue
-	ends         []int      // scratch for the scanner
-	spans        []argSpan  // scratch for the scanner
-	spanEnds     []int      // scratch for the scanner
+	// unfinishedWaiters are the clients not read while what unfinished
+	// requests hold is at its bound (unfinishedBytes).
+	unfinishedWaiters []*loopClient
+	args              [][][]byte // scratch for Queue
+	ends              []int      // scratch for the scanner
+	spans             []argSpan  // scratch for the scanner
+	spanEnds          []int      // scratch for the scanner
 
 	drainSince time.Time // when the loop saw the server draining
 	// partial counts clients part-way through sending a request; atomic
@@ -131,7 +134,12 @@ type loopClient struct {
 	wroteAt      time.Time // request_timeout, for replies being written
 	largeWait    time.Time // waiting for a large read's slot since
 	holdsLarge   bool
-	partial      bool // counted in loop.partial
+	// unfinishedHeld: in charges unfinishedBytes; unfinishedWait: not
+	// read since, while it is full; holdsTurn: read on past it.
+	unfinishedHeld int64
+	unfinishedWait time.Time
+	holdsTurn      bool
+	partial        bool // counted in loop.partial
 
 	events     uint32 // armed in epoll
 	registered bool   // in epoll
@@ -403,6 +411,9 @@ func (l *loop) run() error {
 		if len(l.largeWaiters) > 0 {
 			l.retryLarge(now)
 		}
+		if len(l.unfinishedWaiters) > 0 {
+			l.retryUnfinished(now)
+		}
 		if l.tick > 0 && now.Sub(l.lastSweep) >= l.tick || l.s.draining.Load() {
 			l.sweep(now)
 		}
@@ -460,7 +471,7 @@ func (l *loop) waitMillis() int {
 		}
 	}
 	switch {
-	case len(l.ready) > 0 || len(l.largeWaiters) > 0:
+	case len(l.ready) > 0 || len(l.largeWaiters) > 0 || len(l.unfinishedWaiters) > 0:
 		return 1
 	case l.s.draining.Load():
 		return 10
@@ -548,7 +559,18 @@ func (l *loop) recover(c *loopClient) {
 
 // read reads what the client sent, once, and cuts it into whole commands.
 func (l *loop) read(c *loopClient, now time.Time) {
-	n, err := unix.Read(c.fd, l.buf)
+	buf := l.buf
+	if l.s.unfinished.full() && !c.holdsLarge && !c.holdsTurn {
+		// What unfinished requests hold is at its bound: a request this
+		// read leaves unfinished must fit in the client's share.
+		buf = buf[:max(clientMemory-len(c.in), 0)]
+		if len(buf) == 0 {
+			l.waitUnfinished(c, now)
+			l.settle(c, now)
+			return
+		}
+	}
+	n, err := unix.Read(c.fd, buf)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 		return
 	}
@@ -584,7 +606,76 @@ func (l *loop) read(c *loopClient, now time.Time) {
 	if mid && !c.holdsLarge && c.scanner.size >= largeRequestBytes {
 		l.takeLarge(c, now)
 	}
+	l.holdUnfinished(c)
+	if c.unfinishedHeld > 0 && l.s.unfinished.full() {
+		l.waitUnfinished(c, now)
+	}
 	l.settle(c, now)
+}
+
+// holdUnfinished charges what c's unfinished request holds past
+// clientMemory to unfinishedBytes, and gives it back, and the turn, once
+// the request is whole: the budget takes it from there.
+func (l *loop) holdUnfinished(c *loopClient) {
+	held := int64(0)
+	if c.mid() && cap(c.in) > clientMemory {
+		held = int64(cap(c.in))
+	}
+	l.s.unfinished.change(held - c.unfinishedHeld)
+	c.unfinishedHeld = held
+	if held == 0 && c.holdsTurn {
+		c.holdsTurn = false
+		l.s.unfinished.releaseTurn()
+	}
+}
+
+// dropUnfinished gives back what c's unfinished request held, and the
+// turn: it has gone, or moves to a goroutine.
+func (l *loop) dropUnfinished(c *loopClient) {
+	c.in = nil
+	l.holdUnfinished(c)
+	if c.holdsTurn {
+		c.holdsTurn = false
+		l.s.unfinished.releaseTurn()
+	}
+}
+
+// waitUnfinished stops reading c while unfinished requests hold their
+// bound, unless it may read on: it holds a large read's slot, or takes the
+// turn. Its request_timeout runs meanwhile (sweepClient).
+func (l *loop) waitUnfinished(c *loopClient, now time.Time) {
+	if c.holdsLarge || c.holdsTurn || !c.unfinishedWait.IsZero() {
+		return
+	}
+	if l.s.unfinished.tryTurn() {
+		c.holdsTurn = true
+		return
+	}
+	c.unfinishedWait = now
+	l.unfinishedWaiters = append(l.unfinishedWaiters, c)
+}
+
+// retryUnfinished reads on the clients waiting for room in
+// unfinishedBytes once there is some, or one that takes the turn.
+func (l *loop) retryUnfinished(now time.Time) {
+	waiting := l.unfinishedWaiters[:0]
+	for _, c := range l.unfinishedWaiters {
+		if c.closed || c.unfinishedWait.IsZero() {
+			continue
+		}
+		switch {
+		case c.discard, c.holdsLarge, !l.s.unfinished.full():
+		case l.s.unfinished.tryTurn():
+			c.holdsTurn = true
+		default:
+			waiting = append(waiting, c)
+			continue
+		}
+		c.unfinishedWait = time.Time{}
+		l.settle(c, now)
+	}
+	clear(l.unfinishedWaiters[len(waiting):])
+	l.unfinishedWaiters = waiting
 }
 
 // cut turns the whole requests that end in data (at ends) into commands.
@@ -652,7 +743,7 @@ func (l *loop) refuse(c *loopClient, le *limitError, msg string) {
 	} else {
 		l.s.engine.Closed(commands.CloseProtocolError)
 	}
-	c.in = nil
+	l.dropUnfinished(c)
 	c.discard, c.closeAfter = true, true
 	l.queueOut(c, []byte("-"+msg+"\r\n"))
 	c.wroteAt = time.Now()
@@ -762,7 +853,7 @@ func (c *loopClient) runnable() bool {
 
 func (c *loopClient) wantsRead() bool {
 	return !c.discard && !c.closeAfter && !c.handoff && !c.running && !c.blocked &&
-		len(c.out) == 0 && c.largeWait.IsZero() && (len(c.cmds) == 0 || c.holding())
+		len(c.out) == 0 && c.largeWait.IsZero() && c.unfinishedWait.IsZero() && (len(c.cmds) == 0 || c.holding())
 }
 
 // settle decides what comes next for c: close it, hand it over, run its
@@ -1203,7 +1294,7 @@ func (l *loop) depart(c *loopClient) {
 		return
 	}
 	c.discard, c.closeAfter = true, false
-	c.in = nil
+	l.dropUnfinished(c)
 	l.dropOut(c)
 	if c.registered {
 		// Stop epoll reporting its hang-up while its commands wait.
@@ -1236,7 +1327,8 @@ func (l *loop) close(c *loopClient) {
 	}
 	c.releaseLarge(l.s)
 	cmds := c.cmds
-	c.cmds, c.in = nil, nil
+	c.cmds = nil
+	l.dropUnfinished(c)
 	if c.discard && len(cmds) > 0 {
 		// Whole commands of a client that has gone, which the loop must
 		// not run (a transaction, a keyspace walk): they run, unanswered,
@@ -1279,6 +1371,7 @@ func (l *loop) handOver(c *loopClient, now time.Time) {
 		prefix = append(prefix, cmd.raw...)
 	}
 	prefix = append(prefix, c.in...)
+	l.dropUnfinished(c)
 	if c.registered {
 		_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
 		c.registered = false
@@ -1335,14 +1428,14 @@ func (l *loop) sweepClient(c *loopClient, now time.Time, draining bool) {
 		l.s.engine.Closed(commands.CloseWriteTimeout)
 		l.depart(c)
 	case c.discard, !c.largeWait.IsZero():
-	case reading && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
+	case (reading || !c.unfinishedWait.IsZero()) && c.mid() && rt > 0 && now.Sub(c.requestStart) >= rt:
 		l.s.log.Warn("client closed: request not completed in time", zap.String("addr", c.addr), zap.Duration("request_timeout", rt))
 		l.s.engine.Closed(commands.CloseRequestTimeout)
 		l.depart(c)
 	case reading && idle > 0 && now.Sub(c.lastActive) >= idle && !draining:
 		l.s.engine.Closed(commands.CloseIdleTimeout)
 		l.depart(c)
-	case draining && reading && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
+	case draining && (reading || !c.unfinishedWait.IsZero()) && c.mid() && now.Sub(l.drainSince) >= drainFinishRequest:
 		// Past the moment given to finish a command: the commands
 		// before it run, unanswered.
 		l.depart(c)

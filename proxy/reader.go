@@ -50,10 +50,17 @@ func (r *requestReader) read(cmds [][][]byte) ([][][]byte, error) {
 	for {
 		if r.n == len(r.buf) {
 			// A request larger than the buffer, bounded by
-			// max_request_bytes and, past 1 MiB, by the large-read slots.
+			// max_request_bytes, by what unfinished requests may hold,
+			// and, past 1 MiB, by the large-read slots.
+			if 2*len(r.buf) > clientMemory {
+				if err := r.conn.awaitUnfinished(); err != nil {
+					return cmds, err
+				}
+			}
 			grown := make([]byte, 2*len(r.buf))
 			copy(grown, r.buf[:r.n])
 			r.buf = grown
+			r.conn.holdUnfinished(len(r.buf))
 		}
 		sc.ends = sc.ends[:0]
 		k, err := r.conn.Read(r.buf[r.n:min(len(r.buf), r.n+maxReadBytes)])
@@ -94,6 +101,9 @@ func (r *requestReader) cut(cmds [][][]byte, k int) ([][][]byte, error) {
 		rest := r.buf[last:r.n]
 		r.buf = make([]byte, max(readBufferBytes, 2*len(rest)))
 		r.n = copy(r.buf, rest)
+		// The request is whole: the budget takes it from here.
+		r.conn.holdUnfinished(len(r.buf))
+		r.conn.releaseTurn()
 	} else {
 		whole = bytes.Clone(r.buf[:last])
 		r.n = copy(r.buf, r.buf[last:r.n])

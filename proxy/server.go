@@ -94,6 +94,8 @@ type Server struct {
 	log    *zap.Logger
 	budget *budget    // server.max_inflight_bytes
 	large  largeReads // clients reading a large request (budget.go)
+	// unfinished: what requests not yet whole hold, half the budget.
+	unfinished *unfinishedBytes
 
 	listeners []*drainListener
 	ctx       context.Context // upstream calls; cancelled when shutdown gives up
@@ -151,15 +153,16 @@ func New(engine *commands.Engine, opts Options) *Server {
 	opts.init()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		opts:    opts,
-		engine:  engine,
-		log:     opts.Logger,
-		budget:  newBudget(opts.MaxInflightBytes),
-		large:   newLargeReads(opts),
-		ctx:     ctx,
-		cancel:  cancel,
-		conns:   make(map[*guardedConn]struct{}),
-		allGone: make(chan struct{}),
+		opts:       opts,
+		engine:     engine,
+		log:        opts.Logger,
+		budget:     newBudget(opts.MaxInflightBytes),
+		large:      newLargeReads(opts),
+		unfinished: newUnfinishedBytes(max(opts.MaxInflightBytes/2, 1)),
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(map[*guardedConn]struct{}),
+		allGone:    make(chan struct{}),
 	}
 }
 
@@ -412,6 +415,8 @@ func (s *Server) newConnState(client *commands.Client, gc *guardedConn) *connSta
 // why, nil when it left.
 func (s *Server) closed(st *connState, err error) {
 	st.conn.releaseLarge()
+	st.conn.holdUnfinished(0)
+	st.conn.releaseTurn()
 	var lerr *limitError
 	var timeout net.Error
 	switch {
@@ -587,5 +592,6 @@ func (s *Server) guard(c net.Conn) *guardedConn {
 		writeTimeout:   max(s.opts.RequestTimeout, 0),
 		draining:       &s.draining,
 		large:          s.large,
+		unfinished:     s.unfinished,
 	}
 }

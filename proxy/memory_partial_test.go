@@ -1,0 +1,102 @@
+//go:build !race
+
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/internal/procmem"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// Hostile round 6: a request still being read was outside
+// max_inflight_bytes. 200 clients that each sent the first 1,000,000 bytes
+// of an EXISTS of many small keys held +233 MiB with a 64 MiB budget;
+// clients past 1 MiB waiting for a large-request slot held as much each
+// (600 of them +628 MiB), and were never closed while they waited. What a
+// client has read of an unfinished request past clientMemory is now
+// charged to half the budget (partialReads), and a client stops being
+// read while that is full.
+func TestMemoryPartialRequestsAreBounded(t *testing.T) {
+	const clients = 200
+	const budget = 64 << 20
+	tests := []struct {
+		name string
+		sent int // bytes of the request each client sends before it stops
+	}{
+		{"under the large-request size", 1_000_000},
+		{"waiting for a large-request slot", largeRequestBytes + 200_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raiseFileLimit(t, clients+1000)
+			addr := partialProxy(t, Options{MaxInflightBytes: budget, RequestTimeout: 30 * time.Second})
+			var req strings.Builder
+			fmt.Fprintf(&req, "*%d\r\n$6\r\nEXISTS\r\n", 200001)
+			for i := range 200000 {
+				k := fmt.Sprintf("sess:%07d", i)
+				fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(k), k)
+			}
+			prefix := []byte(req.String()[:tt.sent]) // one copy for every client
+			debug.FreeOSMemory()
+			before := procmem.RSS(t)
+			conns := make([]net.Conn, clients)
+			t.Cleanup(func() {
+				for _, c := range conns {
+					if c != nil {
+						c.Close()
+					}
+				}
+			})
+			// Each client writes on its own: a client the proxy does not
+			// read blocks once the socket's buffers are full.
+			var wg sync.WaitGroup
+			for i := range conns {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns[i] = c
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+					_, _ = c.Write(prefix)
+				}()
+			}
+			wg.Wait()
+			time.Sleep(time.Second)
+			grew := procmem.RSS(t) - before
+			t.Logf("%d clients each %d bytes into a request of small arguments, max_inflight_bytes %d MiB: RSS +%d MiB", clients, tt.sent, budget>>20, grew>>20)
+			if grew > budget+50<<20 {
+				t.Errorf("partial requests held %d MiB, over max_inflight_bytes (%d MiB) + 50 MB", grew>>20, budget>>20)
+			}
+		})
+	}
+}
+
+// partialProxy is a proxy on a real redis-server, under the Go memory
+// limit cmd/sessproxy sets.
+func partialProxy(t *testing.T, opts Options) string {
+	t.Helper()
+	rs := redistest.Standalone(t)
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	old := debug.SetMemoryLimit(MemoryLimit(opts))
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	return startServerOn(t, eng, opts).Addr().String()
+}
