@@ -40,7 +40,8 @@ func TestMemoryPartialRequestsAreBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			raiseFileLimit(t, clients+1000)
-			addr := partialProxy(t, Options{MaxInflightBytes: budget, RequestTimeout: 30 * time.Second})
+			srv := partialProxy(t, Options{MaxInflightBytes: budget, RequestTimeout: 30 * time.Second})
+			addr := srv.Addr().String()
 			var req strings.Builder
 			fmt.Fprintf(&req, "*%d\r\n$6\r\nEXISTS\r\n", 200001)
 			for i := range 200000 {
@@ -75,7 +76,13 @@ func TestMemoryPartialRequestsAreBounded(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			time.Sleep(time.Second)
+			// The proxy reads the clients until what their unfinished
+			// requests hold reaches its bound, and then no further.
+			for deadline := time.Now().Add(10 * time.Second); !srv.unfinished.full(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("unfinished requests hold %d bytes after 10 s, bound %d", srv.unfinished.used.Load(), srv.unfinished.max)
+				}
+			}
 			grew := procmem.RSS(t) - before
 			t.Logf("%d clients each %d bytes into a request of small arguments, max_inflight_bytes %d MiB: RSS +%d MiB", clients, tt.sent, budget>>20, grew>>20)
 			if grew > budget+50<<20 {
@@ -87,7 +94,7 @@ func TestMemoryPartialRequestsAreBounded(t *testing.T) {
 
 // partialProxy is a proxy on a real redis-server, under the Go memory
 // limit cmd/sessproxy sets.
-func partialProxy(t *testing.T, opts Options) string {
+func partialProxy(t *testing.T, opts Options) *Server {
 	t.Helper()
 	rs := redistest.Standalone(t)
 	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
@@ -98,5 +105,54 @@ func partialProxy(t *testing.T, opts Options) string {
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
 	old := debug.SetMemoryLimit(MemoryLimit(opts))
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	return startServerOn(t, eng, opts).Addr().String()
+	return startServerOn(t, eng, opts)
+}
+
+// Clients that fill what unfinished requests may hold and stop there are
+// closed by request_timeout although the proxy no longer reads them, and
+// then a client with a request past clientMemory is served: a full bound
+// stalls requests, it does not stop them for good.
+func TestMemoryPartialRequestsTimeOut(t *testing.T) {
+	const stalled = 40
+	srv := partialProxy(t, Options{MaxInflightBytes: 2 << 20, RequestTimeout: 500 * time.Millisecond})
+	addr := srv.Addr().String()
+	part := []byte("*2\r\n$4\r\nPING\r\n$200000\r\n" + strings.Repeat("x", 100_000))
+	conns := make([]net.Conn, stalled)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		go func() {
+			_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+			_, _ = c.Write(part)
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); !srv.unfinished.full(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("unfinished requests hold %d bytes, bound %d", srv.unfinished.used.Load(), srv.unfinished.max)
+		}
+	}
+	start := time.Now()
+	buf := make([]byte, 512)
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, err := c.Read(buf); err != nil {
+				if time.Since(start) > 9*time.Second {
+					t.Fatalf("stalled client %d not closed: %v", i, err)
+				}
+				break
+			}
+		}
+	}
+	t.Logf("%d clients stalled on a full bound were closed within %v (request_timeout 500ms)", stalled, time.Since(start).Round(10*time.Millisecond))
+	c, r := dial(t, "tcp", addr)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	value := strings.Repeat("y", 100_000)
+	if got := roundTrip(t, c, r, encodeRESP("ECHO", value)); got != "$100000" {
+		t.Fatalf("ECHO of 100 KB after the stalled clients left: %.40q", got)
+	}
 }
