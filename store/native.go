@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -288,6 +289,33 @@ func (s *Store) CheckNativeWrites(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// MutableScriptLibraries names a master whose Redis is older than 7.0,
+// with its version ("" when every master runs 7.0 or later, or the
+// upstream is embedded). Before 7.0 a script can change the Lua libraries
+// (string, table…) that the scripts after it see, so one client's script
+// can change what a later wrapped script's policy checks call.
+func (s *Store) MutableScriptLibraries(ctx context.Context) (node, version string, err error) {
+	if s.embedded != nil {
+		return "", "", nil // miniredis gives each script a Lua state of its own
+	}
+	var mu sync.Mutex // masters are asked at once
+	err = s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return fmt.Errorf("INFO server on %s: %w", s.nodeName(c), err)
+		}
+		if v := infoField(info, "redis_version"); !atLeast(v, 7, 0) {
+			mu.Lock()
+			if node == "" {
+				node, version = s.nodeName(c), v
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	return node, version, err
 }
 
 // infoField is the value of field in an INFO reply ("" when absent).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/integration/redistest"
 )
 
 // exec runs one operation queued on a fresh batch of s.
@@ -310,5 +311,25 @@ func TestNativeWriteErrorReply(t *testing.T) {
 	}
 	if n := m.TotalConnectionCount() - dialed; n != 1 {
 		t.Errorf("%d connections dialed after READONLY, want 1 (the one that answered it closed)", n)
+	}
+}
+
+// Redis 7 makes the Lua libraries read-only; before it, a script's
+// changes to them stay for the scripts after it. MutableScriptLibraries
+// names a master older than 7.0, so the proxy can warn at start.
+func TestMutableScriptLibraries(t *testing.T) {
+	srv := redistest.Standalone(t)
+	s, err := Open(context.Background(), Options{Mode: ModeStandalone, Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if node, version, err := s.MutableScriptLibraries(context.Background()); err != nil || node != "" {
+		t.Errorf("redis-server 7.0: %q %q %v, want none", node, version, err)
+	}
+	for version, want := range map[string]bool{"7.0.15": true, "6.2.14": false, "6.0.16": false, "8.0.0": true} {
+		if got := atLeast(version, 7, 0); got != want {
+			t.Errorf("atLeast(%q, 7, 0) = %v, want %v", version, got, want)
+		}
 	}
 }

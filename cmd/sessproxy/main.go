@@ -300,6 +300,17 @@ func open(cfg Config, log *zap.Logger, reg *metrics.Registry) (*store.Store, *co
 			return nil, nil, fmt.Errorf("check upstream: %w", err)
 		}
 	}
+	if cmdOpts.ScriptsMode == commands.ScriptsPolicy {
+		node, version, err := st.MutableScriptLibraries(ctx)
+		if err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("check upstream: %w", err)
+		}
+		if node != "" {
+			log.Warn("upstream runs a Redis older than 7.0: a client's script can change the Lua libraries later scripts see, and so what the script policy's checks call; set [scripts] mode = \"deny\" if clients you do not trust may send scripts (docs/commands.md, Scripts)",
+				zap.String("node", node), zap.String("redis_version", version))
+		}
+	}
 	return st, commands.New(st, cmdOpts), nil
 }
 
