@@ -555,6 +555,8 @@ func (e *Engine) fail(c *Call, ref keyRef, err error) {
 		c.Out.Error(decode.Error())
 	case errors.Is(err, store.ErrDryRun):
 		c.Out.Error(errNeedsResult(e.CommandName(c)))
+	case errors.Is(err, store.ErrReplyTooLarge):
+		c.Out.Exceed() // the client is closed with the reply limit's error
 	case errors.Is(err, store.ErrTombstoned):
 		e.refuse(c, RefusedTombstone, ref.key, errTombstoned(ref.sid))
 	case store.UpstreamReply(err):

@@ -250,6 +250,10 @@ func (e *Engine) exec(c *Call) {
 	}
 	t.multi, t.executing = false, true
 	batch := t.pin.Batch()
+	// The transaction's reads are bounded by what EXEC's reply may take.
+	var room store.Room
+	room.Reset(c.Out.Room())
+	batch.SetRoom(&room)
 	calls := make([]Call, len(t.queued))
 	outs := make([]resp.Writer, len(t.queued))
 	for i, args := range t.queued {

@@ -28,6 +28,9 @@ type Pipeline struct {
 	// limit is shared by the batch's writers: what the meter's ReplyRoom
 	// allowed when the batch was queued.
 	limit resp.Limit
+	// room is the same allowance for the values the batch's reads bring
+	// back, charged as they are read (store.Room).
+	room store.Room
 	// The batch Queue dispatched, for Complete: when it started, how many
 	// of its calls ran (fewer than queued after QUIT), and its context.
 	start time.Time
@@ -147,6 +150,7 @@ func (p *Pipeline) Queue(ctx context.Context, cmds [][][]byte) int {
 	var limit *resp.Limit
 	if p.meter != nil {
 		p.limit.Reset(p.meter.ReplyRoom())
+		p.room.Reset(p.meter.ReplyRoom())
 		limit = &p.limit
 	}
 	p.markParty()
@@ -179,10 +183,16 @@ func (p *Pipeline) FinishPass() bool {
 
 // markParty tells a round's batch that what is queued next is this
 // client's: if some of it must be sent again (a failover's NOSCRIPT), its
-// order matters only among the client's own commands (store.Batch.SetParty).
+// order matters only among the client's own commands (store.Batch.SetParty);
+// and its reads are bounded by the client's room (store.Batch.SetRoom).
 func (p *Pipeline) markParty() {
 	if p.round != nil {
 		p.batch.SetParty(p.client.ID)
+	}
+	if p.meter != nil {
+		p.batch.SetRoom(&p.room)
+	} else {
+		p.batch.SetRoom(nil)
 	}
 }
 

@@ -49,7 +49,7 @@ func (e *Engine) sessGet(c *Call) {
 	if !ok {
 		return
 	}
-	res := e.read(c, ref)
+	res := e.readReply(c, ref)
 	c.Then(func() {
 		// A hash session reads as missing in a shared MGET, or as
 		// WRONGTYPE: its fields are answered as a JSON object.
@@ -246,6 +246,16 @@ func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
 		return c.Batch.GetSliding(ref.key, c.policy(ref.ns).Idle, c.policy(ref.ns).Absolute)
 	}
 	return c.Batch.Get(ref.key)
+}
+
+// readReply is read for a command whose reply is the value (GET, GETEX,
+// SESS.GET): bounded by the client's reply room as it is read
+// (store.Batch.GetReply).
+func (e *Engine) readReply(c *Call, ref keyRef) store.GetResult {
+	if c.policy(ref.ns).Idle > 0 || c.policy(ref.ns).Absolute > 0 {
+		return c.Batch.GetSliding(ref.key, c.policy(ref.ns).Idle, c.policy(ref.ns).Absolute)
+	}
+	return c.Batch.GetReply(ref.key)
 }
 
 // write queues a session write and what goes with it (the owner index).

@@ -19,7 +19,7 @@ func (e *Engine) get(c *Call) {
 		e.forward(c, ref, forwardRead)
 		return
 	}
-	res := e.read(c, ref)
+	res := e.readReply(c, ref)
 	c.Then(func() { e.replyStringRead(c, ref, res) })
 }
 
@@ -470,7 +470,7 @@ func (e *Engine) getex(c *Call) {
 	case x.set:
 		d = x.decision(c.policy(ref.ns))
 	default:
-		res := e.read(c, ref)
+		res := e.readReply(c, ref)
 		c.Then(func() { e.replyStringRead(c, ref, res) })
 		return
 	}

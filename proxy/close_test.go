@@ -257,6 +257,47 @@ func TestReplyLimitClosesTheClient(t *testing.T) {
 	}
 }
 
+// A value read from Redis is charged to the client's reply room before it
+// is read (store.Room) only where it is the reply: STRLEN and SESS.FGET of a
+// session larger than the limit are answered, GET and SESS.GET of it close
+// the client with the reply limit's error. On event loops: with a goroutine
+// per client, whatever a batch receives from Redis counts as the client's
+// unsent replies once it has run (connState.Replies), so STRLEN is closed
+// there too.
+func TestReplyLimitChargesOnlyValuesThatAreTheReply(t *testing.T) {
+	const limit = 32 << 10
+	srv, _ := startCountingServer(t, Options{MaxClientReplyBytes: limit, EventLoops: 1})
+	addr := srv.Addr().String()
+	c, r := dial(t, "tcp", addr)
+	payload := bigSession(t, c, r) // 64 KiB, twice the limit
+	if got := roundTrip(t, c, r, encodeRESP("STRLEN", "sess:big")); got != ":"+strconv.Itoa(len(payload)) {
+		t.Fatalf("STRLEN of a session past the limit: %q", got)
+	}
+	if got := roundTrip(t, c, r, encodeRESP("SESS.FGET", "big", "nope")); got != "$-1" {
+		t.Fatalf("SESS.FGET of a session past the limit: %q", got)
+	}
+	want := "-ERR reply larger than server.max_client_reply_bytes (" + strconv.Itoa(limit) + "): closing the connection\r\n"
+	for _, cmd := range []string{
+		encodeRESP("GET", "sess:big"),
+		encodeRESP("SESS.GET", "big"),
+		encodeRESP("GET", "sess:big") + encodeRESP("GET", "sess:big"),
+		encodeRESP("MGET", "sess:big", "sess:none"),
+		encodeRESP("MULTI") + encodeRESP("GET", "sess:big") + encodeRESP("EXEC"),
+	} {
+		greedy, greedyR := dial(t, "tcp", addr)
+		if _, err := io.WriteString(greedy, cmd); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(greedyR)
+		if err != nil {
+			t.Fatalf("%q: reading until closed: %v", cmd, err)
+		}
+		if got := strings.TrimPrefix(strings.TrimPrefix(string(got), "+OK\r\n"), "+QUEUED\r\n"); got != want {
+			t.Errorf("%q: got %q, want exactly %q", cmd, trim([]byte(got)), want)
+		}
+	}
+}
+
 // A reply the proxy builds itself, many times max_client_reply_bytes from
 // one small upstream reply (one session field asked for thousands of
 // times; one command's docs asked for thousands of times), is stopped as

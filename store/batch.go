@@ -57,6 +57,8 @@ type Batch struct {
 	// recovery may then send a client's command again after another
 	// client's (sender.again).
 	parties []partyMark
+	// room bounds the reads queued next (SetRoom).
+	room *Room
 }
 
 // partyMark says that the operations from ops[from] on, until the next
@@ -132,6 +134,8 @@ type op struct {
 	value []byte
 	ttl   string
 	res   *opResult
+	// room: what an opRead's value may take (Batch.SetRoom); nil: no bound.
+	room *Room
 }
 
 // opResult is a merged read's or write's own result: errNoResult until
@@ -164,10 +168,11 @@ func (b *Batch) slotOf(key string) int {
 	return -1
 }
 
-// addRead queues a plain GET of key, which the plan may merge into an MGET.
-func (b *Batch) addRead(key string) GetResult {
+// addRead queues a plain GET of key, which the plan may merge into an
+// MGET, its value bounded by room (nil: not bounded).
+func (b *Batch) addRead(key string, room *Room) GetResult {
 	res := b.result()
-	b.ops = append(b.ops, op{kind: opRead, read: true, key: key, slot: b.slotOf(key), res: res})
+	b.ops = append(b.ops, op{kind: opRead, read: true, key: key, slot: b.slotOf(key), res: res, room: room})
 	return GetResult{res: res, s: b.s, key: key}
 }
 

@@ -49,7 +49,17 @@ func (r GetResult) raw() ([]byte, error) {
 // the reads next to it into an MGET (plan.go), or the read combiner with
 // other clients' (combine.go).
 func (b *Batch) Get(key string) GetResult {
-	return b.addRead(key)
+	return b.addRead(key, nil)
+}
+
+// GetReply queues reading the session at key, as Get, for a read whose
+// value is the client's reply (GET, SESS.GET): the value is charged to the
+// batch's room (SetRoom) before it is read, and one that does not fit is
+// skipped, its result ErrReplyTooLarge. A read that only decides
+// something (a field, a length, an owner) is not charged: its value is
+// not the client's to hold.
+func (b *Batch) GetReply(key string) GetResult {
+	return b.addRead(key, b.room)
 }
 
 // GetSliding queues reading the session at key and resetting its TTL to

@@ -8,6 +8,10 @@ import (
 
 // MGetResult is the handle of a queued MGet.
 type MGetResult struct {
+	// raw is the one MGET outside a cluster, read raw against the
+	// batch's room (rawRead) into vals.
+	raw    *rawRead
+	vals   []opResult
 	groups []*redis.SliceCmd
 	// at[i] locates keys[i]: group index and position in that group's reply.
 	at [][2]int
@@ -28,6 +32,18 @@ func (r *MGetResult) Session(i int) ([]byte, error) {
 
 // Raw is the i-th key's value as stored (nil when missing).
 func (r *MGetResult) Raw(i int) ([]byte, error) {
+	if r.raw != nil {
+		if err := r.raw.Err(); err != nil {
+			return nil, err
+		}
+		if !r.raw.scan.complete {
+			return nil, errNoResult
+		}
+		if v := r.vals[i]; v.err != redis.Nil {
+			return v.data, v.err
+		}
+		return nil, nil
+	}
 	g := r.groups[r.at[i][0]]
 	vals, err := g.Result()
 	if err != nil {
@@ -39,18 +55,28 @@ func (r *MGetResult) Raw(i int) ([]byte, error) {
 	return nil, nil
 }
 
-// MGet queues reading many keys. In a cluster the keys are split into one
+// MGet queues reading many keys, for the client's reply: outside a
+// cluster each value is charged to the batch's room (SetRoom) as GetReply's. In a cluster the keys are split into one
 // MGET per hash slot, so keys spread over the cluster never raise CROSSSLOT.
 func (b *Batch) MGet(keys []string) *MGetResult {
 	r := &MGetResult{at: make([][2]int, len(keys))}
 	if b.s.cluster == nil {
-		args := make([]interface{}, 0, len(keys)+1)
-		args = append(args, "mget")
-		for i, k := range keys {
-			args = append(args, k)
-			r.at[i] = [2]int{0, i}
+		// Each key an operation of the raw read's own, bounded by the
+		// batch's room.
+		r.vals = make([]opResult, len(keys))
+		ops := make([]op, len(keys))
+		idx := make([]int, len(keys))
+		for i := range keys {
+			ops[i] = op{res: &r.vals[i], room: b.room}
+			idx[i] = i
 		}
-		r.groups = append(r.groups, b.mget(args, keys))
+		if len(keys) == 1 { // newRawRead's GET would answer WRONGTYPE
+			r.raw = &rawRead{scan: readScanner{ops: ops, idx: idx}}
+			r.raw.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &r.raw.scan, "mget", keys[0])
+		} else {
+			r.raw = newRawRead(ops, idx, keys)
+		}
+		b.addMulti(r.raw, true, keys)
 		return r
 	}
 	groupOf := make(map[int]int) // slot → group index

@@ -140,6 +140,10 @@ func (p *plan) closeRun(ops []op, kind opKind, migrating func(int) bool) {
 	case len(idx) > 1 && migrating != nil && migrating(slot):
 		p.calls = append(p.calls, c)
 		p.splitCall(ops, len(p.calls)-1)
+	case kind == opRead && slot < 0:
+		// Outside a cluster, read raw against each client's room.
+		c.cmd, c.run = newRawRead(ops, idx, keys), len(idx) > 1
+		p.calls = append(p.calls, c)
 	case kind == opRead && len(idx) == 1:
 		c.cmd = redis.NewStringCmd(context.Background(), "get", keys[0])
 		p.calls = append(p.calls, c)
@@ -166,9 +170,12 @@ func (p *plan) splitCall(ops []op, c int) (from, to int) {
 	from = len(p.calls)
 	for j, k := range r.keys {
 		part := call{kind: r.kind, read: r.read, ops: r.ops[j : j+1 : j+1], keys: r.keys[j : j+1 : j+1], slot: r.slot}
-		if r.kind == opRead {
+		switch {
+		case r.kind == opRead && r.slot < 0:
+			part.cmd = newRawRead(ops, part.ops, part.keys)
+		case r.kind == opRead:
 			part.cmd = redis.NewStringCmd(context.Background(), "get", k)
-		} else {
+		default:
 			part.cmd, part.script = setManyCmd(ops, part.ops, part.keys), setManyScript
 		}
 		p.calls = append(p.calls, part)
@@ -178,6 +185,11 @@ func (p *plan) splitCall(ops []op, c int) (from, to int) {
 
 // mgetCmd is one MGET of keys.
 func mgetCmd(keys []string) *redis.Cmd {
+	return redis.NewCmd(context.Background(), mgetArgs(keys)...)
+}
+
+// mgetArgs is MGET keys' arguments.
+func mgetArgs(keys []string) []interface{} {
 	args := make([]interface{}, 1+len(keys))
 	args[0] = "mget"
 	for i := range keys {
@@ -186,7 +198,7 @@ func mgetCmd(keys []string) *redis.Cmd {
 		// policy MGET does not have) would refuse one.
 		args[1+i] = &keys[i]
 	}
-	return redis.NewCmd(context.Background(), args...)
+	return args
 }
 
 // deliver gives every merged read and write its result, from the calls
@@ -200,6 +212,9 @@ func (p *plan) deliver(ops []op) {
 		var vals []interface{}
 		var err error
 		switch cmd := c.cmd.(type) {
+		case *rawRead: // its values are in place already
+			cmd.deliver()
+			continue
 		case *redis.StringCmd: // a GET
 			res := ops[c.ops[0]].res
 			res.data, res.err = cmd.Bytes() // no copy: go-redis's own view of the reply

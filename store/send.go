@@ -365,6 +365,8 @@ func oneSlotKey(p *plan, calls []int) string {
 // and a few words for each element around them.
 func replySize(cmd redis.Cmder) int64 {
 	switch c := cmd.(type) {
+	case *rawRead:
+		return 24 + c.scan.received
 	case *redis.Cmd:
 		return valueSize(c.Val())
 	case *redis.SliceCmd:

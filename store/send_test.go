@@ -37,10 +37,29 @@ func (f *fakeTransport) send(_ context.Context, cmds []redis.Cmder, _ string) {
 		case *redis.StringCmd:
 			s, _ := val.(string)
 			c.SetVal(s)
+		case *rawRead:
+			if err == nil {
+				_, err = c.scan.Write([]byte(respOf(val)))
+			}
 		}
 		cmd.SetErr(err) // nil too, as go-redis does on each reply
 	}
 	f.rounds = append(f.rounds, sent)
+}
+
+// respOf is val as Redis would send it: strings, nils and arrays of them.
+func respOf(val interface{}) string {
+	switch v := val.(type) {
+	case string:
+		return "$" + strconv.Itoa(len(v)) + "\r\n" + v + "\r\n"
+	case []interface{}:
+		out := "*" + strconv.Itoa(len(v)) + "\r\n"
+		for _, e := range v {
+			out += respOf(e)
+		}
+		return out
+	}
+	return "$-1\r\n"
 }
 
 // fakeUpstream records what the sender asks of the store.

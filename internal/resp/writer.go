@@ -64,6 +64,15 @@ func (w *Writer) Room() int64 {
 // is dropped, so a handler writing many elements may stop.
 func (w *Writer) Over() bool { return w.Limit != nil && w.Limit.left < 0 }
 
+// Exceed puts the writer over its limit: a value for its reply did not
+// fit in what the limit left and was not even read
+// (store.ErrReplyTooLarge).
+func (w *Writer) Exceed() {
+	if w.Limit != nil && w.Limit.left >= 0 {
+		w.Limit.left = -1
+	}
+}
+
 // Reset empties the buffer and keeps its memory and its limit.
 func (w *Writer) Reset(proto int) {
 	w.Buf = w.Buf[:0]

@@ -1,0 +1,87 @@
+//go:build !race
+
+package proxy
+
+import (
+	"context"
+	"io"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/internal/procmem"
+	"github.com/sessproxy/sessproxy/store"
+)
+
+// realProxy serves opts on a real redis-server, as cmd/sessproxy runs it
+// (its Go memory limit included), and returns its address.
+func realProxy(t *testing.T, opts Options) string {
+	t.Helper()
+	rs := redistest.Standalone(t)
+	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	old := debug.SetMemoryLimit(MemoryLimit(opts))
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	return startServerOn(t, eng, opts).Addr().String()
+}
+
+// Hostile round 6: what Redis answered a small request was read whole
+// before the client's reply limit or the in-flight budget was consulted.
+// 300 GETs of one 1 MB session (8 KB of request), pipelined or queued in
+// a transaction, grew the proxy's peak RSS by about 593 MiB for a client
+// allowed 1 MiB of replies. A plain read's value is now charged to its
+// client's reply room before it is read (store.Room), and skipped past it.
+func TestMemoryRepliesFromRedisAreBoundedByTheReplyLimit(t *testing.T) {
+	const limit = 1 << 20
+	const gets = 300
+	for _, tc := range []struct{ name, setup, cmd string }{
+		{"pipelined", "", strings.Repeat(encodeRESP("GET", "sess:big"), gets)},
+		{"mget", "", encodeRESP(append([]string{"MGET"}, strings.Split(strings.Repeat("sess:big ", gets-1)+"sess:big", " ")...)...)},
+		{"transaction", encodeRESP("MULTI") + strings.Repeat(encodeRESP("GET", "sess:big"), gets), encodeRESP("EXEC")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := realProxy(t, Options{MaxClientReplyBytes: limit})
+			c, r := dial(t, "tcp", addr)
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			payload := `{"v":"` + strings.Repeat("x", 1000<<10) + `"}`
+			if got := roundTrip(t, c, r, encodeRESP("SET", "sess:big", payload)); got != "+OK" {
+				t.Fatalf("SET: %q", got)
+			}
+			if tc.setup != "" {
+				if _, err := io.WriteString(c, tc.setup); err != nil {
+					t.Fatal(err)
+				}
+				for range gets + 1 {
+					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
+						t.Fatalf("queueing: %q, %v", line, err)
+					}
+				}
+			}
+			debug.FreeOSMemory()
+			procmem.ResetPeak(t)
+			before := procmem.Peak(t)
+			if _, err := io.WriteString(c, tc.cmd); err != nil {
+				t.Fatal(err)
+			}
+			line, _ := r.ReadString('\n')
+			_, _ = io.Copy(io.Discard, r)
+			grew := procmem.Peak(t) - before
+			t.Logf("%s: %d reads of a 1 MB session, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, gets, limit, line, grew>>20)
+			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
+				t.Errorf("first reply line %.60q, want the reply limit's error", line)
+			}
+			// The default budget (max_inflight_bytes) and one value, with 50 MB to spare.
+			if grew > 64<<20+1<<20+50<<20 {
+				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
+			}
+		})
+	}
+}

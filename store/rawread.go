@@ -1,0 +1,294 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrReplyTooLarge: a read's value did not fit in what its client may
+// still be answered (Room), so it was not kept. The client is past its
+// reply limit (server.max_client_reply_bytes).
+var ErrReplyTooLarge = errors.New("value larger than the client's reply room")
+
+// Room is what the values a client's reads bring back may take: its reply
+// limit less what it has not been sent yet. A plain GET's or MGET's reply
+// is read raw (rawRead), each value charged to its client's room before it
+// is read; one that does not fit is skipped rather than held, and its read
+// gets ErrReplyTooLarge. Without it, 300 pipelined GETs of one 1 MB
+// session held 300 MB for a client allowed 1 MiB of replies before any
+// limit was consulted. Charged from the goroutines reading replies, so
+// atomic.
+type Room struct{ left atomic.Int64 }
+
+// Reset gives the room n bytes.
+func (r *Room) Reset(n int64) { r.left.Store(n) }
+
+// take charges n bytes; false once the room is spent (a nil room has no
+// bound). What did not fit stays charged: a read after it does not fit
+// either.
+func (r *Room) take(n int) bool {
+	return r == nil || r.left.Add(-int64(n)) >= 0
+}
+
+// SetRoom says that the reads queued next, until the next SetRoom, whose
+// value is the client's reply (GetReply, MGet) are bounded by room (nil:
+// not bounded). Each keeps the room it was queued with, also when the
+// read combiner merges it with other clients'.
+func (b *Batch) SetRoom(room *Room) { b.room = room }
+
+// rawRead is a plain read's GET or MGET (plan.closeRun), whose reply is
+// read raw into its operations' result slots (readScanner) rather than
+// into go-redis's strings. Outside a cluster only, as rawSet. One
+// allocation holds the command, its arguments and its scanner.
+type rawRead struct {
+	redis.RawWriteToCmd
+	scan readScanner
+	get  [2]interface{} // a GET's arguments
+}
+
+// newRawRead is the GET (one key) or MGET of keys, serving ops[idx[i]]
+// for keys[i].
+func newRawRead(ops []op, idx []int, keys []string) *rawRead {
+	r := &rawRead{scan: readScanner{ops: ops, idx: idx}}
+	var args []interface{}
+	if len(keys) == 1 {
+		r.get = [2]interface{}{"get", &keys[0]}
+		args = r.get[:]
+	} else {
+		args = mgetArgs(keys)
+	}
+	r.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &r.scan, args...)
+	return r
+}
+
+// deliver gives the operations the call's failure, or errNoResult where
+// the reply was cut short; the others have theirs already.
+func (r *rawRead) deliver() {
+	err := r.Err()
+	if err == nil && !r.scan.complete {
+		err = errNoResult
+	}
+	if err == nil {
+		return
+	}
+	for _, i := range r.scan.idx {
+		r.scan.ops[i].res.err = err
+	}
+}
+
+// readScanner follows a GET's or an MGET's reply as go-redis streams it
+// (Write: each line, then its CRLF; ReadFrom: a bulk string's bytes and
+// CRLF, under an io.LimitedReader), and gives the operation of each value
+// its result: the value, read into a slice of its own once its room has
+// taken its size; redis.Nil for a nil; ErrReplyTooLarge, the bytes
+// skipped, where the room is spent. An error reply to the whole command
+// is given back as the Write's error, which go-redis makes the command's
+// (as previousReply). It also takes chunks cut anywhere.
+type readScanner struct {
+	ops []op
+	idx []int // the operation of each element
+	// elem is the element being read (-1: the reply's first line).
+	elem int
+	// elems: how many the reply has (1 for a GET's bulk string).
+	elems int
+	state scanState
+	line  []byte
+	buf   [24]byte
+	cr    bool   // the line's CR has been seen
+	data  []byte // the value being read
+	pos   int
+	skip  int // bytes to skip: a value past its room, then the CRLF
+	// received is the memory the values hold (Batch.TakeReplyBytes).
+	received int64
+	complete bool
+}
+
+type scanState uint8
+
+const (
+	scanLine scanState = iota // reading a line up to its CRLF
+	scanData                  // reading a value into data
+	scanSkip                  // skipping skip bytes
+)
+
+// empty is the value of an empty string: not nil, which would read as
+// missing.
+var empty = []byte{}
+
+func (s *readScanner) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		switch s.state {
+		case scanLine:
+			if s.line == nil { // a new reply
+				s.line, s.elem, s.elems, s.complete, s.received = s.buf[:0], -1, 0, false, 0
+			}
+			c := b[0]
+			b = b[1:]
+			switch {
+			case s.cr && c == '\n':
+				s.cr = false
+				if err := s.endLine(); err != nil {
+					return n - len(b), err
+				}
+			case s.cr:
+				return n - len(b), errors.New("malformed reply line")
+			case c == '\r':
+				s.cr = true
+			default:
+				s.line = append(s.line, c)
+			}
+		case scanData:
+			k := copy(s.data[s.pos:], b)
+			s.pos += k
+			b = b[k:]
+			if s.pos == len(s.data) {
+				s.setValue(s.data)
+			}
+		case scanSkip:
+			k := min(s.skip, len(b))
+			s.skip -= k
+			b = b[k:]
+			if s.skip == 0 {
+				s.next()
+			}
+		}
+	}
+	return n, nil
+}
+
+// ReadFrom reads a value's bytes straight into its slice, and skips with
+// the reader's Discard (go-redis's bufio.Reader under io.CopyN) what is
+// not kept, neither copied nor allocated.
+func (s *readScanner) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		var n int
+		var err error
+		switch {
+		case s.state == scanData:
+			n, err = r.Read(s.data[s.pos:])
+			s.pos += n
+			if s.pos == len(s.data) {
+				s.setValue(s.data)
+			}
+		case s.state == scanSkip && discards(r):
+			lr := r.(*io.LimitedReader)
+			d := lr.R.(interface{ Discard(int) (int, error) })
+			n, err = d.Discard(min(s.skip, int(lr.N)))
+			lr.N -= int64(n)
+			if s.skip -= n; s.skip == 0 {
+				s.next()
+			}
+		default: // a line, or a skip without Discard: a few bytes at a time
+			var scratch [64]byte
+			n, err = r.Read(scratch[:])
+			if _, werr := s.Write(scratch[:n]); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// discards reports whether r is an io.LimitedReader over a reader that can
+// Discard.
+func discards(r io.Reader) bool {
+	lr, ok := r.(*io.LimitedReader)
+	if !ok {
+		return false
+	}
+	_, ok = lr.R.(interface{ Discard(int) (int, error) })
+	return ok
+}
+
+// endLine acts on the line just read.
+func (s *readScanner) endLine() error {
+	line := s.line
+	s.line = s.buf[:0]
+	if len(line) == 0 {
+		return errors.New("empty reply line")
+	}
+	if s.elem < 0 { // the reply's first line
+		switch line[0] {
+		case '-':
+			s.line, s.complete = nil, true
+			return replyError(line[1:])
+		case '*':
+			n, err := strconv.Atoi(string(line[1:]))
+			if err != nil || n != len(s.idx) {
+				return errors.New("unexpected reply to MGET: " + strconv.Quote(string(line)))
+			}
+			s.elems, s.elem = n, 0
+			if n == 0 {
+				s.done()
+			}
+			return nil
+		}
+		s.elems, s.elem = 1, 0 // a GET's one value
+	}
+	switch line[0] {
+	case '$':
+		size, err := strconv.Atoi(string(line[1:]))
+		switch {
+		case err != nil:
+			return errors.New("malformed bulk string length")
+		case size < 0:
+			s.setResult(nil, redis.Nil)
+		case !s.ops[s.idx[s.elem]].room.take(size):
+			s.state, s.skip = scanSkip, size+2 // before setResult: not next yet
+			s.setResult(nil, ErrReplyTooLarge)
+		case size == 0:
+			s.data, s.pos = empty, 0
+			s.setValue(empty)
+		default:
+			s.data, s.pos, s.state = make([]byte, size), 0, scanData
+		}
+	case '_':
+		s.setResult(nil, redis.Nil)
+	default:
+		return errors.New("unexpected reply to GET or MGET: " + strconv.Quote(string(line[:1])))
+	}
+	return nil
+}
+
+// setValue ends reading a value: its CRLF is skipped next.
+func (s *readScanner) setValue(v []byte) {
+	res := s.ops[s.idx[s.elem]].res
+	res.data, res.err = v, nil
+	s.received += 32 + int64(len(v))
+	s.data, s.state, s.skip = nil, scanSkip, 2
+}
+
+// setResult gives the element's operation a result without a value
+// (a nil, or ErrReplyTooLarge while its bytes are skipped).
+func (s *readScanner) setResult(v []byte, err error) {
+	res := s.ops[s.idx[s.elem]].res
+	res.data, res.err = v, err
+	if s.state != scanSkip {
+		s.next()
+	}
+}
+
+// next moves on to the next element's line, or ends the reply.
+func (s *readScanner) next() {
+	s.state = scanLine
+	if s.elem++; s.elem >= s.elems {
+		s.done()
+	}
+}
+
+func (s *readScanner) done() {
+	s.line, s.complete = nil, true
+}
