@@ -61,10 +61,7 @@ func (e *Engine) sessLength(c *Call) {
 // once whatever the limit (120 sessions of 400 KiB: +52 MiB for a client
 // allowed 1 MiB).
 func (e *Engine) sessAll(c *Call) {
-	var mu sync.Mutex
-	var all []sessionEntry
-	var gathered int64
-	room := c.Out.Room()
+	all := gathering[sessionEntry]{room: c.Out.Room()}
 	sp := c.space(e)
 	err := e.store.ForEachLive(c.Ctx, store.PrefixPattern(sp.prefix), func(ctx context.Context, b *store.Batch, keys []string) error {
 		keys = e.sessionKeys(sp, keys)
@@ -75,13 +72,8 @@ func (e *Engine) sessAll(c *Call) {
 			if err != nil {
 				return err
 			}
-			mu.Lock()
-			all = append(all, page...)
-			gathered += n
-			over := gathered > room
-			mu.Unlock()
-			if over {
-				return errGatheredPastRoom
+			if err := all.add(page, n); err != nil {
+				return err
 			}
 			size = nextChunkSize(len(chunk), n)
 		}
@@ -91,8 +83,8 @@ func (e *Engine) sessAll(c *Call) {
 		e.fail(c, keyRef{}, err)
 		return
 	}
-	c.Out.Map(len(all))
-	for _, en := range all {
+	c.Out.Map(len(all.items))
+	for _, en := range all.items {
 		c.Out.BulkString(en.sid)
 		c.Out.Bulk(en.payload)
 	}
@@ -101,6 +93,28 @@ func (e *Engine) sessAll(c *Call) {
 // errGatheredPastRoom stops a listing's walk (SESS.ALL, SESS.IDS, KEYS)
 // once its reply cannot fit.
 var errGatheredPastRoom = errors.New("listing gathered past the reply's room")
+
+// gathering is what a listing's walk has gathered so far, from the walk's
+// goroutines (ForEachLive walks a cluster's masters at once), and the
+// bytes of reply they make against room.
+type gathering[T any] struct {
+	mu    sync.Mutex
+	items []T
+	bytes int64
+	room  int64
+}
+
+// add keeps items, n bytes of reply, and says errGatheredPastRoom once
+// what is gathered passes room.
+func (g *gathering[T]) add(items []T, n int64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.items = append(g.items, items...)
+	if g.bytes += n; g.bytes > g.room {
+		return errGatheredPastRoom
+	}
+	return nil
+}
 
 // sessionEntry is one session of SESS.ALL's reply.
 type sessionEntry struct {
@@ -384,9 +398,7 @@ func filterKeys(keys []string, pattern string) []string {
 // allowed 1 MiB.
 func (e *Engine) liveKeysIn(ctx context.Context, sp *space, match string, ids bool, room int64) ([]string, error) {
 	pattern, filter := confine(sp, match)
-	var mu sync.Mutex
-	var all []string
-	var gathered int64
+	all := gathering[string]{room: room}
 	err := e.store.ForEachLive(ctx, pattern, func(_ context.Context, _ *store.Batch, keys []string) error {
 		keys = filterKeys(keys, filter)
 		if ids {
@@ -401,20 +413,12 @@ func (e *Engine) liveKeysIn(ctx context.Context, sp *space, match string, ids bo
 		if ids {
 			n -= int64(len(keys) * len(sp.prefix))
 		}
-		mu.Lock()
-		all = append(all, keys...)
-		gathered += n
-		over := gathered > room
-		mu.Unlock()
-		if over {
-			return errGatheredPastRoom
-		}
-		return nil
+		return all.add(keys, n)
 	})
 	if errors.Is(err, errGatheredPastRoom) {
 		err = nil
 	}
-	return all, err
+	return all.items, err
 }
 
 // flushBefore executes the commands queued ahead of a command that reads

@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"runtime/debug"
@@ -12,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessproxy/sessproxy/commands"
-	"github.com/sessproxy/sessproxy/commands/ttl"
-	"github.com/sessproxy/sessproxy/integration/redistest"
 	"github.com/sessproxy/sessproxy/internal/procmem"
-	"github.com/sessproxy/sessproxy/store"
 )
 
 // Hostile round 6: a request still being read was outside
@@ -40,7 +35,7 @@ func TestMemoryPartialRequestsAreBounded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			raiseFileLimit(t, clients+1000)
-			srv := partialProxy(t, Options{MaxInflightBytes: budget, RequestTimeout: 30 * time.Second})
+			srv := realProxy(t, Options{MaxInflightBytes: budget, RequestTimeout: 30 * time.Second})
 			addr := srv.Addr().String()
 			var req strings.Builder
 			fmt.Fprintf(&req, "*%d\r\n$6\r\nEXISTS\r\n", 200001)
@@ -92,29 +87,13 @@ func TestMemoryPartialRequestsAreBounded(t *testing.T) {
 	}
 }
 
-// partialProxy is a proxy on a real redis-server, under the Go memory
-// limit cmd/sessproxy sets.
-func partialProxy(t *testing.T, opts Options) *Server {
-	t.Helper()
-	rs := redistest.Standalone(t)
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
-	old := debug.SetMemoryLimit(MemoryLimit(opts))
-	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	return startServerOn(t, eng, opts)
-}
-
 // Clients that fill what unfinished requests may hold and stop there are
 // closed by request_timeout although the proxy no longer reads them, and
 // then a client with a request past clientMemory is served: a full bound
 // stalls requests, it does not stop them for good.
 func TestMemoryPartialRequestsTimeOut(t *testing.T) {
 	const stalled = 40
-	srv := partialProxy(t, Options{MaxInflightBytes: 2 << 20, RequestTimeout: 500 * time.Millisecond})
+	srv := realProxy(t, Options{MaxInflightBytes: 2 << 20, RequestTimeout: 500 * time.Millisecond})
 	addr := srv.Addr().String()
 	part := []byte("*2\r\n$4\r\nPING\r\n$200000\r\n" + strings.Repeat("x", 100_000))
 	conns := make([]net.Conn, stalled)

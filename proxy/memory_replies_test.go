@@ -18,8 +18,8 @@ import (
 )
 
 // realProxy serves opts on a real redis-server, as cmd/sessproxy runs it
-// (its Go memory limit included), and returns its address.
-func realProxy(t *testing.T, opts Options) string {
+// (its Go memory limit included).
+func realProxy(t *testing.T, opts Options) *Server {
 	t.Helper()
 	rs := redistest.Standalone(t)
 	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
@@ -30,7 +30,7 @@ func realProxy(t *testing.T, opts Options) string {
 	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
 	old := debug.SetMemoryLimit(MemoryLimit(opts))
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	return startServerOn(t, eng, opts).Addr().String()
+	return startServerOn(t, eng, opts)
 }
 
 // Hostile round 6: what Redis answered a small request was read whole
@@ -48,7 +48,7 @@ func TestMemoryRepliesFromRedisAreBoundedByTheReplyLimit(t *testing.T) {
 		{"transaction", encodeRESP("MULTI") + strings.Repeat(encodeRESP("GET", "sess:big"), gets), encodeRESP("EXEC")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := realProxy(t, Options{MaxClientReplyBytes: limit})
+			addr := realProxy(t, Options{MaxClientReplyBytes: limit}).Addr().String()
 			c, r := dial(t, "tcp", addr)
 			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 			payload := `{"v":"` + strings.Repeat("x", 1000<<10) + `"}`

@@ -188,20 +188,8 @@ func TestMemoryIdleClientsAfterALargeRequest(t *testing.T) {
 		request = 4 << 20
 	)
 	srv := startServer(t, Options{})
-	value := strings.Repeat("x", request)
-	big := "*3\r\n$3\r\nSET\r\n$8\r\nsess:big\r\n$" + strconv.Itoa(len(value)) + "\r\n" + value + "\r\n"
-	debug.FreeOSMemory()
-	before := procmem.RSS(t)
-	conns := make([]net.Conn, 0, clients)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range clients {
-		c, r := dial(t, "tcp", srv.Addr().String())
-		conns = append(conns, c)
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	big := setOf(request)
+	grown := idleGrowth(t, srv, clients, func(i int, c net.Conn, r *bufio.Reader) {
 		if got := roundTrip(t, c, r, "MULTI\r\n"); got != "+OK" {
 			t.Fatalf("client %d: MULTI: %q", i, got)
 		}
@@ -212,23 +200,41 @@ func TestMemoryIdleClientsAfterALargeRequest(t *testing.T) {
 		if got := roundTrip(t, c, r, big); !strings.HasPrefix(got, "-ERR") {
 			t.Fatalf("client %d: SET of 4 MiB: %q", i, got)
 		}
-	}
-	value, big = "", ""
-	debug.FreeOSMemory()
-	grown := procmem.RSS(t) - before
+	})
 	t.Logf("%d idle clients after one %d MiB request each: proxy RSS grew by %.1f MB (%.0f KB per client)", clients, request>>20, float64(grown)/(1<<20), float64(grown)/clients/1024)
 	if grown > 32<<20 {
 		t.Fatalf("%d idle clients after one %d MiB request each hold %d MB", clients, request>>20, grown>>20)
 	}
 }
 
+// setOf is a SET of sess:big to a value of n bytes.
+func setOf(n int) string {
+	value := strings.Repeat("x", n)
+	return "*3\r\n$3\r\nSET\r\n$8\r\nsess:big\r\n$" + strconv.Itoa(len(value)) + "\r\n" + value + "\r\n"
+}
+
+// idleGrowth connects clients to srv, runs each on its connection, and
+// returns how much the process's RSS grew with them all connected and
+// idle; they are closed when the test ends.
+func idleGrowth(t *testing.T, srv *Server, clients int, each func(i int, c net.Conn, r *bufio.Reader)) int64 {
+	t.Helper()
+	debug.FreeOSMemory()
+	before := procmem.RSS(t)
+	for i := range clients {
+		c, r := dial(t, "tcp", srv.Addr().String())
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		each(i, c, r)
+	}
+	debug.FreeOSMemory()
+	return procmem.RSS(t) - before
+}
+
 // midRequest says whether some client has sent part of a command, whichever
 // way it is served.
 func (s *Server) midRequest() bool {
-	for _, l := range s.loops {
-		if l.partial.Load() > 0 {
-			return true
-		}
+	if s.loopsMidRequest() {
+		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -249,21 +255,9 @@ func TestMemoryIdleClientsAfterARequestThatSpannedReads(t *testing.T) {
 		request = 60 << 10
 	)
 	srv := startServer(t, Options{})
-	value := strings.Repeat("x", request)
-	big := "*3\r\n$3\r\nSET\r\n$8\r\nsess:big\r\n$" + strconv.Itoa(len(value)) + "\r\n" + value + "\r\n"
+	big := setOf(request)
 	half := len(big) / 2
-	debug.FreeOSMemory()
-	before := procmem.RSS(t)
-	conns := make([]net.Conn, 0, clients)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range clients {
-		c, r := dial(t, "tcp", srv.Addr().String())
-		conns = append(conns, c)
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	grown := idleGrowth(t, srv, clients, func(i int, c net.Conn, r *bufio.Reader) {
 		if _, err := io.WriteString(c, big[:half]); err != nil {
 			t.Fatal(err)
 		}
@@ -276,10 +270,7 @@ func TestMemoryIdleClientsAfterARequestThatSpannedReads(t *testing.T) {
 		if got := roundTrip(t, c, r, big[half:]); !strings.HasPrefix(got, "-ERR") {
 			t.Fatalf("client %d: SET of %d KiB: %q", i, request>>10, got)
 		}
-	}
-	value, big = "", ""
-	debug.FreeOSMemory()
-	grown := procmem.RSS(t) - before
+	})
 	t.Logf("%d idle clients after one %d KiB request each, sent in two halves: proxy RSS grew by %.1f MB (%.1f KB per client)", clients, request>>10, float64(grown)/(1<<20), float64(grown)/clients/1024)
 	// A goroutine's client costs about 11–15 KB idle whatever it sent
 	// (its stack, its 4 KiB read buffer); one that keeps the request's
