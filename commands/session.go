@@ -253,7 +253,7 @@ func (e *Engine) read(c *Call, ref keyRef) store.GetResult {
 // (store.Batch.GetReply).
 func (e *Engine) readReply(c *Call, ref keyRef) store.GetResult {
 	if c.policy(ref.ns).Idle > 0 || c.policy(ref.ns).Absolute > 0 {
-		return c.Batch.GetSliding(ref.key, c.policy(ref.ns).Idle, c.policy(ref.ns).Absolute)
+		return c.Batch.GetSlidingReply(ref.key, c.policy(ref.ns).Idle, c.policy(ref.ns).Absolute)
 	}
 	return c.Batch.GetReply(ref.key)
 }

@@ -131,7 +131,7 @@ func (e *Engine) queueMGetSliding(c *Call, refs []keyRef) func() ([][]byte, bool
 	plain := make([]store.ForwardResult, len(refs))
 	for i, r := range refs {
 		if r.session {
-			sessions[i] = e.read(c, r)
+			sessions[i] = e.readReply(c, r)
 		} else {
 			plain[i] = c.Batch.Forward(true, "get", r.key)
 		}

@@ -22,12 +22,20 @@ import (
 func realProxy(t *testing.T, opts Options) *Server {
 	t.Helper()
 	rs := redistest.Standalone(t)
-	st, err := store.Open(context.Background(), store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}, AutoPipeline: true, Combine: true})
+	return realProxyOn(t, opts, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}}, 0)
+}
+
+// realProxyOn is realProxy on the upstream up names, with ttl.idle idle
+// (0: none).
+func realProxyOn(t *testing.T, opts Options, up store.Options, idle time.Duration) *Server {
+	t.Helper()
+	up.AutoPipeline, up.Combine = true, true
+	st, err := store.Open(context.Background(), up)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour}})
+	eng := commands.New(st, commands.Options{Policy: ttl.Policy{Default: time.Hour, Min: time.Second, Max: 2 * time.Hour, Idle: idle}})
 	old := debug.SetMemoryLimit(MemoryLimit(opts))
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	return startServerOn(t, eng, opts)
@@ -38,8 +46,32 @@ func realProxy(t *testing.T, opts Options) *Server {
 // 300 GETs of one 1 MB session (8 KB of request), pipelined or queued in
 // a transaction, grew the proxy's peak RSS by about 593 MiB for a client
 // allowed 1 MiB of replies. A plain read's value is now charged to its
-// client's reply room before it is read (store.Room), and skipped past it.
+// client's reply room before it is read (store.Room), and skipped past it;
+// in a Redis Cluster and under ttl.idle too, where reads were read whole
+// until session 18.
 func TestMemoryRepliesFromRedisAreBoundedByTheReplyLimit(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		repliesBounded(t, func(t *testing.T, opts Options) *Server { return realProxy(t, opts) })
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.Cluster(t)
+		repliesBounded(t, func(t *testing.T, opts Options) *Server {
+			return realProxyOn(t, opts, store.Options{Mode: store.ModeCluster, Addrs: cl.Addrs}, 0)
+		})
+	})
+	// With ttl.idle every read is a script that slides the TTL.
+	t.Run("sliding", func(t *testing.T) {
+		repliesBounded(t, func(t *testing.T, opts Options) *Server {
+			rs := redistest.Standalone(t)
+			return realProxyOn(t, opts, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}}, time.Hour)
+		})
+	})
+}
+
+// repliesBounded reads a 1 MB session 300 times in one small request
+// through a proxy made by serve, each way a read's value can be the
+// client's reply.
+func repliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 	const limit = 1 << 20
 	const gets = 300
 	for _, tc := range []struct{ name, setup, cmd string }{
@@ -48,7 +80,7 @@ func TestMemoryRepliesFromRedisAreBoundedByTheReplyLimit(t *testing.T) {
 		{"transaction", encodeRESP("MULTI") + strings.Repeat(encodeRESP("GET", "sess:big"), gets), encodeRESP("EXEC")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := realProxy(t, Options{MaxClientReplyBytes: limit}).Addr().String()
+			addr := serve(t, Options{MaxClientReplyBytes: limit}).Addr().String()
 			c, r := dial(t, "tcp", addr)
 			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 			payload := `{"v":"` + strings.Repeat("x", 1000<<10) + `"}`

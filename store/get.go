@@ -11,8 +11,10 @@ import (
 type GetResult struct {
 	cmd *redis.StringCmd
 	res *opResult // set instead of cmd for a Get the plan may merge
-	s   *Store    // for the WRONGTYPE of a GET sent alone
-	key string
+	// read, with res, is a GetSlidingReply's script call, read raw.
+	read *rawRead
+	s    *Store // for the WRONGTYPE of a GET sent alone
+	key  string
 }
 
 // Result is the stored value; ErrNotFound when the key is missing or holds a
@@ -39,6 +41,10 @@ func (r GetResult) raw() ([]byte, error) {
 	switch {
 	case r.res == nil:
 		return r.cmd.Bytes()
+	case r.read != nil && r.read.Err() != nil: // the call's own error reply
+		return nil, r.read.Err()
+	case r.read != nil && !r.read.scan.complete: // its batch did not run
+		return nil, errNoResult
 	case r.res.err != nil: // errNoResult before its batch ran
 		return nil, r.res.err
 	}
@@ -69,6 +75,27 @@ func (b *Batch) GetSliding(key string, idle, absolute time.Duration) GetResult {
 	cmd := redis.NewStringCmd(context.Background(), "evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
 	b.ops = append(b.ops, op{cmd: cmd, key: key, slot: b.slotOf(key), script: readScript})
 	return GetResult{cmd: cmd, s: b.s, key: key}
+}
+
+// GetSlidingReply queues GetSliding for a read whose value is the client's
+// reply: the script's reply is read raw, its value charged to the batch's
+// room as GetReply's.
+func (b *Batch) GetSlidingReply(key string, idle, absolute time.Duration) GetResult {
+	sr := &slidingRead{}
+	sr.ops[0] = op{res: &sr.res, room: b.room}
+	sr.read.scan = readScanner{ops: sr.ops[:], idx: sr.idx[:]}
+	sr.read.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &sr.read.scan,
+		"evalsha", readScript.Hash(), 1, key, msArg(idle), msArg(absolute))
+	b.ops = append(b.ops, op{cmd: &sr.read, key: key, slot: b.slotOf(key), script: readScript})
+	return GetResult{res: &sr.res, read: &sr.read, s: b.s, key: key}
+}
+
+// slidingRead is GetSlidingReply's call and result in one allocation.
+type slidingRead struct {
+	read rawRead
+	ops  [1]op
+	idx  [1]int
+	res  opResult
 }
 
 // readScript reads a session and slides its expiry (ttl.idle), within

@@ -59,7 +59,7 @@ func TestClusterLanesFollowMoved(t *testing.T) {
 			break
 		}
 	}
-	// Move the slot, its one key with it, without the store knowing.
+	// Move the slot, its keys with it, without the store knowing.
 	run := func(srv *redistest.Server, args ...string) {
 		t.Helper()
 		if _, err := srv.Command(args...); err != nil {
@@ -67,22 +67,46 @@ func TestClusterLanesFollowMoved(t *testing.T) {
 		}
 	}
 	sl := strconv.Itoa(slot)
-	run(to, "CLUSTER", "SETSLOT", sl, "IMPORTING", fromID)
-	run(from, "CLUSTER", "SETSLOT", sl, "MIGRATING", toID)
-	run(from, "MIGRATE", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "KEYS", "sess:{lanes}a")
-	run(to, "CLUSTER", "SETSLOT", sl, "NODE", toID)
-	run(from, "CLUSTER", "SETSLOT", sl, "NODE", toID)
-	for _, n := range nodes {
-		if n.Master && n.ID != fromID && n.ID != toID {
-			run(cl.Node(n.Addr), "CLUSTER", "SETSLOT", sl, "NODE", toID)
+	move := func(from, to *redistest.Server, fromID, toID string, keys ...string) {
+		t.Helper()
+		run(to, "CLUSTER", "SETSLOT", sl, "IMPORTING", fromID)
+		run(from, "CLUSTER", "SETSLOT", sl, "MIGRATING", toID)
+		run(from, append([]string{"MIGRATE", "127.0.0.1", strconv.Itoa(to.Port), "", "0", "5000", "KEYS"}, keys...)...)
+		for _, n := range nodes {
+			if n.Master {
+				run(cl.Node(n.Addr), "CLUSTER", "SETSLOT", sl, "NODE", toID)
+			}
 		}
 	}
-	// The store still routes the slot to the old master, which answers
-	// MOVED; the write must land on the new one.
+	if err := write("sess:{lanes}c"); err != nil {
+		t.Fatal(err)
+	}
+	move(from, to, fromID, toID, "sess:{lanes}a", "sess:{lanes}c")
+	// Reads, read raw, follow the MOVED as well: a GET and an MGET of
+	// the slot, sent to the old master, answered by the new one.
+	var got GetResult
+	var many *MGetResult
+	if err := exec(t, s, func(b *Batch) func() error {
+		got, many = b.GetReply("sess:{lanes}a"), b.MGet([]string{"sess:{lanes}a", "sess:{lanes}c", "sess:{lanes}none"})
+		return func() error { return nil }
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := got.Result(); err != nil || string(v) != `{"v":1}` {
+		t.Errorf("GET after the slot moved: %q, %v", v, err)
+	}
+	for i, want := range []string{`{"v":1}`, `{"v":1}`, ""} {
+		if v, err := many.Raw(i); err != nil || string(v) != want {
+			t.Errorf("MGET's value %d after the slot moved: %q, %v; want %q", i, v, err, want)
+		}
+	}
+	// And back, for a write: the store routes the slot to the master it
+	// just left, which answers MOVED; the write must land on the first.
+	move(to, from, toID, fromID, "sess:{lanes}a", "sess:{lanes}c")
 	if err := write("sess:{lanes}b"); err != nil {
 		t.Fatalf("write after the slot moved: %v", err)
 	}
-	direct := redis.NewClient(&redis.Options{Addr: to.Addr, Protocol: 2, DisableIdentity: true})
+	direct := redis.NewClient(&redis.Options{Addr: from.Addr, Protocol: 2, DisableIdentity: true})
 	defer direct.Close()
 	if v, err := direct.Get(ctx, "sess:{lanes}b").Result(); err != nil || v != `{"v":1}` {
 		t.Errorf("on the new master: %q, %v", v, err)

@@ -8,13 +8,12 @@ import (
 
 // MGetResult is the handle of a queued MGet.
 type MGetResult struct {
-	// raw is the one MGET outside a cluster, read raw against the
-	// batch's room (rawRead) into vals.
-	raw    *rawRead
-	vals   []opResult
-	groups []*redis.SliceCmd
-	// at[i] locates keys[i]: group index and position in that group's reply.
-	at [][2]int
+	// reads are its MGETs (one outside a cluster, one per hash slot in
+	// one), each read raw against the batch's room (rawRead) into vals.
+	reads []*rawRead
+	vals  []opResult
+	// readOf[i] is the index in reads of the MGET that reads keys[i].
+	readOf []int
 }
 
 // Session is the i-th key's value read as a session: ErrNotFound when
@@ -32,79 +31,76 @@ func (r *MGetResult) Session(i int) ([]byte, error) {
 
 // Raw is the i-th key's value as stored (nil when missing).
 func (r *MGetResult) Raw(i int) ([]byte, error) {
-	if r.raw != nil {
-		if err := r.raw.Err(); err != nil {
-			return nil, err
-		}
-		if !r.raw.scan.complete {
-			return nil, errNoResult
-		}
-		if v := r.vals[i]; v.err != redis.Nil {
-			return v.data, v.err
-		}
-		return nil, nil
-	}
-	g := r.groups[r.at[i][0]]
-	vals, err := g.Result()
-	if err != nil {
+	read := r.reads[r.readOf[i]]
+	if err := read.Err(); err != nil {
 		return nil, err
 	}
-	if s, ok := vals[r.at[i][1]].(string); ok {
-		return []byte(s), nil
+	if !read.scan.complete {
+		return nil, errNoResult
+	}
+	if v := r.vals[i]; v.err != redis.Nil {
+		return v.data, v.err
 	}
 	return nil, nil
 }
 
-// MGet queues reading many keys, for the client's reply: outside a
-// cluster each value is charged to the batch's room (SetRoom) as GetReply's. In a cluster the keys are split into one
-// MGET per hash slot, so keys spread over the cluster never raise CROSSSLOT.
+// MGet queues reading many keys, for the client's reply, each value
+// charged to the batch's room (SetRoom) as GetReply's. In a cluster the
+// keys are split into one MGET per hash slot, so keys spread over the
+// cluster never raise CROSSSLOT.
 func (b *Batch) MGet(keys []string) *MGetResult {
-	r := &MGetResult{at: make([][2]int, len(keys))}
+	r := &MGetResult{vals: make([]opResult, len(keys)), readOf: make([]int, len(keys))}
+	// Each key an operation of its raw read's own, bounded by the room.
+	ops := make([]op, len(keys))
+	for i := range keys {
+		ops[i] = op{res: &r.vals[i], room: b.room}
+	}
 	if b.s.cluster == nil {
-		// Each key an operation of the raw read's own, bounded by the
-		// batch's room.
-		r.vals = make([]opResult, len(keys))
-		ops := make([]op, len(keys))
-		idx := make([]int, len(keys))
-		for i := range keys {
-			ops[i] = op{res: &r.vals[i], room: b.room}
-			idx[i] = i
-		}
-		if len(keys) == 1 { // newRawRead's GET would answer WRONGTYPE
-			r.raw = &rawRead{scan: readScanner{ops: ops, idx: idx}}
-			r.raw.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &r.raw.scan, "mget", keys[0])
-		} else {
-			r.raw = newRawRead(ops, idx, keys)
-		}
-		b.addMulti(r.raw, true, keys)
+		r.reads = []*rawRead{b.mgetRaw(ops, seq(len(keys)), keys)}
 		return r
 	}
-	groupOf := make(map[int]int) // slot → group index
-	var args [][]interface{}
+	groupOf := make(map[int]int) // slot → index in reads
+	var idx [][]int
 	var groupKeys [][]string
 	for i, k := range keys {
 		slot := Slot(k)
 		g, ok := groupOf[slot]
 		if !ok {
-			g = len(args)
+			g = len(idx)
 			groupOf[slot] = g
-			args = append(args, []interface{}{"mget"})
+			idx = append(idx, nil)
 			groupKeys = append(groupKeys, nil)
 		}
-		r.at[i] = [2]int{g, len(args[g]) - 1}
-		args[g] = append(args[g], k)
+		r.readOf[i] = g
+		idx[g] = append(idx[g], i)
 		groupKeys[g] = append(groupKeys[g], k)
 	}
-	for g, a := range args {
-		r.groups = append(r.groups, b.mget(a, groupKeys[g]))
+	for g := range idx {
+		r.reads = append(r.reads, b.mgetRaw(ops, idx[g], groupKeys[g]))
 	}
 	return r
 }
 
-func (b *Batch) mget(args []interface{}, keys []string) *redis.SliceCmd {
-	cmd := redis.NewSliceCmd(context.Background(), args...)
-	b.addMulti(cmd, true, keys)
-	return cmd
+// mgetRaw queues one MGET of keys, read raw into ops[idx[i]] for keys[i].
+func (b *Batch) mgetRaw(ops []op, idx []int, keys []string) *rawRead {
+	var raw *rawRead
+	if len(keys) == 1 { // newRawRead's GET would answer WRONGTYPE
+		raw = &rawRead{scan: readScanner{ops: ops, idx: idx}}
+		raw.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &raw.scan, "mget", &keys[0])
+	} else {
+		raw = newRawRead(ops, idx, keys)
+	}
+	b.addMulti(raw, true, keys)
+	return raw
+}
+
+// seq is 0, 1, …, n-1.
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
 }
 
 // Slot is the Redis Cluster hash slot of key, honouring {hash tags}.

@@ -29,9 +29,8 @@ type nativeSet struct {
 	args    [6]interface{}
 	key, px string
 	value   payloadArg
-	// cmd is the write as go-redis sends it: &raw outside a cluster (its
-	// reply read past, not into a string), else a *redis.Cmd.
-	cmd redis.Cmder
+	// raw is the write as go-redis sends it, its reply read past, not into
+	// a string.
 	raw rawSet
 }
 
@@ -39,11 +38,11 @@ type nativeSet struct {
 // only because SET needs GET to answer WRONGTYPE on a tombstone — is read
 // past rather than into a string: a session's whole value, allocated and
 // copied for each overwrite only to be dropped. The reply keeps what
-// matters of it (previousReply). Outside a cluster only: an error reply
-// read raw is no error to go-redis, and a cluster's auto-pipeliner must
-// see MOVED and ASK to follow them. settle turns the reply back into the
-// command's error once its pipeline has run (sender.sendWave). The command
-// is held by value, in nativeSet's one allocation (init).
+// matters of it (previousReply). An error reply read raw is given back
+// to go-redis as the command's error, so a cluster's pipelines see MOVED
+// and ASK and follow them; settle turns a nil reply into redis.Nil once
+// its pipeline has run (sender.sendWave). The command is held by value,
+// in nativeSet's one allocation (init).
 type rawSet struct {
 	redis.RawWriteToCmd
 	reply previousReply
@@ -59,13 +58,8 @@ func (r *rawSet) init(args []interface{}) {
 func (b *Batch) addNative(key string, value []byte, ttl time.Duration, grace time.Duration) WriteResult {
 	n := &nativeSet{key: key, px: b.pxArg(ttl), value: value}
 	n.args = [6]interface{}{"set", &n.key, &n.value, "px", &n.px, "get"}
-	if b.s.cluster == nil {
-		n.raw.init(n.args[:])
-		n.cmd = &n.raw
-	} else {
-		n.cmd = redis.NewCmd(context.Background(), n.args[:]...)
-	}
-	b.add(n.cmd, false, key)
+	n.raw.init(n.args[:])
+	b.add(&n.raw, false, key)
 	return WriteResult{set: n, s: b.s, key: key, grace: grace}
 }
 
@@ -90,10 +84,6 @@ func (b *Batch) pxArg(ttl time.Duration) string {
 // WRONGTYPE when the key holds a tombstone or a hash (not written), and
 // whether the previous value was a string tombstone.
 func (n *nativeSet) reply() (stringTomb bool, err error) {
-	if n.cmd != &n.raw {
-		old, err := n.cmd.(*redis.Cmd).Text()
-		return err == nil && old == Tombstone, err
-	}
 	if err := n.raw.Err(); err != nil {
 		return false, err
 	}

@@ -241,7 +241,6 @@ func TestPreviousReply(t *testing.T) {
 		for _, buffered := range []bool{true, false} {
 			n := &nativeSet{}
 			n.raw.init([]interface{}{"set", "k", "v", "get"})
-			n.cmd = &n.raw
 			// A first reply cut short, as a broken connection leaves it,
 			// then the whole reply of the command sent again.
 			for _, reply := range []string{"$5000\r\nxxx", tt.reply} {
@@ -279,7 +278,6 @@ func TestPreviousReply(t *testing.T) {
 	// A batch that never ran has no result.
 	n := &nativeSet{}
 	n.raw.init([]interface{}{"set", "k", "v", "get"})
-	n.cmd = &n.raw
 	if _, err := n.reply(); err != errNoResult {
 		t.Errorf("unsent: %v, want errNoResult", err)
 	}

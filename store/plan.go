@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -140,15 +139,9 @@ func (p *plan) closeRun(ops []op, kind opKind, migrating func(int) bool) {
 	case len(idx) > 1 && migrating != nil && migrating(slot):
 		p.calls = append(p.calls, c)
 		p.splitCall(ops, len(p.calls)-1)
-	case kind == opRead && slot < 0:
-		// Outside a cluster, read raw against each client's room.
-		c.cmd, c.run = newRawRead(ops, idx, keys), len(idx) > 1
-		p.calls = append(p.calls, c)
-	case kind == opRead && len(idx) == 1:
-		c.cmd = redis.NewStringCmd(context.Background(), "get", keys[0])
-		p.calls = append(p.calls, c)
 	case kind == opRead:
-		c.cmd, c.run = mgetCmd(keys), true
+		// Read raw, each value against its client's room.
+		c.cmd, c.run = newRawRead(ops, idx, keys), len(idx) > 1
 		p.calls = append(p.calls, c)
 	default:
 		c.cmd, c.run, c.script = setManyCmd(ops, idx, keys), true, setManyScript
@@ -168,24 +161,17 @@ func (p *plan) splitCall(ops []op, c int) (from, to int) {
 	p.calls[c].split = true
 	r := p.calls[c]
 	from = len(p.calls)
-	for j, k := range r.keys {
+	for j := range r.keys {
 		part := call{kind: r.kind, read: r.read, ops: r.ops[j : j+1 : j+1], keys: r.keys[j : j+1 : j+1], slot: r.slot}
 		switch {
-		case r.kind == opRead && r.slot < 0:
-			part.cmd = newRawRead(ops, part.ops, part.keys)
 		case r.kind == opRead:
-			part.cmd = redis.NewStringCmd(context.Background(), "get", k)
+			part.cmd = newRawRead(ops, part.ops, part.keys)
 		default:
 			part.cmd, part.script = setManyCmd(ops, part.ops, part.keys), setManyScript
 		}
 		p.calls = append(p.calls, part)
 	}
 	return from, len(p.calls)
-}
-
-// mgetCmd is one MGET of keys.
-func mgetCmd(keys []string) *redis.Cmd {
-	return redis.NewCmd(context.Background(), mgetArgs(keys)...)
 }
 
 // mgetArgs is MGET keys' arguments.
@@ -209,19 +195,13 @@ func (p *plan) deliver(ops []op) {
 		if c.kind == opCommand || c.split {
 			continue
 		}
-		var vals []interface{}
-		var err error
-		switch cmd := c.cmd.(type) {
-		case *rawRead: // its values are in place already
-			cmd.deliver()
+		if r, ok := c.cmd.(*rawRead); ok { // its values are in place already
+			r.deliver()
 			continue
-		case *redis.StringCmd: // a GET
-			res := ops[c.ops[0]].res
-			res.data, res.err = cmd.Bytes() // no copy: go-redis's own view of the reply
-			continue
-		case *redis.Cmd:
-			vals, err = cmd.Slice()
 		}
+		// A run of writes (setManyCmd): each key's status, or its own
+		// error reply (WRONGTYPE…).
+		vals, err := c.cmd.(*redis.Cmd).Slice()
 		for j, oi := range c.ops {
 			res := ops[oi].res
 			switch {
@@ -229,17 +209,9 @@ func (p *plan) deliver(ops []op) {
 				res.err = err
 			case j >= len(vals):
 				res.err = errNoResult
-			case c.kind == opWrite:
-				// The key's status, or its own error reply (WRONGTYPE…).
+			default:
 				res.err, _ = vals[j].(error)
 				res.status = asInt(vals[j])
-			default:
-				res.err = nil
-				if s, ok := vals[j].(string); ok {
-					res.data = []byte(s)
-				} else {
-					res.err = redis.Nil // MGET's nil for a missing or non-string key
-				}
 			}
 		}
 	}

@@ -43,8 +43,9 @@ func (b *Batch) SetRoom(room *Room) { b.room = room }
 
 // rawRead is a plain read's GET or MGET (plan.closeRun), whose reply is
 // read raw into its operations' result slots (readScanner) rather than
-// into go-redis's strings. Outside a cluster only, as rawSet. One
-// allocation holds the command, its arguments and its scanner.
+// into go-redis's strings. An error reply to it (MOVED, ASK…) is the
+// command's error, as rawSet's. One allocation holds the command, its
+// arguments and its scanner.
 type rawRead struct {
 	redis.RawWriteToCmd
 	scan readScanner
