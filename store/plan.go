@@ -1,7 +1,6 @@
 package store
 
 import (
-
 	"github.com/redis/go-redis/v9"
 )
 
