@@ -1,25 +1,33 @@
 package proxy
 
 import (
-	"errors"
-
 	"github.com/tidwall/redcon"
 )
 
-// errUnbalancedQuotes is redcon's answer to an inline request whose quotes
-// do not pair, word for word.
-var errUnbalancedQuotes = errors.New("Protocol error: unbalanced quotes in request")
+// errUnbalancedQuotes is the refusal of an inline request whose quotes do
+// not pair: redcon's words, and Redis's.
+var errUnbalancedQuotes = &limitError{msg: msgUnbalancedQuotes}
 
 // parseRequest takes apart one whole request the scanner passed (it ends
 // where the scanner said): a multibulk one with redcon.Parse, whose
-// arguments slice raw; an inline one with parseInline. An empty inline
-// line gives no arguments and no error: Redis skips it.
+// arguments slice raw; an inline one with parseInline. A request of no
+// arguments gives none and no error: an empty inline line, or a count
+// below 1 (*0, *-1), which Redis skips. An error is the request's
+// refusal, a *limitError.
 func parseRequest(raw []byte) ([][]byte, error) {
-	if raw[0] == '*' {
-		cmd, err := redcon.Parse(raw)
-		return cmd.Args, err
+	if raw[0] != '*' {
+		return parseInline(raw)
 	}
-	return parseInline(raw)
+	// The scanner passes a count only as Redis writes numbers (headerInt),
+	// so one below 1 is one that starts with '0' or '-'.
+	if raw[1] == '0' || raw[1] == '-' {
+		return nil, nil
+	}
+	cmd, err := redcon.Parse(raw)
+	if err != nil {
+		return nil, &limitError{msg: errRedcon(err)}
+	}
+	return cmd.Args, nil
 }
 
 // parseInline takes apart an inline (telnet) request, raw up to and with

@@ -11,8 +11,9 @@ import (
 )
 
 // sameAsRedcon fails t unless parseInline answers line (ending in '\n') as
-// redcon's reader does: the same words, or an error where redcon has one;
-// an empty line is no words (redcon reports it as incomplete).
+// redcon's reader does: the same words, or an error where redcon has one,
+// in its words as the client reads them; an empty line is no words
+// (redcon reports it as incomplete).
 func sameAsRedcon(t *testing.T, line []byte) {
 	t.Helper()
 	got, err := parseInline(line)
@@ -23,7 +24,7 @@ func sameAsRedcon(t *testing.T, line []byte) {
 			t.Fatalf("parseInline(%q) = %q, %v; redcon: an empty line", line, got, err)
 		}
 	case rerr != nil:
-		if err == nil || err.Error() != rerr.Error() {
+		if err == nil || err.Error() != errRedcon(rerr) {
 			t.Fatalf("parseInline(%q) = %q, %v; redcon: %v", line, got, err, rerr)
 		}
 	case err != nil || len(got) != len(cmd.Args):

@@ -17,11 +17,14 @@ import (
 // trusts what it parses: `i+size+2` overflows for a size near 2^63 (an
 // index panic that kills the process) and it loops once per announced
 // argument on every read, data or not (*9223372036854775807 spins a
-// goroutine for ever). So the scanner accepts exactly the requests redcon
-// parses correctly and nothing else: every byte redcon sees has passed it,
-// every count and length in them is positive and bounded, and anything
-// redcon would refuse is refused here first, with redcon's (and Redis's)
-// words, so the two never disagree about where a request ends.
+// goroutine for ever). So the scanner accepts only requests redcon parses
+// correctly: every byte redcon sees has passed it, every count and length
+// in them is positive and bounded, and anything redcon would refuse is
+// refused here first, so the two never disagree about where a request
+// ends. It refuses what Redis refuses, in Redis's words, where redcon is
+// laxer ("*+1", "$04"); and it passes a request whose count is below 1
+// (*0, *-1), which Redis skips and redcon would refuse, but redcon never
+// sees (parseRequest).
 //
 // Every check is written so it cannot overflow: an announced number is
 // compared against what is left of the limit, never added or multiplied
@@ -72,8 +75,9 @@ const (
 	// maxHeaderLine bounds a *count or $len line; real ones are a few
 	// digits.
 	maxHeaderLine = 32
-	// maxRequestArgs is Redis's own bound on a request's argument count
-	// (beyond it Redis answers "invalid multibulk length"). It holds for
+	// maxRequestArgs bounds a request's argument count: Redis's own bound
+	// until 6.2 (beyond it, "invalid multibulk length"; 7.0 waits for up
+	// to 2^31-1 arguments, each in memory as it comes). It holds for
 	// clients before AUTH too: the scanner reads ahead of dispatch, so a
 	// pipelined AUTH and the command after it are scanned before AUTH has
 	// run, and a tighter pre-AUTH bound would refuse that command.
@@ -139,7 +143,9 @@ func (s *requestScanner) scan(b []byte) error {
 			for ; i < len(b) && b[i] != '\n'; i++ {
 				s.line = append(s.line, b[i])
 				if len(s.line) > maxHeaderLine {
-					return &limitError{msg: msgBadHeader}
+					// No number Redis reads is this long: once the line
+					// ends, Redis refuses it in these words.
+					return s.invalidHeader()
 				}
 			}
 			if i == len(b) {
@@ -150,6 +156,7 @@ func (s *requestScanner) scan(b []byte) error {
 			if err := s.header(); err != nil {
 				return err
 			}
+			s.ended(i) // a count below 1 ends its request here
 			if s.trackSpans && (s.state == scanBulkBody || s.state == scanBulkCR) {
 				s.spans = append(s.spans, argSpan{at: i, n: int(s.bulkLeft)})
 			}
@@ -180,10 +187,10 @@ func (s *requestScanner) scan(b []byte) error {
 	return nil
 }
 
-// header interprets a completed *count or $len line: digits after the
-// '*' (already consumed) or the '$', then \r. strconv.ParseInt accepts
-// the same numbers as redcon's strconv.Atoi ("+5" and "007" included), and
-// a number is only ever compared with what is left of a limit.
+// header interprets a completed *count or $len line: a number after the
+// '*' (already consumed) or the '$', then \r. The number is read as Redis
+// reads it (headerInt), and only ever compared with what is left of a
+// limit.
 func (s *requestScanner) header() error {
 	line := s.line
 	s.line = s.line[:0]
@@ -192,10 +199,15 @@ func (s *requestScanner) header() error {
 			return &limitError{msg: msgInvalidMultibulkLength}
 		}
 		n, ok := headerInt(line[:len(line)-1])
-		// redcon refuses *0 and *-1 (Redis ignores them); refusing them
-		// here keeps the two in step.
-		if !ok || n <= 0 || n > maxRequestArgs {
+		if !ok || n > maxRequestArgs {
 			return &limitError{msg: msgInvalidMultibulkLength}
+		}
+		if n <= 0 {
+			// Redis skips a request whose count is below 1 (*0, *-1),
+			// as it skips an empty inline line: it ends here, with no
+			// arguments, and nothing runs.
+			s.state = scanStart
+			return nil
 		}
 		// Every argument costs at least "$0\r\n\r\n".
 		if n > (s.max-s.size)/6 {
@@ -224,19 +236,28 @@ func (s *requestScanner) header() error {
 	return nil
 }
 
-// headerInt is strconv.ParseInt(string(b), 10, 64) without its
-// generality (bases, underscores, an error value): an optional sign, then
-// digits, leading zeros allowed, within int64. ParseInt was a twentieth of
-// the proxy's CPU under SET -P 16, four header lines a command
-// (docs/performance.md, session 16). TestHeaderIntIsParseInt holds the two
-// to the same answers.
+// invalidHeader is Redis's refusal of the header line being read.
+func (s *requestScanner) invalidHeader() error {
+	if s.state == scanCount {
+		return &limitError{msg: msgInvalidMultibulkLength}
+	}
+	return &limitError{msg: msgInvalidBulkLength}
+}
+
+// headerInt reads a count or a length as Redis's string2ll does: an
+// optional '-', then digits, within int64; no '+', no leading zero but
+// "0" itself, no "-0" — exactly the numbers strconv.FormatInt writes
+// (TestHeaderIntIsRedisString2ll). redcon, and strconv.ParseInt, also
+// take "+5" and "007": Redis refuses those requests, so the proxy does.
+// Hand-written rather than ParseInt and a comparison: ParseInt was a
+// twentieth of the proxy's CPU under SET -P 16, four header lines a
+// command (docs/performance.md, session 16).
 func headerInt(b []byte) (int64, bool) {
-	neg := false
-	if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
-		neg = b[0] == '-'
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
 		b = b[1:]
 	}
-	if len(b) == 0 {
+	if len(b) == 0 || b[0] == '0' && (len(b) > 1 || neg) {
 		return 0, false
 	}
 	limit := uint64(math.MaxInt64)
@@ -315,6 +336,9 @@ type guardedConn struct {
 	// first byte; handedOver is the client's state, for Server.accept.
 	prefix     []byte
 	handedOver *connState
+	// refused is the loop's refusal of the request that followed prefix
+	// (loop.refuse): Read fails with it once prefix is read.
+	refused error
 }
 
 // waitLarge takes a slot for reading a large request, if the request in
@@ -443,8 +467,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &timeout) && timeout.Timeout()
 }
 
-// Read reads from the client. On a limit violation it answers the client
-// itself and fails, which closes the connection (serveClient).
+// Read reads from the client. On a limit violation it fails with the
+// *limitError, and with the bytes read: the requests that ended in them
+// before the refused one (the scanner's ends) are the client's, answered
+// before the refusal (Server.readFailed). Once a handed-over client's
+// prefix is read, the loop's refusal of what followed it, if any.
 func (c *guardedConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		// It passed the loop's scanner, limits and timeouts already; this
@@ -455,9 +482,12 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 			c.prefix = nil // an empty tail would keep the whole array
 		}
 		if lerr := c.scanner.scan(b[:n]); lerr != nil {
-			return 0, lerr
+			return n, lerr
 		}
 		return n, nil
+	}
+	if c.refused != nil {
+		return 0, c.refused
 	}
 	mid := c.midRequest()
 	c.waitLarge(mid)
@@ -500,8 +530,7 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		begun := c.scanner.begun
 		if lerr := c.scanner.scan(b[:n]); lerr != nil {
-			_, _ = c.Write([]byte("-" + lerr.Error() + "\r\n"))
-			return 0, lerr
+			return n, lerr
 		}
 		mid = c.scanner.state != scanStart
 		if mid && c.scanner.begun != begun {

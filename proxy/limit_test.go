@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -8,7 +9,6 @@ import (
 func TestRequestScanner(t *testing.T) {
 	const (
 		tooLarge  = "max_request_bytes"
-		badHeader = "invalid request header"
 		multibulk = "invalid multibulk length"
 		bulk      = "invalid bulk length"
 	)
@@ -26,7 +26,8 @@ func TestRequestScanner(t *testing.T) {
 		{"bulk that fits", "*2\r\n$3\r\nSET\r\n$900\r\n" + strings.Repeat("x", 900) + "\r\n", ""},
 		{"long inline", strings.Repeat("x", 2000) + "\r\n", tooLarge},
 		{"inline", "PING\r\nPING\r\n", ""},
-		{"header line too long", "*" + strings.Repeat("1", 40) + "\r\n", badHeader},
+		{"count line too long", "*" + strings.Repeat("1", 40) + "\r\n", multibulk},
+		{"length line too long", "*1\r\n$" + strings.Repeat("1", 40) + "\r\n", bulk},
 
 		// Frames that crashed or hung redcon: the sum and the product
 		// overflowed.
@@ -39,16 +40,23 @@ func TestRequestScanner(t *testing.T) {
 		{"count one past int64", "*9223372036854775808\r\n", multibulk},
 
 		// What redcon refuses, refused first and alike.
-		{"zero count", "*0\r\n", multibulk},
-		{"null count", "*-1\r\n", multibulk},
 		{"empty count", "*\r\n", multibulk},
 		{"count without CR", "*1\n$4\r\nPING\r\n", multibulk},
-		{"count with a sign", "*+1\r\n$4\r\nPING\r\n", ""},
-		{"count with leading zeros", "*001\r\n$4\r\nPING\r\n", ""},
 		{"null bulk", "*1\r\n$-1\r\n", bulk},
 		{"negative bulk", "*1\r\n$-5\r\nhello\r\n", bulk},
 		{"bulk without CR", "*1\r\n$4\nPING\r\n", bulk},
-		{"bulk with a sign", "*1\r\n$+4\r\nPING\r\n", ""},
+		// What Redis refuses and redcon takes, refused in Redis's words;
+		// what Redis skips and redcon refuses, passed (TestProtocolAnswersAsRedis).
+		{"count with a sign", "*+1\r\n$4\r\nPING\r\n", multibulk},
+		{"count with leading zeros", "*001\r\n$4\r\nPING\r\n", multibulk},
+		{"count of -0", "*-0\r\n", multibulk},
+		{"count after a space", "* 1\r\n$4\r\nPING\r\n", multibulk},
+		{"bulk with a sign", "*1\r\n$+4\r\nPING\r\n", bulk},
+		{"bulk with a leading zero", "*1\r\n$04\r\nPING\r\n", bulk},
+		{"bulk of -0", "*1\r\n$-0\r\n\r\n", bulk},
+		{"zero count", "*0\r\n", ""},
+		{"null count", "*-1\r\n", ""},
+		{"count of -2^63", "*-9223372036854775808\r\n", ""},
 		{"bulk not a number", "*1\r\n$4x\r\nPING\r\n", bulk},
 		{"no dollar", "*1\r\n:4\r\nPING\r\n", "expected '$', got ':'"},
 		{"newline for a dollar", "*1\r\n\n", "expected '$', got '?'"},
@@ -94,5 +102,18 @@ func TestRequestScannerResetsBetweenRequests(t *testing.T) {
 		if err := s.scan([]byte(cmd)); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
+	}
+}
+
+// A count below 1 ends its request at once, with no arguments: the
+// readers skip it, as Redis does.
+func TestRequestScannerEndsCountsBelowOne(t *testing.T) {
+	s := requestScanner{max: 1000, trackEnds: true, trackSpans: true}
+	stream := "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n*-1\r\n"
+	if err := s.scan([]byte(stream)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(s.ends, s.spanEnds, s.state), fmt.Sprint([]int{4, 9, 23, 28}, []int{0, 0, 1, 1}, scanStart); got != want {
+		t.Fatalf("ends, spanEnds and state %s; want %s", got, want)
 	}
 }

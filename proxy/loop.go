@@ -155,6 +155,9 @@ type loopClient struct {
 	closeAfter bool // close once out is written
 	discard    bool // run what it sent, answer no one: it has gone
 	closed     bool
+	// refusal is a request refused after cmds: its answer once they are
+	// answered, then the close (refuse).
+	refusal *limitError
 }
 
 // loopCommand is a whole command and the bytes it came in.
@@ -587,10 +590,20 @@ func (l *loop) read(c *loopClient, now time.Time) {
 	ends, spans, spanEnds := sc.ends, sc.spans, sc.spanEnds
 	l.ends, l.spans, l.spanEnds = ends[:0], spans[:0], spanEnds[:0]
 	sc.ends, sc.spans, sc.spanEnds = nil, nil, nil
+	// On a refusal too, the requests that ended before the refused one
+	// are the client's (refuse).
+	if len(ends) > 0 {
+		if err := l.cut(c, data, ends, spans, spanEnds); err != nil {
+			lerr = err // it came before the scanner's refusal, if any
+		}
+	} else if lerr == nil {
+		c.in = append(c.in, data...)
+	}
 	if lerr != nil {
 		var le *limitError
 		errors.As(lerr, &le)
-		l.refuse(c, le, lerr.Error())
+		l.refuse(c, le)
+		l.settle(c, now)
 		return
 	}
 	mid := c.scanner.state != scanStart
@@ -598,11 +611,6 @@ func (l *loop) read(c *loopClient, now time.Time) {
 		c.requestStart = now
 	}
 	l.setPartial(c, mid)
-	if len(ends) == 0 {
-		c.in = append(c.in, data...)
-	} else if !l.cut(c, data, ends, spans, spanEnds) {
-		return
-	}
 	if mid && !c.holdsLarge && c.scanner.size >= largeRequestBytes {
 		l.takeLarge(c, now)
 	}
@@ -684,8 +692,9 @@ func (l *loop) retryUnfinished(now time.Time) {
 // A request begun in data takes its arguments from the scanner's spans
 // (the scanner accepts exactly what redcon parses: FuzzRequestScanner),
 // all of them in one slice allocated per read; redcon parses the rest,
-// inline requests and one begun in an earlier read.
-func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, spanEnds []int) bool {
+// inline requests and one begun in an earlier read. An error is the
+// refusal of a request (unbalanced quotes), after the commands before it.
+func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, spanEnds []int) error {
 	last := ends[len(ends)-1]
 	base := len(c.in)
 	chunk := make([]byte, base+last)
@@ -716,38 +725,49 @@ func (l *loop) cut(c *loopClient, data []byte, ends []int, spans []argSpan, span
 		} else {
 			var err error
 			if args, err = parseRequest(raw); err != nil {
-				l.refuse(c, nil, "ERR "+err.Error())
-				return false
-			}
-			if len(args) == 0 {
-				from = to
-				continue // an empty inline line, which Redis skips too
+				return err
 			}
 		}
 		from = to
+		if len(args) == 0 {
+			continue // an empty inline line or *0, which Redis skips too
+		}
 		c.cmds = append(c.cmds, loopCommand{args: args, raw: raw})
 		for _, a := range args {
 			c.cmdSize += len(a)
 		}
 	}
-	return true
+	return nil
 }
 
-// refuse answers a request that broke a limit or the protocol and closes
-// the client once the answer is written; the commands it sent whole
-// before it run, unanswered, as they do for a goroutine's client.
-func (l *loop) refuse(c *loopClient, le *limitError, msg string) {
-	l.s.log.Warn("client closed: request refused", zap.String("addr", c.addr), zap.String("reason", msg), zap.Int64("max_request_bytes", l.s.opts.MaxRequestBytes))
-	if le != nil && le.tooLarge {
+// refuse stops reading a client that sent a request that broke a limit or
+// the protocol. As Redis does, the commands it sent whole before that
+// request run and are answered first, in order, then the refusal, then the
+// close (settle); a goroutine's client the same (Server.readFailed).
+func (l *loop) refuse(c *loopClient, le *limitError) {
+	l.dropUnfinished(c)
+	// Nothing more is read: the refused request is the last, and no
+	// command waits for the rest of a pipeline (holding).
+	c.scanner.state = scanStart
+	l.setPartial(c, false)
+	c.refusal, c.closeAfter = le, true
+}
+
+// answerRefusal queues the answer to c's refused request, its commands
+// before it answered: the close follows once it is written.
+func (l *loop) answerRefusal(c *loopClient, now time.Time) {
+	le := c.refusal
+	c.refusal = nil
+	l.s.log.Warn("client closed: request refused", zap.String("addr", c.addr), zap.String("reason", le.msg), zap.Int64("max_request_bytes", l.s.opts.MaxRequestBytes))
+	if le.tooLarge {
 		l.s.engine.Closed(commands.CloseRequestTooLarge)
 	} else {
 		l.s.engine.Closed(commands.CloseProtocolError)
 	}
-	l.dropUnfinished(c)
-	c.discard, c.closeAfter = true, true
-	l.queueOut(c, []byte("-"+msg+"\r\n"))
-	c.wroteAt = time.Now()
-	l.flush(c, c.wroteAt)
+	if len(c.out) == 0 {
+		c.wroteAt = now // the answer waits for the client from now
+	}
+	l.queueOut(c, []byte("-"+le.msg+"\r\n"))
 }
 
 // takeLarge takes a slot for reading a large request, or stops reading the
@@ -860,6 +880,11 @@ func (c *loopClient) wantsRead() bool {
 // commands, and which events to watch.
 func (l *loop) settle(c *loopClient, now time.Time) {
 	if c.closed || c.running {
+		return
+	}
+	if c.refusal != nil && len(c.cmds) == 0 && !c.discard {
+		l.answerRefusal(c, now)
+		l.flush(c, now) // which settles c again
 		return
 	}
 	switch {
@@ -1221,9 +1246,11 @@ func (l *loop) complete(c *loopClient, now time.Time) {
 		c.outHeld -= produced
 		c.out = c.out[:mark]
 		l.queueOut(c, []byte(errReplyLimit(l.s.opts.MaxClientReplyBytes)))
-		c.cmds, c.cmdSize, c.handoff, c.closeAfter = nil, 0, false, true
-	case c.client.Closing(): // QUIT: its reply, then the close
-		c.cmds, c.cmdSize, c.handoff, c.closeAfter = nil, 0, false, true
+		c.cmds, c.cmdSize, c.handoff, c.closeAfter, c.refusal = nil, 0, false, true, nil
+	case c.client.Closing():
+		// QUIT: its reply, then the close; as in Redis, a request
+		// refused after it goes unanswered.
+		c.cmds, c.cmdSize, c.handoff, c.closeAfter, c.refusal = nil, 0, false, true, nil
 	}
 	l.flush(c, now)
 }
@@ -1364,7 +1391,8 @@ func (l *loop) closeAll() {
 
 // handOver moves c to a goroutine of its own, with what it sent from its
 // next command on: the loop must not run that command. Its replies so far
-// are written; its requests already scanned are not scanned again.
+// are written; its requests already scanned are not scanned again; a
+// request refused after them is answered there, after them.
 func (l *loop) handOver(c *loopClient, now time.Time) {
 	var prefix []byte
 	for _, cmd := range c.cmds {
@@ -1394,6 +1422,10 @@ func (l *loop) handOver(c *loopClient, now time.Time) {
 	gc := l.s.guard(nc)
 	gc.partial.Store(c.mid())
 	gc.requestStart, gc.holdsLarge, gc.prefix = c.requestStart, c.holdsLarge, prefix
+	if c.refusal != nil {
+		// The goroutine answers the commands handed over, then this.
+		gc.refused = c.refusal
+	}
 	st := l.s.newConnState(c.client, gc)
 	st.lastCost, st.lastReplies = c.lastCost, c.lastReplies
 	gc.handedOver = st

@@ -204,23 +204,25 @@ func respCommand(args ...string) string {
 	return b.String()
 }
 
-// A client refused for breaking the protocol is answered and closed, even
-// when what it sent before holds a command the loop would hand over
-// (MULTI): it never reaches a goroutine.
-func TestEventLoopRefusedClientIsNotHandedOver(t *testing.T) {
+// A client refused for breaking the protocol after a command the loop
+// hands over (MULTI) is answered as Redis answers it: the commands before
+// the refused request, on the loop and then on the goroutine it is handed
+// over to, then the refusal, then the close. The refusal used to come
+// alone, those commands run unanswered.
+func TestEventLoopRefusalFollowsTheCommandsHandedOver(t *testing.T) {
 	srv := startServer(t, Options{EventLoops: 1})
 	c, r := dial(t, "tcp", srv.Addr().String())
-	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nGET"); err != nil {
+	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nGET\r\n$"); err != nil {
 		t.Fatal(err)
 	}
 	for !srv.anyMidRequest() {
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := io.WriteString(c, "X"); err != nil {
+	if _, err := io.WriteString(c, "x\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := readLines(t, r, 1)[0]; got != "-ERR Protocol error: invalid bulk length" {
-		t.Fatalf("reply to the bad header: %q", got)
+	if got, want := strings.Join(readLines(t, r, 3), " "), "+PONG +OK -ERR Protocol error: invalid bulk length"; got != want {
+		t.Fatalf("answered %q, want %q", got, want)
 	}
 	if _, err := r.ReadByte(); err != io.EOF {
 		t.Fatalf("after the refusal: %v, want the connection closed", err)

@@ -7,13 +7,18 @@ import "strconv"
 const (
 	msgMaxClients = "-ERR max number of clients reached\r\n"
 	msgInternal   = "ERR internal error"
-	msgBadHeader  = "ERR Protocol error: invalid request header"
 	// redcon's and Redis's words for the same mistakes, so a request is
 	// refused alike whichever of the two sees it first.
 	msgInvalidMultibulkLength = "ERR Protocol error: invalid multibulk length"
 	msgInvalidBulkLength      = "ERR Protocol error: invalid bulk length"
 	msgInlineTooBig           = "ERR Protocol error: too big inline request"
+	msgUnbalancedQuotes       = "ERR Protocol error: unbalanced quotes in request"
 )
+
+// errRedcon is redcon's refusal of a request, in its words. The scanner
+// refuses every such request first (FuzzRequestScanner); this is the
+// answer should one get through.
+func errRedcon(err error) string { return "ERR " + err.Error() }
 
 // errExpectedDollar quotes the offending byte only when it is printable: a
 // raw \r or \n would break the reply line.

@@ -44,7 +44,8 @@ func newRequestReader(c *guardedConn) *requestReader {
 // read appends the next whole commands the client sent, at least one, to
 // cmds. Each batch's commands get bytes of their own, which later reads
 // leave alone: connState.hold keeps them without a copy. On an error,
-// cmds holds the commands the client sent whole before the one at fault.
+// cmds holds the commands the client sent whole before the one at fault;
+// a *limitError is the refusal of that one (Server.readFailed).
 func (r *requestReader) read(cmds [][][]byte) ([][][]byte, error) {
 	sc := &r.conn.scanner
 	for {
@@ -115,13 +116,12 @@ func (r *requestReader) cut(cmds [][][]byte, k int) ([][][]byte, error) {
 		args, err := parseRequest(raw)
 		if err != nil {
 			// Unbalanced quotes in an inline request, the one mistake
-			// the scanner leaves to the parser.
-			msg := "ERR " + err.Error()
-			_, _ = r.conn.Write([]byte("-" + msg + "\r\n"))
-			return cmds, &limitError{msg: msg}
+			// the scanner leaves to the parser: the commands before it
+			// are the client's, nothing after it is.
+			return cmds, err
 		}
 		if len(args) == 0 {
-			continue // an empty inline line, which Redis skips too
+			continue // an empty inline line or *0, which Redis skips too
 		}
 		cmds = append(cmds, args)
 	}

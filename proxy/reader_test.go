@@ -71,6 +71,8 @@ func TestReaderCutsWhatEachReadBrings(t *testing.T) {
 		{"a pipeline in one read", []string{bulk("GET", "a") + bulk("GET", "b")}, []string{"GET a\nGET b\n"}},
 		{"a command split across reads", []string{"*2\r\n$3\r\nGE", "T\r\n$1\r", "\na\r\n"}, []string{"GET a\n"}},
 		{"inline commands, empty lines skipped", []string{"PING\r\n\r\n  \nECHO 'x y'\n"}, []string{"PING\nECHO x y\n"}},
+		{"counts below 1 skipped, as Redis does", []string{"*0\r\n" + bulk("GET", "a") + "*-1\r\n*-9223372036854775808\r\n" + bulk("GET", "b")}, []string{"GET a\nGET b\n"}},
+		{"a count of 0 split across reads", []string{"*", "0\r", "\n" + bulk("GET", "a")}, []string{"GET a\n"}},
 		{"a large request, then a small one", []string{bulk("SET", "k", large), bulk("GET", "k")}, []string{"SET k " + large + "\n", "GET k\n"}},
 		{"a large request and the start of the next", []string{bulk("SET", "k", large) + "*2\r\n$3\r\nGET\r\n", "$1\r\nk\r\n"}, []string{"SET k " + large + "\n", "GET k\n"}},
 	}
@@ -116,22 +118,23 @@ func TestReaderArgsOutliveTheNextRead(t *testing.T) {
 	}
 }
 
-// An inline request with unbalanced quotes is answered with redcon's (and
-// Redis's) words and refused; the commands before it are given with the
-// error, to run unanswered.
+// An inline request with unbalanced quotes is refused with redcon's (and
+// Redis's) words, after the commands before it, which are given with the
+// refusal to be answered first (Server.readFailed); the reader itself
+// writes nothing.
 func TestReaderRefusesUnbalancedQuotes(t *testing.T) {
 	var written strings.Builder
 	rd := newRequestReader(&guardedConn{
-		Conn:     &chunkConn{Conn: &writeConn{w: &written}, chunks: []string{bulk("GET", "a") + "ECHO \"x\n"}},
+		Conn:     &chunkConn{Conn: &writeConn{w: &written}, chunks: []string{bulk("GET", "a") + "ECHO \"x\n" + bulk("GET", "b")}},
 		scanner:  requestScanner{max: 8 << 20, trackEnds: true},
 		draining: new(atomic.Bool),
 	})
 	cmds, err := rd.read(nil)
-	if err == nil || commandsOf(cmds) != "GET a\n" {
-		t.Fatalf("read: %q, %v; want GET a and an error", commandsOf(cmds), err)
+	if commandsOf(cmds) != "GET a\n" || err == nil || err.Error() != "ERR Protocol error: unbalanced quotes in request" {
+		t.Fatalf("read: %q, %v; want GET a and the refusal", commandsOf(cmds), err)
 	}
-	if got, want := written.String(), "-ERR Protocol error: unbalanced quotes in request\r\n"; got != want {
-		t.Fatalf("answered %q, want %q", got, want)
+	if written.Len() > 0 {
+		t.Fatalf("the reader wrote %q", written.String())
 	}
 }
 

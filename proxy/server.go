@@ -356,15 +356,35 @@ func (s *Server) serveRequests(st *connState) (err error) {
 	var args [][][]byte
 	for {
 		if args, err = rd.read(st.args[:0]); err != nil {
-			// The commands it sent whole before a refused one run, with
-			// no one left to answer (closed).
-			st.hold(args)
-			return err
+			return s.readFailed(st, args, err)
 		}
 		if !s.handle(st, args) {
 			return nil
 		}
 	}
+}
+
+// readFailed ends a client whose read failed with err, after args, the
+// commands it sent whole before. A request refused (a *limitError) is
+// answered as Redis answers it: the commands before it run and are
+// answered first, in order, then the refusal, then the close. Otherwise
+// the client has gone or is being closed (a timeout, a drain): they run
+// with no one left to answer (closed).
+func (s *Server) readFailed(st *connState, args [][][]byte, err error) error {
+	var lerr *limitError
+	if !errors.As(err, &lerr) {
+		st.hold(args)
+		return err
+	}
+	// Nothing more is read: no command waits for the rest of a pipeline.
+	st.conn.partial.Store(false)
+	if !s.handle(st, args) {
+		// QUIT among them, or their replies failed: Redis stops there
+		// too, the refused request unanswered.
+		return nil
+	}
+	_, _ = st.conn.Write([]byte("-" + lerr.msg + "\r\n"))
+	return err
 }
 
 // accept returns the state of a client to serve, or nil when it is
