@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/proxy"
 	"github.com/sessproxy/sessproxy/store/codec"
@@ -62,6 +63,28 @@ func testIdleTimeout(t *testing.T, up *upstream) {
 			p.wantTTL(t, k, idle)
 		}
 		p.wantMissing(t, keys[2]) // a read of no session creates none
+	}
+
+	// The sliding reads (read raw against the client's reply room) go
+	// again after Redis lost the script, answered and slid as before.
+	scriptFlush(t, up)
+	for _, k := range keys[:2] {
+		p.lowerTTL(t, k, lowered)
+	}
+	pipe := c.Pipeline()
+	get, sget := pipe.Do(bg, "GET", keys[0]), pipe.Do(bg, "SESS.GET", sid)
+	mget := pipe.Do(bg, "MGET", keys[0], keys[1], keys[2])
+	_, _ = pipe.Exec(bg)
+	for _, r := range []struct {
+		cmd  *redis.Cmd
+		want interface{}
+	}{{get, `{"f":1}`}, {sget, `{"f":1}`}, {mget, []interface{}{`{"f":1}`, `{"f":2}`, nil}}} {
+		if v, err := r.cmd.Result(); err != nil || fmt.Sprint(v) != fmt.Sprint(r.want) {
+			t.Errorf("%v after SCRIPT FLUSH = %v, %v; want %v", r.cmd.Args(), v, err, r.want)
+		}
+	}
+	for _, k := range keys[:2] {
+		p.wantTTL(t, k, idle)
 	}
 
 	// Bulk reads do not slide (docs/commands.md).
