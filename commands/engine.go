@@ -144,7 +144,8 @@ type Options struct {
 	TrackingMaxKeys int
 	// TrackingMaxBytes bounds the same table's key names and client names
 	// together (with a per-entry allowance for the maps), evicting as for
-	// TrackingMaxKeys. default: 64 MiB
+	// TrackingMaxKeys, and apart from them all clients' BCAST prefixes,
+	// refusing those past it. default: 64 MiB
 	TrackingMaxBytes int64
 }
 

@@ -171,7 +171,7 @@ func (e *Engine) hgetall(c *Call) {
 		e.forward(c, ref, forwardRead)
 		return
 	}
-	res := c.Batch.HashRead(ref.key, c.policy(ref.ns).Idle, "HGETALL")
+	res := c.Batch.HashReadReply(ref.key, c.policy(ref.ns).Idle, "HGETALL")
 	c.Then(func() {
 		v, _, err := res.Result()
 		if err != nil {
@@ -226,7 +226,7 @@ func (e *Engine) hashRead(c *Call, cmd string, missing func(*Call)) {
 	if !ok {
 		return
 	}
-	res := c.Batch.HashRead(ref.key, c.policy(ref.ns).Idle, cmd, c.Args[2:]...)
+	res := c.Batch.HashReadReply(ref.key, c.policy(ref.ns).Idle, cmd, c.Args[2:]...)
 	c.Then(func() {
 		v, found, err := res.Result()
 		switch {
@@ -251,7 +251,7 @@ func (e *Engine) thenHashSession(c *Call, ref keyRef, slide bool, answer func(pa
 	if !slide {
 		idle = 0
 	}
-	res := c.Batch.HashRead(ref.key, idle, "HGETALL")
+	res := c.Batch.HashReadReply(ref.key, idle, "HGETALL") // SESS.GET's reply
 	c.Then(func() {
 		v, found, err := res.Result()
 		if err != nil || !found {

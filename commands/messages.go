@@ -281,6 +281,13 @@ func errPrefixOverlap(p, q, which string) string {
 	return "ERR Prefix '" + printable(p) + "' overlaps with " + which + " prefix '" + printable(q) + "'. Prefixes for a single client must not overlap."
 }
 
+// errTrackingPrefixesTooLarge refuses BCAST prefixes past what the
+// tracker holds of every client's (tracker.bcastBytes).
+func errTrackingPrefixesTooLarge(max int64) string {
+	return "ERR too many tracking prefixes: the BCAST prefixes of all clients may take at most " + strconv.FormatInt(max, 10) +
+		" bytes, counting " + strconv.Itoa(bcastEntryBytes) + " per prefix besides its own (see docs/limits.md); nothing was added"
+}
+
 // errSubscribeChannel refuses SUBSCRIBE to any channel but the one of
 // redirected invalidations.
 func errSubscribeChannel(ch string) string {

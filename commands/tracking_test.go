@@ -207,7 +207,7 @@ func TestPrefixOverlapAgreesWithThePairwiseCheck(t *testing.T) {
 		var existing []string
 		// Existing prefixes passed the same check when they were added.
 		if e := random(rnd.Intn(4)); pairwise(nil, e) == "" {
-			existing = e
+			existing = slices.Sorted(slices.Values(e)) // as a client keeps them
 		}
 		added := random(rnd.Intn(6))
 		want := pairwise(existing, added)
@@ -247,6 +247,72 @@ func TestTrackingBcastManyPrefixesAreCheckedQuickly(t *testing.T) {
 	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX x PREFIX sess:0199999", "-"+errPrefixOverlap("sess:0199999", "sess:0199999", "an existing"))
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("the refusal took %v", took)
+	}
+}
+
+// A client's BCAST prefixes stay for as long as it does, and cannot be
+// invalidated to make room as keys are, so all clients' together are
+// bounded, apart from the keys: past the bound a CLIENT TRACKING ON BCAST
+// is refused and changes nothing. Unbounded, 8 clients that each sent
+// 24 MB of prefixes held 1695 MiB (TestMemoryTrackingPrefixesAreBounded).
+func TestTrackingBcastPrefixesAreBounded(t *testing.T) {
+	const room = 3 * (bcastEntryBytes + 7) // three prefixes of 7 bytes
+	tf := newTrackingFixture(t, func(o *Options) { o.TrackingMaxBytes = room })
+	tooMany := "-" + errTrackingPrefixesTooLarge(room)
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:b1 PREFIX sess:a1", "+OK")
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:c1 PREFIX sess:d1", tooMany)
+	tf.writer.expect("CLIENT TRACKING ON BCAST PREFIX sess:c1 PREFIX sess:d1", tooMany)
+	tf.writer.expect("CLIENT TRACKING ON BCAST PREFIX sess:c1", "+OK")
+	tf.writer.expect("CLIENT TRACKING ON BCAST PREFIX sess:d1", tooMany)
+	// A refused call kept the client's prefixes, which it lists in byte
+	// order as Redis does.
+	if got := tf.reader.one("CLIENT TRACKINGINFO"); !strings.HasSuffix(got, "$prefixes [$sess:a1 $sess:b1]}") {
+		t.Fatalf("TRACKINGINFO %q", got)
+	}
+	tr := &tf.e.tracking
+	tr.mu.Lock()
+	checkBcastIndex(t, tr)
+	tr.mu.Unlock()
+	tf.reader.expect("CLIENT TRACKING OFF", "+OK")
+	tf.writer.expect("CLIENT TRACKING ON BCAST PREFIX sess:d1 PREFIX sess:e1", "+OK")
+	tf.e.Disconnect(tf.writer.client)
+	if tr.bcastBytes != 0 {
+		t.Fatalf("every client gone, prefixes hold %d bytes", tr.bcastBytes)
+	}
+	// BCAST alone is the prefix "", which counts too.
+	tf = newTrackingFixture(t, func(o *Options) { o.TrackingMaxBytes = bcastEntryBytes })
+	tf.reader.expect("CLIENT TRACKING ON BCAST", "+OK")
+	tf.writer.expect("CLIENT TRACKING ON BCAST", "-"+errTrackingPrefixesTooLarge(bcastEntryBytes))
+}
+
+// A client's later CLIENT TRACKING ON BCAST costs what it adds. Each
+// sorted every prefix the client had, in the order it gave them, with the
+// new ones: after 200,000 given in no order (54 MB of them, within the
+// default bound) one more took 73 ms of a core, so a client could keep a
+// core busy with requests of a few dozen bytes.
+func TestTrackingBcastLaterPrefixesCostWhatTheyAdd(t *testing.T) {
+	tf := newTrackingFixture(t, nil)
+	args := [][]byte{[]byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("BCAST")}
+	for _, i := range rand.New(rand.NewSource(1)).Perm(200000) {
+		args = append(args, []byte("PREFIX"), []byte(fmt.Sprintf("sess:p%07d:", i)))
+	}
+	var out strings.Builder
+	tf.reader.p.Run(context.Background(), [][][]byte{args}, func(b []byte) { out.Write(b) })
+	if out.String() != "+OK\r\n" {
+		t.Fatalf("200,000 prefixes: %q", out.String())
+	}
+	took := make([]time.Duration, 9)
+	for i := range took {
+		start := time.Now()
+		tf.reader.expect(fmt.Sprintf("CLIENT TRACKING ON BCAST PREFIX sess:q%d:", i), "+OK")
+		took[i] = time.Since(start)
+	}
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:p0123456:x", "-"+errPrefixOverlap("sess:p0123456:x", "sess:p0123456:", "an existing"))
+	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:p0123", "-"+errPrefixOverlap("sess:p0123", "sess:p0123000:", "an existing"))
+	slices.Sort(took)
+	t.Logf("one more prefix after 200,000: %v (median of %d)", took[len(took)/2], len(took))
+	if took[len(took)/2] > 25*time.Millisecond {
+		t.Fatalf("one more prefix after 200,000 took %v", took[len(took)/2])
 	}
 }
 
@@ -416,7 +482,8 @@ func matchesLinear(ct *clientTracking, key string) bool {
 // tracker's lock, which one client's 500,000 prefixes made 14 ms more a
 // write under -race (2,000 writes: 43 s), 0.5 ms more without.
 func TestTrackingBcastManyPrefixesKeepWritesFast(t *testing.T) {
-	tf := newTrackingFixture(t, nil)
+	// 500,000 prefixes take about 130 MB: past the default bound.
+	tf := newTrackingFixture(t, func(o *Options) { o.TrackingMaxBytes = 1 << 30 })
 	tf.reader.expect("CLIENT TRACKING ON BCAST PREFIX sess:z", "+OK")
 	const writes = 200
 	// medianWrite is the median time of writes SETs of keys under no
@@ -512,6 +579,13 @@ func checkBcastIndex(t *testing.T, tr *tracker) {
 		}
 	}
 	slices.SortFunc(lengths, func(a, b prefixLength) int { return a.n - b.n })
+	cost := int64(0)
+	for p, followers := range want {
+		cost += int64(len(followers)) * (int64(len(p)) + bcastEntryBytes)
+	}
+	if tr.bcastBytes != cost {
+		t.Fatalf("the index counts %d bytes of prefixes, its prefixes cost %d", tr.bcastBytes, cost)
+	}
 	if !maps.EqualFunc(tr.bcast, want, maps.Equal) || !slices.Equal(tr.bcastLengths, lengths) {
 		t.Fatalf("index %v (lengths %v), want %v (lengths %v)", tr.bcast, tr.bcastLengths, want, lengths)
 	}

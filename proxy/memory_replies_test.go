@@ -117,3 +117,74 @@ func repliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 		})
 	}
 }
+
+// Hostile round 7: a hash session's reads went around that bound. Their
+// replies (a script's, for the tombstone check) were read whole, so 300
+// pipelined HGETs of a 1 MB field (an 8 KB request), one HMGET naming it
+// 300 times (2 KB; a hash command takes up to 7,900 arguments), 300
+// HGETALLs of that hash and 300 HGETs queued in a transaction each grew
+// the proxy's peak RSS by 295 to 297 MiB for a client allowed 1 MiB of
+// replies, 300 SESS.GETs of it by 417 MiB (under ttl.idle too). Their
+// values are now charged to the client's room as they stream in
+// (store.HashReadReply): +1 to +6 MiB.
+func TestMemoryHashReadsAreBoundedByTheReplyLimit(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		hashRepliesBounded(t, func(t *testing.T, opts Options) *Server { return realProxy(t, opts) })
+	})
+	t.Run("sliding", func(t *testing.T) {
+		hashRepliesBounded(t, func(t *testing.T, opts Options) *Server {
+			rs := redistest.Standalone(t)
+			return realProxyOn(t, opts, store.Options{Mode: store.ModeStandalone, Addrs: []string{rs.Addr}}, time.Hour)
+		})
+	})
+}
+
+// hashRepliesBounded reads a 1 MB field of a hash session 300 times in
+// one small request through a proxy made by serve, each way a hash read
+// can be the client's reply.
+func hashRepliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
+	const limit = 1 << 20
+	const reads = 300
+	for _, tc := range []struct{ name, setup, cmd string }{
+		{"hget", "", strings.Repeat(encodeRESP("HGET", "sess:h", "f"), reads)},
+		{"hmget", "", encodeRESP(append([]string{"HMGET", "sess:h"}, strings.Split(strings.Repeat("f ", reads-1)+"f", " ")...)...)},
+		{"hgetall", "", strings.Repeat(encodeRESP("HGETALL", "sess:h"), reads)},
+		{"sess.get", "", strings.Repeat(encodeRESP("SESS.GET", "h"), reads)},
+		{"transaction", encodeRESP("MULTI") + strings.Repeat(encodeRESP("HGET", "sess:h", "f"), reads), encodeRESP("EXEC")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serve(t, Options{MaxClientReplyBytes: limit}).Addr().String()
+			c, r := dial(t, "tcp", addr)
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			if got := roundTrip(t, c, r, encodeRESP("HSET", "sess:h", "f", strings.Repeat("x", 1000<<10))); got != ":1" {
+				t.Fatalf("HSET: %q", got)
+			}
+			if tc.setup != "" {
+				if _, err := io.WriteString(c, tc.setup); err != nil {
+					t.Fatal(err)
+				}
+				for range reads + 1 {
+					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
+						t.Fatalf("queueing: %q, %v", line, err)
+					}
+				}
+			}
+			debug.FreeOSMemory()
+			procmem.ResetPeak(t)
+			before := procmem.Peak(t)
+			if _, err := io.WriteString(c, tc.cmd); err != nil {
+				t.Fatal(err)
+			}
+			line, _ := r.ReadString('\n')
+			_, _ = io.Copy(io.Discard, r)
+			grew := procmem.Peak(t) - before
+			t.Logf("%s: %d reads of a 1 MB hash field, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, reads, limit, line, grew>>20)
+			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
+				t.Errorf("first reply line %.60q, want the reply limit's error", line)
+			}
+			if grew > 64<<20+1<<20+50<<20 {
+				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
+			}
+		})
+	}
+}

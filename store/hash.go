@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -148,8 +150,12 @@ func IsWrongType(err error) bool {
 	return UpstreamReply(err) && strings.HasPrefix(err.Error(), "WRONGTYPE ")
 }
 
-// HashResult is the handle of a queued hash operation.
-type HashResult struct{ cmd *redis.Cmd }
+// HashResult is the handle of a queued hash operation: its reply as
+// go-redis reads it, or read raw (HashReadReply).
+type HashResult struct {
+	cmd *redis.Cmd
+	raw *rawValue
+}
 
 // Result is the command's reply as go-redis decodes it, and whether the
 // key holds a hash (a read of a missing or tombstoned key: false, nil).
@@ -157,7 +163,13 @@ type HashResult struct{ cmd *redis.Cmd }
 // ErrHashTooLarge, or past the bound on fields, ErrHashTooManyFields;
 // Redis's own error replies (WRONGTYPE…) come as they are.
 func (r HashResult) Result() (interface{}, bool, error) {
-	vals, err := r.cmd.Slice()
+	var vals []interface{}
+	var err error
+	if r.raw != nil {
+		vals, err = r.raw.slice()
+	} else {
+		vals, err = r.cmd.Slice()
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -188,22 +200,67 @@ func (b *Batch) HashWrite(key string, w HashWrite) HashResult {
 	for _, a := range w.Args {
 		args = append(args, a)
 	}
-	return HashResult{b.script(hashWriteScript, false, key, args...)}
+	return HashResult{cmd: b.script(hashWriteScript, false, key, args...)}
 }
 
 // HashRead queues the read cmd (HGET, HMGET, HGETALL, HEXISTS, HLEN,
 // HKEYS, HVALS, HSTRLEN, HSCAN) with args on the hash session at key; idle
 // > 0 resets the hash's TTL to idle when it is there (ttl.idle).
 func (b *Batch) HashRead(key string, idle time.Duration, cmd string, args ...[]byte) HashResult {
-	// A read that slides the TTL writes, so only one without is free to be
-	// sent again (NOSCRIPT recovery, a replica).
-	read := idle <= 0
+	return HashResult{cmd: b.script(hashReadScript, idle <= 0, key, hashReadArgs(idle, cmd, args)...)}
+}
+
+// HashReadReply queues HashRead for a read whose reply is the client's
+// (HGET, HMGET, HGETALL…, SESS.GET of a hash): the script's reply is read
+// raw, each value charged to the batch's room (SetRoom) as GetReply's,
+// and one past it gives the read ErrReplyTooLarge. Read whole, 300
+// pipelined HGETs of a 1 MB field (an 8 KB request), or one HMGET naming
+// it 300 times, grew the proxy by 300 MB for a client allowed 1 MiB of
+// replies; an HMGET may name it 7,900 times.
+func (b *Batch) HashReadReply(key string, idle time.Duration, cmd string, args ...[]byte) HashResult {
+	raw := &rawValue{scan: valueScanner{room: b.room}}
+	call := append([]interface{}{"evalsha", hashReadScript.Hash(), 1, key}, hashReadArgs(idle, cmd, args)...)
+	raw.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &raw.scan, call...)
+	// A read that slides the TTL writes, so only one without is free to
+	// be sent again (NOSCRIPT recovery, a replica).
+	b.ops = append(b.ops, op{cmd: raw, read: idle <= 0, key: key, slot: b.slotOf(key), script: hashReadScript})
+	return HashResult{raw: raw}
+}
+
+// hashReadArgs are hashReadScript's ARGV.
+func hashReadArgs(idle time.Duration, cmd string, args [][]byte) []interface{} {
 	call := make([]interface{}, 0, 2+len(args))
 	call = append(call, msArg(idle), cmd)
 	for _, a := range args {
 		call = append(call, a)
 	}
-	return HashResult{b.script(hashReadScript, read, key, call...)}
+	return call
+}
+
+// rawValue is a command whose reply is read raw into a value
+// (valueScanner).
+type rawValue struct {
+	redis.RawWriteToCmd
+	scan valueScanner
+}
+
+// slice is the reply as go-redis's Cmd.Slice gives it, ErrReplyTooLarge
+// when a value did not fit in the room, or errNoResult when the reply was
+// cut short.
+func (r *rawValue) slice() ([]interface{}, error) {
+	switch {
+	case r.Err() != nil:
+		return nil, r.Err()
+	case !r.scan.complete:
+		return nil, errNoResult
+	case r.scan.tooLarge:
+		return nil, ErrReplyTooLarge
+	}
+	vals, ok := r.scan.value.([]interface{})
+	if !ok {
+		return nil, fmt.Errorf("unexpected reply to a hash read: %T", r.scan.value)
+	}
+	return vals, nil
 }
 
 func maxArg(n int) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -292,4 +293,207 @@ func (s *readScanner) next() {
 
 func (s *readScanner) done() {
 	s.line, s.complete = nil, true
+}
+
+// valueScanner reads any reply raw, as readScanner reads a GET's, into
+// the value go-redis would give (string, int64, nil, []interface{}),
+// charging each bulk string to room before it is read: one that does not
+// fit is skipped, its place nil, and tooLarge set. For a script's reply
+// whose values are the client's (a hash session's reads, HashReadReply).
+type valueScanner struct {
+	room  *Room
+	state scanState
+	line  []byte
+	buf   [24]byte
+	cr    bool
+	data  []byte // the bulk string being read
+	pos   int
+	skip  int     // bytes to skip: a string past the room, then the CRLF
+	open  []frame // the arrays being filled, innermost last
+	// value is the reply once complete; received, the memory it holds.
+	value              interface{}
+	received           int64
+	tooLarge, complete bool
+}
+
+// frame is an array of a reply being read, and how many elements it
+// still lacks.
+type frame struct {
+	vals []interface{}
+	left int
+}
+
+func (s *valueScanner) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		switch s.state {
+		case scanLine:
+			if s.line == nil { // a new reply (a script's, sent again after NOSCRIPT)
+				s.line, s.open, s.value, s.received, s.tooLarge, s.complete = s.buf[:0], s.open[:0], nil, 0, false, false
+			}
+			c := b[0]
+			b = b[1:]
+			switch {
+			case s.cr && c == '\n':
+				s.cr = false
+				if err := s.endLine(); err != nil {
+					return n - len(b), err
+				}
+			case s.cr:
+				return n - len(b), errors.New("malformed reply line")
+			case c == '\r':
+				s.cr = true
+			default:
+				s.line = append(s.line, c)
+			}
+		case scanData:
+			k := copy(s.data[s.pos:], b)
+			s.pos += k
+			b = b[k:]
+			if s.pos == len(s.data) {
+				s.endString()
+			}
+		case scanSkip:
+			k := min(s.skip, len(b))
+			s.skip -= k
+			b = b[k:]
+			if s.skip == 0 {
+				s.state = scanLine
+			}
+		}
+	}
+	return n, nil
+}
+
+// ReadFrom reads a bulk string's bytes straight into its slice, and skips
+// with the reader's Discard what is not kept, as readScanner.ReadFrom.
+func (s *valueScanner) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		var n int
+		var err error
+		switch {
+		case s.state == scanData:
+			n, err = r.Read(s.data[s.pos:])
+			s.pos += n
+			if s.pos == len(s.data) {
+				s.endString()
+			}
+		case s.state == scanSkip && discards(r):
+			lr := r.(*io.LimitedReader)
+			d := lr.R.(interface{ Discard(int) (int, error) })
+			n, err = d.Discard(min(s.skip, int(lr.N)))
+			lr.N -= int64(n)
+			if s.skip -= n; s.skip == 0 {
+				s.state = scanLine
+			}
+		default:
+			var scratch [64]byte
+			n, err = r.Read(scratch[:])
+			if _, werr := s.Write(scratch[:n]); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// endLine acts on the line just read.
+func (s *valueScanner) endLine() error {
+	line := s.line
+	s.line = s.buf[:0]
+	if len(line) == 0 {
+		return errors.New("empty reply line")
+	}
+	switch line[0] {
+	case '-':
+		if len(s.open) == 0 { // the reply is an error: the command's
+			s.line, s.complete = nil, true
+			return replyError(line[1:])
+		}
+		s.add(replyError(line[1:]))
+	case '+':
+		s.add(string(line[1:]))
+	case ':':
+		v, err := strconv.ParseInt(string(line[1:]), 10, 64)
+		if err != nil {
+			return errors.New("malformed integer reply")
+		}
+		s.add(v)
+	case '_':
+		s.add(nil)
+	case '$':
+		size, err := strconv.Atoi(string(line[1:]))
+		switch {
+		case err != nil:
+			return errors.New("malformed bulk string length")
+		case size < 0:
+			s.add(nil)
+		case !s.room.take(size):
+			s.tooLarge = true
+			s.state, s.skip = scanSkip, size+2
+			s.add(nil)
+		default:
+			s.data, s.pos, s.state = make([]byte, size), 0, scanData
+			if size == 0 {
+				s.endString()
+			}
+		}
+	case '*':
+		n, err := strconv.Atoi(string(line[1:]))
+		switch {
+		case err != nil:
+			return errors.New("malformed array length")
+		case n < 0:
+			s.add(nil)
+		case n == 0:
+			s.add([]interface{}{})
+		default:
+			// Its elements are lines of at least 3 bytes: a count the
+			// reply does not hold is not allocated up front.
+			s.open = append(s.open, frame{vals: make([]interface{}, 0, min(n, 1024)), left: n})
+			s.received += 24
+		}
+	default:
+		return errors.New("unexpected reply type " + strconv.Quote(string(line[:1])))
+	}
+	return nil
+}
+
+// endString ends reading a bulk string: its CRLF is skipped next.
+func (s *valueScanner) endString() {
+	// go-redis gives strings; data is this one's alone, so it is not
+	// copied into one.
+	v := unsafe.String(unsafe.SliceData(s.data), len(s.data))
+	s.data, s.state, s.skip = nil, scanSkip, 2
+	s.add(v)
+}
+
+// add places a value in the array being filled, closing those it
+// completes, or makes it the reply.
+func (s *valueScanner) add(v interface{}) {
+	for {
+		if str, ok := v.(string); ok {
+			s.received += 32 + int64(len(str))
+		} else if _, ok := v.([]interface{}); !ok {
+			s.received += 16
+		}
+		if len(s.open) == 0 {
+			s.value, s.complete, s.line = v, true, nil
+			return
+		}
+		top := &s.open[len(s.open)-1]
+		top.vals = append(top.vals, v)
+		if top.left--; top.left > 0 {
+			return
+		}
+		v = top.vals
+		s.open = s.open[:len(s.open)-1]
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,5 +171,58 @@ func TestReadScannerStartsOverWithEachReply(t *testing.T) {
 	checkScan(t, "second reply", r, nil, []scanWant{{"", redis.Nil}, {"b", nil}}, "")
 	if r.scan.received != 32+1 {
 		t.Errorf("received %d, want the second reply's 33", r.scan.received)
+	}
+}
+
+// valueScanner gives any reply as go-redis would, however the bytes are
+// cut, and skips a bulk string past its room (HashReadReply).
+func TestValueScannerReadsAnyReply(t *testing.T) {
+	tests := []struct {
+		name     string
+		room     int64 // 0: no room given
+		reply    string
+		want     interface{}
+		tooLarge bool
+	}{
+		{"a hash's bulk string", 0, "*2\r\n:1\r\n$3\r\nabc\r\n", []interface{}{int64(1), "abc"}, false},
+		{"no hash", 0, "*1\r\n:0\r\n", []interface{}{int64(0)}, false},
+		{"nested, with nils of both protocols", 0, "*2\r\n:1\r\n*4\r\n$1\r\na\r\n$-1\r\n_\r\n$0\r\n\r\n", []interface{}{int64(1), []interface{}{"a", nil, nil, ""}}, false},
+		{"an empty array", 0, "*2\r\n:1\r\n*0\r\n", []interface{}{int64(1), []interface{}{}}, false},
+		{"a status", 0, "+OK\r\n", "OK", false},
+		{"within the room", 6, "*2\r\n:1\r\n*2\r\n$1\r\na\r\n$5\r\nhello\r\n", []interface{}{int64(1), []interface{}{"a", "hello"}}, false},
+		{"past the room", 5, "*2\r\n:1\r\n*3\r\n$1\r\na\r\n$5\r\nhello\r\n$1\r\nb\r\n", []interface{}{int64(1), []interface{}{"a", nil, nil}}, true}, // what did not fit stays charged,
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, chunk := range []int{1, 3, 1 << 10} {
+				var room *Room
+				if tt.room > 0 {
+					room = &Room{}
+					room.Reset(tt.room)
+				}
+				s := &valueScanner{room: room}
+				// The reply twice: a second one (a script sent again)
+				// replaces the first.
+				for range 2 {
+					for b := []byte(tt.reply); len(b) > 0; {
+						k := min(chunk, len(b))
+						if _, err := s.Write(b[:k]); err != nil {
+							t.Fatalf("chunks of %d: %v", chunk, err)
+						}
+						b = b[k:]
+					}
+					if room != nil {
+						room.Reset(tt.room)
+					}
+				}
+				if !s.complete || !reflect.DeepEqual(s.value, tt.want) || s.tooLarge != tt.tooLarge {
+					t.Fatalf("chunks of %d: %#v (complete %v, too large %v), want %#v (too large %v)", chunk, s.value, s.complete, s.tooLarge, tt.want, tt.tooLarge)
+				}
+			}
+		})
+	}
+	s := &valueScanner{}
+	if _, err := s.Write([]byte("-ERR boom\r\n")); err == nil || err.Error() != "ERR boom" || !UpstreamReply(err) {
+		t.Fatalf("error reply: %v", err)
 	}
 }

@@ -367,6 +367,8 @@ func replySize(cmd redis.Cmder) int64 {
 	switch c := cmd.(type) {
 	case *rawRead:
 		return 24 + c.scan.received
+	case *rawValue:
+		return 24 + c.scan.received
 	case *redis.Cmd:
 		return valueSize(c.Val())
 	case *redis.SliceCmd:
