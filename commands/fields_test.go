@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessproxy/sessproxy/store/codec"
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 func TestFieldCommands(t *testing.T) {
@@ -353,5 +354,82 @@ func TestFieldReadsDoNotCopyTheSession(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 		t.Errorf("20 reads of two fields allocated %d KiB", grew>>10)
+	}
+}
+
+// deleteFieldsEach is SESS.FDEL field by field with sjson, the answers the one-pass
+// form must give on a valid JSON object.
+func deleteFieldsEach(payload []byte, fields [][]byte) ([]byte, int64, error) {
+	var n int64
+	for _, f := range fields {
+		path := gjson.Escape(string(f))
+		if !gjson.GetBytes(payload, path).Exists() {
+			continue
+		}
+		var err error
+		if payload, err = sjson.DeleteBytes(payload, path); err != nil {
+			return nil, 0, err
+		}
+		n++
+	}
+	return payload, n, nil
+}
+
+// setFieldsEach is SESS.FSET pair by pair with sjson, the answers the one-pass form
+// must give on a valid JSON object.
+func setFieldsEach(payload []byte, pairs [][]byte) ([]byte, int64, error) {
+	var err error
+	for i := 0; i < len(pairs); i += 2 {
+		if payload, err = sjson.SetRawBytes(payload, gjson.Escape(string(pairs[i])), pairs[i+1]); err != nil {
+			return nil, 0, err
+		}
+	}
+	return payload, int64(len(pairs) / 2), nil
+}
+
+// A field edit of a stored value that is not one JSON object (written to
+// Redis around the proxy) is refused, logged and counted, and leaves the
+// value alone. Edited field by field with sjson, such a value cost the
+// whole of it per field: SESS.FSET of 20,000 pairs on `{"a":1` took 4.5 s
+// of a core, SESS.FDEL of 4,000 fields on a 1 MB one 2.65 s.
+func TestFieldEditsRefuseAStoredValueThatIsNotAnObject(t *testing.T) {
+	f, m, _ := refusalFixture(t, func(o *Options) { o.Codec = mustCodec(codec.Options{MaxPayloadBytes: 2 << 20}) })
+	var fset, fdel strings.Builder
+	fset.WriteString("SESS.FSET bad")
+	for i := range 40000 {
+		fmt.Fprintf(&fset, " k%d %d", i, i)
+	}
+	fdel.WriteString("SESS.FDEL bad")
+	for i := range 8000 {
+		fmt.Fprintf(&fdel, " k%d", i)
+	}
+	big := `{"k0":0,"pad":"` + strings.Repeat("x", 1<<20) + `"`
+	const want = "-ERR invalid session payload: " + reasonStoredNotObject
+	refused := 0
+	for _, stored := range []string{`{"a":1`, `{"a":1}x`, `[1]`, `"s"`, big} {
+		for _, cmd := range []string{fset.String(), fdel.String()} {
+			if err := f.m.Set("sess:bad", stored); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			got := f.one(cmd)
+			took := time.Since(start)
+			refused++
+			if got != want {
+				t.Errorf("%.12s… on %.20q = %.80q, want %q", cmd, stored, got, want)
+			}
+			if took > 2*time.Second {
+				t.Errorf("%.12s… on a stored %d-byte value that is not an object took %v", cmd, len(stored), took)
+			}
+			if v, _ := f.m.Get("sess:bad"); v != stored {
+				t.Errorf("%.12s… changed the stored value to %.40q", cmd, v)
+			}
+		}
+	}
+	if n := m.get(RefusedPayload); n != refused {
+		t.Errorf("%d payload refusals counted, want %d", n, refused)
+	}
+	if n := len(f.refusalLines()); n == 0 {
+		t.Error("no refusal logged")
 	}
 }

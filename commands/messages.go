@@ -96,6 +96,11 @@ const (
 	msgScriptAbsoluteIdle = "ERR scripts cannot read session values with both ttl.idle and ttl.absolute set (see docs/commands.md, Scripts)"
 )
 
+// reasonStoredNotObject: SESS.FSET or SESS.FDEL on a stored value that
+// is not one JSON object (written to Redis around the proxy), in
+// errPayload's words.
+const reasonStoredNotObject = "the stored session is not a JSON object, so its fields cannot be edited; SESS.SET it whole"
+
 // errLockID answers a SESS.* command given a lock's id.
 func errLockID(suffix string) string {
 	return errSessionID("ends in the lock suffix \"" + printable(suffix) + "\" (session.lock_suffixes): a lock takes plain commands (SET, GET, DEL…), not SESS.*")
