@@ -722,3 +722,14 @@ func TestClientNamesAreBounded(t *testing.T) {
 	}
 	f.expect("CLIENT GETNAME", "$"+long)
 }
+
+// CLIENT NO-EVICT and NO-TOUCH take ON or OFF, as in Redis; anything else
+// is Redis's syntax error.
+func TestClientNoEvictTakesOnOrOff(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, sub := range []string{"NO-EVICT", "NO-TOUCH"} {
+		f.expect("CLIENT "+sub+" on", "+OK")
+		f.expect("CLIENT "+sub+" OFF", "+OK")
+		f.expect("CLIENT "+sub+" maybe", "-ERR syntax error")
+	}
+}

@@ -225,6 +225,12 @@ func (e *Engine) client(c *Call) {
 	case sub == "TRACKING" || sub == "CACHING" || sub == "TRACKINGINFO" || sub == "GETREDIR":
 		e.clientTrackingCmd(c, sub) // tracking.go
 	case (sub == "NO-EVICT" || sub == "NO-TOUCH") && len(c.Args) == 3:
+		// Accepted and not acted on (the proxy's clients are not Redis's);
+		// anything but ON or OFF is Redis's syntax error.
+		if on := strings.ToUpper(string(c.Args[2])); on != "ON" && on != "OFF" {
+			c.Out.Error(msgSyntax)
+			return
+		}
 		c.Out.OK()
 	case sub == "HELP":
 		help := []string{
