@@ -1,0 +1,104 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sessproxy/sessproxy/commands"
+	"github.com/sessproxy/sessproxy/integration/redistest"
+	"github.com/sessproxy/sessproxy/proxy"
+	"github.com/sessproxy/sessproxy/store"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// A write Redis refuses for its own state (OOM past maxmemory, and the
+// like) is the operator's to see, not only the client's: it is logged at
+// WARN with Redis's reason and the client (rate-limited, as every refused
+// write), counted in sessproxy_refused_writes_total{reason="upstream"} and
+// as an upstream error of its command. Before, the proxy passed Redis's
+// -OOM on to the client, counted it as result="error" with client
+// mistakes, and logged nothing; an EXEC answered a bare EXECABORT, the OOM
+// of the command it queued lost.
+func TestRedisRefusedWriteIsLoggedAndCounted(t *testing.T) {
+	srv := redistest.Standalone(t)
+	direct := directClient(srv.Addr)
+	t.Cleanup(func() { direct.Close() })
+	up := &upstream{name: "standalone-maxmemory", mode: store.ModeStandalone, addrs: []string{srv.Addr}, direct: direct}
+	core, logs := observer.New(zap.WarnLevel)
+	log := zap.New(core)
+	p := startSibling(t, up, func(o *commands.Options, po *proxy.Options) { o.Logger, po.Logger = log, log })
+	c := p.client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+	ctx := context.Background()
+	if err := direct.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.ConfigSet(context.Background(), "maxmemory", "0") })
+
+	tests := []struct {
+		name, command string
+		do            func() error
+	}{
+		{"SESS.SET", "sess.set", func() error { return c.Do(ctx, "SESS.SET", "oom1", `{"a":1}`).Err() }},
+		{"SET", "set", func() error { return c.Set(ctx, "sess:oom2", `{"a":1}`, 0).Err() }},
+		{"SESS.FSET", "sess.fset", func() error { return c.Do(ctx, "SESS.FSET", "oom3", "a", "1").Err() }},
+		{"MULTI SET EXEC", "exec", func() error {
+			_, err := c.TxPipelined(ctx, func(pp redis.Pipeliner) error {
+				pp.Set(ctx, "sess:oom4", `{"a":1}`, 0)
+				return nil
+			})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do()
+			if err == nil || !strings.Contains(err.Error(), "OOM command not allowed") {
+				t.Errorf("%s under maxmemory answered %v, want Redis's OOM", tt.name, err)
+			}
+			series := scrape(t, p.metricsURL)
+			upstreamErrs := series[cmdSeries(tt.command, "upstream_error")]
+			plainErrs := series[cmdSeries(tt.command, "error")]
+			t.Logf("%s refused by Redis: reply %v; %s upstream_error=%v error=%v", tt.name, err, tt.command, upstreamErrs, plainErrs)
+			if upstreamErrs != 1 {
+				t.Errorf("sessproxy_commands_total{command=%q,result=\"upstream_error\"} = %v, want 1", tt.command, upstreamErrs)
+			}
+		})
+	}
+	refused := scrape(t, p.metricsURL)[`sessproxy_refused_writes_total{reason="upstream"}`]
+	var lines []string
+	for _, e := range logs.FilterMessageSnippet("refused").All() {
+		lines = append(lines, e.Message+" "+fieldsOf(e))
+	}
+	t.Logf("refused_writes_total{reason=\"upstream\"}=%v; log lines: %q", refused, lines)
+	if refused != float64(len(tests)) {
+		t.Errorf("sessproxy_refused_writes_total{reason=\"upstream\"} = %v, want %d", refused, len(tests))
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "OOM") {
+		t.Errorf("logged %q, want one line with Redis's reason (OOM), the rest rate-limited", lines)
+	}
+}
+
+// fieldsOf is a log entry's fields as key=value.
+func fieldsOf(e observer.LoggedEntry) string {
+	var b strings.Builder
+	for k, v := range e.ContextMap() {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(strings.TrimSpace(strings.ReplaceAll(toString(v), "\n", " ")))
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+func toString(v interface{}) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return strings.TrimSpace(strings.Trim(strings.ReplaceAll(strings.TrimSpace(fmtAny(v)), "\t", " "), " "))
+}
+
+func fmtAny(v interface{}) string { return fmt.Sprint(v) }
