@@ -209,3 +209,59 @@ func TestStalledUpstreamAnswersWithinTheReadTimeout(t *testing.T) {
 		t.Errorf("the proxy did not serve again within 2s of Redis resuming")
 	}
 }
+
+// A transaction whose upstream connection died between WATCH (or MULTI)
+// and EXEC is answered with an error, never run on a fresh connection
+// without its WATCH, and the client can run the next transaction.
+func TestTransactionAcrossARedisRestart(t *testing.T) {
+	srv := redistest.StandaloneWith(t, "--appendonly", "yes", "--appendfsync", "always")
+	direct := directClient(srv.Addr)
+	t.Cleanup(func() { direct.Close() })
+	up := &upstream{name: "standalone-restart", mode: store.ModeStandalone, addrs: []string{srv.Addr}, direct: direct}
+	p := startSibling(t, up, nil)
+	ctx := context.Background()
+	for _, watch := range []bool{true, false} {
+		name := "MULTI"
+		if watch {
+			name = "WATCH"
+		}
+		t.Run(name, func(t *testing.T) {
+			rc := p.raw(t)
+			key := "sess:tx-restart-" + name
+			if watch {
+				if got := rc.do("WATCH", key); got != status("OK") {
+					t.Fatalf("WATCH = %v", got)
+				}
+			}
+			if got := rc.do("MULTI"); got != status("OK") {
+				t.Fatalf("MULTI = %v", got)
+			}
+			if got := rc.do("SET", key, `{"a":1}`); got != status("QUEUED") {
+				t.Fatalf("SET = %v", got)
+			}
+			srv.Kill()
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			got := rc.do("EXEC")
+			stored, err := direct.Get(ctx, key).Result()
+			t.Logf("%s, Redis restarted, EXEC: %v after %v; stored %q (%v)", name, got, time.Since(start).Round(time.Millisecond), stored, err)
+			if watch {
+				if _, ok := got.(respError); !ok && got != nil {
+					t.Errorf("EXEC after the WATCH's connection died = %v, want an error or a null (not run)", got)
+				}
+				if err != redis.Nil {
+					t.Errorf("the transaction ran without its WATCH: %q stored", stored)
+				}
+			}
+			if got := rc.do("MULTI"); got != status("OK") {
+				t.Fatalf("the next MULTI = %v", got)
+			}
+			rc.do("SET", key, `{"a":2}`)
+			if got, ok := rc.do("EXEC").([]interface{}); !ok || len(got) != 1 {
+				t.Errorf("the next EXEC = %v, want one reply", got)
+			}
+		})
+	}
+}
