@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -261,6 +266,167 @@ func TestTransactionAcrossARedisRestart(t *testing.T) {
 			rc.do("SET", key, `{"a":2}`)
 			if got, ok := rc.do("EXEC").([]interface{}); !ok || len(got) != 1 {
 				t.Errorf("the next EXEC = %v, want one reply", got)
+			}
+		})
+	}
+}
+
+// fakeSentinel is a sentinel that answers get-master-addr-by-name with
+// addr, whatever the real sentinels say: a stale or misconfigured one.
+func fakeSentinel(t *testing.T, addr string, asked *atomic.Int32) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	host, port, _ := net.SplitHostPort(addr)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					args, err := readCommand(r)
+					if err != nil {
+						return
+					}
+					var reply string
+					switch strings.ToLower(args[0]) {
+					case "ping":
+						reply = "+PONG\r\n"
+					case "client", "auth", "select":
+						reply = "+OK\r\n"
+					case "sentinel":
+						if len(args) > 1 && strings.EqualFold(args[1], "get-master-addr-by-name") {
+							asked.Add(1)
+							reply = fmt.Sprintf("*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(host), host, len(port), port)
+						} else {
+							reply = "*0\r\n"
+						}
+					case "subscribe", "psubscribe":
+						for i, ch := range args[1:] {
+							reply += fmt.Sprintf("*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n:%d\r\n", len(args[0]), strings.ToLower(args[0]), len(ch), ch, i+1)
+						}
+					default:
+						reply = "-ERR unknown command '" + args[0] + "'\r\n"
+					}
+					if _, err := c.Write([]byte(reply)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readCommand reads one RESP multibulk command.
+func readCommand(r *bufio.Reader) ([]string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || line[0] != '*' || n < 1 {
+		return nil, fmt.Errorf("not a command: %q", line)
+	}
+	args := make([]string, n)
+	for i := range args {
+		if line, err = r.ReadString('\n'); err != nil {
+			return nil, err
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		args[i] = string(buf[:size])
+	}
+	return args, nil
+}
+
+// A sentinel that is down, and one that names a replica as the master
+// (stale, or watching another setup under the same name): the proxy
+// serves through the others. go-redis keeps the first sentinel that
+// answers and never checks its answer, so a lying one that answered
+// first pinned the proxy to the replica: every write READONLY (187 tries
+// in 10 s) while both real sentinels named the master. The real ones are
+// stopped while the proxy starts, so that the liar answers first.
+func TestSentinelThatLiesOrIsDown(t *testing.T) {
+	si := redistest.Sentinel(t, redistest.SentinelOptions{Sentinels: 2})
+	master, replica := si.Data[0], si.Data[1]
+	var asked atomic.Int32
+	tests := []struct {
+		name  string
+		addrs func() []string
+	}{
+		{"first sentinel down", func() []string {
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			dead := ln.Addr().String()
+			ln.Close()
+			return append([]string{dead}, si.Addrs...)
+		}},
+		{"a sentinel names the replica", func() []string {
+			for _, s := range si.Sentinels {
+				if err := s.Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.AfterFunc(500*time.Millisecond, func() {
+				for _, s := range si.Sentinels {
+					_ = s.Signal(syscall.SIGCONT)
+				}
+			})
+			return append([]string{fakeSentinel(t, replica.Addr, &asked)}, si.Addrs...)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := &upstream{name: "sentinel-faults", mode: store.ModeSentinel, addrs: tt.addrs(),
+				masterName: redistest.MasterName, master: master.Addr, direct: directClient(master.Addr)}
+			t.Cleanup(func() { up.direct.Close() })
+			p := startSibling(t, up, nil)
+			c := p.client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+			ctx := context.Background()
+			start := time.Now()
+			var err error
+			var tries int
+			for time.Since(start) < 10*time.Second {
+				tries++
+				if err = c.Do(ctx, "SESS.SET", "sentinel-faults", `{"a":1}`).Err(); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Logf("%s: SESS.SET after %d tries, %v: %v (the lying sentinel was asked %d times)", tt.name, tries, time.Since(start).Round(time.Millisecond), err, asked.Load())
+			if err != nil {
+				t.Errorf("no write went through in 10s: %v", err)
 			}
 		})
 	}

@@ -253,7 +253,7 @@ func (s *Store) newFailover(poolSize int) *redis.Client {
 		Password:         s.opts.Password,
 		DB:               s.opts.DB,
 		TLSConfig:        s.opts.TLS,
-		Dialer:           s.upstreamDialer(),
+		Dialer:           s.sentinelDialer(),
 		PoolSize:         poolSize,
 		MaxRetries:       -1,
 		DialTimeout:      s.opts.DialTimeout,
