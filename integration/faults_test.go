@@ -145,7 +145,7 @@ func (l *stallLatency) record(start time.Time, err error) {
 // event loop's client may also wait for the round in flight before its
 // own: twice it), and the proxy serves again once Redis resumes.
 //
-// Before Batch.sendDeadline, with a 15 s stall (this test stalls 9 s) and the 3 s read timeout,
+// Before Batch.sendDeadline, with a 15 s stall and the 3 s read timeout,
 // 16 clients got 16 errors in all, the slowest after 9.0 s, and a command
 // waited 12.0 s and then succeeded when Redis resumed (lanes, event loops
 // or a goroutine per client alike): go-redis's HELLO on each new
@@ -184,7 +184,7 @@ func TestStalledUpstreamAnswersWithinTheReadTimeout(t *testing.T) {
 	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	const stall = 3 * readTimeout
+	const stall = 5 * readTimeout
 	time.Sleep(stall)
 	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
