@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,4 +430,76 @@ func TestSentinelThatLiesOrIsDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A cluster whose master died without a replica answers CLUSTERDOWN for
+// every slot once the other nodes mark it failed: clients get an error at
+// once, the proxy neither spins nor hangs, /readyz says 503, and it serves
+// again when the master comes back.
+func TestClusterDownWithoutAReplica(t *testing.T) {
+	cl := redistest.ClusterWith(t, redistest.ClusterOptions{NodeTimeout: time.Second})
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: slices.Clone(cl.Addrs), Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { direct.Close() })
+	up := &upstream{name: "cluster-down", mode: store.ModeCluster, addrs: cl.Addrs, direct: direct}
+	p := startSibling(t, up, nil)
+	c := p.client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, 30*time.Second })
+	ctx := context.Background()
+	victim := cl.Nodes[0]
+	victim.Kill()
+	killed := time.Now()
+	var firstDown time.Time
+	var slowest time.Duration
+	var answered, failed int
+	var last error
+	cpuBefore := processCPU(t)
+	for time.Since(killed) < 5*time.Second {
+		start := time.Now()
+		err := c.Do(ctx, "SESS.SET", fmt.Sprintf("down-%d", answered), `{"a":1}`).Err()
+		slowest = max(slowest, time.Since(start))
+		answered++
+		if err != nil {
+			failed++
+			last = err
+			if firstDown.IsZero() && strings.Contains(err.Error(), "CLUSTERDOWN") {
+				firstDown = time.Now()
+			}
+		}
+	}
+	cpu := processCPU(t) - cpuBefore
+	code, _, _ := httpGet(p.metricsURL + "/readyz")
+	t.Logf("master killed, no replica: %d commands in 5s, %d failed (last: %v), CLUSTERDOWN after %v, slowest reply %v, test process CPU %v, /readyz %d",
+		answered, failed, last, firstDown.Sub(killed).Round(time.Millisecond), slowest.Round(time.Millisecond), cpu.Round(time.Millisecond), code)
+	if failed == 0 || firstDown.IsZero() {
+		t.Errorf("no command answered CLUSTERDOWN")
+	}
+	if slowest > 3*time.Second+time.Second {
+		t.Errorf("a command waited %v, past read_timeout", slowest)
+	}
+	if code != 503 {
+		t.Errorf("/readyz = %d while the cluster is down, want 503", code)
+	}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	for {
+		if err := c.Do(ctx, "SESS.SET", "down-back", `{"a":1}`).Err(); err == nil {
+			break
+		}
+		if time.Since(started) > 20*time.Second {
+			t.Fatalf("not served 20s after the master came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("master back: served after %v", time.Since(started).Round(time.Millisecond))
+}
+
+// processCPU is the CPU time this process (the proxy and the test's
+// clients) has used.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
