@@ -35,10 +35,16 @@ var errNotMaster = errors.New("no sentinel named a server that is a master")
 // the address a sentinel named (and for its sentinel connections).
 func (s *Store) sentinelDialer() func(context.Context, string, string) (net.Conn, error) {
 	base := s.upstreamDialer()
+	sentinels := make(map[string]bool, len(s.opts.Addrs))
+	for _, a := range s.opts.Addrs {
+		sentinels[a] = true
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := base(ctx, network, addr)
-		if err != nil {
-			return nil, err
+		if err != nil || sentinels[addr] {
+			// A configured sentinel is not checked: ROLE would need its
+			// AUTH, and the master's password must not be tried on it.
+			return c, err
 		}
 		if s.serverRole(ctx, c) != "slave" {
 			// A master, a sentinel, or a role not known (ROLE refused, an
