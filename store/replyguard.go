@@ -39,7 +39,7 @@ const replyElemBytes = 16
 type errReplyPastBound string
 
 func (e errReplyPastBound) Error() string {
-	return fmt.Sprintf("upstream reply announced %s past sessproxy's bound of %d bytes per reply item (docs/limits.md): connection closed",
+	return fmt.Sprintf("reply announced %s past sessproxy's bound of %d bytes per reply item (docs/limits.md): connection closed",
 		string(e), maxReplyItemBytes)
 }
 
@@ -48,7 +48,7 @@ func (e errReplyPastBound) Error() string {
 type errMalformedReply byte
 
 func (e errMalformedReply) Error() string {
-	return "upstream reply malformed: unexpected byte " + strconv.QuoteRune(rune(e)) + ": connection closed"
+	return "malformed reply: unexpected byte " + strconv.QuoteRune(rune(e)) + ": connection closed"
 }
 
 // guardedDialer wraps base's connections in a replyScanner.
