@@ -551,6 +551,7 @@ func (r Role) may(f flag) bool {
 // verbatim, the rest is the proxy's failure, logged once here.
 func (e *Engine) fail(c *Call, ref keyRef, err error) {
 	var decode *decodeError
+	var abort *store.ExecAbortError
 	switch {
 	case errors.As(err, &decode):
 		c.Out.Error(decode.Error())
@@ -560,6 +561,8 @@ func (e *Engine) fail(c *Call, ref keyRef, err error) {
 		c.Out.Exceed() // the client is closed with the reply limit's error
 	case errors.Is(err, store.ErrTombstoned):
 		e.refuse(c, RefusedTombstone, ref.key, errTombstoned(ref.sid))
+	case errors.As(err, &abort):
+		c.Out.Error(errExecAbort(abort.Abort, abort.Queued))
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
 	default:

@@ -12,6 +12,7 @@ const (
 	codeWrongPass  = "WRONGPASS "
 	codeNoPerm     = "NOPERM "
 	codeTombstone  = "TOMBSTONE "
+	codeExecAbort  = "EXECABORT "
 	prefixUpstream = "ERR upstream error: "
 )
 
@@ -246,6 +247,17 @@ const (
 
 func errHashArgs(cmd string, max int) string {
 	return "ERR too many arguments for '" + cmd + "' on a session key: at most " + strconv.Itoa(max) + " after the key"
+}
+
+// execAbortQueued joins Redis's EXECABORT and the queued command's error
+// in errExecAbort.
+const execAbortQueued = " Redis answered a queued command: "
+
+// errExecAbort is Redis's EXECABORT with the error Redis gave the queued
+// command it refused: Redis gives that error when the command is queued,
+// but the proxy queues a transaction itself and answered QUEUED.
+func errExecAbort(abort, queued error) string {
+	return abort.Error() + execAbortQueued + queued.Error()
 }
 
 func errUpstream(err error) string {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/sessproxy/sessproxy/commands/ttl"
@@ -124,13 +125,8 @@ func replyResult(reply []byte) Result {
 		return ResultNoPerm
 	case hasPrefix(msg, codeNoAuth), hasPrefix(msg, codeWrongPass):
 		return ResultNoAuth
-	case hasPrefix(msg, prefixUpstream):
+	case hasPrefix(msg, prefixUpstream), upstreamRefusal(reply) != nil:
 		return ResultUpstream
-	}
-	for _, code := range upstreamStateCodes {
-		if hasPrefix(msg, code) {
-			return ResultUpstream
-		}
 	}
 	return ResultError
 }
@@ -141,7 +137,28 @@ func replyResult(reply []byte) Result {
 // server loading its data, a cluster or master down, a slot migrating, a
 // script running long, a failed save. They count as upstream errors, so a
 // failover shows in the metrics as the upstream's trouble.
-var upstreamStateCodes = [...]string{"READONLY ", "LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "MISCONF ", "NOREPLICAS "}
+var upstreamStateCodes = [...]string{"READONLY ", "LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "MISCONF ", "NOREPLICAS ", "OOM "}
+
+// upstreamRefusal returns the Redis error of an error reply that is Redis
+// refusing a command for its state (upstreamStateCodes), also when it is
+// the queued command an EXECABORT names (errExecAbort); nil for any other
+// reply.
+func upstreamRefusal(reply []byte) []byte {
+	if len(reply) == 0 || reply[0] != '-' {
+		return nil
+	}
+	msg := reply[1:]
+	if i := bytes.Index(msg, []byte(execAbortQueued)); i >= 0 && hasPrefix(msg, codeExecAbort) {
+		msg = msg[i+len(execAbortQueued):]
+	}
+	msg = bytes.TrimRight(msg, "\r\n")
+	for _, code := range upstreamStateCodes {
+		if hasPrefix(msg, code) {
+			return msg
+		}
+	}
+	return nil
+}
 
 // hasPrefix is bytes.HasPrefix for a string prefix, without converting it.
 func hasPrefix(b []byte, prefix string) bool {

@@ -220,6 +220,9 @@ func (p *Pipeline) Complete(write func([]byte)) {
 		if cap(outs[i].Buf) > replyWriterCap {
 			outs[i].Buf = nil
 		}
+		if b := outs[i].Buf; len(b) > 0 && b[0] == '-' {
+			p.e.upstreamRefused(&calls[i], b)
+		}
 		// Drop references to arguments and results; keep the command (for
 		// lastCmd) and, with metrics, how it ended.
 		kept := Call{cmd: calls[i].cmd}

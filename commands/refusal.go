@@ -23,6 +23,7 @@ const (
 	RefusedPersist                      // PERSIST (or GETEX PERSIST) under ttl.persist = "deny"
 	RefusedNoExpires                    // a session with no cookie.expires and no TTL of its own under ttl.require_expires
 	RefusedScript                       // a script's write the wrapper refused under this configuration (codec, owner index, ttl.absolute, a command not allowed on session keys)
+	RefusedUpstream                     // Redis refused the write for its own state: OOM past maxmemory, READONLY, NOREPLICAS, MISCONF… (upstreamRefusal)
 	NumRefusals                         // how many reasons there are, for arrays indexed by reason
 )
 
@@ -40,6 +41,8 @@ func (r Refusal) String() string {
 		return "persist"
 	case RefusedNoExpires:
 		return "no_expires"
+	case RefusedUpstream:
+		return "upstream"
 	}
 	return "script"
 }
@@ -150,6 +153,37 @@ func (e *Engine) refused(c *Call, reason Refusal, key string) {
 		fields = append(fields, zap.Int("suppressed", suppressed))
 	}
 	e.opts.Logger.Warn("write refused", fields...)
+}
+
+// upstreamRefused logs and counts a write whose reply is Redis refusing
+// it for its own state (upstreamRefusal): without it an operator saw a
+// full Redis only as the clients' errors, counted with their syntax
+// errors. Redis's words are the reason; no key is logged, since Redis
+// refuses the server's writes, not one key's, and a SESS.* argument is a
+// session id, which the log never holds.
+func (e *Engine) upstreamRefused(c *Call, reply []byte) {
+	if c.cmd == nil || (c.cmd.Flags&flagWrite == 0 && c.cmd.Name != "exec") {
+		return
+	}
+	reason := upstreamRefusal(reply)
+	if reason == nil {
+		return
+	}
+	e.metrics.WriteRefused(RefusedUpstream)
+	ok, suppressed := e.refusals.admit(RefusedUpstream, c.Client.Addr)
+	if !ok {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("reason", RefusedUpstream.String()),
+		zap.String("upstream", printable(string(reason))),
+		zap.String("client", c.Client.Addr),
+		zap.String("command", e.callName(c)),
+	}
+	if suppressed > 0 {
+		fields = append(fields, zap.Int("suppressed", suppressed))
+	}
+	e.opts.Logger.Warn("write refused by the upstream", fields...)
 }
 
 // callName is the registry name of the command c runs.

@@ -96,7 +96,7 @@ func NewRegistry() *Registry {
 	}
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessproxy_refused_writes_total",
-		Help: "Writes the proxy refused, by reason (tombstone, invalid_payload, payload_too_large, outside_prefix, persist, script); each is also logged at WARN, rate-limited.",
+		Help: "Writes the proxy refused, by reason (tombstone, invalid_payload, payload_too_large, outside_prefix, persist, no_expires, script, upstream: Redis refused it for its state, OOM…); each is also logged at WARN, rate-limited.",
 	}, []string{"reason"})
 	for reason := range commands.NumRefusals {
 		r.refusedWrites[reason] = refused.WithLabelValues(reason.String())

@@ -59,6 +59,9 @@ type Batch struct {
 	parties []partyMark
 	// room bounds the reads queued next (SetRoom).
 	room *Room
+	// until is the context Exec sends with: its deadline bounds the
+	// batch's whole wait for Redis (sendDeadline).
+	until deadlineCtx
 }
 
 // partyMark says that the operations from ops[from] on, until the next
@@ -250,22 +253,54 @@ func (b *Batch) Exec(ctx context.Context) error {
 		return nil
 	}
 	defer b.reset()
+	send := b.sendDeadline(ctx)
 	if b.combine && !b.grouped && len(b.ops) == 1 {
 		switch o := b.ops[0]; o.kind {
 		case opWrite: // the whole batch is one write
-			b.s.writes.do(ctx, o.slot, o)
+			b.s.writes.do(send, o.slot, o)
 			return ctx.Err()
 		case opRead: // the whole batch is one read
-			b.s.reads.do(ctx, o.slot, o)
+			b.s.reads.do(send, o.slot, o)
 			b.out.received += 32 + int64(len(o.res.data))
 			return ctx.Err()
 		}
 	}
 	b.plan.build(b.ops, b.s.slotMigrating)
-	b.out.exec(ctx, b.ops, b.parties, &b.plan)
+	b.out.exec(send, b.ops, b.parties, &b.plan)
 	b.plan.deliver(b.ops)
 	return ctx.Err()
 }
+
+// sendDeadline is ctx with a deadline upstream.read_timeout from now, or
+// ctx where its own deadline is earlier (a combiner's or a lane's group,
+// sent with its first batch's context). go-redis bounds each read and
+// write by its timeout (ContextTimeoutEnabled: and by this deadline), but
+// a batch also waits for the pipeline ahead of it on its lane or in its
+// combiner, and on a new connection go-redis first reads HELLO's reply
+// under a read_timeout of its own: with Redis stopped (SIGSTOP) and the
+// 3 s default, clients waited up to 12 s, and some were answered only when
+// Redis came back (TestStalledUpstreamAnswersWithinTheReadTimeout). The
+// dial of a new connection is inside the deadline too.
+func (b *Batch) sendDeadline(ctx context.Context) context.Context {
+	d := time.Now().Add(b.s.opts.ReadTimeout)
+	if own, ok := ctx.Deadline(); ok && own.Before(d) {
+		return ctx
+	}
+	b.until = deadlineCtx{Context: ctx, deadline: d}
+	return &b.until
+}
+
+// deadlineCtx is a context with a deadline and no timer: go-redis and the
+// dialer read the deadline (ctx.Deadline) to set the socket's, which is
+// all a batch needs. context.WithTimeout would start and stop a timer and
+// allocate for every batch. Its Done and Err are its parent's, so the
+// proxy's shutdown still cancels it.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // reset empties the batch, dropping the payloads and commands until the
 // next one.

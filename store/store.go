@@ -208,17 +208,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // redirect loop retries those too, and MaxRedirects also bounds MOVED.
 func (s *Store) newCluster(poolSize int) *redis.ClusterClient {
 	return redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:           ownAddrs(s.opts.Addrs),
-		Username:        s.opts.Username,
-		Password:        s.opts.Password,
-		TLSConfig:       s.opts.TLS,
-		PoolSize:        poolSize,
-		MaxRetries:      -1,
-		DialTimeout:     s.opts.DialTimeout,
-		ReadTimeout:     s.opts.ReadTimeout,
-		WriteTimeout:    s.opts.WriteTimeout,
-		Protocol:        2,
-		DisableIdentity: true,
+		Addrs:      ownAddrs(s.opts.Addrs),
+		Username:   s.opts.Username,
+		Password:   s.opts.Password,
+		TLSConfig:  s.opts.TLS,
+		Dialer:     s.upstreamDialer(),
+		PoolSize:   poolSize,
+		MaxRetries: -1,
+		// Batches bound their whole wait by a deadline (Batch.sendDeadline).
+		ContextTimeoutEnabled: true,
+		DialTimeout:           s.opts.DialTimeout,
+		ReadTimeout:           s.opts.ReadTimeout,
+		WriteTimeout:          s.opts.WriteTimeout,
+		Protocol:              2,
+		DisableIdentity:       true,
 		// A backstop only: a failing command reloads the slot map at
 		// once (reloadOnFailure). go-redis's 60s default left the
 		// slots of a failed-over master on the dead node that long.
@@ -252,13 +255,16 @@ func (s *Store) newFailover(poolSize int) *redis.Client {
 		Password:         s.opts.Password,
 		DB:               s.opts.DB,
 		TLSConfig:        s.opts.TLS,
+		Dialer:           s.sentinelDialer(),
 		PoolSize:         poolSize,
 		MaxRetries:       -1,
-		DialTimeout:      s.opts.DialTimeout,
-		ReadTimeout:      s.opts.ReadTimeout,
-		WriteTimeout:     s.opts.WriteTimeout,
-		Protocol:         2,
-		DisableIdentity:  true,
+		// Batches bound their whole wait by a deadline (Batch.sendDeadline).
+		ContextTimeoutEnabled: true,
+		DialTimeout:           s.opts.DialTimeout,
+		ReadTimeout:           s.opts.ReadTimeout,
+		WriteTimeout:          s.opts.WriteTimeout,
+		Protocol:              2,
+		DisableIdentity:       true,
 	})
 }
 
@@ -271,18 +277,21 @@ func (s *Store) newFailover(poolSize int) *redis.Client {
 // there) do the same.
 func (s *Store) clientOptions(addr string) *redis.Options {
 	return &redis.Options{
-		Addr:            addr,
-		Username:        s.opts.Username,
-		Password:        s.opts.Password,
-		DB:              s.opts.DB,
-		TLSConfig:       s.opts.TLS,
-		PoolSize:        s.opts.PoolSize,
-		DialTimeout:     s.opts.DialTimeout,
-		ReadTimeout:     s.opts.ReadTimeout,
-		WriteTimeout:    s.opts.WriteTimeout,
-		MaxRetries:      -1,
-		Protocol:        2,
-		DisableIdentity: true,
+		Addr:         addr,
+		Username:     s.opts.Username,
+		Password:     s.opts.Password,
+		DB:           s.opts.DB,
+		TLSConfig:    s.opts.TLS,
+		Dialer:       s.upstreamDialer(),
+		PoolSize:     s.opts.PoolSize,
+		DialTimeout:  s.opts.DialTimeout,
+		ReadTimeout:  s.opts.ReadTimeout,
+		WriteTimeout: s.opts.WriteTimeout,
+		MaxRetries:   -1,
+		// Batches bound their whole wait by a deadline (Batch.sendDeadline).
+		ContextTimeoutEnabled: true,
+		Protocol:              2,
+		DisableIdentity:       true,
 	}
 }
 

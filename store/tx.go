@@ -25,6 +25,34 @@ var (
 	ErrWatchAborted = errors.New("a watched key changed; transaction not run")
 )
 
+// ExecAbortError is Redis's EXECABORT: it refused a queued command (OOM
+// past maxmemory, READONLY, NOREPLICAS…), so EXEC ran nothing. Redis told
+// its own client why when the command was queued; the proxy queues a
+// transaction itself and sends it whole at EXEC, so Queued is that
+// refusal, which the EXECABORT alone would lose. It is still Redis's
+// error reply (UpstreamReply).
+type ExecAbortError struct {
+	Abort  error // Redis's EXECABORT
+	Queued error // the first queued command's error
+}
+
+func (e *ExecAbortError) Error() string { return e.Abort.Error() }
+
+// RedisError makes it a redis.Error, as the EXECABORT it carries.
+func (*ExecAbortError) RedisError() {}
+
+func (e *ExecAbortError) Unwrap() error { return e.Abort }
+
+// execAborted is the EXECABORT abort with the first queued command's error.
+func execAborted(abort error, cmds []redis.Cmder) error {
+	for _, cmd := range cmds {
+		if err := cmd.Err(); UpstreamReply(err) {
+			return &ExecAbortError{Abort: abort, Queued: err}
+		}
+	}
+	return abort
+}
+
 // Pinned is an upstream connection held by one client for its transaction.
 // Not safe for concurrent use.
 type Pinned struct {
@@ -188,7 +216,13 @@ func (b *Batch) Commit(ctx context.Context) error {
 	case err == nil, err == redis.Nil: // Nil: a command's null reply
 	case errors.Is(err, redis.TxFailedErr):
 		return ErrWatchAborted
-	case !UpstreamReply(err) || strings.HasPrefix(err.Error(), "EXECABORT"):
+	case strings.HasPrefix(err.Error(), "EXECABORT"):
+		err = execAborted(err, cmds)
+		if abort, ok := err.(*ExecAbortError); ok {
+			b.s.observe(abort.Queued) // a MOVED or READONLY reloads the slot map
+		}
+		return err
+	case !UpstreamReply(err):
 		b.s.observe(err)
 		return err
 	}

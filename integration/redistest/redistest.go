@@ -385,3 +385,9 @@ func readReply(r *bufio.Reader) (string, error) {
 
 // errNil is command's result for a null bulk reply.
 var errNil = errors.New("nil reply")
+
+// Signal sends the server's process sig: SIGSTOP freezes it (a stalled
+// upstream: connections stay open, nothing is answered), SIGCONT resumes it.
+func (s *Server) Signal(sig os.Signal) error {
+	return s.cmd.Process.Signal(sig)
+}
