@@ -106,7 +106,7 @@ func repliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 			line, _ := r.ReadString('\n')
 			_, _ = io.Copy(io.Discard, r)
 			grew := procmem.Peak(t) - before
-			t.Logf("%s: %d reads of a 1 MB session, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, gets, limit, line, grew>>20)
+			t.Logf("%s: %d reads of a 1 MB session, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", subtest(t), gets, limit, line, grew>>20)
 			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
 				t.Errorf("first reply line %.60q, want the reply limit's error", line)
 			}
@@ -178,7 +178,7 @@ func hashRepliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 			line, _ := r.ReadString('\n')
 			_, _ = io.Copy(io.Discard, r)
 			grew := procmem.Peak(t) - before
-			t.Logf("%s: %d reads of a 1 MB hash field, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, reads, limit, line, grew>>20)
+			t.Logf("%s: %d reads of a 1 MB hash field, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", subtest(t), reads, limit, line, grew>>20)
 			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
 				t.Errorf("first reply line %.60q, want the reply limit's error", line)
 			}
@@ -187,4 +187,10 @@ func hashRepliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 			}
 		})
 	}
+}
+
+// subtest is t's name below its test's: "cluster/mget".
+func subtest(t *testing.T) string {
+	_, name, _ := strings.Cut(t.Name(), "/")
+	return name
 }
