@@ -4,8 +4,8 @@
 # throughput and p99 per target, interleaved round by round. For trying a change (a
 # build, a flag, an environment variable) before a full `make bench`.
 # AB_WORKLOADS picks the workloads (default "GET SET"); GET-P16 and SET-P16 are the same
-# at depth 16; SESS.SET-P16 is SESS.SET of a 1 KB session at depth 16 (Redis itself gets
-# SET … EX 86400). AB_CLIENTS is redis-benchmark's -c (default 50).
+# at depth 16; SESS.SET is SESS.SET of a 1 KB session, SESS.SET-P16 the same at depth 16
+# (Redis itself gets SET … EX 86400). AB_CLIENTS is redis-benchmark's -c (default 50).
 #
 #   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
 #
@@ -61,8 +61,9 @@ for workload in ${AB_WORKLOADS:-GET SET}; do
 	SET) args=(SET 'sess:__rand_int__' "$value") ;;
 	GET-P16) depth=16 args=(GET 'sess:__rand_int__') ;;
 	SET-P16) depth=16 args=(SET 'sess:__rand_int__' "$value") ;;
+	SESS.SET) args=(SESS.SET __rand_int__ "$session") ;;
 	SESS.SET-P16) depth=16 args=(SESS.SET __rand_int__ "$session") ;;
-	*) echo "ab.sh: unknown workload $workload (GET, SET, GET-P16, SET-P16, SESS.SET-P16)" >&2; exit 2 ;;
+	*) echo "ab.sh: unknown workload $workload (GET, SET, SESS.SET, GET-P16, SET-P16, SESS.SET-P16)" >&2; exit 2 ;;
 	esac
 	for ((round = 1; round <= rounds; round++)); do
 		line="${workload%-P16} -P $depth round $round:"
