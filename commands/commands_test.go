@@ -401,6 +401,29 @@ func TestUpstreamDownIsAnErrorReplyAndPayloadsAreNotLogged(t *testing.T) {
 	}
 }
 
+// An outage fails every command of every client: the log gets one line a
+// refusalWindow, the next saying how many were left out, not one each.
+func TestUpstreamFailuresAreLoggedOncePerWindow(t *testing.T) {
+	f := newFixture(t, nil)
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	f.e.failures.now = clk.now
+	f.m.Close()
+	for range 3 { // each takes go-redis's dial attempts, most of a second
+		if got := f.one("GET sess:a"); !strings.HasPrefix(got, "-ERR upstream error: ") {
+			t.Fatalf("reply = %q", got)
+		}
+	}
+	if n := f.logs.FilterMessage("upstream command failed").Len(); n != 1 {
+		t.Fatalf("%d lines for 3 failures in one window, want 1", n)
+	}
+	clk.t = clk.t.Add(refusalWindow)
+	f.one("GET sess:a")
+	lines := f.logs.FilterMessage("upstream command failed").All()
+	if len(lines) != 2 || lines[1].ContextMap()["suppressed"] != int64(2) {
+		t.Fatalf("after the window: %d lines, the last %v; want 2, suppressed 2", len(lines), lines[len(lines)-1].ContextMap())
+	}
+}
+
 func TestQuitStopsThePipeline(t *testing.T) {
 	f := newFixture(t, nil)
 	got := f.do("PING", "QUIT", "SESS.SET a {}")

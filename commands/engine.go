@@ -171,6 +171,7 @@ type Engine struct {
 	unsupportedOther Counter
 	scripts          scriptCache // client SHA-1 → wrapped script (scripts.go)
 	refusals         refusalLog  // rate limit of the refused writes' log lines (refusal.go)
+	failures         failureLog  // rate limit of the upstream failures' log line (failurelog.go)
 	ops              opsRate     // INFO's instantaneous_ops_per_sec (connection.go)
 	// spaces are the namespaces, the default first (namespace.go);
 	// byLength the same, longest prefix first, for matching keys.
@@ -218,6 +219,7 @@ func New(st *store.Store, opts Options) *Engine {
 		e.metrics = nopMetrics{}
 	}
 	e.refusals.now = time.Now
+	e.failures.now = time.Now
 	e.conf.Store(newReloadable(opts))
 	for i, ns := range opts.namespaces() {
 		e.spaces = append(e.spaces, newSpace(i, ns, e.started))
@@ -566,7 +568,13 @@ func (e *Engine) fail(c *Call, ref keyRef, err error) {
 	case store.UpstreamReply(err):
 		c.Out.Error(err.Error())
 	default:
-		e.opts.Logger.Warn("upstream command failed", zap.String("command", e.CommandName(c)), zap.Error(err))
+		if ok, suppressed := e.failures.admit(); ok {
+			fields := []zap.Field{zap.String("command", e.CommandName(c)), zap.Error(err)}
+			if suppressed > 0 {
+				fields = append(fields, zap.Int("suppressed", suppressed))
+			}
+			e.opts.Logger.Warn("upstream command failed", fields...)
+		}
 		c.Out.Error(errUpstream(err))
 	}
 }
