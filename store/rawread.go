@@ -297,9 +297,11 @@ func (s *readScanner) done() {
 
 // valueScanner reads any reply raw, as readScanner reads a GET's, into
 // the value go-redis would give (string, int64, nil, []interface{}),
-// charging each bulk string to room before it is read: one that does not
-// fit is skipped, its place nil, and tooLarge set. For a script's reply
-// whose values are the client's (a hash session's reads, HashReadReply).
+// charging each bulk string to room before it is read, and each array
+// its elements' slots (replyElemBytes each): once one does not fit,
+// tooLarge is set and nothing more is kept or allocated. For a script's
+// reply whose values are the client's (a hash session's reads,
+// HashReadReply; a client's script, Eval).
 type valueScanner struct {
 	room  *Room
 	state scanState
@@ -455,9 +457,20 @@ func (s *valueScanner) endLine() error {
 		case n == 0:
 			s.add([]interface{}{})
 		default:
-			// Its elements are lines of at least 3 bytes: a count the
-			// reply does not hold is not allocated up front.
-			s.open = append(s.open, frame{vals: make([]interface{}, 0, min(n, 1024)), left: n})
+			// Each element takes a slot of the array, charged with the
+			// header: a script's reply can be millions of small elements,
+			// whose bytes alone the room would hardly see. Past the room
+			// nothing more is kept; the reply is only followed to its end.
+			if !s.tooLarge && !s.room.take(min(n, maxReplyItemBytes)*replyElemBytes) {
+				s.tooLarge = true
+			}
+			var vals []interface{}
+			if !s.tooLarge {
+				// Its elements are lines of at least 3 bytes: a count the
+				// reply does not hold is not allocated up front.
+				vals = make([]interface{}, 0, min(n, 1024))
+			}
+			s.open = append(s.open, frame{vals: vals, left: n})
 			s.received += 24
 		}
 	default:
@@ -489,7 +502,9 @@ func (s *valueScanner) add(v interface{}) {
 			return
 		}
 		top := &s.open[len(s.open)-1]
-		top.vals = append(top.vals, v)
+		if !s.tooLarge { // else the reply is ErrReplyTooLarge: keep nothing
+			top.vals = append(top.vals, v)
+		}
 		if top.left--; top.left > 0 {
 			return
 		}
