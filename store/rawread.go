@@ -297,8 +297,9 @@ func (s *readScanner) done() {
 
 // valueScanner reads any reply raw, as readScanner reads a GET's, into
 // the value go-redis would give (string, int64, nil, []interface{}),
-// charging each bulk string to room before it is read, and each array
-// its elements' slots (replyElemBytes each): once one does not fit,
+// charging each bulk string to room before it is read (its bytes and
+// valueStringBytes), and each array its elements' slots (replyElemBytes
+// each): once one does not fit,
 // tooLarge is set and nothing more is kept or allocated. For a script's
 // reply whose values are the client's (a hash session's reads,
 // HashReadReply; a client's script, Eval).
@@ -317,6 +318,11 @@ type valueScanner struct {
 	received           int64
 	tooLarge, complete bool
 }
+
+// valueStringBytes is what a string of a valueScanner's value holds
+// besides its bytes (its header, boxed in an interface), charged to the
+// room with them: millions of two-byte strings hold 20 times their bytes.
+const valueStringBytes = 32
 
 // frame is an array of a reply being read, and how many elements it
 // still lacks.
@@ -437,7 +443,7 @@ func (s *valueScanner) endLine() error {
 			return errors.New("malformed bulk string length")
 		case size < 0:
 			s.add(nil)
-		case !s.room.take(size):
+		case !s.room.take(valueStringBytes + size):
 			s.tooLarge = true
 			s.state, s.skip = scanSkip, size+2
 			s.add(nil)
