@@ -194,3 +194,50 @@ func subtest(t *testing.T) string {
 	_, name, _ := strings.Cut(t.Name(), "/")
 	return name
 }
+
+// A client's script builds its reply in Redis from a few bytes of text:
+// read whole, one EVAL of a 52-byte script returning 4,000,000 strings of
+// two bytes grew the proxy's peak RSS by 328 MiB, whatever the client's
+// reply limit (replies may announce 33 million elements). Now its reply is
+// read raw against the client's room, each array charged its elements'
+// slots, and nothing more is kept past it.
+func TestMemoryScriptRepliesAreBoundedByTheReplyLimit(t *testing.T) {
+	const limit = 1 << 20
+	script := "local t={} for i=1,4000000 do t[i]='ab' end return t"
+	for _, tc := range []struct{ name, setup, cmd string }{
+		{"eval", "", encodeRESP("EVAL", script, "0")},
+		{"transaction", encodeRESP("MULTI") + encodeRESP("EVAL", script, "0"), encodeRESP("EXEC")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := realProxy(t, Options{MaxClientReplyBytes: limit}).Addr().String()
+			c, r := dial(t, "tcp", addr)
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			if tc.setup != "" {
+				if _, err := io.WriteString(c, tc.setup); err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
+					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
+						t.Fatalf("queueing: %q, %v", line, err)
+					}
+				}
+			}
+			debug.FreeOSMemory()
+			procmem.ResetPeak(t)
+			before := procmem.Peak(t)
+			if _, err := io.WriteString(c, tc.cmd); err != nil {
+				t.Fatal(err)
+			}
+			line, _ := r.ReadString('\n')
+			_, _ = io.Copy(io.Discard, r)
+			grew := procmem.Peak(t) - before
+			t.Logf("%s: a %d-byte script returning 4,000,000 strings, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, len(script), limit, line, grew>>20)
+			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
+				t.Errorf("first reply line %.60q, want the reply limit's error", line)
+			}
+			if grew > 50<<20 {
+				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
+			}
+		})
+	}
+}

@@ -268,6 +268,11 @@ func (b *Batch) Exec(ctx context.Context) error {
 	b.plan.build(b.ops, b.s.slotMigrating)
 	b.out.exec(send, b.ops, b.parties, &b.plan)
 	b.plan.deliver(b.ops)
+	for i := range b.ops {
+		if b.ops[i].user != nil {
+			b.s.killTimedOutScript(b.ops[i].cmd.Err())
+		}
+	}
 	return ctx.Err()
 }
 

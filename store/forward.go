@@ -6,11 +6,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ForwardResult is the handle of a forwarded command.
-type ForwardResult struct{ cmd *redis.Cmd }
+// ForwardResult is the handle of a forwarded command: its reply as
+// go-redis reads it, or read raw (a client's script, Batch.Eval).
+type ForwardResult struct {
+	cmd *redis.Cmd
+	raw *rawValue
+}
 
-// Result is the upstream's reply as go-redis decodes it (nil for a null).
+// Result is the upstream's reply as go-redis decodes it (nil for a null);
+// ErrReplyTooLarge where a raw reply did not fit in its client's room.
 func (r ForwardResult) Result() (interface{}, error) {
+	if r.raw != nil {
+		return r.raw.result()
+	}
 	v, err := r.cmd.Result()
 	if err == redis.Nil {
 		return nil, nil
@@ -27,7 +35,7 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 	cmd := redis.NewCmd(context.Background(), args...)
 	if len(args) < 2 {
 		b.addMulti(cmd, read, nil)
-		return ForwardResult{cmd}
+		return ForwardResult{cmd: cmd}
 	}
 	switch key := args[1].(type) {
 	case string:
@@ -37,7 +45,7 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 	default:
 		b.addMulti(cmd, read, nil)
 	}
-	return ForwardResult{cmd}
+	return ForwardResult{cmd: cmd}
 }
 
 // ForwardKey queues a command unchanged whose one key is not its second
@@ -45,5 +53,5 @@ func (b *Batch) Forward(read bool, args ...interface{}) ForwardResult {
 func (b *Batch) ForwardKey(read bool, key string, args ...interface{}) ForwardResult {
 	cmd := redis.NewCmd(context.Background(), args...)
 	b.add(cmd, read, key)
-	return ForwardResult{cmd}
+	return ForwardResult{cmd: cmd}
 }

@@ -244,10 +244,10 @@ type rawValue struct {
 	scan valueScanner
 }
 
-// slice is the reply as go-redis's Cmd.Slice gives it, ErrReplyTooLarge
+// result is the reply as go-redis's Cmd.Result gives it, ErrReplyTooLarge
 // when a value did not fit in the room, or errNoResult when the reply was
 // cut short.
-func (r *rawValue) slice() ([]interface{}, error) {
+func (r *rawValue) result() (interface{}, error) {
 	switch {
 	case r.Err() != nil:
 		return nil, r.Err()
@@ -256,9 +256,18 @@ func (r *rawValue) slice() ([]interface{}, error) {
 	case r.scan.tooLarge:
 		return nil, ErrReplyTooLarge
 	}
-	vals, ok := r.scan.value.([]interface{})
+	return r.scan.value, nil
+}
+
+// slice is result as go-redis's Cmd.Slice gives it.
+func (r *rawValue) slice() ([]interface{}, error) {
+	v, err := r.result()
+	if err != nil {
+		return nil, err
+	}
+	vals, ok := v.([]interface{})
 	if !ok {
-		return nil, fmt.Errorf("unexpected reply to a hash read: %T", r.scan.value)
+		return nil, fmt.Errorf("unexpected reply to a hash read: %T", v)
 	}
 	return vals, nil
 }

@@ -30,5 +30,5 @@ func (b *Batch) LockKeepTTL(key string, value []byte, max time.Duration, opts ..
 	for _, o := range opts {
 		args = append(args, o)
 	}
-	return ForwardResult{b.script(lockKeepTTLScript, false, key, args...)}
+	return ForwardResult{cmd: b.script(lockKeepTTLScript, false, key, args...)}
 }

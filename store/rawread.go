@@ -297,9 +297,12 @@ func (s *readScanner) done() {
 
 // valueScanner reads any reply raw, as readScanner reads a GET's, into
 // the value go-redis would give (string, int64, nil, []interface{}),
-// charging each bulk string to room before it is read: one that does not
-// fit is skipped, its place nil, and tooLarge set. For a script's reply
-// whose values are the client's (a hash session's reads, HashReadReply).
+// charging each bulk string to room before it is read (its bytes and
+// valueStringBytes), and each array its elements' slots (replyElemBytes
+// each): once one does not fit,
+// tooLarge is set and nothing more is kept or allocated. For a script's
+// reply whose values are the client's (a hash session's reads,
+// HashReadReply; a client's script, Eval).
 type valueScanner struct {
 	room  *Room
 	state scanState
@@ -315,6 +318,11 @@ type valueScanner struct {
 	received           int64
 	tooLarge, complete bool
 }
+
+// valueStringBytes is what a string of a valueScanner's value holds
+// besides its bytes (its header, boxed in an interface), charged to the
+// room with them: millions of two-byte strings hold 20 times their bytes.
+const valueStringBytes = 32
 
 // frame is an array of a reply being read, and how many elements it
 // still lacks.
@@ -435,7 +443,7 @@ func (s *valueScanner) endLine() error {
 			return errors.New("malformed bulk string length")
 		case size < 0:
 			s.add(nil)
-		case !s.room.take(size):
+		case !s.room.take(valueStringBytes + size):
 			s.tooLarge = true
 			s.state, s.skip = scanSkip, size+2
 			s.add(nil)
@@ -455,9 +463,20 @@ func (s *valueScanner) endLine() error {
 		case n == 0:
 			s.add([]interface{}{})
 		default:
-			// Its elements are lines of at least 3 bytes: a count the
-			// reply does not hold is not allocated up front.
-			s.open = append(s.open, frame{vals: make([]interface{}, 0, min(n, 1024)), left: n})
+			// Each element takes a slot of the array, charged with the
+			// header: a script's reply can be millions of small elements,
+			// whose bytes alone the room would hardly see. Past the room
+			// nothing more is kept; the reply is only followed to its end.
+			if !s.tooLarge && !s.room.take(min(n, maxReplyItemBytes)*replyElemBytes) {
+				s.tooLarge = true
+			}
+			var vals []interface{}
+			if !s.tooLarge {
+				// Its elements are lines of at least 3 bytes: a count the
+				// reply does not hold is not allocated up front.
+				vals = make([]interface{}, 0, min(n, 1024))
+			}
+			s.open = append(s.open, frame{vals: vals, left: n})
 			s.received += 24
 		}
 	default:
@@ -489,7 +508,9 @@ func (s *valueScanner) add(v interface{}) {
 			return
 		}
 		top := &s.open[len(s.open)-1]
-		top.vals = append(top.vals, v)
+		if !s.tooLarge { // else the reply is ErrReplyTooLarge: keep nothing
+			top.vals = append(top.vals, v)
+		}
 		if top.left--; top.left > 0 {
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -121,8 +122,10 @@ type Store struct {
 	// per command.
 	migrating sync.Map // int → time.Time
 	tx        txClient // the pinned connections of transactions (tx.go)
-	stop      chan struct{}
-	stopped   sync.WaitGroup
+	// killing: a SCRIPT KILL round is under way (killTimedOutScript).
+	killing atomic.Bool
+	stop    chan struct{}
+	stopped sync.WaitGroup
 }
 
 // Open connects to the upstream and loads the scripts. In embedded mode it

@@ -208,6 +208,12 @@ func (b *Batch) Commit(ctx context.Context) error {
 		return nil
 	})
 	p.watching = false // EXEC unwatches, whatever its outcome
+	for i := range b.ops {
+		if b.ops[i].user != nil { // EXEC waited on a client's script
+			b.s.killTimedOutScript(err)
+			break
+		}
+	}
 	for _, cmd := range cmds {
 		b.out.received += replySize(cmd)
 	}
