@@ -92,22 +92,32 @@ func (r *rawRead) deliver() {
 // is given back as the Write's error, which go-redis makes the command's
 // (as previousReply). It also takes chunks cut anywhere.
 type readScanner struct {
+	replyFrames
 	ops []op
 	idx []int // the operation of each element
 	// elem is the element being read (-1: the reply's first line).
 	elem int
 	// elems: how many the reply has (1 for a GET's bulk string).
 	elems int
+	// received is the memory the values hold (Batch.TakeReplyBytes).
+	received int64
+	complete bool
+}
+
+// replyFrames follows a reply's framing as go-redis streams it raw
+// (Write: each line, then its CRLF; ReadFrom: a bulk string's bytes and
+// CRLF, under an io.LimitedReader), in chunks cut anywhere: lines up to
+// their CRLF, a value's bytes into data, bytes to skip. What the lines and
+// values mean is its scanner's (replyItems): readScanner's and
+// valueScanner's.
+type replyFrames struct {
 	state scanState
-	line  []byte
+	line  []byte // the line so far; nil before a reply's first
 	buf   [24]byte
 	cr    bool   // the line's CR has been seen
 	data  []byte // the value being read
 	pos   int
 	skip  int // bytes to skip: a value past its room, then the CRLF
-	// received is the memory the values hold (Batch.TakeReplyBytes).
-	received int64
-	complete bool
 }
 
 type scanState uint8
@@ -118,79 +128,90 @@ const (
 	scanSkip                  // skipping skip bytes
 )
 
-// empty is the value of an empty string: not nil, which would read as
-// missing.
-var empty = []byte{}
+// replyItems is what a scanner does at each step of replyFrames.
+type replyItems interface {
+	begin()                 // a new reply starts
+	endLine(l []byte) error // l is a whole line, without its CRLF
+	endData()               // data is whole: its CRLF is to skip
+	endSkip()               // the bytes to skip are past
+}
 
-func (s *readScanner) Write(b []byte) (int, error) {
+// write follows b, telling it each step.
+func (f *replyFrames) write(it replyItems, b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
-		switch s.state {
+		switch f.state {
 		case scanLine:
-			if s.line == nil { // a new reply
-				s.line, s.elem, s.elems, s.complete, s.received = s.buf[:0], -1, 0, false, 0
+			if f.line == nil { // a new reply
+				f.line = f.buf[:0]
+				it.begin()
 			}
 			c := b[0]
 			b = b[1:]
 			switch {
-			case s.cr && c == '\n':
-				s.cr = false
-				if err := s.endLine(); err != nil {
+			case f.cr && c == '\n':
+				f.cr = false
+				line := f.line
+				f.line = f.buf[:0]
+				if len(line) == 0 {
+					return n - len(b), errors.New("empty reply line")
+				}
+				if err := it.endLine(line); err != nil {
 					return n - len(b), err
 				}
-			case s.cr:
+			case f.cr:
 				return n - len(b), errors.New("malformed reply line")
 			case c == '\r':
-				s.cr = true
+				f.cr = true
 			default:
-				s.line = append(s.line, c)
+				f.line = append(f.line, c)
 			}
 		case scanData:
-			k := copy(s.data[s.pos:], b)
-			s.pos += k
+			k := copy(f.data[f.pos:], b)
+			f.pos += k
 			b = b[k:]
-			if s.pos == len(s.data) {
-				s.setValue(s.data)
+			if f.pos == len(f.data) {
+				it.endData()
 			}
 		case scanSkip:
-			k := min(s.skip, len(b))
-			s.skip -= k
+			k := min(f.skip, len(b))
+			f.skip -= k
 			b = b[k:]
-			if s.skip == 0 {
-				s.next()
+			if f.skip == 0 {
+				it.endSkip()
 			}
 		}
 	}
 	return n, nil
 }
 
-// ReadFrom reads a value's bytes straight into its slice, and skips with
-// the reader's Discard (go-redis's bufio.Reader under io.CopyN) what is
-// not kept, neither copied nor allocated.
-func (s *readScanner) ReadFrom(r io.Reader) (int64, error) {
+// readFrom reads a value's bytes straight into data, and skips with the
+// reader's Discard (go-redis's bufio.Reader under io.CopyN) what is not
+// kept, neither copied nor allocated.
+func (f *replyFrames) readFrom(it replyItems, r io.Reader) (int64, error) {
 	var total int64
 	for {
 		var n int
 		var err error
 		switch {
-		case s.state == scanData:
-			n, err = r.Read(s.data[s.pos:])
-			s.pos += n
-			if s.pos == len(s.data) {
-				s.setValue(s.data)
+		case f.state == scanData:
+			n, err = r.Read(f.data[f.pos:])
+			f.pos += n
+			if f.pos == len(f.data) {
+				it.endData()
 			}
-		case s.state == scanSkip && discards(r):
+		case f.state == scanSkip && discards(r):
 			lr := r.(*io.LimitedReader)
 			d := lr.R.(interface{ Discard(int) (int, error) })
-			n, err = d.Discard(min(s.skip, int(lr.N)))
+			n, err = d.Discard(min(f.skip, int(lr.N)))
 			lr.N -= int64(n)
-			if s.skip -= n; s.skip == 0 {
-				s.next()
+			if f.skip -= n; f.skip == 0 {
+				it.endSkip()
 			}
 		default: // a line, or a skip without Discard: a few bytes at a time
 			var scratch [64]byte
 			n, err = r.Read(scratch[:])
-			if _, werr := s.Write(scratch[:n]); werr != nil && err == nil {
+			if _, werr := f.write(it, scratch[:n]); werr != nil && err == nil {
 				err = werr
 			}
 		}
@@ -204,6 +225,20 @@ func (s *readScanner) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
+// empty is the value of an empty string: not nil, which would read as
+// missing.
+var empty = []byte{}
+
+func (s *readScanner) Write(b []byte) (int, error) { return s.write(s, b) }
+
+func (s *readScanner) ReadFrom(r io.Reader) (int64, error) { return s.readFrom(s, r) }
+
+func (s *readScanner) begin() { s.elem, s.elems, s.complete, s.received = -1, 0, false, 0 }
+
+func (s *readScanner) endData() { s.setValue(s.data) }
+
+func (s *readScanner) endSkip() { s.next() }
+
 // discards reports whether r is an io.LimitedReader over a reader that can
 // Discard.
 func discards(r io.Reader) bool {
@@ -216,12 +251,7 @@ func discards(r io.Reader) bool {
 }
 
 // endLine acts on the line just read.
-func (s *readScanner) endLine() error {
-	line := s.line
-	s.line = s.buf[:0]
-	if len(line) == 0 {
-		return errors.New("empty reply line")
-	}
+func (s *readScanner) endLine(line []byte) error {
 	if s.elem < 0 { // the reply's first line
 		switch line[0] {
 		case '-':
@@ -304,15 +334,9 @@ func (s *readScanner) done() {
 // reply whose values are the client's (a hash session's reads,
 // HashReadReply; a client's script, Eval).
 type valueScanner struct {
-	room  *Room
-	state scanState
-	line  []byte
-	buf   [24]byte
-	cr    bool
-	data  []byte // the bulk string being read
-	pos   int
-	skip  int     // bytes to skip: a string past the room, then the CRLF
-	open  []frame // the arrays being filled, innermost last
+	replyFrames
+	room *Room
+	open []frame // the arrays being filled, innermost last
 	// value is the reply once complete; received, the memory it holds.
 	value              interface{}
 	received           int64
@@ -331,94 +355,19 @@ type frame struct {
 	left int
 }
 
-func (s *valueScanner) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 {
-		switch s.state {
-		case scanLine:
-			if s.line == nil { // a new reply (a script's, sent again after NOSCRIPT)
-				s.line, s.open, s.value, s.received, s.tooLarge, s.complete = s.buf[:0], s.open[:0], nil, 0, false, false
-			}
-			c := b[0]
-			b = b[1:]
-			switch {
-			case s.cr && c == '\n':
-				s.cr = false
-				if err := s.endLine(); err != nil {
-					return n - len(b), err
-				}
-			case s.cr:
-				return n - len(b), errors.New("malformed reply line")
-			case c == '\r':
-				s.cr = true
-			default:
-				s.line = append(s.line, c)
-			}
-		case scanData:
-			k := copy(s.data[s.pos:], b)
-			s.pos += k
-			b = b[k:]
-			if s.pos == len(s.data) {
-				s.endString()
-			}
-		case scanSkip:
-			k := min(s.skip, len(b))
-			s.skip -= k
-			b = b[k:]
-			if s.skip == 0 {
-				s.state = scanLine
-			}
-		}
-	}
-	return n, nil
+func (s *valueScanner) Write(b []byte) (int, error) { return s.write(s, b) }
+
+func (s *valueScanner) ReadFrom(r io.Reader) (int64, error) { return s.readFrom(s, r) }
+
+// begin starts a reply over (a script's, sent again after NOSCRIPT).
+func (s *valueScanner) begin() {
+	s.open, s.value, s.received, s.tooLarge, s.complete = s.open[:0], nil, 0, false, false
 }
 
-// ReadFrom reads a bulk string's bytes straight into its slice, and skips
-// with the reader's Discard what is not kept, as readScanner.ReadFrom.
-func (s *valueScanner) ReadFrom(r io.Reader) (int64, error) {
-	var total int64
-	for {
-		var n int
-		var err error
-		switch {
-		case s.state == scanData:
-			n, err = r.Read(s.data[s.pos:])
-			s.pos += n
-			if s.pos == len(s.data) {
-				s.endString()
-			}
-		case s.state == scanSkip && discards(r):
-			lr := r.(*io.LimitedReader)
-			d := lr.R.(interface{ Discard(int) (int, error) })
-			n, err = d.Discard(min(s.skip, int(lr.N)))
-			lr.N -= int64(n)
-			if s.skip -= n; s.skip == 0 {
-				s.state = scanLine
-			}
-		default:
-			var scratch [64]byte
-			n, err = r.Read(scratch[:])
-			if _, werr := s.Write(scratch[:n]); werr != nil && err == nil {
-				err = werr
-			}
-		}
-		total += int64(n)
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
+func (s *valueScanner) endSkip() { s.state = scanLine }
 
 // endLine acts on the line just read.
-func (s *valueScanner) endLine() error {
-	line := s.line
-	s.line = s.buf[:0]
-	if len(line) == 0 {
-		return errors.New("empty reply line")
-	}
+func (s *valueScanner) endLine(line []byte) error {
 	switch line[0] {
 	case '-':
 		if len(s.open) == 0 { // the reply is an error: the command's
@@ -450,7 +399,7 @@ func (s *valueScanner) endLine() error {
 		default:
 			s.data, s.pos, s.state = make([]byte, size), 0, scanData
 			if size == 0 {
-				s.endString()
+				s.endData()
 			}
 		}
 	case '*':
@@ -485,8 +434,8 @@ func (s *valueScanner) endLine() error {
 	return nil
 }
 
-// endString ends reading a bulk string: its CRLF is skipped next.
-func (s *valueScanner) endString() {
+// endData ends reading a bulk string: its CRLF is skipped next.
+func (s *valueScanner) endData() {
 	// go-redis gives strings; data is this one's alone, so it is not
 	// copied into one.
 	v := unsafe.String(unsafe.SliceData(s.data), len(s.data))
