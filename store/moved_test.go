@@ -10,7 +10,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,71 +26,41 @@ type movedNode struct {
 
 func startMovedNode(t *testing.T) *movedNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &movedNode{ln: ln}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	n := &movedNode{}
+	n.ln = serveConns(t, func(c net.Conn, _ func(net.Conn)) {
+		defer c.Close()
+		addr := c.LocalAddr().String() // the listener's
+		host, port, _ := net.SplitHostPort(addr)
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			args, err := readArgs(r)
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					args, err := readArgs(r)
-					if err != nil {
-						return
-					}
-					name := strings.ToLower(args[0])
-					var reply string
-					switch {
-					case name == "ping":
-						reply = "+PONG\r\n"
-					case name == "client", name == "readonly", name == "readwrite", name == "select", name == "auth":
-						reply = "+OK\r\n"
-					case name == "cluster" && strings.EqualFold(args[1], "slots"):
-						reply = fmt.Sprintf("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$%d\r\n%s\r\n:%s\r\n$40\r\n%s\r\n",
-							len(host), host, port, strings.Repeat("a", 40))
-					case name == "script" && strings.EqualFold(args[1], "load"):
-						sum := sha1.Sum([]byte(args[2]))
-						reply = "$40\r\n" + hex.EncodeToString(sum[:]) + "\r\n"
-					case name == "hello":
-						reply = "-ERR unknown command 'hello'\r\n"
-					default:
-						n.commands.Add(1)
-						reply = "-MOVED 0 " + ln.Addr().String() + "\r\n"
-					}
-					if _, err := c.Write([]byte(reply)); err != nil {
-						return
-					}
-				}
-			}()
+			name := strings.ToLower(args[0])
+			var reply string
+			switch {
+			case name == "ping":
+				reply = "+PONG\r\n"
+			case name == "client", name == "readonly", name == "readwrite", name == "select", name == "auth":
+				reply = "+OK\r\n"
+			case name == "cluster" && strings.EqualFold(args[1], "slots"):
+				reply = fmt.Sprintf("*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$%d\r\n%s\r\n:%s\r\n$40\r\n%s\r\n",
+					len(host), host, port, strings.Repeat("a", 40))
+			case name == "script" && strings.EqualFold(args[1], "load"):
+				sum := sha1.Sum([]byte(args[2]))
+				reply = "$40\r\n" + hex.EncodeToString(sum[:]) + "\r\n"
+			case name == "hello":
+				reply = "-ERR unknown command 'hello'\r\n"
+			default:
+				n.commands.Add(1)
+				reply = "-MOVED 0 " + addr + "\r\n"
+			}
+			if _, err := c.Write([]byte(reply)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return n
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,49 +25,15 @@ type poisonRelay struct {
 	// hangUp: close the connection after the bytes, else stay silent.
 	hangUp atomic.Bool
 	sent   atomic.Int32
-	wg     sync.WaitGroup
 }
 
 func startPoisonRelay(t *testing.T, upstream, marker string) *poisonRelay {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &poisonRelay{ln: ln, marker: []byte("\r\n" + marker + "\r\n")}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		r.wg.Wait()
+	r := &poisonRelay{marker: []byte("\r\n" + marker + "\r\n")}
+	r.ln = startRelay(t, upstream, func(client, server net.Conn) {
+		var poisoned atomic.Bool
+		bothWays(func() { r.commands(server, client, &poisoned) }, func() { r.replies(client, server, &poisoned) })
 	})
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", upstream)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			var poisoned atomic.Bool
-			r.wg.Add(2)
-			go func() { defer r.wg.Done(); r.commands(server, client, &poisoned) }()
-			go func() { defer r.wg.Done(); r.replies(client, server, &poisoned) }()
-		}
-	}()
 	return r
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -19,49 +18,15 @@ type cutRelay struct {
 	ln    net.Listener
 	armed atomic.Bool
 	cuts  atomic.Int32
-	wg    sync.WaitGroup
 }
 
 func startCutRelay(t *testing.T, upstream string) *cutRelay {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &cutRelay{ln: ln}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		r.wg.Wait()
+	r := &cutRelay{}
+	r.ln = startRelay(t, upstream, func(client, server net.Conn) {
+		var incr atomic.Bool // an armed relay saw an INCR go out on it
+		bothWays(func() { r.commands(server, client, &incr) }, func() { r.replies(client, server, &incr) })
 	})
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", upstream)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			var incr atomic.Bool // an armed relay saw an INCR go out on it
-			r.wg.Add(2)
-			go func() { defer r.wg.Done(); r.commands(server, client, &incr) }()
-			go func() { defer r.wg.Done(); r.replies(client, server, &incr) }()
-		}
-	}()
 	return r
 }
 
