@@ -3,8 +3,10 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -87,29 +89,9 @@ func repliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 			if got := roundTrip(t, c, r, encodeRESP("SET", "sess:big", payload)); got != "+OK" {
 				t.Fatalf("SET: %q", got)
 			}
-			if tc.setup != "" {
-				if _, err := io.WriteString(c, tc.setup); err != nil {
-					t.Fatal(err)
-				}
-				for range gets + 1 {
-					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
-						t.Fatalf("queueing: %q, %v", line, err)
-					}
-				}
-			}
-			debug.FreeOSMemory()
-			procmem.ResetPeak(t)
-			before := procmem.Peak(t)
-			if _, err := io.WriteString(c, tc.cmd); err != nil {
-				t.Fatal(err)
-			}
-			line, _ := r.ReadString('\n')
-			_, _ = io.Copy(io.Discard, r)
-			grew := procmem.Peak(t) - before
+			line, grew := replyPeak(t, c, r, tc.setup, gets+1, tc.cmd)
 			t.Logf("%s: %d reads of a 1 MB session, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", subtest(t), gets, limit, line, grew>>20)
-			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
-				t.Errorf("first reply line %.60q, want the reply limit's error", line)
-			}
+			wantReplyLimit(t, line)
 			// The default budget (max_inflight_bytes) and one value, with 50 MB to spare.
 			if grew > 64<<20+1<<20+50<<20 {
 				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
@@ -159,33 +141,47 @@ func hashRepliesBounded(t *testing.T, serve func(*testing.T, Options) *Server) {
 			if got := roundTrip(t, c, r, encodeRESP("HSET", "sess:h", "f", strings.Repeat("x", 1000<<10))); got != ":1" {
 				t.Fatalf("HSET: %q", got)
 			}
-			if tc.setup != "" {
-				if _, err := io.WriteString(c, tc.setup); err != nil {
-					t.Fatal(err)
-				}
-				for range reads + 1 {
-					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
-						t.Fatalf("queueing: %q, %v", line, err)
-					}
-				}
-			}
-			debug.FreeOSMemory()
-			procmem.ResetPeak(t)
-			before := procmem.Peak(t)
-			if _, err := io.WriteString(c, tc.cmd); err != nil {
-				t.Fatal(err)
-			}
-			line, _ := r.ReadString('\n')
-			_, _ = io.Copy(io.Discard, r)
-			grew := procmem.Peak(t) - before
+			line, grew := replyPeak(t, c, r, tc.setup, reads+1, tc.cmd)
 			t.Logf("%s: %d reads of a 1 MB hash field, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", subtest(t), reads, limit, line, grew>>20)
-			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
-				t.Errorf("first reply line %.60q, want the reply limit's error", line)
-			}
+			wantReplyLimit(t, line)
 			if grew > 64<<20+1<<20+50<<20 {
 				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
 			}
 		})
+	}
+}
+
+// replyPeak sends setup, whose queued commands are each answered +OK or
+// +QUEUED, then cmd, and returns the first line of cmd's reply and how
+// much the proxy's peak RSS grew while cmd was answered.
+func replyPeak(t *testing.T, c net.Conn, r *bufio.Reader, setup string, queued int, cmd string) (string, int64) {
+	t.Helper()
+	if setup != "" {
+		if _, err := io.WriteString(c, setup); err != nil {
+			t.Fatal(err)
+		}
+		for range queued {
+			if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
+				t.Fatalf("queueing: %q, %v", line, err)
+			}
+		}
+	}
+	debug.FreeOSMemory()
+	procmem.ResetPeak(t)
+	before := procmem.Peak(t)
+	if _, err := io.WriteString(c, cmd); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := r.ReadString('\n')
+	_, _ = io.Copy(io.Discard, r)
+	return line, procmem.Peak(t) - before
+}
+
+// wantReplyLimit checks line is the reply limit's error.
+func wantReplyLimit(t *testing.T, line string) {
+	t.Helper()
+	if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
+		t.Errorf("first reply line %.60q, want the reply limit's error", line)
 	}
 }
 
@@ -212,29 +208,9 @@ func TestMemoryScriptRepliesAreBoundedByTheReplyLimit(t *testing.T) {
 			addr := realProxy(t, Options{MaxClientReplyBytes: limit}).Addr().String()
 			c, r := dial(t, "tcp", addr)
 			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-			if tc.setup != "" {
-				if _, err := io.WriteString(c, tc.setup); err != nil {
-					t.Fatal(err)
-				}
-				for range 2 {
-					if line, err := r.ReadString('\n'); err != nil || (line != "+OK\r\n" && line != "+QUEUED\r\n") {
-						t.Fatalf("queueing: %q, %v", line, err)
-					}
-				}
-			}
-			debug.FreeOSMemory()
-			procmem.ResetPeak(t)
-			before := procmem.Peak(t)
-			if _, err := io.WriteString(c, tc.cmd); err != nil {
-				t.Fatal(err)
-			}
-			line, _ := r.ReadString('\n')
-			_, _ = io.Copy(io.Discard, r)
-			grew := procmem.Peak(t) - before
+			line, grew := replyPeak(t, c, r, tc.setup, 2, tc.cmd)
 			t.Logf("%s: a %d-byte script returning 4,000,000 strings, %d bytes of replies allowed: %.60q, peak RSS +%d MiB", tc.name, len(script), limit, line, grew>>20)
-			if !strings.HasPrefix(line, "-ERR reply larger than server.max_client_reply_bytes") {
-				t.Errorf("first reply line %.60q, want the reply limit's error", line)
-			}
+			wantReplyLimit(t, line)
 			if grew > 50<<20 {
 				t.Errorf("peak RSS grew by %d MiB for a client allowed 1 MiB of replies", grew>>20)
 			}
