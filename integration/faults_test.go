@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -309,7 +307,7 @@ func fakeSentinel(t *testing.T, addr string, asked *atomic.Int32) string {
 				defer c.Close()
 				r := bufio.NewReader(c)
 				for {
-					args, err := readCommand(r)
+					args, err := redistest.ReadCommand(r)
 					if err != nil {
 						return
 					}
@@ -341,34 +339,6 @@ func fakeSentinel(t *testing.T, addr string, asked *atomic.Int32) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// readCommand reads one RESP multibulk command.
-func readCommand(r *bufio.Reader) ([]string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	if err != nil || line[0] != '*' || n < 1 {
-		return nil, fmt.Errorf("not a command: %q", line)
-	}
-	args := make([]string, n)
-	for i := range args {
-		if line, err = r.ReadString('\n'); err != nil {
-			return nil, err
-		}
-		size, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		args[i] = string(buf[:size])
-	}
-	return args, nil
 }
 
 // A sentinel that is down, and one that names a replica as the master

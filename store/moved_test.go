@@ -6,13 +6,13 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sessproxy/sessproxy/integration/redistest"
 )
 
 // movedNode is a fake cluster node that serves every slot by CLUSTER
@@ -33,7 +33,7 @@ func startMovedNode(t *testing.T) *movedNode {
 		host, port, _ := net.SplitHostPort(addr)
 		r := bufio.NewReader(c)
 		for {
-			args, err := readArgs(r)
+			args, err := redistest.ReadCommand(r)
 			if err != nil {
 				return
 			}
@@ -62,33 +62,6 @@ func startMovedNode(t *testing.T) *movedNode {
 		}
 	})
 	return n
-}
-
-func readArgs(r *bufio.Reader) ([]string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	if err != nil || n < 1 {
-		return nil, fmt.Errorf("not a command: %q", line)
-	}
-	args := make([]string, n)
-	for i := range args {
-		if line, err = r.ReadString('\n'); err != nil {
-			return nil, err
-		}
-		size, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		args[i] = string(buf[:size])
-	}
-	return args, nil
 }
 
 // A node that answers MOVED to itself gets each command a bounded number
