@@ -5,7 +5,10 @@
 # build, a flag, an environment variable) before a full `make bench`.
 # AB_WORKLOADS picks the workloads (default "GET SET"); GET-P16 and SET-P16 are the same
 # at depth 16; SESS.SET is SESS.SET of a 1 KB session, SESS.SET-P16 the same at depth 16
-# (Redis itself gets SET … EX 86400). AB_CLIENTS is redis-benchmark's -c (default 50).
+# (Redis itself gets SET … EX 86400), SESS.GET and SESS.GET-P16 read that session back
+# (Redis itself gets GET; the key space is filled with it first, so any GET workload after
+# them reads 1 KB values). GET-MISS, GET-MISS-P16 and SESS.GET-MISS-P16 read keys that
+# do not exist (sess:miss…). AB_CLIENTS is redis-benchmark's -c (default 50).
 #
 #   bash bench/ab.sh ROUNDS REQUESTS NAME='COMMAND' [NAME='COMMAND' ...]
 #
@@ -53,7 +56,18 @@ value='{"cookie":{"originalMaxAge":86400000},"user":"u123456789","n":1}'
 # A 1 KB express-session object, for SESS.SET.
 session=$(printf '{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"pad":"%s"}' \
 	"$(head -c 950 /dev/zero | tr '\0' x)")
-redis-benchmark -p "$base" -q -n 100000 -r 100000 -P 16 SET 'sess:__rand_int__' "$value" >/dev/null 2>&1
+# fill VALUE [EX]: every key redis-benchmark can pick (sess:000000000000 to
+# sess:000000099999) holds VALUE, as make bench's populate leaves them for its reads.
+fill() {
+	LC_ALL=C awk -v v="$1" -v ex="${2:-}" 'BEGIN {
+		for (i = 0; i < 100000; i++) {
+			k = sprintf("sess:%012d", i)
+			printf "*%d\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", ex == "" ? 3 : 5, length(k), k, length(v), v
+			if (ex != "") printf "$2\r\nEX\r\n$%d\r\n%s\r\n", length(ex), ex
+		}
+	}' | redis-cli -p "$base" --pipe >/dev/null
+}
+fill "$value"
 for workload in ${AB_WORKLOADS:-GET SET}; do
 	depth=1
 	case $workload in
@@ -63,14 +77,24 @@ for workload in ${AB_WORKLOADS:-GET SET}; do
 	SET-P16) depth=16 args=(SET 'sess:__rand_int__' "$value") ;;
 	SESS.SET) args=(SESS.SET __rand_int__ "$session") ;;
 	SESS.SET-P16) depth=16 args=(SESS.SET __rand_int__ "$session") ;;
-	*) echo "ab.sh: unknown workload $workload (GET, SET, SESS.SET, GET-P16, SET-P16, SESS.SET-P16)" >&2; exit 2 ;;
+	SESS.GET) args=(SESS.GET __rand_int__) ;;
+	SESS.GET-P16) depth=16 args=(SESS.GET __rand_int__) ;;
+	GET-MISS) args=(GET 'sess:miss__rand_int__') ;;
+	GET-MISS-P16) depth=16 args=(GET 'sess:miss__rand_int__') ;;
+	SESS.GET-MISS-P16) depth=16 args=(SESS.GET miss__rand_int__) ;;
+	*) echo "ab.sh: unknown workload $workload (GET, SET, SESS.SET, SESS.GET, GET-MISS, GET-P16, SET-P16, SESS.SET-P16, SESS.GET-P16, GET-MISS-P16, SESS.GET-MISS-P16)" >&2; exit 2 ;;
 	esac
+	if [[ ${args[0]} == SESS.GET && -z ${sessions_written:-} ]]; then
+		fill "$session" 86400
+		sessions_written=1
+	fi
 	for ((round = 1; round <= rounds; round++)); do
 		line="${workload%-P16} -P $depth round $round:"
 		for name in "${names[@]}"; do
 			target_args=("${args[@]}")
 			# Redis itself has no SESS.SET: it gets the SET EX a session store sends.
 			[[ $name == direct && ${args[0]} == SESS.SET ]] && target_args=(SET 'sess:__rand_int__' "$session" EX 86400)
+			[[ $name == direct && ${args[0]} == SESS.GET ]] && target_args=(GET "sess:${args[1]}")
 			# --csv: rps is the 7th column from the end, p99 the 2nd.
 			figures=$(timeout 120 redis-benchmark -p "${ports[$name]}" --csv -q -n "$requests" -c "${AB_CLIENTS:-50}" \
 				-r 100000 -P "$depth" "${target_args[@]}" 2>/dev/null | tail -n 1 |

@@ -136,7 +136,7 @@ func (e *Engine) readSessions(ctx context.Context, b *store.Batch, sp *space, ke
 	}
 	hashes := make(map[int]store.HashResult)
 	for i, g := range gets {
-		if _, err := g.Result(); err == store.ErrNotFound || store.IsWrongType(err) {
+		if _, err := g.Result(); (err == store.ErrNotFound && !g.Absent()) || store.IsWrongType(err) {
 			hashes[i] = b.HashRead(keys[i], 0, "HGETALL")
 		}
 	}

@@ -26,7 +26,7 @@ func (e *Engine) sessFGet(c *Call) {
 		switch {
 		case !ok:
 		case payload == nil:
-			e.thenUnlessHash(c, ref, c.Out.Null)
+			e.thenUnlessHash(c, ref, res, c.Out.Null)
 		default:
 			// One field: gjson stops where it finds it, where
 			// fieldValues validates the whole session first. A value
@@ -77,7 +77,7 @@ func (e *Engine) sessFMGet(c *Call) {
 			}
 		}
 		if payload == nil {
-			e.thenUnlessHash(c, ref, answer)
+			e.thenUnlessHash(c, ref, res, answer)
 			return
 		}
 		answer()

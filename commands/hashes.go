@@ -276,13 +276,42 @@ func hashJSON(v interface{}) []byte {
 	return out
 }
 
-// thenUnlessHash answers WRONGTYPE when the key a string read found
-// empty holds a hash session (a read that shared an MGET sees a hash as
-// missing, where GET itself answers WRONGTYPE), and otherwise lets missing
-// answer. Called from a Then: the TYPE goes out in the next round trip,
-// with every other command's follow-up (Engine.finish), so a pipeline's
-// misses, or an event loop's, cost one round trip together.
-func (e *Engine) thenUnlessHash(c *Call, ref keyRef, missing func()) {
+// thenUnlessHash answers WRONGTYPE when the key a string read found empty
+// holds a hash session (a read that shared an MGET sees a hash as missing,
+// where GET itself answers WRONGTYPE), and otherwise lets missing answer:
+// at once where the read proved the key absent, else once thenAbsent has.
+func (e *Engine) thenUnlessHash(c *Call, ref keyRef, read store.GetResult, missing func()) {
+	e.thenAbsent(c, ref, read, missing, func() { e.thenWrongTypeIfHash(c, ref, missing) })
+}
+
+// thenAbsent runs absent where the string read found nothing at ref's key
+// at all, and other where it may have found a hash (or a tombstone, or
+// another type): the read itself tells (store.GetResult.Absent), or else a
+// check that the key holds nothing (store.Batch.Absent). Called from a
+// Then: the check goes out in the next round trip, with every other
+// command's follow-up (Engine.finish), so a pipeline's misses, or an event
+// loop's, cost one round trip and one EXISTS together.
+func (e *Engine) thenAbsent(c *Call, ref keyRef, read store.GetResult, absent, other func()) {
+	if read.Absent() {
+		absent()
+		return
+	}
+	check := c.Batch.Absent(ref.key)
+	c.Then(func() {
+		switch is, err := check.Result(); {
+		case err != nil:
+			e.fail(c, ref, err)
+		case is:
+			absent()
+		default:
+			other()
+		}
+	})
+}
+
+// thenWrongTypeIfHash answers WRONGTYPE when ref's key holds a hash, and
+// otherwise lets missing answer, after a TYPE in the next round trip.
+func (e *Engine) thenWrongTypeIfHash(c *Call, ref keyRef, missing func()) {
 	// Redis's own TYPE: a tombstone is a string, and only a hash matters.
 	res := c.Batch.Forward(true, "type", ref.key)
 	c.Then(func() {

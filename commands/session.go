@@ -51,23 +51,32 @@ func (e *Engine) sessGet(c *Call) {
 	}
 	res := e.readReply(c, ref)
 	c.Then(func() {
-		// A hash session reads as missing in a shared MGET, or as
-		// WRONGTYPE: its fields are answered as a JSON object.
+		// A hash session reads as WRONGTYPE, or as missing in a shared
+		// MGET: its fields are answered as a JSON object.
 		v, err := res.Result()
-		if !errors.Is(err, store.ErrNotFound) && !store.IsWrongType(err) {
+		switch {
+		case store.IsWrongType(err):
+			e.replyHashSession(c, ref)
+		case errors.Is(err, store.ErrNotFound):
+			e.thenAbsent(c, ref, res, c.Out.Null, func() { e.replyHashSession(c, ref) })
+		default:
 			e.replySession(c, ref, v, err)
-			return
 		}
-		e.thenHashSession(c, ref, true, func(payload []byte, found bool, herr error) {
-			switch {
-			case herr != nil:
-				e.fail(c, ref, herr)
-			case found:
-				c.Out.Bulk(payload)
-			default:
-				c.Out.Null()
-			}
-		})
+	})
+}
+
+// replyHashSession answers SESS.GET of a hash session: its fields as a
+// JSON object, or null where there is none after all.
+func (e *Engine) replyHashSession(c *Call, ref keyRef) {
+	e.thenHashSession(c, ref, true, func(payload []byte, found bool, err error) {
+		switch {
+		case err != nil:
+			e.fail(c, ref, err)
+		case found:
+			c.Out.Bulk(payload)
+		default:
+			c.Out.Null()
+		}
 	})
 }
 

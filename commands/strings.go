@@ -29,7 +29,7 @@ func (e *Engine) get(c *Call) {
 func (e *Engine) replyStringRead(c *Call, ref keyRef, res store.GetResult) {
 	v, err := res.Result()
 	if errors.Is(err, store.ErrNotFound) {
-		e.thenUnlessHash(c, ref, func() { e.replySession(c, ref, v, err) })
+		e.thenUnlessHash(c, ref, res, func() { e.replySession(c, ref, v, err) })
 		return
 	}
 	e.replySession(c, ref, v, err)
@@ -598,7 +598,7 @@ func (e *Engine) strlen(c *Call) {
 	c.Then(func() {
 		if v, ok := e.readSession(c, ref, res); ok {
 			if v == nil {
-				e.thenUnlessHash(c, ref, func() { c.Out.Int(0) }) // no session
+				e.thenUnlessHash(c, ref, res, func() { c.Out.Int(0) }) // no session
 				return
 			}
 			c.Out.Int(int64(len(v)))

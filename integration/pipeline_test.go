@@ -354,6 +354,47 @@ func testPipelinedReads(t *testing.T, up *upstream) {
 	wantErr(t, c, "WRONGTYPE Operation against a key holding the wrong kind of value", "GET", key("hash"))
 }
 
+// testPipelinedMissesAnswerAtOnce: a pipeline's reads of missing keys in
+// one MGET are told from a hash by one EXISTS of the MGET's nil keys, not a
+// TYPE (or SESS.GET's hash read) per miss after the batch (store/absent.go).
+func testPipelinedMissesAnswerAtOnce(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	key := func(id string) string { return "sess:{pm}" + id }
+	mustDo(t, p.client(t), "SET", key("live"), `{"n":1,"f":"x"}`)
+	up.resetStats(t)
+
+	rc := p.raw(t)
+	var req []byte
+	for _, id := range []string{"a", "live", "b"} {
+		req = append(req, encode("GET", key(id))...)
+	}
+	req = append(req, encode("SESS.GET", "{pm}c")...)
+	req = append(req, encode("STRLEN", key("d"))...)
+	req = append(req, encode("SESS.FGET", "{pm}e", "f")...)
+	req = append(req, encode("GET", key("live"))...)
+	rc.write(req)
+	wants := []interface{}{nil, `{"n":1,"f":"x"}`, nil, nil, int64(0), nil, `{"n":1,"f":"x"}`}
+	for i, want := range wants {
+		got, err := rc.read()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if got != want {
+			t.Errorf("reply %d = %#v, want %#v", i, got, want)
+		}
+	}
+	stats := up.stats(t)[up.masterOf(t, key("live"))]
+	if stats.calls["mget"] != 1 || stats.calls["exists"] != 1 {
+		t.Errorf("upstream ran %d MGET and %d EXISTS, want the reads as one MGET and its misses confirmed by one EXISTS (commandstats %v)",
+			stats.calls["mget"], stats.calls["exists"], stats.calls)
+	}
+	for _, cmd := range []string{"type", "hgetall", "evalsha", "get"} {
+		if n := stats.calls[cmd]; n != 0 {
+			t.Errorf("upstream ran %d %s, want none: the misses were known absent (commandstats %v)", n, strings.ToUpper(cmd), stats.calls)
+		}
+	}
+}
+
 // testConcurrentWritesShareCalls: writes of many clients at once are
 // merged into shared script calls (the store's write combiner, which works
 // on the auto-pipeliner startProxy turns on), and each keeps its own

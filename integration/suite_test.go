@@ -89,6 +89,7 @@ func runSuite(t *testing.T, up *upstream) {
 		// Pipelining, NOSCRIPT, races (pipeline_test.go).
 		{"Pipeline", testPipeline},
 		{"PipelinedReads", testPipelinedReads},
+		{"PipelinedMissesAnswerAtOnce", testPipelinedMissesAnswerAtOnce},
 		{"SplitPipeline", testSplitPipeline},
 		{"ConcurrentWritesShareCalls", testConcurrentWritesShareCalls},
 		{"ConcurrentReadsShareCalls", testConcurrentReadsShareCalls},

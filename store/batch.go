@@ -110,6 +110,9 @@ const (
 	// opWrite is a common-case write: consecutive ones of a slot share
 	// one setManyScript call.
 	opWrite
+	// opAbsent is a check that a key holds nothing (absent.go):
+	// consecutive ones of a slot share one EXISTS.
+	opAbsent
 )
 
 // op is one queued operation, recorded as it is queued: what the plan and
@@ -149,6 +152,9 @@ type opResult struct {
 	// err is the call's error, or the key's own error reply (a write's
 	// WRONGTYPE); redis.Nil for a missing read.
 	err error
+	// absent: a GET's nil, or an opAbsent's key, is no key at all
+	// (absent.go).
+	absent bool
 }
 
 // result hands out the next result slot. A full slab is left to its

@@ -36,6 +36,24 @@ func (r GetResult) Result() ([]byte, error) {
 	return v, err
 }
 
+// Absent reports whether the read itself proved that the key holds no
+// hash session: no key at all (a GET's nil, the sliding script's nil), or
+// a string tombstone. Where Result is ErrNotFound and Absent is false, the
+// read shared an MGET, which answers nil for a hash too: Batch.Absent
+// tells (absent.go).
+func (r GetResult) Absent() bool {
+	v, err := r.raw()
+	switch {
+	case err == nil:
+		return string(v) == Tombstone
+	case err != redis.Nil:
+		return false
+	case r.res == nil || r.read != nil: // a GET or the sliding script alone
+		return true
+	}
+	return r.res.absent
+}
+
 // raw is the read's own reply: the value, redis.Nil, or its error.
 func (r GetResult) raw() ([]byte, error) {
 	switch {

@@ -10,7 +10,8 @@ import (
 // from batch to batch.
 //
 //   - Consecutive plain reads of one slot (GET, SESS.GET) are one MGET; a
-//     run of one is a GET.
+//     run of one is a GET. Consecutive checks that keys hold nothing
+//     (Batch.Absent) are one EXISTS.
 //   - Consecutive common-case writes of one slot are one setManyScript
 //     call: a client's pipelined SETs then cost Redis one script call, not
 //     one each.
@@ -24,8 +25,8 @@ import (
 // MGET answers nil where GET answers WRONGTYPE, so a key in the namespace
 // that is not a string reads as missing when its read shares an MGET (with
 // its pipeline's reads, or other clients' in the read combiner); a GET sent
-// alone still gets the error. Only the proxy writes the namespace, and only
-// strings.
+// alone still gets the error; a command that must know looks again
+// (Batch.Absent, absent.go).
 type plan struct {
 	calls []call
 	run   []int    // the open run's operations
@@ -37,9 +38,9 @@ type plan struct {
 // call is one upstream command of a plan.
 type call struct {
 	cmd redis.Cmder
-	// kind is opRead or opWrite for a command that serves merged reads or
-	// writes (deliver gives each its result), opCommand for an
-	// operation's own command.
+	// kind is opRead, opWrite or opAbsent for a command that serves merged
+	// reads, writes or checks (deliver gives each its result), opCommand
+	// for an operation's own command.
 	kind opKind
 	// run marks a shared call that recovery splits one key per command on
 	// TRYAGAIN: an MGET, or a setManyScript call not already split.
@@ -133,7 +134,7 @@ func (p *plan) closeRun(ops []op, kind opKind, migrating func(int) bool) {
 	}
 	keys := p.keys[start:len(p.keys):len(p.keys)]
 	slot := ops[idx[0]].slot
-	c := call{kind: kind, read: kind == opRead, ops: idx, keys: keys, slot: slot}
+	c := call{kind: kind, read: kind != opWrite, ops: idx, keys: keys, slot: slot}
 	switch {
 	case len(idx) > 1 && migrating != nil && migrating(slot):
 		p.calls = append(p.calls, c)
@@ -141,6 +142,9 @@ func (p *plan) closeRun(ops []op, kind opKind, migrating func(int) bool) {
 	case kind == opRead:
 		// Read raw, each value against its client's room.
 		c.cmd, c.run = newRawRead(ops, idx, keys), len(idx) > 1
+		p.calls = append(p.calls, c)
+	case kind == opAbsent:
+		c.cmd, c.run = existsCmd(keys), len(idx) > 1
 		p.calls = append(p.calls, c)
 	default:
 		c.cmd, c.run, c.script = setManyCmd(ops, idx, keys), true, setManyScript
@@ -162,9 +166,11 @@ func (p *plan) splitCall(ops []op, c int) (from, to int) {
 	from = len(p.calls)
 	for j := range r.keys {
 		part := call{kind: r.kind, read: r.read, ops: r.ops[j : j+1 : j+1], keys: r.keys[j : j+1 : j+1], slot: r.slot}
-		switch {
-		case r.kind == opRead:
+		switch r.kind {
+		case opRead:
 			part.cmd = newRawRead(ops, part.ops, part.keys)
+		case opAbsent:
+			part.cmd = existsCmd(part.keys)
 		default:
 			part.cmd, part.script = setManyCmd(ops, part.ops, part.keys), setManyScript
 		}
@@ -196,6 +202,10 @@ func (p *plan) deliver(ops []op) {
 		}
 		if r, ok := c.cmd.(*rawRead); ok { // its values are in place already
 			r.deliver()
+			continue
+		}
+		if c.kind == opAbsent {
+			deliverAbsent(ops, c)
 			continue
 		}
 		// A run of writes (setManyCmd): each key's status, or its own

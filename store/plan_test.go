@@ -85,6 +85,17 @@ func TestPlan(t *testing.T) {
 			want:  []string{"mget a b c [0 1 2] run"},
 		},
 		{
+			name:  "consecutive absence checks of one slot are one EXISTS, apart from reads",
+			queue: func(b *Batch) { b.Absent("a"); b.Absent("b"); b.Get("c"); b.Absent("d") },
+			want:  []string{"exists a b [0 1] run", "get c [2]", "exists d [3]"},
+		},
+		{
+			name:      "absence checks of a slot being migrated are one EXISTS each",
+			queue:     func(b *Batch) { b.Absent("a"); b.Absent("b") },
+			migrating: true,
+			want:      []string{"exists a [0]", "exists b [1]"},
+		},
+		{
 			name:      "reads of a slot being migrated are one GET each",
 			queue:     func(b *Batch) { b.Get("a"); b.Get("b") },
 			migrating: true,

@@ -76,6 +76,10 @@ func (r *rawRead) deliver() {
 		err = errNoResult
 	}
 	if err == nil {
+		if len(r.scan.idx) == 1 { // a GET: its nil is no key at all
+			res := r.scan.ops[r.scan.idx[0]].res
+			res.absent = res.err == redis.Nil
+		}
 		return
 	}
 	for _, i := range r.scan.idx {
