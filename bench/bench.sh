@@ -39,6 +39,8 @@ set -euo pipefail
 # Debian installs nutcracker in /usr/sbin, which is not on a normal user's PATH.
 PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
 BENCH_N=${BENCH_N:-100000}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
@@ -139,17 +141,7 @@ apt_install() {
 # start_twemproxy NAME PORT: nutcracker with one pool in front of the bench redis-server.
 start_twemproxy() {
 	local name=$1 port=$2
-	cat >"$WORKDIR/$name.yml" <<-EOF
-		bench:
-		  listen: 127.0.0.1:$port
-		  redis: true
-		  hash: fnv1a_64
-		  distribution: ketama
-		  auto_eject_hosts: false
-		  timeout: 5000
-		  servers:
-		   - 127.0.0.1:$REDIS_PORT:1
-	EOF
+	twemproxy_config "127.0.0.1:$port" "127.0.0.1:$REDIS_PORT" >"$WORKDIR/$name.yml"
 	# -s: the stats port defaults to 22222 for every instance; give each its own.
 	local stats_port
 	free_port stats_port
@@ -202,8 +194,6 @@ start_floor() {
 
 # --- payloads --------------------------------------------------------------------------
 
-# shellcheck source=bench/payloads.sh
-source bench/payloads.sh # the working directory is the repository root (above)
 SESSION_JSON=$(session_json 1024)
 
 # populate small|session: write every key redis-benchmark can pick (sess:%012d for

@@ -2,7 +2,7 @@
 # ttlcost.sh — what a session key's TTL costs Redis, and what a proxy that adds one can
 # reach at best. One fresh redis-server, redis-benchmark -c 50 -P 16 (TTLCOST_DEPTH) over
 # 100,000 keys on an empty key space (as make bench's write rows), round by round, two
-# workloads. SET, make bench's 71-byte value (bench/payloads.sh):
+# workloads. SET, make bench's 71-byte value (bench/common.sh):
 #
 #   direct SET            Redis, make bench's direct row (no TTL)
 #   direct SET+TTL        Redis, sent what sessproxy sends it for that SET: SET … PX … GET
@@ -32,23 +32,15 @@ base=${TTLCOST_PORT:-26400}
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/ttlcost.XXXXXX")
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 PATH=$PATH:/usr/sbin # Debian installs nutcracker there
 
 setsid redis-server --port "$base" --bind 127.0.0.1 --save "" --appendonly no --dir "$workdir" >/dev/null 2>&1 &
 redis=$!
 pids+=("$redis")
 wait_port "$base"
-cat >"$workdir/tw.yml" <<EOF
-ttlcost:
-  listen: 127.0.0.1:$((base + 1))
-  redis: true
-  hash: fnv1a_64
-  distribution: ketama
-  auto_eject_hosts: false
-  timeout: 5000
-  servers:
-   - 127.0.0.1:$base:1
-EOF
+twemproxy_config "127.0.0.1:$((base + 1))" "127.0.0.1:$base" >"$workdir/tw.yml"
 setsid nutcracker -c "$workdir/tw.yml" -s "$((base + 3))" -a 127.0.0.1 >/dev/null 2>&1 &
 twemproxy=$!
 pids+=("$twemproxy")
@@ -62,8 +54,6 @@ wait_port "$((base + 1))"
 wait_port "$((base + 2))"
 
 # make bench's values: SMALL_JSON and its 1 KB session.
-# shellcheck source=bench/payloads.sh
-source "$(dirname "$0")/payloads.sh"
 value=$SMALL_JSON
 session=$(session_json 1024)
 

@@ -87,15 +87,7 @@ func testPipeline(t *testing.T, up *upstream) {
 			respError(destroyedError(key[len("sess:"):])))
 	}
 	rc.write(req)
-	for i, want := range wants {
-		got, err := rc.read()
-		if err != nil {
-			t.Fatalf("raw reply %d: %v", i, err)
-		}
-		if got != want {
-			t.Errorf("raw reply %d = %#v, want %#v", i, got, want)
-		}
-	}
+	rc.wantReplies(wants...)
 }
 
 // scriptFlush empties the script cache of every master, as a restart or a
@@ -334,16 +326,7 @@ func testPipelinedReads(t *testing.T, up *upstream) {
 	// The hash is missing in the shared MGET, which answers nil for it; the
 	// proxy looks at that key again and answers GET's WRONGTYPE
 	// (docs/commands.md).
-	wants := []interface{}{`{"n":1}`, nil, nil, `{"n":1}`, respError("WRONGTYPE Operation against a key holding the wrong kind of value"), `{"n":1}`, status("OK"), `{"n":3}`}
-	for i, want := range wants {
-		got, err := rc.read()
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if got != want {
-			t.Errorf("reply %d = %#v, want %#v", i, got, want)
-		}
-	}
+	rc.wantReplies(`{"n":1}`, nil, nil, `{"n":1}`, respError("WRONGTYPE Operation against a key holding the wrong kind of value"), `{"n":1}`, status("OK"), `{"n":3}`)
 	stats := up.stats(t)[up.masterOf(t, key("live"))]
 	if stats.calls["mget"] != 1 || stats.calls["get"] != 1 {
 		t.Errorf("upstream ran %d MGET and %d GET, want the six reads before the SET as one MGET and the read after it as one GET (commandstats %v)",
@@ -373,16 +356,7 @@ func testPipelinedMissesAnswerAtOnce(t *testing.T, up *upstream) {
 	req = append(req, encode("SESS.FGET", "{pm}e", "f")...)
 	req = append(req, encode("GET", key("live"))...)
 	rc.write(req)
-	wants := []interface{}{nil, `{"n":1,"f":"x"}`, nil, nil, int64(0), nil, `{"n":1,"f":"x"}`}
-	for i, want := range wants {
-		got, err := rc.read()
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if got != want {
-			t.Errorf("reply %d = %#v, want %#v", i, got, want)
-		}
-	}
+	rc.wantReplies(nil, `{"n":1,"f":"x"}`, nil, nil, int64(0), nil, `{"n":1,"f":"x"}`)
 	stats := up.stats(t)[up.masterOf(t, key("live"))]
 	if stats.calls["mget"] != 1 || stats.calls["exists"] != 1 {
 		t.Errorf("upstream ran %d MGET and %d EXISTS, want the reads as one MGET and its misses confirmed by one EXISTS (commandstats %v)",

@@ -560,6 +560,21 @@ func (c *rawConn) do(args ...string) interface{} {
 	return v
 }
 
+// wantReplies reads one reply per want (scalars, compared with ==) and
+// checks each; it stops at the first that cannot be read.
+func (c *rawConn) wantReplies(wants ...interface{}) {
+	c.t.Helper()
+	for i, want := range wants {
+		got, err := c.read()
+		if err != nil {
+			c.t.Fatalf("reply %d: %v", i, err)
+		}
+		if got != want {
+			c.t.Errorf("reply %d = %#v, want %#v", i, got, want)
+		}
+	}
+}
+
 // read reads one reply: status, respError, int64, string or nil (bulk),
 // []interface{} (array).
 func (c *rawConn) read() (interface{}, error) {

@@ -1,5 +1,21 @@
-# payloads.sh — the values make bench writes (bench.sh) and bench/ttlcost.sh writes too,
-# defined once. Source it; it starts nothing.
+# common.sh — what bench.sh and bench/ttlcost.sh both use, defined once: the values make
+# bench writes, and twemproxy's pool. Source it; it starts nothing.
+
+# twemproxy_config LISTEN REDIS: nutcracker's configuration of one pool listening on
+# LISTEN in front of the one redis-server at REDIS (host:port each).
+twemproxy_config() {
+	cat <<-EOF
+		bench:
+		  listen: $1
+		  redis: true
+		  hash: fnv1a_64
+		  distribution: ketama
+		  auto_eject_hosts: false
+		  timeout: 5000
+		  servers:
+		   - $2:1
+	EOF
+}
 
 SMALL_JSON='{"cookie":{"originalMaxAge":86400000,"httpOnly":true,"path":"/"},"n":1}'
 
