@@ -8,7 +8,7 @@ GO ?= go
 FUZZTIME ?= 1m
 
 # Every fuzz target, as package:name (go test -fuzz takes one at a time).
-FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzHeaderInt ./proxy/:FuzzParseInline ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch ./internal/glob/:FuzzMatch
+FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzHeaderInt ./proxy/:FuzzParseInline ./proxy/:FuzzServerConnection ./commands/:FuzzDispatch ./commands/:FuzzFieldCommandsOnePass ./store/codec/:FuzzValidate ./internal/glob/:FuzzMatch
 
 .PHONY: test deps vet build run fuzz chaos php
 
@@ -48,8 +48,10 @@ php:
 	else cat $$log; rm -f $$log; exit 1; fi
 
 # Each fuzz target for FUZZTIME: the request scanner against redcon's
-# reader, a real server over TCP, the engine's dispatch, and the glob
-# matcher against a copy of Redis's.
+# reader, a real server over TCP, the engine's dispatch, the field commands
+# (SESS.FGET/FMGET/FSET/FDEL) against the per-field gjson and sjson calls, the payload
+# validator against encoding/json, and the glob matcher against a copy of
+# Redis's.
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
