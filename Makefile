@@ -49,9 +49,9 @@ php:
 
 # Each fuzz target for FUZZTIME: the request scanner against redcon's
 # reader, a real server over TCP, the engine's dispatch, the field commands
-# (SESS.FGET/FMGET/FSET/FDEL) against the per-field gjson and sjson calls, the payload
-# validator against encoding/json, and the glob matcher against a copy of
-# Redis's.
+# (SESS.FGET/FMGET/FSET/FDEL) against per-field gjson and sjson calls, the
+# payload validator against encoding/json, and the glob matcher against a
+# copy of Redis's.
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} for $(FUZZTIME)"; \
