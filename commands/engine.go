@@ -377,7 +377,7 @@ func (e *Engine) takeNS(c *Call) bool {
 }
 
 // Then registers fn to write the reply once the batch has executed. A
-// Then may queue a follow-up (the TYPE after a miss) and register another
+// Then may queue a follow-up (the check after a miss) and register another
 // Then: it runs after the batch has executed once more (finish).
 func (c *Call) Then(fn func()) { c.then = fn }
 

@@ -1036,8 +1036,9 @@ func (l *loop) executor(r *loopRound) {
 	}
 }
 
-// execute executes r's round and the follow-ups its replies need (the TYPE
-// after a miss), all of its clients' together, one execution per pass.
+// execute executes r's round and the follow-ups its replies need (the
+// check after a miss), all of its clients' together, one execution per
+// pass.
 func (l *loop) execute(r *loopRound) {
 	l.exec(r.round)
 	for pass := 0; pass < maxFollowUpPasses && l.finishPass(r); pass++ {
