@@ -14,8 +14,8 @@ import (
 // one EXISTS, which answers 0 when none of their keys holds anything, and
 // only where it counts a key does a command look closer (a third round
 // trip, for a hash or a tombstone among the misses). At pipeline depth 16
-// on a full key space, reads of missing keys went from 1.16 to 1.40 times
-// as fast for GET and 2.5 to 2.7 times for SESS.GET
+// on a full key space, reads of missing keys became 1.19 to 1.28 times as
+// fast for GET and 2.32 to 2.61 times for SESS.GET
 // (bench/results/2026-12-07-89-misses-ab.txt, docs/performance.md).
 
 // AbsentResult is the handle of a queued Absent.
