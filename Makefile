@@ -13,7 +13,9 @@ FUZZ_TARGETS = ./proxy/:FuzzRequestScanner ./proxy/:FuzzHeaderInt ./proxy/:FuzzP
 .PHONY: test deps vet build run fuzz chaos php
 
 test: deps vet
-	$(GO) test -race -count=1 -timeout 9m -skip '^TestChaos' ./...
+	# The fault tests and PHP's sessions run on their own below (chaos, php),
+	# to print their figures; not twice.
+	$(GO) test -race -count=1 -timeout 9m -skip '^TestChaos|^Test(Standalone|Cluster|Sentinel)$$/^PHP' ./...
 	# The proxy package again with a goroutine per client (server.event_loops
 	# = -1): by default plaintext clients are served from event loops, and
 	# TLS and handed-over clients by goroutines, so both ways must hold.
@@ -38,9 +40,8 @@ chaos:
 		grep -E '^\s+chaos_test.go:[0-9]+: chaos |^(ok|FAIL)' $$log | sed -E 's/^\s+chaos_test.go:[0-9]+: //'; rm -f $$log; \
 	else cat $$log; rm -f $$log; exit 1; fi
 
-# PHP native sessions with phpredis's locking (already run above), again
-# on their own to print their timelines ('php locking:' lines); the whole
-# log when one fails.
+# PHP native sessions with phpredis's locking, on their own to print their
+# timelines ('php locking:' lines); the whole log when one fails.
 php:
 	@log=$$(mktemp); \
 	if $(GO) test -race -count=1 -timeout 3m -run '^Test(Standalone|Cluster|Sentinel)$$/^PHP' -v ./integration/ >$$log 2>&1; then \
