@@ -138,21 +138,7 @@ func (e *Engine) refuse(c *Call, reason Refusal, key, msg string) {
 // key is the upstream key (the hashed one under hash_ids, so the log holds
 // no usable session id); the payload is never logged.
 func (e *Engine) refused(c *Call, reason Refusal, key string) {
-	e.metrics.WriteRefused(reason)
-	ok, suppressed := e.refusals.admit(reason, c.Client.Addr)
-	if !ok {
-		return
-	}
-	fields := []zap.Field{
-		zap.String("reason", reason.String()),
-		zap.String("key", printable(key)),
-		zap.String("client", c.Client.Addr),
-		zap.String("command", e.callName(c)),
-	}
-	if suppressed > 0 {
-		fields = append(fields, zap.Int("suppressed", suppressed))
-	}
-	e.opts.Logger.Warn("write refused", fields...)
+	e.logRefusal(c, reason, "write refused", zap.String("key", printable(key)))
 }
 
 // upstreamRefused logs and counts a write whose reply is Redis refusing
@@ -169,21 +155,28 @@ func (e *Engine) upstreamRefused(c *Call, reply []byte) {
 	if reason == nil {
 		return
 	}
-	e.metrics.WriteRefused(RefusedUpstream)
-	ok, suppressed := e.refusals.admit(RefusedUpstream, c.Client.Addr)
+	e.logRefusal(c, RefusedUpstream, "write refused by the upstream", zap.String("upstream", printable(string(reason))))
+}
+
+// logRefusal counts a refused write and logs it, at most as often as the
+// rate limit admits (with how many it suppressed): msg, the reason, what
+// was refused (detail), the client and the command.
+func (e *Engine) logRefusal(c *Call, reason Refusal, msg string, detail zap.Field) {
+	e.metrics.WriteRefused(reason)
+	ok, suppressed := e.refusals.admit(reason, c.Client.Addr)
 	if !ok {
 		return
 	}
 	fields := []zap.Field{
-		zap.String("reason", RefusedUpstream.String()),
-		zap.String("upstream", printable(string(reason))),
+		zap.String("reason", reason.String()),
+		detail,
 		zap.String("client", c.Client.Addr),
 		zap.String("command", e.callName(c)),
 	}
 	if suppressed > 0 {
 		fields = append(fields, zap.Int("suppressed", suppressed))
 	}
-	e.opts.Logger.Warn("write refused by the upstream", fields...)
+	e.opts.Logger.Warn(msg, fields...)
 }
 
 // callName is the registry name of the command c runs.

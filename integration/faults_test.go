@@ -273,71 +273,40 @@ func TestTransactionAcrossARedisRestart(t *testing.T) {
 // addr, whatever the real sentinels say: a stale or misconfigured one.
 func fakeSentinel(t *testing.T, addr string, asked *atomic.Int32) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 	host, port, _ := net.SplitHostPort(addr)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	ln := redistest.ServeConns(t, func(c net.Conn, _ func(net.Conn)) {
+		defer c.Close()
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			args, err := redistest.ReadCommand(r)
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					args, err := redistest.ReadCommand(r)
-					if err != nil {
-						return
-					}
-					var reply string
-					switch strings.ToLower(args[0]) {
-					case "ping":
-						reply = "+PONG\r\n"
-					case "client", "auth", "select":
-						reply = "+OK\r\n"
-					case "sentinel":
-						if len(args) > 1 && strings.EqualFold(args[1], "get-master-addr-by-name") {
-							asked.Add(1)
-							reply = fmt.Sprintf("*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(host), host, len(port), port)
-						} else {
-							reply = "*0\r\n"
-						}
-					case "subscribe", "psubscribe":
-						for i, ch := range args[1:] {
-							reply += fmt.Sprintf("*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n:%d\r\n", len(args[0]), strings.ToLower(args[0]), len(ch), ch, i+1)
-						}
-					default:
-						reply = "-ERR unknown command '" + args[0] + "'\r\n"
-					}
-					if _, err := c.Write([]byte(reply)); err != nil {
-						return
-					}
+			var reply string
+			switch strings.ToLower(args[0]) {
+			case "ping":
+				reply = "+PONG\r\n"
+			case "client", "auth", "select":
+				reply = "+OK\r\n"
+			case "sentinel":
+				if len(args) > 1 && strings.EqualFold(args[1], "get-master-addr-by-name") {
+					asked.Add(1)
+					reply = fmt.Sprintf("*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(host), host, len(port), port)
+				} else {
+					reply = "*0\r\n"
 				}
-			}()
+			case "subscribe", "psubscribe":
+				for i, ch := range args[1:] {
+					reply += fmt.Sprintf("*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n:%d\r\n", len(args[0]), strings.ToLower(args[0]), len(ch), ch, i+1)
+				}
+			default:
+				reply = "-ERR unknown command '" + args[0] + "'\r\n"
+			}
+			if _, err := c.Write([]byte(reply)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return ln.Addr().String()
 }
 

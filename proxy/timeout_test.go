@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/sessproxy/sessproxy/commands"
 	"github.com/sessproxy/sessproxy/commands/ttl"
+	"github.com/sessproxy/sessproxy/integration/redistest"
 	"github.com/sessproxy/sessproxy/store"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -81,49 +81,27 @@ type stallingProxy struct {
 
 func newStallingProxy(t *testing.T, addr string) *stallingProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallingProxy{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", addr)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(up, down); up.Close() }()
-			go func() {
-				defer wg.Done()
-				defer down.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := up.Read(buf)
-					for p.stall.Load() {
-						time.Sleep(10 * time.Millisecond)
-					}
-					if n > 0 {
-						if _, werr := down.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
+	p := &stallingProxy{}
+	p.ln = redistest.Relay(t, addr, func(down, up net.Conn) {
+		redistest.BothWays(func() { io.Copy(up, down); up.Close() }, func() {
+			defer down.Close()
+			buf := make([]byte, 4096)
+			for {
+				n, err := up.Read(buf)
+				for p.stall.Load() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n > 0 {
+					if _, werr := down.Write(buf[:n]); werr != nil {
 						return
 					}
 				}
-			}()
-		}
-	}()
+				if err != nil {
+					return
+				}
+			}
+		})
+	})
 	return p
 }
 

@@ -2,73 +2,28 @@ package store
 
 import (
 	"net"
-	"sync"
-	"testing"
+	"sync/atomic"
 )
 
-// serveConns listens on a free 127.0.0.1 port and runs serve on each
-// connection it accepts, on a goroutine of its own; keep hands serve's
-// own connections (a relay's to its upstream) to the cleanup, which closes
-// the listener and every connection and waits for serve's goroutines. The
-// fake upstreams of the store's tests stand on it.
-func serveConns(t *testing.T, serve func(c net.Conn, keep func(net.Conn))) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	keep := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
+// passCommands passes client's commands on to server until either side
+// closes, the commands half of the store tests' relays
+// (redistest.Relay): the first read that match finds in while armed is
+// set disarms it and sets marked, on which the replies half acts.
+func passCommands(server, client net.Conn, match func([]byte) bool, armed, marked *atomic.Bool) {
+	defer server.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 && match(buf[:n]) && armed.CompareAndSwap(true, false) {
+			marked.Store(true)
 		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+		if n > 0 {
+			if _, werr := server.Write(buf[:n]); werr != nil {
 				return
 			}
-			keep(c)
-			wg.Go(func() { serve(c, keep) })
 		}
-	})
-	return ln
-}
-
-// startRelay is serveConns passing each connection on to one of its own
-// to upstream: pass runs until both directions are done.
-func startRelay(t *testing.T, upstream string, pass func(client, server net.Conn)) net.Listener {
-	t.Helper()
-	return serveConns(t, func(client net.Conn, keep func(net.Conn)) {
-		server, err := net.Dial("tcp", upstream)
 		if err != nil {
-			client.Close()
 			return
 		}
-		keep(server)
-		pass(client, server)
-	})
-}
-
-// bothWays runs commands and replies at once and returns when both have.
-func bothWays(commands, replies func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		commands()
-	}()
-	replies()
-	<-done
+	}
 }

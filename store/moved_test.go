@@ -27,7 +27,7 @@ type movedNode struct {
 func startMovedNode(t *testing.T) *movedNode {
 	t.Helper()
 	n := &movedNode{}
-	n.ln = serveConns(t, func(c net.Conn, _ func(net.Conn)) {
+	n.ln = redistest.ServeConns(t, func(c net.Conn, _ func(net.Conn)) {
 		defer c.Close()
 		addr := c.LocalAddr().String() // the listener's
 		host, port, _ := net.SplitHostPort(addr)

@@ -30,30 +30,12 @@ type poisonRelay struct {
 func startPoisonRelay(t *testing.T, upstream, marker string) *poisonRelay {
 	t.Helper()
 	r := &poisonRelay{marker: []byte("\r\n" + marker + "\r\n")}
-	r.ln = startRelay(t, upstream, func(client, server net.Conn) {
+	r.ln = redistest.Relay(t, upstream, func(client, server net.Conn) {
 		var poisoned atomic.Bool
-		bothWays(func() { r.commands(server, client, &poisoned) }, func() { r.replies(client, server, &poisoned) })
+		named := func(b []byte) bool { return bytes.Contains(b, r.marker) }
+		redistest.BothWays(func() { passCommands(server, client, named, &r.armed, &poisoned) }, func() { r.replies(client, server, &poisoned) })
 	})
 	return r
-}
-
-func (r *poisonRelay) commands(server, client net.Conn, poisoned *atomic.Bool) {
-	defer server.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 && bytes.Contains(buf[:n], r.marker) && r.armed.CompareAndSwap(true, false) {
-			poisoned.Store(true)
-		}
-		if n > 0 {
-			if _, werr := server.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }
 
 // replies passes server's replies on; on a poisoned connection it sends

@@ -23,32 +23,16 @@ type cutRelay struct {
 func startCutRelay(t *testing.T, upstream string) *cutRelay {
 	t.Helper()
 	r := &cutRelay{}
-	r.ln = startRelay(t, upstream, func(client, server net.Conn) {
+	r.ln = redistest.Relay(t, upstream, func(client, server net.Conn) {
 		var incr atomic.Bool // an armed relay saw an INCR go out on it
-		bothWays(func() { r.commands(server, client, &incr) }, func() { r.replies(client, server, &incr) })
+		redistest.BothWays(func() { passCommands(server, client, isIncr, &r.armed, &incr) }, func() { r.replies(client, server, &incr) })
 	})
 	return r
 }
 
-// commands passes client's commands to server, and marks an INCR sent
-// while the relay is armed.
-func (r *cutRelay) commands(server, client net.Conn, incr *atomic.Bool) {
-	defer server.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 && bytes.Contains(bytes.ToLower(buf[:n]), []byte("$4\r\nincr\r\n")) && r.armed.CompareAndSwap(true, false) {
-			incr.Store(true)
-		}
-		if n > 0 {
-			if _, werr := server.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+// isIncr reports whether commands carry an INCR.
+func isIncr(commands []byte) bool {
+	return bytes.Contains(bytes.ToLower(commands), []byte("$4\r\nincr\r\n"))
 }
 
 // replies passes server's replies to client, but drops the connection
