@@ -42,12 +42,7 @@ func (b *Batch) Absent(key string) AbsentResult {
 
 // existsCmd is the EXISTS of a run of Absent checks.
 func existsCmd(keys []string) *redis.IntCmd {
-	args := make([]interface{}, 1+len(keys))
-	args[0] = "exists"
-	for i := range keys {
-		args[1+i] = &keys[i] // a pointer: boxing a string would allocate
-	}
-	return redis.NewIntCmd(context.Background(), args...)
+	return redis.NewIntCmd(context.Background(), keysArgs("exists", keys)...)
 }
 
 // deliverAbsent gives a run's checks EXISTS's answer: absent when it

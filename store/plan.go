@@ -179,10 +179,10 @@ func (p *plan) splitCall(ops []op, c int) (from, to int) {
 	return from, len(p.calls)
 }
 
-// mgetArgs is MGET keys' arguments.
-func mgetArgs(keys []string) []interface{} {
+// keysArgs are the arguments of command name (MGET, EXISTS) on keys.
+func keysArgs(name string, keys []string) []interface{} {
 	args := make([]interface{}, 1+len(keys))
-	args[0] = "mget"
+	args[0] = name
 	for i := range keys {
 		// A pointer: boxing a string would allocate. go-redis writes and
 		// hashes *string args; only its multi-shard routing (a command

@@ -62,7 +62,7 @@ func newRawRead(ops []op, idx []int, keys []string) *rawRead {
 		r.get = [2]interface{}{"get", &keys[0]}
 		args = r.get[:]
 	} else {
-		args = mgetArgs(keys)
+		args = keysArgs("mget", keys)
 	}
 	r.RawWriteToCmd = *redis.NewRawWriteToCmd(context.Background(), &r.scan, args...)
 	return r
