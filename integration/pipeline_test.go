@@ -369,6 +369,37 @@ func testPipelinedMissesAnswerAtOnce(t *testing.T, up *upstream) {
 	}
 }
 
+// testMissesAcrossSlots: misses in many slots (a cluster's several
+// masters) are checked in one round trip of one EXISTS per slot, sent
+// together, and answered as missing; a hash among them still answers
+// WRONGTYPE, a live session its value.
+func testMissesAcrossSlots(t *testing.T, up *upstream) {
+	p := startProxy(t, up, nil)
+	mustDo(t, p.client(t), "SET", "sess:across-live", `{"n":1}`)
+	if err := up.direct.HSet(bg, "sess:across-hash", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.direct.Expire(bg, "sess:across-hash", time.Hour).Err(); err != nil {
+		t.Fatal(err) // every key in the namespace has a TTL (checked after the test)
+	}
+	rc := p.raw(t)
+	var req []byte
+	var wants []interface{}
+	for i := 0; i < 40; i++ {
+		req = append(req, encode("GET", fmt.Sprintf("sess:across-missing-%d", i))...)
+		wants = append(wants, nil)
+		if i%10 == 5 {
+			req = append(req, encode("SESS.GET", fmt.Sprintf("across-gone-%d", i))...)
+			wants = append(wants, nil)
+		}
+	}
+	req = append(req, encode("GET", "sess:across-hash")...)
+	req = append(req, encode("GET", "sess:across-live")...)
+	wants = append(wants, respError("WRONGTYPE Operation against a key holding the wrong kind of value"), `{"n":1}`)
+	rc.write(req)
+	rc.wantReplies(wants...)
+}
+
 // testConcurrentWritesShareCalls: writes of many clients at once are
 // merged into shared script calls (the store's write combiner, which works
 // on the auto-pipeliner startProxy turns on), and each keeps its own

@@ -90,6 +90,7 @@ func runSuite(t *testing.T, up *upstream) {
 		{"Pipeline", testPipeline},
 		{"PipelinedReads", testPipelinedReads},
 		{"PipelinedMissesAnswerAtOnce", testPipelinedMissesAnswerAtOnce},
+		{"MissesAcrossSlots", testMissesAcrossSlots},
 		{"SplitPipeline", testSplitPipeline},
 		{"ConcurrentWritesShareCalls", testConcurrentWritesShareCalls},
 		{"ConcurrentReadsShareCalls", testConcurrentReadsShareCalls},
