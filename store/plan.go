@@ -185,8 +185,9 @@ func keysArgs(name string, keys []string) []interface{} {
 	args[0] = name
 	for i := range keys {
 		// A pointer: boxing a string would allocate. go-redis writes and
-		// hashes *string args; only its multi-shard routing (a command
-		// policy MGET does not have) would refuse one.
+		// hashes *string args; only its multi-shard routing would refuse
+		// one, and its command policies (modules' commands only) give
+		// neither MGET nor EXISTS one, though Redis marks both multi_shard.
 		args[1+i] = &keys[i]
 	}
 	return args
